@@ -1,0 +1,1 @@
+"""The Kubernetes operator: reconciles Functions and EventSourceMappings (not built yet)."""

@@ -1,0 +1,1 @@
+"""Kafka and Redis event-source pollers (not built yet)."""

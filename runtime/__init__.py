@@ -1,0 +1,1 @@
+"""The in-pod runtime server: Lambda Runtime API, worker processes, bootstrap, timeouts, logs."""
