@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 import yaml
 from pydantic import (
@@ -33,7 +33,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-API_VERSION = "kfaas.dev/v1alpha1"
+API_VERSION: Final = "kfaas.dev/v1alpha1"
 API_GROUP = "kfaas.dev"
 KINDS = ("Function", "EventSourceMapping")
 
