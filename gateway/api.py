@@ -1,0 +1,182 @@
+"""Lambda's Invoke API (``/2015-03-31/functions/...``) as boto3 and the AWS CLI speak it.
+
+Invoke (RequestResponse 200, Event 202, DryRun 204) plus read-only ListFunctions, GetFunction and
+GetFunctionConfiguration. Paths are parsed from the raw URL because botocore percent-encodes the
+function name (``ns%2Fname``, ``arn%3Aaws%3A...``) and a decoded ``/`` must not split it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from kfaas.names import InvalidFunctionName, QualifierMismatch, parse_function_name
+
+from kfaas.manifests import Function
+
+from .asyncq import AsyncEvent
+from .errors import (
+    InvalidParameterValue,
+    InvalidRequestContent,
+    RequestTooLarge,
+    ResourceNotFound,
+)
+from .invoker import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, InvokeOptions
+from .services import Services
+
+PREFIX = "/2015-03-31/functions"
+CLIENT_CONTEXT_LIMIT = 3583
+
+
+def routes(services: Callable[[], Services]) -> list[web.RouteDef]:
+    async def functions(request: web.Request) -> web.StreamResponse:
+        return await _dispatch(services(), request)
+
+    return [web.route("*", PREFIX + "{tail:.*}", functions)]
+
+
+async def _dispatch(services: Services, request: web.Request) -> web.StreamResponse:
+    raw = request.raw_path.split("?", 1)[0][len(PREFIX) :]
+    parts = [urllib.parse.unquote(part) for part in raw.strip("/").split("/")] if raw else []
+    parts = [part for part in parts if part] if parts != [""] else []
+    method = request.method
+    if not parts and method == "GET":
+        return _list_functions(services)
+    if len(parts) == 1 and method == "GET":
+        return _get_function(services, _resolve(services, request, parts[0]))
+    if len(parts) == 2 and parts[1] == "configuration" and method == "GET":
+        function = _resolve(services, request, parts[0])
+        return web.json_response(_configuration(services, function))
+    if len(parts) == 2 and parts[1] == "invocations" and method == "POST":
+        return await _invoke(services, request, _resolve(services, request, parts[0]))
+    raise ResourceNotFound(f"Unknown operation {method} {request.path}")
+
+
+def _resolve(services: Services, request: web.Request, raw_name: str) -> Function:
+    try:
+        ref = parse_function_name(
+            raw_name,
+            services.registry.default_namespace,
+            qualifier=request.query.get("Qualifier"),
+        )
+    except (InvalidFunctionName, QualifierMismatch) as exc:
+        raise InvalidParameterValue(str(exc)) from exc
+    if ref.qualifier not in (None, "$LATEST"):
+        raise ResourceNotFound(
+            f"Function not found: {services.registry.arn(ref.namespace, ref.name)}:{ref.qualifier}"
+        )
+    return services.registry.get_ref(ref)
+
+
+async def _invoke(
+    services: Services, request: web.Request, function: Function
+) -> web.StreamResponse:
+    request_id: str = request["request_id"]
+    invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+    if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+        raise InvalidParameterValue(
+            f"Invalid X-Amz-Invocation-Type {invocation_type!r}: "
+            "expected RequestResponse, Event or DryRun"
+        )
+    limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit)
+    payload = await request.content.read(limit + 1)
+    if len(payload) > limit:
+        raise _too_large(len(payload), limit)
+    payload = _check_json(payload)
+    if invocation_type == "DryRun":
+        return web.Response(status=204, headers={"x-amzn-RequestId": request_id})
+    if invocation_type == "Event":
+        event = AsyncEvent.new(function.key, payload, request_id=request_id)
+        await services.async_queue.put(event)
+        services.metrics.async_received.labels(*_labels(function)).inc()
+        return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
+    options = InvokeOptions(
+        request_id=request_id,
+        log_tail=request.headers.get("X-Amz-Log-Type") == "Tail",
+        client_context=_client_context(request.headers.get("X-Amz-Client-Context")),
+        trace_id=request.headers.get("X-Amzn-Trace-Id"),
+    )
+    result = await services.invoker.invoke(function.key, payload, options)
+    headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"}
+    if result.function_error:
+        headers["X-Amz-Function-Error"] = result.function_error
+    if result.log_result is not None:
+        headers["X-Amz-Log-Result"] = result.log_result
+    return web.Response(body=result.payload, headers=headers, content_type="application/json")
+
+
+def _too_large(size: int, limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"{size} byte payload is too large for the Invoke API (max {limit} bytes)"
+    )
+
+
+def _check_json(payload: bytes) -> bytes:
+    if not payload.strip():
+        return b"{}"
+    try:
+        json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from exc
+    return payload
+
+
+def _client_context(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if len(raw) > CLIENT_CONTEXT_LIMIT:
+        raise InvalidParameterValue(
+            f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes (base64), got {len(raw)}"
+        )
+    try:
+        text = base64.b64decode(raw, validate=True).decode()
+        json.loads(text)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestContent(f"Client context must be base64-encoded JSON: {exc}") from exc
+    return text
+
+
+def _labels(function: Function) -> tuple[str, str]:
+    return function.metadata.namespace, function.metadata.name
+
+
+def _configuration(services: Services, function: Function) -> dict[str, Any]:
+    spec = function.spec
+    return {
+        "FunctionName": function.metadata.name,
+        "FunctionArn": services.registry.arn(function.metadata.namespace, function.metadata.name),
+        "Runtime": spec.runtime,
+        "Handler": spec.handler,
+        "MemorySize": spec.memory_mb,
+        "Timeout": spec.timeout_seconds,
+        "Version": "$LATEST",
+        "Environment": {"Variables": dict(spec.environment)},
+        "PackageType": "Image" if spec.code.image else "Zip",
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "Description": f"{function.metadata.namespace}/{function.metadata.name}",
+        "LastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime()),
+    }
+
+
+def _list_functions(services: Services) -> web.Response:
+    functions = [_configuration(services, fn) for fn in services.registry.list()]
+    return web.json_response({"Functions": functions})
+
+
+def _get_function(services: Services, function: Function) -> web.Response:
+    body = {
+        "Configuration": _configuration(services, function),
+        "Code": {"RepositoryType": "kfaas", "Location": function.spec.code.image or ""},
+    }
+    if function.spec.concurrency.reserved is not None:
+        body["Concurrency"] = {"ReservedConcurrentExecutions": function.spec.concurrency.reserved}
+    return web.json_response(body)

@@ -1,0 +1,83 @@
+"""Builds the gateway's aiohttp application from its parts; middlewares are chained only here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+from kfaas.config import Settings
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kfaas.backends import InstanceBackend
+
+from . import api, middleware, triggers
+from .asyncq import AsyncQueue, MemoryQueue
+from .dispatcher import DestinationSender, Dispatcher
+from .invoker import Invoker
+from .metrics import GatewayMetrics
+from .registry import FunctionRegistry
+from .routing import Router
+from .services import Services
+
+SERVICES = web.AppKey("services", Services)
+
+
+def create_app(
+    registry: FunctionRegistry,
+    backend: InstanceBackend,
+    settings: Settings,
+    *,
+    async_queue: AsyncQueue | None = None,
+    destinations: DestinationSender | None = None,
+    max_wait_seconds: float = 60.0,
+    ready: Callable[[], bool] = lambda: True,
+) -> web.Application:
+    """The gateway app; its client session and dispatcher live as long as the app runs."""
+    metrics = GatewayMetrics()
+    router = Router(backend.demand, max_wait_seconds=max_wait_seconds)
+    backend.subscribe(router.set_endpoints)
+    queue = async_queue or MemoryQueue()
+    app = web.Application(
+        middlewares=[middleware.request_ids, middleware.api_errors, middleware.tracing],
+        client_max_size=8 * 1024 * 1024,
+    )
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            invoker = Invoker(registry, router, metrics, session)
+            dispatcher = Dispatcher(
+                queue,
+                invoker,
+                retry_base_seconds=settings.async_retry_base_seconds,
+                destinations=destinations,
+            )
+            app[SERVICES] = Services(registry, router, invoker, metrics, queue, dispatcher)
+            dispatcher.start()
+            yield
+            await dispatcher.stop()
+            await queue.close()
+
+    app.cleanup_ctx.append(lifecycle)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(request: web.Request) -> web.Response:
+        return web.Response(text="ok") if ready() else web.Response(status=503, text="starting")
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def services() -> Services:
+        return app[SERVICES]
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_routes(api.routes(services))
+    app.router.add_routes(triggers.routes(services))
+    return app

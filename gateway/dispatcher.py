@@ -1,0 +1,208 @@
+"""Runs queued asynchronous invocations with Lambda's retry rules and destinations.
+
+Each event is invoked through the same ``Invoker`` as sync calls. The retry decision is the pure
+``kfaas.retries.next_async_step``; this loop only acts on it: re-queue with a delay, or hand an
+invocation record to the ``onSuccess``/``onFailure`` destination. An event is marked done only
+after its successor (retry, destination record) is stored, so nothing is dropped silently: events
+with no failure destination are counted in ``kfaas_async_events_dropped`` and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import time
+import uuid
+from typing import Any, Literal, Protocol
+
+from kfaas.events import invocation_record
+from kfaas.retries import next_async_step
+
+from kfaas.manifests import Function
+
+from .asyncq import AsyncEvent, AsyncQueue, Delivery
+from .errors import ApiError, ResourceNotFound, TooManyRequests
+from .invoker import InvokeOptions, Invoker, InvokeResult
+
+log = logging.getLogger("kfaas.gateway.dispatcher")
+
+Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded"]
+
+
+class DestinationSender(Protocol):
+    """Delivers invocation records to Kafka topics or Redis streams (function targets stay here)."""
+
+    async def send(self, destination: Any, record: dict[str, Any]) -> None: ...
+
+
+class NoExternalDestinations:
+    async def send(self, destination: Any, record: dict[str, Any]) -> None:
+        raise RuntimeError(
+            f"destination {destination!r} needs a Kafka or Redis destination sender, "
+            "which this gateway was started without"
+        )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        queue: AsyncQueue,
+        invoker: Invoker,
+        *,
+        retry_base_seconds: float,
+        concurrency: int = 16,
+        destinations: DestinationSender | None = None,
+    ) -> None:
+        self.queue = queue
+        self.invoker = invoker
+        self.retry_base_seconds = retry_base_seconds
+        self.concurrency = concurrency
+        self.destinations = destinations or NoExternalDestinations()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for index in range(self.concurrency):
+            task = asyncio.create_task(self._run(), name=f"kfaas-async-dispatcher-{index}")
+            task.add_done_callback(self._crashed)
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.remove_done_callback(self._crashed)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        log.error("dispatcher task %s died: %r; restarting it", task.get_name(), task.exception())
+        self._tasks.remove(task)
+        replacement = asyncio.create_task(self._run(), name=task.get_name())
+        replacement.add_done_callback(self._crashed)
+        self._tasks.append(replacement)
+
+    async def _run(self) -> None:
+        while True:
+            delivery = await self.queue.take()
+            try:
+                await self.handle(delivery)
+            except Exception:
+                # The delivery stays pending and a durable queue redelivers it; log loudly.
+                log.exception("async event %s could not be handled", delivery.event.request_id)
+                continue
+            await self.queue.done(delivery)
+
+    async def handle(self, delivery: Delivery) -> None:
+        event = delivery.event
+        try:
+            function = self.invoker.registry.get(event.function_key)
+        except ResourceNotFound:
+            log.error(
+                "async event %s dropped: function %s no longer exists",
+                event.request_id,
+                event.function_key,
+            )
+            return
+        config = function.spec.async_
+        age = time.time() - event.accepted_at
+        namespace, name = function.metadata.namespace, function.metadata.name
+        self.invoker.metrics.async_event_age.labels(namespace, name).observe(age)
+        if age > config.maximum_event_age_seconds:
+            await self._finish(function, event, "EventAgeExceeded", None)
+            return
+        result: InvokeResult | None = None
+        outcome: Literal["success", "function_error", "throttled", "service_error"]
+        try:
+            result = await self.invoker.invoke(
+                event.function_key,
+                event.payload,
+                InvokeOptions(request_id=event.request_id, carrier=dict(event.carrier)),
+            )
+            event = event.replace(invocations=event.invocations + 1)
+            if result.function_error:
+                event = event.replace(function_errors=event.function_errors + 1)
+                outcome = "function_error"
+            else:
+                outcome = "success"
+        except TooManyRequests:
+            event = event.replace(throttles=event.throttles + 1)
+            outcome = "throttled"
+        except ApiError as exc:
+            log.warning("async event %s: %s", event.request_id, exc.message)
+            event = event.replace(throttles=event.throttles + 1)
+            outcome = "service_error"
+        step = next_async_step(
+            outcome=outcome,
+            attempts_made=event.function_errors if outcome == "function_error" else event.throttles,
+            max_retry_attempts=config.maximum_retry_attempts,
+            event_age_seconds=time.time() - event.accepted_at,
+            max_event_age_seconds=config.maximum_event_age_seconds,
+            base_seconds=self.retry_base_seconds,
+        )
+        if step.kind == "retry":
+            await self.queue.put(event, delay=step.delay)
+        elif step.kind == "done_success":
+            await self._finish(function, event, "Success", result)
+        elif step.kind == "give_up_retries":
+            await self._finish(function, event, "RetriesExhausted", result)
+        else:
+            await self._finish(function, event, "EventAgeExceeded", result)
+
+    async def _finish(
+        self,
+        function: Function,
+        event: AsyncEvent,
+        condition: Condition,
+        result: InvokeResult | None,
+    ) -> None:
+        config = function.spec.async_
+        destination = config.on_success if condition == "Success" else config.on_failure
+        namespace, name = function.metadata.namespace, function.metadata.name
+        if destination is None:
+            if condition != "Success":
+                self.invoker.metrics.async_dropped.labels(namespace, name, condition).inc()
+                log.warning(
+                    "async event %s of %s ended with %s and has no onFailure destination",
+                    event.request_id,
+                    function.key,
+                    condition,
+                )
+            return
+        record = invocation_record(
+            request_id=event.request_id,
+            function_arn=self.invoker.registry.arn(namespace, name) + ":$LATEST",
+            condition=condition,
+            approximate_invoke_count=event.invocations,
+            request_payload=_json_or_text(event.payload),
+            status_code=200 if result is not None else 429,
+            function_error=result.function_error if result else None,
+            response_payload=_json_or_text(result.payload) if result else None,
+            timestamp=datetime.datetime.now(datetime.UTC),
+        )
+        try:
+            if destination.function is not None:
+                target = f"{namespace}/{destination.function.name}"
+                self.invoker.registry.get(target)
+                body = json.dumps(record).encode()
+                await self.queue.put(AsyncEvent.new(target, body, request_id=str(uuid.uuid4())))
+            else:
+                await self.destinations.send(destination, dict(record))
+        except Exception as exc:
+            self.invoker.metrics.destination_failures.labels(namespace, name).inc()
+            log.error(
+                "invocation record of %s (%s) could not be delivered to %s: %s",
+                event.request_id,
+                condition,
+                destination,
+                exc,
+            )
+
+
+def _json_or_text(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload.decode(errors="replace")

@@ -1,0 +1,142 @@
+"""One synchronous invocation: route it to an instance, run it, account for it.
+
+Every source (the Invoke API, HTTP triggers, the async dispatcher, stream pollers) ends here, so
+reserved concurrency, throttling and metrics mean the same for all of them, as in Lambda.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import aiohttp
+from opentelemetry import propagate, trace
+
+from .errors import RequestTooLarge, ServiceError, TooManyRequests
+from .metrics import GatewayMetrics
+from .registry import FunctionRegistry
+from .routing import Router
+
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024
+
+tracer = trace.get_tracer("kfaas.gateway")
+
+
+@dataclass
+class InvokeOptions:
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_tail: bool = False
+    client_context: str | None = None
+    """The client context as JSON text (already base64-decoded)."""
+    trace_id: str | None = None
+    """An X-Ray trace header value to hand to the function."""
+    carrier: dict[str, str] = field(default_factory=dict)
+    """Propagation headers (``traceparent``) of the caller, when not taken from the current span."""
+
+
+@dataclass
+class InvokeResult:
+    request_id: str
+    payload: bytes
+    function_error: str | None
+    log_result: str | None
+    cold_start: bool
+    init_duration_seconds: float | None
+    duration_seconds: float
+
+
+class Invoker:
+    """Routes invocations to instances through the router and records them in metrics."""
+
+    def __init__(
+        self,
+        registry: FunctionRegistry,
+        router: Router,
+        metrics: GatewayMetrics,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self.registry = registry
+        self.router = router
+        self.metrics = metrics
+        self.session = session
+
+    async def invoke(self, key: str, payload: bytes, options: InvokeOptions) -> InvokeResult:
+        """Run one invocation of the function ``namespace/name`` and return its result.
+
+        Raises ``ResourceNotFound`` for an unknown function and the other ``ApiError``s for
+        throttles, oversized payloads and unreachable instances; a function error is a result.
+        """
+        function = self.registry.get(key)
+        namespace, name = function.metadata.namespace, function.metadata.name
+        if len(payload) > SYNC_PAYLOAD_LIMIT:
+            raise RequestTooLarge(
+                f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the Invoke operation"
+            )
+        pool = self.router.pool(key, function.spec.concurrency.reserved)
+        try:
+            slot = await pool.acquire()
+        except TooManyRequests:
+            self.metrics.throttles.labels(namespace, name).inc()
+            raise
+        self.metrics.concurrent.labels(namespace, name).inc()
+        started = time.perf_counter()
+        try:
+            with tracer.start_as_current_span(
+                "kfaas.gateway.invoke",
+                kind=trace.SpanKind.CLIENT,
+                attributes={"faas.invoked_name": name, "faas.invocation_id": options.request_id},
+            ):
+                headers = self._headers(function.metadata.namespace, name, options)
+                result = await self._send(slot.endpoint.url, payload, headers, options)
+        finally:
+            pool.release(slot)
+            self.metrics.concurrent.labels(namespace, name).dec()
+        result.duration_seconds = time.perf_counter() - started
+        self.metrics.record(namespace, name, result)
+        return result
+
+    def _headers(self, namespace: str, name: str, options: InvokeOptions) -> dict[str, str]:
+        headers = {
+            "Lambda-Runtime-Aws-Request-Id": options.request_id,
+            "Lambda-Runtime-Invoked-Function-Arn": self.registry.arn(namespace, name),
+        }
+        if options.log_tail:
+            headers["X-Amz-Log-Type"] = "Tail"
+        if options.client_context is not None:
+            headers["Lambda-Runtime-Client-Context"] = options.client_context
+        if options.trace_id:
+            headers["Lambda-Runtime-Trace-Id"] = options.trace_id
+        headers.update(options.carrier)
+        propagate.inject(headers)
+        return headers
+
+    async def _send(
+        self, url: str, payload: bytes, headers: dict[str, str], options: InvokeOptions
+    ) -> InvokeResult:
+        try:
+            async with self.session.post(f"{url}/invoke", data=payload, headers=headers) as reply:
+                body = await reply.read()
+                if reply.status != 200:
+                    raise ServiceError(
+                        f"The function instance answered {reply.status}: {body[:200]!r}"
+                    )
+                return InvokeResult(
+                    request_id=options.request_id,
+                    payload=body,
+                    function_error=reply.headers.get("X-Amz-Function-Error"),
+                    log_result=reply.headers.get("X-Amz-Log-Result"),
+                    cold_start=reply.headers.get("X-Kfaas-Cold-Start") == "1",
+                    init_duration_seconds=_seconds(reply.headers.get("X-Kfaas-Init-Duration-Ms")),
+                    duration_seconds=0.0,
+                )
+        except aiohttp.ClientError as exc:
+            raise ServiceError(f"The function instance could not be reached: {exc}") from exc
+
+
+def _seconds(milliseconds: str | None) -> float | None:
+    try:
+        return float(milliseconds) / 1000 if milliseconds else None
+    except ValueError:
+        return None

@@ -1,0 +1,84 @@
+"""The gateway's Prometheus metrics, named after Lambda's CloudWatch set (``kfaas_`` prefix).
+
+Each gateway app owns its registry so that several can live in one process (tests, ``kfaas dev``).
+Throttles are counted in neither invocations nor errors, as in Lambda.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from .invoker import InvokeResult
+
+LABELS = ("namespace", "function")
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.invocations = Counter(
+            "kfaas_invocations", "Invocations that reached a function", LABELS, registry=r
+        )
+        self.errors = Counter(
+            "kfaas_errors", "Invocations that ended in a function error", LABELS, registry=r
+        )
+        self.throttles = Counter(
+            "kfaas_throttles", "Invocations refused with TooManyRequests", LABELS, registry=r
+        )
+        self.duration = Histogram(
+            "kfaas_duration_seconds",
+            "Invocation duration seen by the gateway",
+            LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.concurrent = Gauge(
+            "kfaas_concurrent_executions", "Invocations in flight", LABELS, registry=r
+        )
+        self.cold_starts = Counter(
+            "kfaas_cold_starts", "Invocations that initialised a new worker", LABELS, registry=r
+        )
+        self.init_duration = Histogram(
+            "kfaas_init_duration_seconds",
+            "Worker initialisation time of cold starts",
+            LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.async_received = Counter(
+            "kfaas_async_events_received", "Async events accepted (202)", LABELS, registry=r
+        )
+        self.async_dropped = Counter(
+            "kfaas_async_events_dropped",
+            "Async events that ran out of retries or age with no destination",
+            (*LABELS, "reason"),
+            registry=r,
+        )
+        self.async_event_age = Histogram(
+            "kfaas_async_event_age_seconds",
+            "Time from acceptance to the start of each async attempt",
+            LABELS,
+            buckets=(0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 21600),
+            registry=r,
+        )
+        self.destination_failures = Counter(
+            "kfaas_destination_delivery_failures",
+            "Invocation records that could not be sent to a destination",
+            LABELS,
+            registry=r,
+        )
+
+    def record(self, namespace: str, name: str, result: InvokeResult) -> None:
+        self.invocations.labels(namespace, name).inc()
+        self.duration.labels(namespace, name).observe(result.duration_seconds)
+        if result.function_error:
+            self.errors.labels(namespace, name).inc()
+        if result.cold_start:
+            self.cold_starts.labels(namespace, name).inc()
+            if result.init_duration_seconds is not None:
+                self.init_duration.labels(namespace, name).observe(result.init_duration_seconds)

@@ -1,0 +1,60 @@
+"""One aiohttp middleware per concern, chained in ``app.py``: request ids, errors, tracing.
+
+Each middleware does one thing so that a new concern (auth, limits) is one more function, not an
+edit across handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from opentelemetry import context, propagate, trace
+
+from .errors import ApiError, ServiceError, error_response
+
+log = logging.getLogger("kfaas.gateway")
+tracer = trace.get_tracer("kfaas.gateway")
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request Lambda's request id: the handler's ``aws_request_id`` equals it."""
+    request["request_id"] = str(uuid.uuid4())
+    return await handler(request)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render ``ApiError``s as Lambda does; anything unexpected becomes a logged 500."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error, request["request_id"])
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(ServiceError("Internal error in the gateway"), request["request_id"])
+
+
+@web.middleware
+async def tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Continue the caller's W3C trace (``traceparent``) in a server span for the request."""
+    if request.path in ("/healthz", "/readyz", "/metrics"):
+        return await handler(request)
+    parent = propagate.extract(dict(request.headers))
+    token = context.attach(parent)
+    try:
+        with tracer.start_as_current_span(
+            f"{request.method} {request.path}",
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": request.method, "url.path": request.path},
+        ) as span:
+            response = await handler(request)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+    finally:
+        context.detach(token)

@@ -1,0 +1,178 @@
+"""Which instance runs an invocation, and when an invocation must wait or be throttled.
+
+One ``FunctionPool`` per function holds its ready instances and the invocations waiting for a free
+worker. Routing is least-outstanding-requests among instances with a free worker; an instance never
+gets more than its capacity (``perInstance``) at once. Invocations beyond free capacity wait, in
+arrival order and for a bounded time, while the backend starts instances; ``concurrency.reserved``
+caps in-flight plus waiting invocations across all instances. Every change in demand is reported to
+the backend, which scales with the shared rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kfaas.backends import Endpoint
+
+from .errors import ResourceNotReady, TooManyRequests
+
+DemandListener = Callable[[str, int], None]
+
+
+@dataclass
+class Slot:
+    """A ready instance and the invocations it is running now."""
+
+    endpoint: Endpoint
+    in_flight: int = 0
+    retired: bool = False
+
+
+class FunctionPool:
+    """Ready instances and waiting invocations of one function."""
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        reserved: int | None,
+        max_wait_seconds: float,
+        on_demand: DemandListener,
+    ) -> None:
+        self.key = key
+        self.reserved = reserved
+        self.max_wait_seconds = max_wait_seconds
+        self._on_demand = on_demand
+        self._slots: dict[str, Slot] = {}
+        self._waiters: collections.deque[asyncio.Future[Slot]] = collections.deque()
+        self.in_flight = 0
+
+    @property
+    def concurrency(self) -> int:
+        """In-flight plus waiting invocations: the demand the scaling rule sees."""
+        return self.in_flight + sum(1 for waiter in self._waiters if not waiter.done())
+
+    @property
+    def ready_instances(self) -> int:
+        return sum(1 for slot in self._slots.values() if not slot.retired)
+
+    def set_endpoints(self, endpoints: list[Endpoint]) -> None:
+        """Replace the set of ready instances, keeping the in-flight count of those that stay."""
+        fresh: dict[str, Slot] = {}
+        for endpoint in endpoints:
+            slot = self._slots.get(endpoint.instance_id)
+            if slot is None or slot.endpoint != endpoint:
+                slot = Slot(endpoint, in_flight=slot.in_flight if slot else 0)
+            fresh[endpoint.instance_id] = slot
+        for instance_id, slot in self._slots.items():
+            if instance_id not in fresh:
+                slot.retired = True
+        self._slots = fresh
+        self._wake_waiters()
+
+    async def acquire(self) -> Slot:
+        """Take a worker on some instance, waiting for one if none is free."""
+        if self.reserved is not None and self.concurrency >= self.reserved:
+            raise TooManyRequests(
+                "Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded"
+            )
+        slot = self._pick()
+        if slot is not None and not self._waiters:
+            self._take(slot)
+            self._report()
+            return slot
+        waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._report()
+        self._wake_waiters()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), self.max_wait_seconds)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())
+            else:
+                waiter.cancel()
+            self._report()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if self.ready_instances == 0:
+                raise ResourceNotReady(
+                    f"Function {self.key} has no ready instance after "
+                    f"{self.max_wait_seconds:g} seconds."
+                ) from None
+            raise TooManyRequests(
+                "Rate Exceeded.", reason="ConcurrentInvocationLimitExceeded"
+            ) from None
+
+    def release(self, slot: Slot) -> None:
+        slot.in_flight -= 1
+        self.in_flight -= 1
+        self._wake_waiters()
+        self._report()
+
+    def _take(self, slot: Slot) -> None:
+        slot.in_flight += 1
+        self.in_flight += 1
+
+    def _pick(self) -> Slot | None:
+        best: Slot | None = None
+        for slot in self._slots.values():
+            if slot.in_flight < slot.endpoint.capacity and (
+                best is None or slot.in_flight < best.in_flight
+            ):
+                best = slot
+        return best
+
+    def _wake_waiters(self) -> None:
+        while self._waiters:
+            if self._waiters[0].done():
+                self._waiters.popleft()
+                continue
+            slot = self._pick()
+            if slot is None:
+                return
+            self._take(slot)
+            self._waiters.popleft().set_result(slot)
+
+    def _report(self) -> None:
+        self._on_demand(self.key, self.concurrency)
+
+
+class Router:
+    """All function pools of one gateway, fed with endpoints by the instance backend."""
+
+    def __init__(self, on_demand: DemandListener, *, max_wait_seconds: float = 60.0) -> None:
+        self._pools: dict[str, FunctionPool] = {}
+        self._on_demand = on_demand
+        self.max_wait_seconds = max_wait_seconds
+
+    def pool(self, key: str, reserved: int | None) -> FunctionPool:
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = FunctionPool(
+                key,
+                reserved=reserved,
+                max_wait_seconds=self.max_wait_seconds,
+                on_demand=self._on_demand,
+            )
+            self._pools[key] = pool
+        pool.reserved = reserved
+        return pool
+
+    def set_endpoints(self, key: str, endpoints: list[Endpoint]) -> None:
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = FunctionPool(
+                key,
+                reserved=None,
+                max_wait_seconds=self.max_wait_seconds,
+                on_demand=self._on_demand,
+            )
+            self._pools[key] = pool
+        pool.set_endpoints(endpoints)
+
+    def pools(self) -> dict[str, FunctionPool]:
+        return dict(self._pools)

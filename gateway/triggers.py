@@ -1,0 +1,72 @@
+"""HTTP triggers: ``ANY /fn/{namespace}/{name}[/{path...}]`` as API Gateway HTTP API payload 2.0.
+
+Only functions with ``http.enabled`` answer (like a function URL). ``rawPath`` is the part after the
+function's prefix. The function's reply is mapped back with the 2.0 response format.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from kfaas.events import http_api_event, http_response_from_result
+
+from .errors import Forbidden, RequestTooLarge, ResourceNotFound
+from .invoker import SYNC_PAYLOAD_LIMIT, InvokeOptions
+from .services import Services
+
+
+def routes(services: Callable[[], Services]) -> list[web.RouteDef]:
+    async def trigger(request: web.Request) -> web.StreamResponse:
+        return await _trigger(services(), request)
+
+    return [
+        web.route("*", "/fn/{namespace}/{name}", trigger),
+        web.route("*", "/fn/{namespace}/{name}/{path:.*}", trigger),
+    ]
+
+
+async def _trigger(services: Services, request: web.Request) -> web.StreamResponse:
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    key = f"{namespace}/{name}"
+    function = services.registry.get(key)
+    http = function.spec.http
+    if not http.enabled:
+        raise ResourceNotFound(f"Function {key} has no HTTP trigger (spec.http.enabled is false)")
+    if http.auth != "NONE":
+        raise Forbidden(f"HTTP trigger auth {http.auth} is not supported by this gateway yet")
+    body = await request.content.read(SYNC_PAYLOAD_LIMIT + 1)
+    if len(body) > SYNC_PAYLOAD_LIMIT:
+        raise RequestTooLarge(f"Request body is larger than {SYNC_PAYLOAD_LIMIT} bytes")
+    prefix = f"/fn/{namespace}/{name}"
+    raw_path = request.raw_path.split("?", 1)[0][len(prefix) :] or "/"
+    request_id: str = request["request_id"]
+    peer = request.remote or "127.0.0.1"
+    event = http_api_event(
+        method=request.method,
+        raw_path=raw_path,
+        raw_query=request.query_string,
+        headers=list(request.headers.items()),
+        body=body,
+        source_ip=peer,
+        request_id=request_id,
+        domain_name=request.host,
+        now_ms=int(time.time() * 1000),
+    )
+    payload = json.dumps(event).encode()
+    result = await services.invoker.invoke(key, payload, InvokeOptions(request_id=request_id))
+    if result.function_error:
+        return web.Response(
+            status=502,
+            body=b'{"message":"Internal Server Error"}',
+            content_type="application/json",
+            headers={"x-amzn-RequestId": request_id},
+        )
+    response = http_response_from_result(result.payload)
+    reply = web.Response(status=response.status, body=response.body)
+    for header, value in response.headers:
+        reply.headers.add(header, value)
+    reply.headers["x-amzn-RequestId"] = request_id
+    return reply

@@ -1,0 +1,166 @@
+"""The ``kfaas`` command: thin entry points that parse configuration and wire objects.
+
+Each role (``dev``, ``gateway``, ``runtime``, ``invoke``; ``operator`` and ``poller`` later) is a
+subcommand; the loops live in their own modules so they can be tested without the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+from kfaas import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kfaas",
+        description="AWS-Lambda-style functions on a Kubernetes cluster you own.",
+    )
+    parser.add_argument("--version", action="version", version=f"kfaas {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser(
+        "dev",
+        help="run functions from manifests on this machine, no cluster needed",
+        description="Load Function manifests from files or folders, serve the Lambda Invoke API "
+        "and HTTP triggers, run instances as local processes and reload on change.",
+    )
+    dev.add_argument(
+        "paths",
+        nargs="*",
+        default=["."],
+        metavar="PATH",
+        help="manifest files or folders (multi-document YAML); default: .",
+    )
+    dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    dev.add_argument(
+        "--async-queue",
+        default="memory",
+        help="queue for Event invocations: memory (default); redis://… and kafka://… come with "
+        "the durable queues",
+    )
+
+    gateway = commands.add_parser(
+        "gateway",
+        help="serve the Invoke API and HTTP triggers (in-cluster role)",
+        description="The gateway role. Without a cluster backend it runs the functions of the "
+        "given manifests as local processes, like `kfaas dev` without reloading.",
+    )
+    gateway.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or folders")
+    gateway.add_argument("--host", default=os.environ.get("KFAAS_GATEWAY_HOST", "127.0.0.1"))
+    gateway.add_argument(
+        "--port", type=int, default=int(os.environ.get("KFAAS_GATEWAY_PORT", "8080"))
+    )
+
+    commands.add_parser(
+        "runtime",
+        help="run one function instance (in-pod role), configured by environment",
+        description="The runtime role: serves POST /invoke, /healthz and /metrics, runs "
+        "KFAAS_PER_INSTANCE workers and the Lambda Runtime API. Configuration comes from the "
+        "environment (see docs/decisions/002-gateway-runtime-protocol.md).",
+    )
+
+    invoke = commands.add_parser(
+        "invoke",
+        help="invoke a function through a gateway",
+        description="Invoke a function through the gateway's Lambda Invoke API and print the "
+        "response payload. Exit status 1 on a function error.",
+    )
+    invoke.add_argument("name", help="function name, namespace/name or ARN")
+    invoke.add_argument("--payload", default="{}", help="event as JSON (default {})")
+    invoke.add_argument("--event", action="store_true", help="invoke asynchronously (202)")
+    invoke.add_argument("--tail", action="store_true", help="print the log tail to stderr")
+    invoke.add_argument(
+        "--endpoint",
+        default=os.environ.get("KFAAS_ENDPOINT", "http://127.0.0.1:8080"),
+        help="gateway URL (default $KFAAS_ENDPOINT or http://127.0.0.1:8080)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "runtime":
+        from kfaas.runtime.__main__ import main as runtime_main
+
+        return runtime_main([])
+    if args.command == "invoke":
+        return _invoke(args)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kfaas import telemetry
+    from kfaas.config import Settings
+    from kfaas.dev import run_dev
+
+    settings = Settings.from_env()
+    telemetry.configure(args.command, settings.log_level)
+    if args.command == "dev" and args.async_queue != "memory":
+        print(
+            f"kfaas dev: --async-queue {args.async_queue} is not available in this build; "
+            "use memory",
+            file=sys.stderr,
+        )
+        return 2
+    paths = args.paths or ["."]
+    try:
+        return asyncio.run(run_dev(paths, host=args.host, port=args.port, settings=settings))
+    except OSError as exc:
+        print(
+            f"kfaas {args.command}: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 1
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    try:
+        json.loads(args.payload)
+    except ValueError as exc:
+        print(f"kfaas invoke: --payload is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    name = urllib.parse.quote(args.name, safe="")
+    request = urllib.request.Request(
+        f"{args.endpoint.rstrip('/')}/2015-03-31/functions/{name}/invocations",
+        data=args.payload.encode(),
+        method="POST",
+        headers={
+            "X-Amz-Invocation-Type": "Event" if args.event else "RequestResponse",
+            "X-Amz-Log-Type": "Tail" if args.tail and not args.event else "None",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=960) as reply:
+            body = reply.read()
+            headers = reply.headers
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        print(
+            f"kfaas invoke: {error.code} {error.headers.get('x-amzn-ErrorType')}: {detail}",
+            file=sys.stderr,
+        )
+        return 2
+    except urllib.error.URLError as error:
+        print(f"kfaas invoke: cannot reach {args.endpoint}: {error.reason}", file=sys.stderr)
+        return 2
+    if args.tail and headers.get("X-Amz-Log-Result"):
+        sys.stderr.write(base64.b64decode(headers["X-Amz-Log-Result"]).decode(errors="replace"))
+    if args.event:
+        print(f"accepted: {headers.get('x-amzn-RequestId')}")
+        return 0
+    sys.stdout.write(body.decode(errors="replace") + "\n")
+    return 1 if headers.get("X-Amz-Function-Error") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

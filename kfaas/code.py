@@ -1,0 +1,62 @@
+"""Function code as files: digests that change exactly when the code does, and inline code on disk.
+
+``status.codeSha256`` and the local backend's reload both rest on :func:`code_digest`; it hashes
+relative paths and contents in a fixed order so that the same code always has the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from kfaas.manifests import Function
+
+IGNORED_PARTS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache"}
+
+
+def files_digest(files: Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        encoded = name.encode()
+        digest.update(len(encoded).to_bytes(4, "big") + encoded)
+        digest.update(len(files[name]).to_bytes(8, "big") + files[name])
+    return digest.hexdigest()
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    """Every regular file under ``root`` by relative path, skipping caches and VCS folders."""
+    files: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and not IGNORED_PARTS.intersection(relative.parts):
+            files[relative.as_posix()] = path.read_bytes()
+    return files
+
+
+def code_digest(function: Function) -> str:
+    """sha256 of the code a function runs (inline files or its local folder; image by name)."""
+    code = function.spec.code
+    if code.inline is not None:
+        return files_digest({name: text.encode() for name, text in code.inline.items()})
+    root = function.code_root()
+    if root is not None:
+        return files_digest(tree_files(root)) if root.is_dir() else files_digest({})
+    return hashlib.sha256((code.image or code.config_map or "").encode()).hexdigest()
+
+
+def write_inline(function: Function, directory: Path) -> Path:
+    """Write inline code under ``directory/<digest>`` (once) and return that folder."""
+    inline = function.spec.code.inline or {}
+    target = directory / code_digest(function)[:16]
+    if not target.is_dir():
+        staging = target.with_suffix(".tmp")
+        staging.mkdir(parents=True, exist_ok=True)
+        for name, text in inline.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            if name == "bootstrap":
+                path.chmod(0o755)
+        staging.rename(target)
+    return target

@@ -1,0 +1,343 @@
+"""The local instance backend: runtime instances as processes on this machine, for ``kfaas dev``.
+
+It implements the ``InstanceBackend`` seam with the same pure scaling rule the operator uses:
+demand reported by the gateway is sampled every tick, ``desired_instances`` says how many instances
+each function should have, and this class starts or stops processes to match. A function with no
+instance and waiting demand gets one at once (scale from zero, the request is held by the gateway).
+
+Instances are forked from a pre-imported fork server (see ``forkserver.py``), so a cold start does
+not pay for interpreter start-up and imports. A change of spec or code starts instances of
+the new generation; instances of the old one are stopped once a new one is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kfaas.backends import Endpoint, EndpointsListener
+from kfaas.code import code_digest, write_inline
+from kfaas.forkserver import ForkServer
+from kfaas.manifests import Function
+from kfaas.runtimeenv import runtime_environment
+from kfaas.scaling import ScalingPolicy, ScalingState, desired_instances, record
+
+log = logging.getLogger("kfaas.local")
+
+PASSED_ENVIRONMENT = ("PATH", "LANG", "HOME", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH")
+READY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class LocalInstance:
+    instance_id: str
+    generation: str
+    started_at: float
+    pid: int | None = None
+    port: int | None = None
+    ready: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class LocalFunction:
+    function: Function
+    generation: str
+    policy: ScalingPolicy
+    state: ScalingState = field(default_factory=ScalingState)
+    instances: dict[str, LocalInstance] = field(default_factory=dict)
+    failures: int = 0
+    retry_after: float = 0.0
+
+
+def generation_of(function: Function) -> str:
+    """Changes exactly when an instance of the function must be replaced."""
+    spec = function.spec.model_dump_json(by_alias=True, exclude={"scaling", "concurrency"})
+    per_instance = str(function.spec.concurrency.per_instance)
+    return hashlib.sha256((spec + per_instance + code_digest(function)).encode()).hexdigest()[:16]
+
+
+class LocalBackend:
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        region: str = "us-east-1",
+        use_fork_server: bool = True,
+        tick_seconds: float = 0.5,
+        extra_environment: dict[str, str] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.region = region
+        self.tick_seconds = tick_seconds
+        self.extra_environment = extra_environment or {}
+        self._fork_server = ForkServer(["kfaas.runtime.__main__"]) if use_fork_server else None
+        self._functions: dict[str, LocalFunction] = {}
+        self._demand: dict[str, int] = {}
+        self._listeners: list[EndpointsListener] = []
+        self._by_pid: dict[int, tuple[str, str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._processes: dict[int, asyncio.subprocess.Process] = {}
+
+    # -- the InstanceBackend seam ---------------------------------------------------------
+
+    def subscribe(self, listener: EndpointsListener) -> None:
+        self._listeners.append(listener)
+
+    def demand(self, function_key: str, concurrency: int) -> None:
+        self._demand[function_key] = concurrency
+        local = self._functions.get(function_key)
+        if concurrency > 0 and local is not None and not local.instances:
+            self._reconcile(function_key, time.monotonic())
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self._fork_server is not None:
+            self._fork_server.on_exit(self._exited)
+            await self._fork_server.start()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="kfaas-local-scaler")
+        self._ticker.add_done_callback(_must_not_end)
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.remove_done_callback(_must_not_end)
+            self._ticker.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for local in self._functions.values():
+            for instance in list(local.instances.values()):
+                self._terminate(instance)
+        for process in list(self._processes.values()):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 5)
+        if self._fork_server is not None:
+            await self._fork_server.stop()
+
+    def set_function(self, key: str, function: Function | None) -> None:
+        """Registry listener: a function was added, changed or removed."""
+        local = self._functions.get(key)
+        if function is None:
+            if local is not None:
+                for instance in list(local.instances.values()):
+                    self._stop_instance(key, instance)
+                del self._functions[key]
+                self._publish(key)
+            return
+        generation = generation_of(function)
+        policy = ScalingPolicy.from_spec(function.spec)
+        if local is None:
+            local = LocalFunction(function, generation, policy)
+            self._functions[key] = local
+        else:
+            local.function, local.generation, local.policy = function, generation, policy
+            local.failures = 0
+        self._reconcile(key, time.monotonic())
+
+    def instances(self, key: str) -> list[LocalInstance]:
+        local = self._functions.get(key)
+        return list(local.instances.values()) if local else []
+
+    # -- scaling --------------------------------------------------------------------------
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            now = time.monotonic()
+            for key in list(self._functions):
+                self._reconcile(key, now)
+
+    def _reconcile(self, key: str, now: float) -> None:
+        local = self._functions[key]
+        record(local.state, now, self._demand.get(key, 0))
+        current = [i for i in local.instances.values() if i.generation == local.generation]
+        stale = [i for i in local.instances.values() if i.generation != local.generation]
+        desired = desired_instances(local.policy, local.state, now, len(current))
+        if desired > len(current) and now >= local.retry_after:
+            for _ in range(desired - len(current)):
+                self._launch(key, local)
+        elif desired < len(current):
+            idle_first = sorted(current, key=lambda i: (i.ready, i.started_at))
+            for instance in idle_first[: len(current) - desired]:
+                self._stop_instance(key, instance)
+        if stale and (desired == 0 or any(i.ready for i in current)):
+            for instance in stale:
+                self._stop_instance(key, instance)
+
+    # -- instances ------------------------------------------------------------------------
+
+    def _launch(self, key: str, local: LocalFunction) -> None:
+        instance = LocalInstance(uuid.uuid4().hex[:12], local.generation, time.monotonic())
+        local.instances[instance.instance_id] = instance
+        task = asyncio.create_task(
+            self._start_instance(key, local.function, instance), name=f"kfaas-start-{key}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_instance(self, key: str, function: Function, instance: LocalInstance) -> None:
+        try:
+            env = self._environment(function)
+            read_fd, write_fd = os.pipe()
+            try:
+                instance.pid = await self._spawn(env, write_fd)
+            finally:
+                os.close(write_fd)
+            self._by_pid[instance.pid] = (key, instance.instance_id)
+            line = await asyncio.wait_for(_read_line(read_fd), READY_TIMEOUT_SECONDS)
+            if not line:
+                raise RuntimeError("the instance exited before it was ready")
+            instance.port = int(json.loads(line)["port"])
+        except Exception as exc:
+            log.error("instance of %s failed to start: %s", key, exc)
+            self._failed(key, instance)
+            return
+        instance.ready = True
+        local = self._functions.get(key)
+        if local is not None and instance.instance_id in local.instances:
+            local.failures = 0
+            log.info(
+                "instance %s of %s ready on port %s in %.1f ms",
+                instance.instance_id,
+                key,
+                instance.port,
+                (time.monotonic() - instance.started_at) * 1000,
+            )
+            self._publish(key)
+            self._reconcile(key, time.monotonic())
+
+    def _environment(self, function: Function) -> dict[str, str]:
+        root = function.code_root()
+        if root is None:
+            if function.spec.code.inline is None:
+                raise RuntimeError(
+                    "kfaas dev runs code.path or code.inline only, not code.image or code.configMap"
+                )
+            root = write_inline(function, self.state_dir / "code" / function.key)
+        env = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
+        env.update({name: value for name, value in os.environ.items() if name.startswith("OTEL_")})
+        env.update(self.extra_environment)
+        env.update(runtime_environment(function, task_root=str(root), region=self.region))
+        env.update(
+            {
+                "KFAAS_RUNTIME_HOST": "127.0.0.1",
+                "KFAAS_RUNTIME_PORT": "0",
+                "KFAAS_RUNTIME_API_PORT": "0",
+                "KFAAS_MEMORY_LIMIT": "1",
+            }
+        )
+        return env
+
+    async def _spawn(self, env: dict[str, str], ready_fd: int) -> int:
+        cwd = env["LAMBDA_TASK_ROOT"]
+        if self._fork_server is not None:
+            return await self._fork_server.spawn(
+                "kfaas.runtime", env=env, cwd=cwd, fd=ready_fd, fd_env="KFAAS_READY_FD"
+            )
+        env = {**env, "KFAAS_READY_FD": str(ready_fd)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kfaas.runtime",
+            env=env,
+            cwd=cwd,
+            pass_fds=(ready_fd,),
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._processes[process.pid] = process
+        waiter = asyncio.create_task(self._wait_process(process), name="kfaas-instance-wait")
+        self._tasks.add(waiter)
+        waiter.add_done_callback(self._tasks.discard)
+        return process.pid
+
+    async def _wait_process(self, process: asyncio.subprocess.Process) -> None:
+        status = await process.wait()
+        self._processes.pop(process.pid, None)
+        self._exited(process.pid, status)
+
+    def _exited(self, pid: int, status: int) -> None:
+        owner = self._by_pid.pop(pid, None)
+        if owner is None:
+            return
+        key, instance_id = owner
+        local = self._functions.get(key)
+        instance = local.instances.get(instance_id) if local else None
+        if instance is not None:
+            log.warning("instance %s of %s exited with status %s", instance_id, key, status)
+            self._failed(key, instance)
+
+    def _failed(self, key: str, instance: LocalInstance) -> None:
+        local = self._functions.get(key)
+        if local is None or local.instances.pop(instance.instance_id, None) is None:
+            return
+        self._terminate(instance)
+        if not instance.ready:
+            local.failures += 1
+            # Back off so that a function that cannot start does not fork in a tight loop.
+            local.retry_after = time.monotonic() + min(30.0, 0.5 * 2 ** min(local.failures, 6))
+        self._publish(key)
+
+    def _stop_instance(self, key: str, instance: LocalInstance) -> None:
+        local = self._functions.get(key)
+        if local is not None:
+            local.instances.pop(instance.instance_id, None)
+        if instance.pid is not None:
+            self._by_pid.pop(instance.pid, None)
+        self._terminate(instance)
+        self._publish(key)
+
+    def _terminate(self, instance: LocalInstance) -> None:
+        if instance.pid is None:
+            return
+        # Each instance leads its own process group, workers included.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(instance.pid, signal.SIGTERM)
+
+    def _publish(self, key: str) -> None:
+        local = self._functions.get(key)
+        endpoints = []
+        if local is not None:
+            capacity = local.function.spec.concurrency.per_instance
+            endpoints = [
+                Endpoint(i.instance_id, i.url, capacity)
+                for i in local.instances.values()
+                if i.ready
+            ]
+        for listener in self._listeners:
+            listener(key, endpoints)
+
+
+async def _read_line(fd: int) -> bytes:
+    """The first line written to a pipe (empty when the writer closed it without one)."""
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    try:
+        return await reader.readline()
+    finally:
+        transport.close()
+
+
+def _must_not_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        log.critical("the local scaler stopped: %r", task.exception())
+        os._exit(70)

@@ -1,0 +1,77 @@
+"""Logs as one JSON line per event, and OpenTelemetry tracing configured from ``OTEL_*``.
+
+Every long-running component calls :func:`configure` once at start-up. Tracing exports over OTLP
+only when the standard variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_TRACES_EXPORTER=otlp``); W3C trace context is
+always propagated, so traces pass through kfaas even when it exports nothing itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+RESERVED = set(vars(logging.makeLogRecord({})))
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, component: str) -> None:
+        super().__init__()
+        self.component = component
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "component": self.component,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in RESERVED})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(component: str, level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(component))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiohttp's access log repeats what our own lines say; keep it for debugging only.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def wants_otlp(environ: Mapping[str, str]) -> bool:
+    return bool(
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or environ.get("OTEL_TRACES_EXPORTER", "").lower() == "otlp"
+    )
+
+
+def configure_tracing(service_name: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Install a tracer provider; spans are exported over OTLP/HTTP when asked for."""
+    resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    if wants_otlp(environ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def configure(component: str, level: str = "info") -> None:
+    configure_logging(component, level)
+    configure_tracing(f"kfaas-{component}")
