@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from kfaas.names import InvalidFunctionName, QualifierMismatch, parse_function_name
 
 from kfaas.manifests import Function
+from kfaas.names import InvalidFunctionName, QualifierMismatch, parse_function_name
 
 from .asyncq import AsyncEvent
 from .errors import (

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
-from kfaas.config import Settings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kfaas.backends import InstanceBackend
+from kfaas.config import Settings
 
 from . import api, middleware, triggers
 from .asyncq import AsyncQueue, MemoryQueue

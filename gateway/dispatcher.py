@@ -18,9 +18,8 @@ import uuid
 from typing import Any, Literal, Protocol
 
 from kfaas.events import invocation_record
-from kfaas.retries import next_async_step
-
 from kfaas.manifests import Function
+from kfaas.retries import next_async_step
 
 from .asyncq import AsyncEvent, AsyncQueue, Delivery
 from .errors import ApiError, ResourceNotFound, TooManyRequests

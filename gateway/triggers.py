@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
+
 from kfaas.events import http_api_event, http_response_from_result
 
 from .errors import Forbidden, RequestTooLarge, ResourceNotFound
