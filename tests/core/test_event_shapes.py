@@ -63,7 +63,7 @@ class TestHttpApiEvent:
             ],
             body=b'{"n": 1}',
         )
-        parsed = APIGatewayProxyEventV2(event)
+        parsed = APIGatewayProxyEventV2(dict(event))
         assert parsed.version == "2.0"
         assert parsed.route_key == "$default"
         assert parsed.raw_path == "/items/7"
@@ -126,7 +126,7 @@ class TestHttpApiEvent:
         if encoded:
             assert base64.b64decode(event["body"]) == body
         else:
-            assert APIGatewayProxyEventV2(event).decoded_body == body.decode()
+            assert APIGatewayProxyEventV2(dict(event)).decoded_body == body.decode()
 
 
 app = APIGatewayHttpResolver()
