@@ -1,0 +1,75 @@
+"""Runs ``kfaas dev`` as a real subprocess for end-to-end tests and benchmarks.
+
+Shared by tests and bench so both measure the command users run. The server's output is kept in a
+file and printed on failure, so a broken test shows what the platform said.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+SERVING = re.compile(rb"kfaas dev: serving on (http://[\d.]+:\d+)")
+KFAAS = str(Path(sys.executable).with_name("kfaas"))
+
+
+class DevServer:
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def dev_server(
+    paths: Sequence[str | Path],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Iterator[DevServer]:
+    """Start ``kfaas dev PATHS --port 0``, wait until /healthz answers, stop it afterwards."""
+    log = Path(tempfile.mkstemp(prefix="kfaas-dev-", suffix=".log")[1])
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [KFAAS, "dev", *map(str, paths), "--port", "0"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=tempfile.gettempdir(),
+        )
+    try:
+        url = _wait_serving(process, log, timeout)
+        yield DevServer(process, url, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_serving(process: subprocess.Popen[bytes], log: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = SERVING.search(log.read_bytes())
+        if match:
+            url = match.group(1).decode()
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                return url
+        if process.poll() is not None:
+            raise RuntimeError(f"kfaas dev exited with {process.returncode}:\n{log.read_text()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"kfaas dev did not serve within {timeout}s:\n{log.read_text()}")
