@@ -1,0 +1,29 @@
+"""Session-wide test setup: one in-memory span exporter (and the real-service fixtures).
+
+OpenTelemetry allows a single global tracer provider per process, so it is installed here once and
+tests read spans through the ``spans`` fixture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+EXPORTER = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+trace.set_tracer_provider(_provider)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans finished during the test (the exporter is emptied before and after)."""
+    EXPORTER.clear()
+    yield EXPORTER
+    EXPORTER.clear()
