@@ -1,0 +1,97 @@
+"""Examples are tests: every folder under examples/ is served by `kfaas dev` and exercised."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from devserver import DevServer, dev_server
+
+EXAMPLES = Path(__file__).parent.parent.parent / "examples"
+COVERED = {"hello", "http-api", "async-destinations", "failing"}
+
+
+@pytest.fixture(scope="module")
+def examples() -> Iterator[DevServer]:
+    with dev_server([EXAMPLES], env={"KFAAS_ASYNC_RETRY_BASE_SECONDS": "0.05"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(examples: DevServer) -> Any:
+    return boto3.client(
+        "lambda",
+        endpoint_url=examples.url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 0}),
+    )
+
+
+def call(client: Any, name: str, payload: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    response = client.invoke(FunctionName=name, Payload=json.dumps(payload), **kwargs)
+    return json.loads(response["Payload"].read() or b"null"), response
+
+
+def test_every_example_is_covered() -> None:
+    assert {path.name for path in EXAMPLES.iterdir() if path.is_dir()} == COVERED
+
+
+def test_hello(client: Any) -> None:
+    body, response = call(client, "hello", {"name": "you"})
+    assert body == {
+        "message": "Hello, you!",
+        "requestId": response["ResponseMetadata"]["RequestId"],
+    }
+
+
+def test_http_api(examples: DevServer) -> None:
+    base = f"{examples.url}/fn/default/todo"
+    post = urllib.request.Request(f"{base}/todos", data=b'{"title": "docs"}', method="POST")
+    with urllib.request.urlopen(post, timeout=30) as reply:
+        assert reply.status == 201
+        assert json.loads(reply.read()) == {"id": 1, "title": "docs"}
+        assert reply.headers.get_all("set-cookie") == ["last-todo=1"]
+    with urllib.request.urlopen(f"{base}/todos", timeout=30) as reply:
+        assert json.loads(reply.read()) == {"todos": [{"id": 1, "title": "docs"}]}
+
+
+def records(client: Any, recorder: str, want: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found, _ = call(client, recorder, {"list": True})
+        if len(found) >= want:
+            return list(found)
+        time.sleep(0.1)
+    raise AssertionError(f"{recorder} got fewer than {want} records")
+
+
+def test_async_destinations(client: Any) -> None:
+    call(client, "resize", {"kind": "image"}, InvocationType="Event")
+    call(client, "resize", {"kind": "video"}, InvocationType="Event")
+    [success] = records(client, "audit", 1)
+    [failure] = records(client, "dead-letters", 1)
+    assert success["requestContext"]["condition"] == "Success"
+    assert success["responsePayload"] == {"resized": True}
+    assert failure["requestContext"]["condition"] == "RetriesExhausted"
+    assert failure["requestContext"]["approximateInvokeCount"] == 3
+    assert failure["requestPayload"] == {"kind": "video"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "error_type"),
+    [("raise", "OrderRejected"), ("timeout", "Sandbox.Timedout"), ("crash", "Runtime.ExitError")],
+)
+def test_failing(client: Any, mode: str, error_type: str) -> None:
+    body, response = call(client, "failing", {"mode": mode})
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == error_type
+    assert call(client, "failing", {"mode": "ok"})[0] == {"mode": "ok"}
