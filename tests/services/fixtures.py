@@ -1,0 +1,133 @@
+"""Pytest fixtures for the real services: one Redis, one Kafka, one cluster per test session.
+
+Registered by tests/conftest.py (`pytest_plugins = ["services.fixtures"]`). Each run gets its own
+state directory under pytest's temporary folder, so the suite never touches (or is disturbed by)
+what a developer started with `scripts/services up`, and always begins with empty data; the last
+runs' logs stay there for post-mortems. The services are stopped when the session ends.
+
+Builds (Maven for Kafka, Go for the cluster) run once the tests are collected, before the first
+test, so that a cold build is not cut short by a test's timeout; only the services the selected
+tests use are built. A fixture skips only when a tool the service needs is missing, and never when
+the environment says CI=true: there a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from services.base import MissingDependency, Service, ServiceError, tail
+from services.cluster import Cluster
+from services.kafka_broker import KafkaBroker
+from services.redis_server import RedisServer
+
+FIXTURES = {"redis_service": RedisServer, "kafka_service": KafkaBroker, "cluster_service": Cluster}
+MARKERS = {"redis_service": "redis", "kafka_service": "kafka", "cluster_service": "cluster"}
+
+_S = TypeVar("_S", RedisServer, KafkaBroker, Cluster)
+_build_failures: dict[str, ServiceError] = {}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a service, so `-m "not cluster"` works across the suite."""
+    for item in items:
+        for fixture, marker in MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build what the selected tests need before any test (and its timeout) starts."""
+    wanted = {
+        fixture
+        for item in session.items
+        for fixture in FIXTURES
+        if fixture in getattr(item, "fixturenames", ())
+    }
+    if not wanted or session.config.option.collectonly:
+        return
+    capture = session.config.pluginmanager.get_plugin("capturemanager")
+    for fixture in sorted(wanted):
+        build = FIXTURES[fixture].build
+        try:
+            # Builds print progress on stderr; let the developer see a long cold build.
+            if capture is not None:
+                with capture.global_and_fixture_disabled():
+                    build()
+            else:
+                build()
+        except ServiceError as failure:
+            _build_failures[fixture] = failure
+
+
+@pytest.fixture(scope="session")
+def services_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services", numbered=False)
+
+
+def _running(fixture: str, service: _S) -> Iterator[_S]:
+    failure = _build_failures.get(fixture)
+    try:
+        if failure is not None:
+            raise failure
+        service.up()
+    except MissingDependency as missing:
+        reason = f"{service.name}: {missing}"
+        if _in_ci():
+            pytest.fail(f"CI=true and a service is missing: {reason}", pytrace=False)
+        print(f"skipping tests that need {reason}")
+        pytest.skip(reason)
+    try:
+        yield service
+    finally:
+        service.down()
+
+
+@pytest.fixture(scope="session")
+def redis_service(services_state_dir: Path) -> Iterator[RedisServer]:
+    """A private redis-server with append-only persistence: `.url`, `.restart()`."""
+    yield from _running("redis_service", RedisServer(services_state_dir))
+
+
+@pytest.fixture(scope="session")
+def kafka_service(services_state_dir: Path) -> Iterator[KafkaBroker]:
+    """One Kafka 4 broker: `.bootstrap_servers`, `.restart()`, `.create_topic()`, `.log_path`."""
+    yield from _running("kafka_service", KafkaBroker(services_state_dir))
+
+
+@pytest.fixture(scope="session")
+def cluster_service(services_state_dir: Path) -> Iterator[Cluster]:
+    """A Kubernetes control plane with two kwok nodes: `.kubeconfig`, `.kubectl(*args)`."""
+    yield from _running("cluster_service", Cluster(services_state_dir))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test that used a service shows the end of that service's logs."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for fixture in FIXTURES:
+            service: Service | None = funcargs.get(fixture)
+            for name, path in _logs(service):
+                report.sections.append((f"{name} log ({path})", tail(path, 30)))
+    return report
+
+
+def _logs(service: object) -> list[tuple[str, Path]]:
+    if isinstance(service, RedisServer | KafkaBroker):
+        return [(service.name, service.log_path)]
+    if isinstance(service, Cluster):
+        return [
+            (component, service.dir.log_file(component))
+            for component in ("kube-apiserver", "kube-controller-manager", "kwok")
+        ]
+    return []

@@ -1,0 +1,338 @@
+"""A real Apache Kafka 4 broker in KRaft combined mode, from Maven Central jars, on loopback.
+
+Only package registries are reachable here, so instead of the release tarball Maven copies
+`kafka_2.13` and its runtime dependencies (tests/kafka/pom.xml) into
+`~/.cache/kfaas/kafka-<version>/libs`, and the broker runs as `java -cp libs/* kafka.Kafka`. One
+node is both controller and broker with static voters; the settings that only make sense for a
+multi-node cluster (replication 3, 50 offsets partitions, a 3 s rebalance delay) are scaled down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.base import (
+    LOOPBACK,
+    MissingDependency,
+    ServiceDir,
+    ServiceError,
+    cache_root,
+    port_accepts,
+    progress,
+    tail,
+)
+from services.processes import launch, running_pid, stop, wait_until
+
+KAFKA_VERSION = "4.1.1"  # keep in step with kafka.version in tests/kafka/pom.xml
+POM = Path(__file__).resolve().parents[1] / "kafka" / "pom.xml"
+EXECUTABLE = "java"
+STARTED = "Kafka Server started"
+
+_T = TypeVar("_T")
+
+
+def libs_dir() -> Path:
+    return cache_root() / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from sync code, even inside a running event loop.
+
+    The fixtures' helpers are called from sync and async tests alike; a private loop in a
+    private thread works in both.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(coroutine)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="services-kafka-admin")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
+def _cluster_id() -> str:
+    # What `kafka-storage random-uuid` prints: 16 random bytes, URL-safe base64, no padding,
+    # never starting with "-" (it would read as a command-line option).
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def _server_properties(data: Path, port: int, controller_port: int) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
+        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data),
+        # One broker: internal topics cannot have more replicas than brokers.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "5",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "5",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.num.partitions": "5",
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        # Tests join groups all the time; the default waits 3 s for more members.
+        "group.initial.rebalance.delay.ms": "0",
+        # The default reserves 128 MiB for compaction that tests never need.
+        "log.cleaner.dedupe.buffer.size": "2097152",
+        # A bad configuration must fail startup instead of hanging it.
+        "server.max.startup.time.ms": "60000",
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        "auto.create.topics.enable": "true",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+# Everything to stdout, which the launcher appends to one log kept for failure reports.
+_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+"""
+
+
+class KafkaBroker:
+    name = "kafka"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = ServiceDir(state_dir, self.name)
+        self.pid_file = self.dir.pid_file("kafka")
+        self.log_path = self.dir.log_file("kafka")
+        self.config_dir = self.dir.root / "config"
+
+    # -- build ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def build() -> None:
+        java = java_major_version()
+        if java is None or java < 17:
+            raise MissingDependency(f"Kafka 4 needs Java 17 or later, found {java or 'none'}")
+        libs = libs_dir()
+        if (libs / ".complete").exists():
+            return
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise MissingDependency("mvn is not installed (it fetches Kafka from Maven Central)")
+        partial = libs.with_name("libs.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        progress(f"fetching Kafka {KAFKA_VERSION} jars with Maven into {libs}")
+        fetched = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-Dstyle.color=never",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-Dkafka.version={KAFKA_VERSION}",
+                f"-DoutputDirectory={partial}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if fetched.returncode != 0:
+            raise ServiceError(f"mvn could not fetch Kafka:\n{fetched.stdout}{fetched.stderr}")
+        (partial / ".complete").write_text(f"kafka {KAFKA_VERSION}\n")
+        shutil.rmtree(libs, ignore_errors=True)
+        partial.rename(libs)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def running(self) -> bool:
+        return running_pid(self.pid_file) is not None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{LOOPBACK}:{self.dir.saved_ports()['broker']}"
+
+    def environment(self) -> Mapping[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
+
+    def _java(self, main: str, *args: str, jvm: tuple[str, ...]) -> list[str]:
+        return [
+            EXECUTABLE,
+            *jvm,
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.config_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.dir.logs}",
+            "-cp",
+            f"{libs_dir()}/*",
+            main,
+            *args,
+        ]
+
+    def _format(self, properties: Path) -> None:
+        """Format the data folder once; later starts reuse it, so data outlives restarts."""
+        if (self.dir.data / "meta.properties").exists():
+            return
+        cluster_id = _cluster_id()
+        progress(f"formatting Kafka storage (cluster id {cluster_id})")
+        formatted = subprocess.run(
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(properties),
+                # A one-shot tool: the quick compiler tier is all it has time to use.
+                jvm=("-Xmx128m", "-XX:TieredStopAtLevel=1"),
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if formatted.returncode != 0:
+            raise ServiceError(
+                f"formatting Kafka storage failed:\n{formatted.stdout}{formatted.stderr}"
+            )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def up(self) -> Mapping[str, str]:
+        if self.running():
+            return self.environment()
+        self.build()
+        ports = self.dir.ports(["broker", "controller"])
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        properties = self.config_dir / "server.properties"
+        properties.write_text(
+            _server_properties(self.dir.data, ports["broker"], ports["controller"])
+        )
+        (self.config_dir / "log4j2.properties").write_text(_LOG4J2)
+        self._format(properties)
+        progress(f"starting Kafka {KAFKA_VERSION} on {LOOPBACK}:{ports['broker']}")
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        pid = launch(
+            self._java("kafka.Kafka", str(properties), jvm=("-Xmx512m", "-XX:+UseG1GC")),
+            pid_file=self.pid_file,
+            log_file=self.log_path,
+        )
+
+        def started() -> bool:
+            with self.log_path.open("rb") as log:
+                log.seek(log_start)
+                return STARTED.encode() in log.read() and port_accepts(ports["broker"])
+
+        wait_until(
+            started,
+            what="kafka",
+            timeout=90,
+            pid=pid,
+            log_file=self.log_path,
+            interval=0.2,
+        )
+        self._check_metadata()
+        return self.environment()
+
+    def _check_metadata(self) -> None:
+        """The strongest readiness check there is: a client sees node 1 in the cluster."""
+
+        async def describe() -> list[int]:
+            from aiokafka.admin import AIOKafkaAdminClient
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+            await admin.start()
+            try:
+                cluster = await admin.describe_cluster()
+            finally:
+                await admin.close()
+            return [broker["node_id"] for broker in cluster["brokers"]]
+
+        nodes = run_coroutine(describe())
+        if nodes != [1]:
+            raise ServiceError(f"kafka: expected broker node 1, the cluster says {nodes}")
+
+    def down(self) -> None:
+        # SIGTERM is a controlled shutdown: logs are flushed and the next start skips recovery.
+        if stop(self.pid_file, grace=30):
+            progress("stopped kafka")
+
+    def restart(self) -> None:
+        if not self.running():
+            raise ServiceError("kafka is not running")
+        self.down()
+        self.up()
+
+    def wipe(self) -> None:
+        self.down()
+        self.dir.wipe()
+
+    # -- helpers for tests ---------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        """Create a topic and wait until every partition has a leader (so producers don't retry)."""
+
+        async def create() -> None:
+            from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+            await admin.start()
+            try:
+                await admin.create_topics(
+                    [NewTopic(name=name, num_partitions=partitions, replication_factor=1)]
+                )
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while True:
+                    described = await admin.describe_topics([name])
+                    found = described[0]["partitions"] if described else []
+                    if len(found) == partitions and all(p["leader"] >= 0 for p in found):
+                        return
+                    if loop.time() > deadline:
+                        raise ServiceError(f"topic {name}: partitions without a leader: {found}")
+                    await asyncio.sleep(0.1)
+            finally:
+                await admin.close()
+
+        run_coroutine(create())
+
+    def log_tail(self, lines: int = 60) -> str:
+        return tail(self.log_path, lines)
+
+
+def java_major_version() -> int | None:
+    """Java 17 is required (Kafka 4 is built for it); None when java is missing."""
+    java = shutil.which("java")
+    if java is None:
+        return None
+    shown = subprocess.run([java, "-version"], capture_output=True, text=True, env=dict(os.environ))
+    for token in shown.stderr.split():
+        token = token.strip('"')
+        if token[:2].isdigit():
+            return int(token.split(".")[0])
+    return None
