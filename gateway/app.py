@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from kfaas.backends import InstanceBackend
+from kfaas.backends import Endpoint, InstanceBackend
 from kfaas.config import Settings
 
 from . import api, middleware, triggers
@@ -36,7 +36,12 @@ def create_app(
     """The gateway app; its client session and dispatcher live as long as the app runs."""
     metrics = GatewayMetrics()
     router = Router(backend.demand, max_wait_seconds=max_wait_seconds)
-    backend.subscribe(router.set_endpoints)
+
+    def endpoints_changed(key: str, endpoints: list[Endpoint]) -> None:
+        router.set_endpoints(key, endpoints)
+        metrics.ready_instances.labels(*key.split("/", 1)).set(len(endpoints))
+
+    backend.subscribe(endpoints_changed)
     queue = async_queue or MemoryQueue()
     app = web.Application(
         middlewares=[middleware.request_ids, middleware.api_errors, middleware.tracing],

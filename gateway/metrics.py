@@ -40,6 +40,9 @@ class GatewayMetrics:
         self.concurrent = Gauge(
             "kfaas_concurrent_executions", "Invocations in flight", LABELS, registry=r
         )
+        self.ready_instances = Gauge(
+            "kfaas_ready_instances", "Instances ready to take invocations", LABELS, registry=r
+        )
         self.cold_starts = Counter(
             "kfaas_cold_starts", "Invocations that initialised a new worker", LABELS, registry=r
         )

@@ -1,0 +1,131 @@
+"""`kfaas dev` as a user lives with it: scaling from and to zero, provisioned instances, reloads."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from devserver import DevServer, dev_server
+
+MANIFEST = """
+apiVersion: kfaas.dev/v1alpha1
+kind: Function
+metadata: {name: version}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  code: {path: ./src}
+  scaling: {maxInstances: 3, scaleToZeroAfterSeconds: SCALE_TO_ZERO}
+  environment: {LABEL: first}
+---
+apiVersion: kfaas.dev/v1alpha1
+kind: Function
+metadata: {name: warm}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  code: {path: ./src}
+  concurrency: {provisioned: 1}
+"""
+
+CODE = """
+import os, time
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"version": VERSION, "label": os.environ.get("LABEL"), "pid": os.getpid()}
+"""
+
+
+def write(folder: Path, version: int, scale_to_zero: float = 2) -> None:
+    (folder / "src").mkdir(exist_ok=True)
+    (folder / "src" / "app.py").write_text(CODE.replace("VERSION", str(version)))
+    (folder / "functions.yaml").write_text(MANIFEST.replace("SCALE_TO_ZERO", str(scale_to_zero)))
+
+
+def invoke(dev: DevServer, name: str, payload: object = None) -> dict[str, object]:
+    request = urllib.request.Request(
+        f"{dev.url}/2015-03-31/functions/{name}/invocations",
+        data=json.dumps(payload or {}).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return dict(json.loads(reply.read()))
+
+
+def ready_instances(dev: DevServer, name: str) -> int:
+    with urllib.request.urlopen(f"{dev.url}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    found = re.search(
+        rf'kfaas_ready_instances{{function="{name}",namespace="default"}} ([\d.]+)', text
+    )
+    return int(float(found.group(1))) if found else 0
+
+
+def eventually(check: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[tuple[Path, DevServer]]:
+    write(tmp_path, 1)
+    with dev_server([tmp_path]) as dev:
+        yield tmp_path, dev
+
+
+def test_scale_from_zero_up_and_back_to_zero(project: tuple[Path, DevServer]) -> None:
+    _, dev = project
+    assert ready_instances(dev, "version") == 0
+    assert invoke(dev, "version")["version"] == 1  # held until the first instance is ready
+    with ThreadPoolExecutor(6) as pool:
+        pids = {
+            r["pid"] for r in pool.map(lambda _: invoke(dev, "version", {"sleep": 1}), range(6))
+        }
+    assert len(pids) >= 2, "concurrent demand beyond one worker must add instances"
+    eventually(lambda: ready_instances(dev, "version") >= 2)
+    eventually(lambda: ready_instances(dev, "version") == 0, seconds=30)
+
+
+def test_provisioned_instance_is_ready_without_requests(project: tuple[Path, DevServer]) -> None:
+    _, dev = project
+    eventually(lambda: ready_instances(dev, "warm") == 1)
+
+
+def test_code_and_manifest_changes_reload(project: tuple[Path, DevServer]) -> None:
+    folder, dev = project
+    first = invoke(dev, "version")
+    assert (first["version"], first["label"]) == (1, "first")
+    write(folder, 2)
+    eventually(lambda: invoke(dev, "version")["version"] == 2)
+    manifest = folder / "functions.yaml"
+    manifest.write_text(manifest.read_text().replace("LABEL: first", "LABEL: second"))
+    eventually(lambda: invoke(dev, "version")["label"] == "second")
+
+
+def test_invalid_manifest_keeps_serving_the_last_good_one(project: tuple[Path, DevServer]) -> None:
+    folder, dev = project
+    assert invoke(dev, "version")["version"] == 1
+    manifest = folder / "functions.yaml"
+    manifest.write_text(manifest.read_text().replace("maxInstances: 3", "maxInstances: -1"))
+    eventually(lambda: "spec.scaling.maxInstances" in dev.output())
+    assert invoke(dev, "version")["version"] == 1
+
+
+def test_invalid_manifest_at_start_is_refused_with_the_field(tmp_path: Path) -> None:
+    write(tmp_path, 1)
+    manifest = tmp_path / "functions.yaml"
+    manifest.write_text(manifest.read_text().replace("runtime: python3.11", "runtime: cobol", 1))
+    with pytest.raises(RuntimeError) as raised, dev_server([tmp_path], timeout=20):
+        pass
+    assert "spec.runtime" in str(raised.value)
+    shutil.rmtree(tmp_path / "src")
