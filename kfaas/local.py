@@ -36,6 +36,8 @@ log = logging.getLogger("kfaas.local")
 
 PASSED_ENVIRONMENT = ("PATH", "LANG", "HOME", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH")
 READY_TIMEOUT_SECONDS = 60.0
+# Imported once by the fork server so that a new instance starts with them already loaded.
+RUNTIME_MODULES = ["kfaas.runtime.config", "kfaas.runtime.startup", "kfaas.runtime.server"]
 
 
 @dataclass
@@ -84,7 +86,7 @@ class LocalBackend:
         self.region = region
         self.tick_seconds = tick_seconds
         self.extra_environment = extra_environment or {}
-        self._fork_server = ForkServer(["kfaas.runtime.__main__"]) if use_fork_server else None
+        self._fork_server = ForkServer(RUNTIME_MODULES) if use_fork_server else None
         self._functions: dict[str, LocalFunction] = {}
         self._demand: dict[str, int] = {}
         self._listeners: list[EndpointsListener] = []
