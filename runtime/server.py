@@ -1,0 +1,264 @@
+"""The runtime instance's server: `/invoke`, `/healthz` and `/metrics` of ADR 002, over its workers.
+
+It wires the pieces: one `WorkerSlot` and one Runtime API listener per worker, a FIFO pool that
+gives each invocation the next free worker, metrics, tracing and the readiness announcement. An
+invocation runs in its own task, shielded from the caller's connection: a client that goes away
+does not leave a worker half-finished and handed out again. Background tasks are guarded: if one
+dies the failure is logged and the process exits non-zero rather than stalling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from kfaas.runtime import errors, http11, logs, tracing
+from kfaas.runtime.config import RuntimeConfig
+from kfaas.runtime.metrics import Metrics
+from kfaas.runtime.pool import FifoPool
+from kfaas.runtime.runtime_api import RuntimeApi
+from kfaas.runtime.startup import Prepared
+from kfaas.runtime.workers import Invocation, Outcome, WorkerSlot
+
+# Lambda's synchronous request limit; the gateway enforces it first, this is the backstop.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+_JSON = {"Content-Type": "application/json"}
+
+
+def _api_error(status: int, error_type: str, message: str) -> http11.Response:
+    body = json.dumps({"Type": "User", "message": message, "__type": error_type}).encode()
+    return http11.Response(status, body, {**_JSON, "x-amzn-ErrorType": error_type})
+
+
+class RuntimeServer:
+    def __init__(
+        self, prepared: Prepared, sink: logs.LogSink | None = None, started: float | None = None
+    ) -> None:
+        self.config: RuntimeConfig = prepared.config
+        self.port = prepared.port
+        self.ready = asyncio.Event()
+        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self.metrics = Metrics(self.config.namespace, self.config.function_name)
+        self._prepared = prepared
+        self._started = time.monotonic() if started is None else started
+        self._sink = sink or logs.LogSink()
+        self._pool: FifoPool[WorkerSlot] = FifoPool()
+        self._slots: list[WorkerSlot] = []
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        prepared = self._prepared
+        for index, (api, process) in enumerate(
+            zip(prepared.api_sockets, prepared.processes, strict=True)
+        ):
+            address = f"127.0.0.1:{api.getsockname()[1]}"
+            slot = WorkerSlot(
+                index, self.config, address, prepared.private_pipe, self._sink, self.metrics
+            )
+            slot.adopt(process)
+            self._slots.append(slot)
+            self._pool.release(slot)
+            self._servers.append(
+                await http11.serve(api, RuntimeApi(slot), errors.MAX_RESPONSE_BYTES, self._error)
+            )
+        self._servers.append(
+            await http11.serve(prepared.listener, self._route, MAX_EVENT_BYTES, self._error)
+        )
+        self.background(self._announce_ready(), "announce-ready")
+
+    def background(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run a task that must not fail silently: if it dies, the whole instance stops."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        self._sink.event("task_failed", level="error", task=task.get_name(), error=repr(exc))
+        if not self.failed.done():
+            self.failed.set_result(exc)
+
+    def _error(self, exc: BaseException) -> None:
+        self._sink.event("request_failed", level="error", error=repr(exc))
+
+    async def _announce_ready(self) -> None:
+        await asyncio.gather(*(slot.initialised.wait() for slot in self._slots))
+        self.ready.set()
+        elapsed_ms = round((time.monotonic() - self._started) * 1000, 2)
+        self._sink.event("ready", port=self.port, workers=len(self._slots), after_ms=elapsed_ms)
+        if self.config.ready_fd is not None:
+            os.write(self.config.ready_fd, json.dumps({"port": self.port}).encode() + b"\n")
+            os.close(self.config.ready_fd)
+
+    async def close(self, grace_seconds: float | None = None) -> None:
+        """Stop accepting, let in-flight invocations finish (up to the timeout), stop workers."""
+        for server in self._servers:
+            server.close()
+        grace = self.config.timeout_seconds + 1 if grace_seconds is None else grace_seconds
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            self._sink.event("shutdown_with_invocations_running", level="warning")
+        await asyncio.gather(*(slot.close() for slot in self._slots))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _route(self, request: http11.Request) -> http11.Response:
+        if request.path == "/invoke":
+            if request.method != "POST":
+                return _api_error(405, "MethodNotAllowed", "POST /invoke")
+            return await self._invoke(request)
+        if request.path == "/healthz":
+            if self.ready.is_set():
+                return http11.Response(200, b'{"status":"ok"}', _JSON)
+            return http11.Response(503, b'{"status":"initialising"}', _JSON)
+        if request.path == "/metrics":
+            body, content_type = self.metrics.render()
+            return http11.Response(200, body, {"Content-Type": content_type})
+        return _api_error(404, "NotFound", f"no route for {request.path}")
+
+    async def _invoke(self, request: http11.Request) -> http11.Response:
+        if request.body_too_large:
+            return _api_error(
+                413, "RequestTooLargeException", "Request must be smaller than 6291456 bytes."
+            )
+        headers = request.headers
+        request_id = headers.get("lambda-runtime-aws-request-id") or Invocation.new_request_id()
+        invocation = Invocation(
+            request_id=request_id,
+            event=request.body,
+            function_arn=headers.get("lambda-runtime-invoked-function-arn")
+            or self.config.function_arn,
+            trace_id=headers.get("lambda-runtime-trace-id"),
+            client_context=headers.get("lambda-runtime-client-context"),
+            cognito_identity=headers.get("lambda-runtime-cognito-identity"),
+        )
+        span = None
+        traceparent = headers.get("traceparent")
+        if traceparent and tracing.parse_traceparent(traceparent):
+            span, invocation.traceparent, invocation.tracestate = tracing.start_invoke_span(
+                traceparent,
+                headers.get("tracestate"),
+                {"faas.invocation_id": request_id, "faas.name": self.config.function_name},
+            )
+            invocation.trace_id = invocation.trace_id or tracing.xray_trace_header(
+                invocation.traceparent
+            )
+        # Shielded: the invocation finishes (and its worker is freed) even if the caller leaves.
+        task = asyncio.get_running_loop().create_task(self._run(invocation))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        outcome = await asyncio.shield(task)
+        if span is not None:
+            span.set_attribute("faas.coldstart", outcome.init_duration_ms is not None)
+            tracing.end_invoke_span(span, outcome.function_error, _error_type(outcome))
+        return self._response(request_id, outcome, headers.get("x-amz-log-type") == "Tail")
+
+    async def _run(self, invocation: Invocation) -> Outcome:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            slot = await self._pool.acquire()
+            self.metrics.concurrent += 1
+            try:
+                outcome = await slot.invoke(invocation)
+            finally:
+                self.metrics.concurrent -= 1
+                self._recycle(slot)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+        cold = outcome.init_duration_ms is not None
+        self.metrics.invocation(outcome.duration_ms / 1000, outcome.function_error, cold)
+        return outcome
+
+    def _recycle(self, slot: WorkerSlot) -> None:
+        """Give the worker back once it can take work: now, or when its replacement is ready."""
+        if slot.initialised.is_set():
+            self._pool.release(slot)
+            return
+
+        async def when_ready() -> None:
+            await slot.initialised.wait()
+            self._pool.release(slot)
+
+        self.background(when_ready(), f"recycle-worker-{slot.index}")
+
+    @staticmethod
+    def _response(request_id: str, outcome: Outcome, tail: bool) -> http11.Response:
+        headers = {
+            **_JSON,
+            "Lambda-Runtime-Aws-Request-Id": request_id,
+            "X-Kfaas-Duration-Ms": f"{outcome.duration_ms:.3f}",
+        }
+        if outcome.function_error:
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        if outcome.init_duration_ms is not None:
+            headers["X-Kfaas-Cold-Start"] = "1"
+            headers["X-Kfaas-Init-Duration-Ms"] = f"{outcome.init_duration_ms:.3f}"
+        if tail:
+            headers["X-Amz-Log-Result"] = base64.b64encode(outcome.log_tail).decode()
+        return http11.Response(200, outcome.body, headers)
+
+
+def _error_type(outcome: Outcome) -> str | None:
+    if not outcome.function_error:
+        return None
+    try:
+        value = json.loads(outcome.body)
+    except ValueError:
+        return None
+    return value.get("errorType") if isinstance(value, dict) else None
+
+
+async def serve_forever(prepared: Prepared, started: float) -> int:
+    server = RuntimeServer(prepared, started=started)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    stopping: asyncio.Future[Any] = loop.create_task(stop.wait())
+    failed: asyncio.Future[Any] = server.failed
+    await asyncio.wait([stopping, failed], return_when=asyncio.FIRST_COMPLETED)
+    await server.close()
+    stopping.cancel()
+    return 1 if server.failed.done() else 0
+
+
+def serve(prepared: Prepared, started: float) -> int:
+    """Run the instance until SIGTERM/SIGINT (0) or a failed background task (1)."""
+    loop_factory = None
+    if os.environ.get("KFAAS_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve_forever(prepared, started))
+
+
+def run_from_env() -> int:
+    from kfaas.runtime.__main__ import main
+
+    return main([])
