@@ -131,7 +131,13 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run the kubectl built with the control plane (no version skew) against this cluster."""
         done = subprocess.run(
-            [str(self.bin / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            [
+                str(self.bin / "kubectl"),
+                f"--kubeconfig={self.kubeconfig}",
+                # Discovery is cached per cluster state, not in the user's ~/.kube.
+                f"--cache-dir={self.dir.root / 'kubectl-cache'}",
+                *args,
+            ],
             input=input,
             capture_output=True,
             text=True,
