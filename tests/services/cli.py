@@ -23,8 +23,12 @@ from services.cluster import Cluster
 from services.kafka_broker import KafkaBroker
 from services.redis_server import RedisServer
 
-SERVICES = {"redis": RedisServer, "kafka": KafkaBroker, "cluster": Cluster}
 ServiceType = RedisServer | KafkaBroker | Cluster
+SERVICES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster]] = {
+    "redis": RedisServer,
+    "kafka": KafkaBroker,
+    "cluster": Cluster,
+}
 
 
 def _make(name: str, state_dir: Path) -> ServiceType:

@@ -14,18 +14,22 @@ the environment says CI=true: there a missing service fails the run.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from services.base import MissingDependency, Service, ServiceError, tail
+from services.base import MissingDependency, ServiceError, tail
 from services.cluster import Cluster
 from services.kafka_broker import KafkaBroker
 from services.redis_server import RedisServer
 
-FIXTURES = {"redis_service": RedisServer, "kafka_service": KafkaBroker, "cluster_service": Cluster}
+FIXTURES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster]] = {
+    "redis_service": RedisServer,
+    "kafka_service": KafkaBroker,
+    "cluster_service": Cluster,
+}
 MARKERS = {"redis_service": "redis", "kafka_service": "kafka", "cluster_service": "cluster"}
 
 _S = TypeVar("_S", RedisServer, KafkaBroker, Cluster)
@@ -110,14 +114,15 @@ def cluster_service(services_state_dir: Path) -> Iterator[Cluster]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failing test that used a service shows the end of that service's logs."""
-    report: pytest.TestReport = yield
+    report = yield
     if report.failed:
         funcargs = getattr(item, "funcargs", {})
         for fixture in FIXTURES:
-            service: Service | None = funcargs.get(fixture)
-            for name, path in _logs(service):
+            for name, path in _logs(funcargs.get(fixture)):
                 report.sections.append((f"{name} log ({path})", tail(path, 30)))
     return report
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,7 +21,7 @@ async def test_stream_consumer_group_round_trip(redis_service: RedisServer) -> N
         await client.xgroup_create(stream, "workers", id="0", mkstream=True)
         sent = [await client.xadd(stream, {"n": str(n)}) for n in range(5)]
 
-        delivered = await client.xreadgroup("workers", "w1", {stream: ">"}, count=10)
+        delivered: Any = await client.xreadgroup("workers", "w1", {stream: ">"}, count=10)
         [(name, entries)] = delivered
         assert name == stream
         assert [entry_id for entry_id, _ in entries] == sent
@@ -52,7 +53,7 @@ async def test_data_and_pending_entries_survive_a_restart(redis_service: RedisSe
 
     client = aioredis.from_url(redis_service.url, decode_responses=True)
     try:
-        entries = await client.xrange(stream)
+        entries: Any = await client.xrange(stream)
         assert [(entry_id, fields["payload"]) for entry_id, fields in entries] == [
             (first, "kept"),
             (second, "pending"),
