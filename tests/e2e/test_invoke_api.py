@@ -97,6 +97,7 @@ def test_function_error_is_200_with_unhandled(lambda_client: Any) -> None:
         ("unserializable", "Runtime.MarshalError"),
         ("big-response", "Function.ResponseSizeTooLarge"),
         ("crash", "Runtime.ExitError"),
+        ("hog", "Runtime.ExitError"),
     ],
 )
 def test_runtime_faults_are_function_errors(lambda_client: Any, name: str, error_type: str) -> None:

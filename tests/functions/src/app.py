@@ -83,3 +83,9 @@ def plain_json(event, context):
 def flaky_logger(event, context):
     print("attempt", file=sys.stderr)
     raise RuntimeError("always fails")
+
+
+def hog(event, context):
+    blocks = []
+    while True:
+        blocks.append(bytearray(16 * 1024 * 1024))

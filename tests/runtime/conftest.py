@@ -1,0 +1,7 @@
+"""Fixtures for the runtime tests; the helpers live in `instances.py` (importable as `runtime.instances`)."""
+
+from __future__ import annotations
+
+from runtime.instances import start
+
+__all__ = ["start"]
