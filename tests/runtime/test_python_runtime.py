@@ -47,7 +47,11 @@ def handler(event, context):
 
 async def test_event_context_and_environment(start: Starter) -> None:
     instance = await start({"app.py": APP}, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", MY_SETTING="x")
-    client_context = {"client": {"installation_id": "inst-1"}, "custom": {"k": "v"}, "env": {"e": 1}}
+    client_context = {
+        "client": {"installation_id": "inst-1"},
+        "custom": {"k": "v"},
+        "env": {"e": 1},
+    }
     reply = await instance.invoke(
         {"n": 1},
         **{
@@ -222,7 +226,9 @@ async def test_log_lines_tail_and_report(start: Starter) -> None:
     assert re.fullmatch(r"Duration: \d+\.\d\d ms", report[1])
     assert re.fullmatch(r"Billed Duration: \d+ ms", report[2])
     assert report[3] == "Memory Size: 128 MB"
-    assert re.fullmatch(r"Max Memory Used: \d+ MB", report[4]) and report[4] != "Max Memory Used: 0 MB"
+    assert (
+        re.fullmatch(r"Max Memory Used: \d+ MB", report[4]) and report[4] != "Max Memory Used: 0 MB"
+    )
     assert re.fullmatch(r"Init Duration: \d+\.\d\d ms", report[5])
     tail2 = base64.b64decode(second.headers["X-Amz-Log-Result"]).decode().splitlines()
     assert tail2[1] == "line one 2" and "line one 1" not in tail2
@@ -231,7 +237,9 @@ async def test_log_lines_tail_and_report(start: Starter) -> None:
     assert "init\tinit output" in log
     assert f"{id1}\tline one 1" in log and f"{id1}\tto stderr" in log
     assert f"{id2}\tline one 2" in log
-    assert log.index(f"END RequestId: {id1}") < log.index(f"START RequestId: {id2} Version: $LATEST")
+    assert log.index(f"END RequestId: {id1}") < log.index(
+        f"START RequestId: {id2} Version: $LATEST"
+    )
     assert "X-Amz-Log-Result" not in (await instance.invoke(3)).headers
 
 
@@ -272,7 +280,9 @@ async def test_megabytes_of_output(start: Starter) -> None:
 
 
 async def test_healthz_metrics_and_api_errors(start: Starter) -> None:
-    app = "def handler(e, c):\n    if e == 'fail':\n        raise RuntimeError('no')\n    return e\n"
+    app = (
+        "def handler(e, c):\n    if e == 'fail':\n        raise RuntimeError('no')\n    return e\n"
+    )
     instance = await start({"app.py": app})
     assert (await instance.get("/healthz")).status == 200
     await instance.invoke("ok")
