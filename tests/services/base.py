@@ -8,12 +8,14 @@ survives a restart finds the service where it was.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import socket
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +33,19 @@ class MissingDependency(ServiceError):
 def cache_root() -> Path:
     """Where version-keyed builds live: outside the repository, shared by every clone."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kfaas"
+
+
+@contextmanager
+def build_lock(name: str) -> Iterator[None]:
+    """One build of `name` at a time per machine: a developer's run and CI may start together."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def default_state_dir() -> Path:

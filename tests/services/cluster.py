@@ -25,6 +25,8 @@ from services.base import LOOPBACK, ServiceDir, ServiceError, progress
 from services.cluster_pki import Pki
 from services.processes import launch, running_pid, stop, wait_until
 
+# In start order; stopped in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODES = ("kwok-node-0", "kwok-node-1")
 # The API server wants an address to advertise and refuses loopback for the `kubernetes` Service.
 # It only publishes it (the endpoint reconciler is off), so a documentation address that is
@@ -154,9 +156,7 @@ class Cluster:
         cluster_build.build()
 
     def running(self) -> bool:
-        return all(
-            running_pid(self.dir.pid_file(component)) for component in ("etcd", "kube-apiserver")
-        )
+        return all(running_pid(self.dir.pid_file(component)) for component in COMPONENTS)
 
     def _components(self, ports: Mapping[str, int]) -> list[_Component]:
         pki, root = self.pki, self.dir.root
@@ -379,15 +379,7 @@ class Cluster:
 
     def down(self) -> None:
         stopped = [
-            component
-            for component in (
-                "kwok",
-                "kube-scheduler",
-                "kube-controller-manager",
-                "kube-apiserver",
-                "etcd",
-            )
-            if stop(self.dir.pid_file(component))
+            component for component in reversed(COMPONENTS) if stop(self.dir.pid_file(component))
         ]
         if stopped:
             progress(f"stopped {', '.join(stopped)}")

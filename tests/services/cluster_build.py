@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.base import MissingDependency, ServiceError, cache_root, progress
+from services.base import MissingDependency, ServiceError, build_lock, cache_root, progress
 
 KUBERNETES_VERSION = "v1.34.4"  # keep in step with k8s.io/kubernetes in tests/cluster/go.mod
 KWOK_VERSION = "v0.7.0"  # v0.8 exits without Stage objects; v0.7 falls back to built-in stages
@@ -103,6 +103,13 @@ def build() -> Path:
     if is_built():
         return target
     go = find_go()
+    with build_lock(target.parent.name):
+        if not is_built():
+            _build(go, target)
+    return target
+
+
+def _build(go: Path, target: Path) -> None:
     env = _go_environment(go)
     partial = target.with_name("bin.partial")
     partial.mkdir(parents=True, exist_ok=True)
@@ -137,4 +144,3 @@ def build() -> Path:
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     progress(f"built the control plane in {time.monotonic() - started:.0f} s")
-    return target

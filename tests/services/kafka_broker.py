@@ -25,6 +25,7 @@ from services.base import (
     MissingDependency,
     ServiceDir,
     ServiceError,
+    build_lock,
     cache_root,
     port_accepts,
     progress,
@@ -124,6 +125,37 @@ logger.request.level = WARN
 """
 
 
+def _fetch(libs: Path) -> None:
+    """Copy the broker's jars from Maven Central (through ~/.m2) into the version's cache."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise MissingDependency("mvn is not installed (it fetches Kafka from Maven Central)")
+    partial = libs.with_name("libs.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    progress(f"fetching Kafka {KAFKA_VERSION} jars with Maven into {libs}")
+    fetched = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-Dstyle.color=never",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-Dkafka.version={KAFKA_VERSION}",
+            f"-DoutputDirectory={partial}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if fetched.returncode != 0:
+        raise ServiceError(f"mvn could not fetch Kafka:\n{fetched.stdout}{fetched.stderr}")
+    (partial / ".complete").write_text(f"kafka {KAFKA_VERSION}\n")
+    shutil.rmtree(libs, ignore_errors=True)
+    partial.rename(libs)
+
+
 class KafkaBroker:
     name = "kafka"
 
@@ -143,33 +175,9 @@ class KafkaBroker:
         libs = libs_dir()
         if (libs / ".complete").exists():
             return
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise MissingDependency("mvn is not installed (it fetches Kafka from Maven Central)")
-        partial = libs.with_name("libs.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        progress(f"fetching Kafka {KAFKA_VERSION} jars with Maven into {libs}")
-        fetched = subprocess.run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "-Dstyle.color=never",
-                "-f",
-                str(POM),
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-Dkafka.version={KAFKA_VERSION}",
-                f"-DoutputDirectory={partial}",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if fetched.returncode != 0:
-            raise ServiceError(f"mvn could not fetch Kafka:\n{fetched.stdout}{fetched.stderr}")
-        (partial / ".complete").write_text(f"kafka {KAFKA_VERSION}\n")
-        shutil.rmtree(libs, ignore_errors=True)
-        partial.rename(libs)
+        with build_lock(libs.parent.name):
+            if not (libs / ".complete").exists():
+                _fetch(libs)
 
     # -- state ---------------------------------------------------------------------------------
 
