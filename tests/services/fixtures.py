@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import pytest
 
-from services.base import MissingDependency, ServiceError, tail
+from services.base import MissingDependency, Service, ServiceError, tail
 from services.cluster import Cluster
 from services.kafka_broker import KafkaBroker
 from services.redis_server import RedisServer
@@ -32,7 +32,7 @@ FIXTURES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster]] = {
 }
 MARKERS = {"redis_service": "redis", "kafka_service": "kafka", "cluster_service": "cluster"}
 
-_S = TypeVar("_S", RedisServer, KafkaBroker, Cluster)
+_S = TypeVar("_S", bound=Service)
 _build_failures: dict[str, ServiceError] = {}
 
 
