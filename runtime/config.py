@@ -9,7 +9,6 @@ directions are plain functions that tests can call without starting anything.
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 import time
 from collections.abc import Mapping
@@ -118,7 +117,7 @@ def config_from_env(environ: Mapping[str, str]) -> RuntimeConfig:
 def log_stream_name(now: float | None = None) -> str:
     """A fresh stream per execution environment, in Lambda's `2024/01/31/[$LATEST]<hex>` shape."""
     day = time.strftime("%Y/%m/%d", time.gmtime(now))
-    return f"{day}/[$LATEST]{secrets.token_hex(16)}"
+    return f"{day}/[$LATEST]{os.urandom(16).hex()}"  # not `secrets`: 5 ms to import
 
 
 def worker_environment(config: RuntimeConfig, runtime_api: str, stream: str) -> dict[str, str]:

@@ -91,6 +91,7 @@ class WorkerSlot:
         self._init_failure: bytes | int | None = None  # error JSON, or the exit code of init
         self._init_duration_ms: float | None = None
         self._killed_for: str | None = None
+        self._reported_peak_mb: int | None = None  # sent by the default bootstrap with a result
         self._respawn_on_exit = False
         self._closing = False
         # Runtime API: a bootstrap's pending `next` call, or an invocation it has yet to fetch.
@@ -235,6 +236,7 @@ class WorkerSlot:
             elif kind == "init_error":
                 self._init_done(body)
             elif self._call is not None and meta.get("id") == self._call.invocation.request_id:
+                self._reported_peak_mb = meta.get("peak_mb")
                 if kind == "ok" and len(body) > errors.MAX_RESPONSE_BYTES:
                     self._complete(json.dumps(errors.response_too_large(len(body))), True)
                 else:
@@ -270,7 +272,9 @@ class WorkerSlot:
         finally:
             timer.cancel()
         duration_ms = (time.monotonic() - started) * 1000
-        peak = memory_mb(self._process.pid)[1] if self._process is not None else 0
+        peak, self._reported_peak_mb = self._reported_peak_mb, None
+        if peak is None:
+            peak = memory_mb(self._process.pid)[1] if self._process is not None else 0
         self._finish_log(call.tail, invocation.request_id, duration_ms, peak, init_duration_ms)
         self._call = None
         return Outcome(body, function_error, call.tail.value(), duration_ms, init_duration_ms)

@@ -1,4 +1,4 @@
-"""Fixtures for the runtime tests; the helpers live in `instances.py` (importable as `runtime.instances`)."""
+"""Fixtures for the runtime tests; the helpers live in `instances.py` (`runtime.instances`)."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ class Instance:
         return self.process.returncode
 
 
-async def _read_ready_line(fd: int, timeout: float) -> bytes:
+async def _read_ready_line(fd: int, limit_seconds: float) -> bytes:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
     data = bytearray()
@@ -95,12 +95,24 @@ async def _read_ready_line(fd: int, timeout: float) -> bytes:
     os.set_blocking(fd, False)
     loop.add_reader(fd, readable)
     try:
-        return await asyncio.wait_for(done, timeout)
+        return await asyncio.wait_for(done, limit_seconds)
     finally:
         loop.remove_reader(fd)
 
 
 Starter = Callable[..., Awaitable[Instance]]
+
+
+def _spawn(env: dict[str, str], stdout: Path, ready_fd: int, cwd: Path) -> subprocess.Popen[bytes]:
+    with open(stdout, "wb") as out:
+        return subprocess.Popen(
+            [PYTHON, "-m", "kfaas.runtime"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            pass_fds=(ready_fd,),
+            cwd=cwd,
+        )
 
 
 def write_files(root: Path, files: dict[str, str]) -> None:
@@ -139,15 +151,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Starter]:
             **env,
         }
         stdout = root / "stdout.log"
-        with open(stdout, "wb") as out:
-            process = subprocess.Popen(
-                [PYTHON, "-m", "kfaas.runtime"],
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,),
-                cwd=root,
-            )
+        process = _spawn(full_env, stdout, write_fd, root)
         os.close(write_fd)
         try:
             line = await _read_ready_line(read_fd, 30)

@@ -1,8 +1,9 @@
-"""`perInstance` workers run invocations in parallel, one each; the rest wait their turn in order."""
+"""`perInstance` workers run invocations in parallel, one each; the rest wait in order."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from runtime.instances import Starter
 
@@ -35,5 +36,5 @@ async def test_one_worker_serialises_in_arrival_order(start: Starter) -> None:
         await asyncio.sleep(0.02)  # stagger the arrivals so their order is defined
     results = [reply.json() for reply in await asyncio.gather(*tasks)]
     assert len({result["pid"] for result in results}) == 1
-    for earlier, later in zip(results, results[1:], strict=False):
+    for earlier, later in itertools.pairwise(results):
         assert earlier["end"] <= later["start"]  # never two at once, and first come first served

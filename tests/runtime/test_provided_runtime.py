@@ -122,7 +122,8 @@ while True:
     else:
         print("custom handling", request_id, flush=True)
         reply = {{"event": event, "headers": headers}}
-        assert call("POST", f"/invocation/{{request_id}}/response", json.dumps(reply))[0].status == 202
+        status = call("POST", f"/invocation/{{request_id}}/response", json.dumps(reply))[0].status
+        assert status == 202
 """
 
 

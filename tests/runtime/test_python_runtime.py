@@ -16,7 +16,8 @@ def handler(event, context):
     print("handling", event["n"])
     env_keys = [
         "_HANDLER", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_RUNTIME_API",
-        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
         "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_INITIALIZATION_TYPE",
         "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "TZ", "LANG", "PATH",
         "LD_LIBRARY_PATH", "_X_AMZN_TRACE_ID", "MY_SETTING", "KFAAS_PER_INSTANCE",
@@ -304,7 +305,12 @@ async def test_healthz_metrics_and_api_errors(start: Starter) -> None:
 
 
 async def test_private_pipe_can_be_swapped_for_the_runtime_api(start: Starter) -> None:
-    app = "def handler(e, c):\n    if e == 'fail':\n        raise KeyError('k')\n    return [e, c.aws_request_id]\n"
+    app = """
+        def handler(e, c):
+            if e == "fail":
+                raise KeyError("k")
+            return [e, c.aws_request_id]
+    """
     instance = await start({"app.py": app}, KFAAS_PYTHON_CHANNEL="runtime-api")
     reply = await instance.invoke("hi", **{"Lambda-Runtime-Aws-Request-Id": "r-1"})
     assert reply.json() == ["hi", "r-1"]

@@ -1,4 +1,4 @@
-"""Timeouts, crashes and memory limits: the caller gets Lambda's error and the next call a fresh worker."""
+"""Timeouts, crashes, memory limits: the caller gets Lambda's error, the next a fresh worker."""
 
 from __future__ import annotations
 
