@@ -28,6 +28,7 @@ from .errors import (
     ResourceNotFound,
 )
 from .invoker import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, InvokeOptions
+from .middleware import REQUEST_ID
 from .services import Services
 
 PREFIX = "/2015-03-31/functions"
@@ -77,7 +78,7 @@ def _resolve(services: Services, request: web.Request, raw_name: str) -> Functio
 async def _invoke(
     services: Services, request: web.Request, function: Function
 ) -> web.StreamResponse:
-    request_id: str = request["request_id"]
+    request_id: str = request[REQUEST_ID]
     invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
     if invocation_type not in ("RequestResponse", "Event", "DryRun"):
         raise InvalidParameterValue(

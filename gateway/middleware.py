@@ -17,12 +17,13 @@ from .errors import ApiError, ServiceError, error_response
 
 log = logging.getLogger("kfaas.gateway")
 tracer = trace.get_tracer("kfaas.gateway")
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 @web.middleware
 async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every request Lambda's request id: the handler's ``aws_request_id`` equals it."""
-    request["request_id"] = str(uuid.uuid4())
+    request[REQUEST_ID] = str(uuid.uuid4())
     return await handler(request)
 
 
@@ -32,12 +33,12 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error, request["request_id"])
+        return error_response(error, request[REQUEST_ID])
     except web.HTTPException:
         raise
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return error_response(ServiceError("Internal error in the gateway"), request["request_id"])
+        return error_response(ServiceError("Internal error in the gateway"), request[REQUEST_ID])
 
 
 @web.middleware

@@ -16,6 +16,7 @@ from kfaas.events import http_api_event, http_response_from_result
 
 from .errors import Forbidden, RequestTooLarge, ResourceNotFound
 from .invoker import SYNC_PAYLOAD_LIMIT, InvokeOptions
+from .middleware import REQUEST_ID
 from .services import Services
 
 
@@ -43,7 +44,7 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
         raise RequestTooLarge(f"Request body is larger than {SYNC_PAYLOAD_LIMIT} bytes")
     prefix = f"/fn/{namespace}/{name}"
     raw_path = request.raw_path.split("?", 1)[0][len(prefix) :] or "/"
-    request_id: str = request["request_id"]
+    request_id: str = request[REQUEST_ID]
     peer = request.remote or "127.0.0.1"
     event = http_api_event(
         method=request.method,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,7 +38,12 @@ log = logging.getLogger("kfaas.local")
 PASSED_ENVIRONMENT = ("PATH", "LANG", "HOME", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH")
 READY_TIMEOUT_SECONDS = 60.0
 # Imported once by the fork server so that a new instance starts with them already loaded.
-RUNTIME_MODULES = ["kfaas.runtime.config", "kfaas.runtime.startup", "kfaas.runtime.server"]
+RUNTIME_MODULES = [
+    "kfaas.runtime.config",
+    "kfaas.runtime.startup",
+    "kfaas.runtime.server",
+    "uvloop",
+]
 
 
 @dataclass
@@ -80,11 +86,13 @@ class LocalBackend:
         region: str = "us-east-1",
         use_fork_server: bool = True,
         tick_seconds: float = 0.5,
+        stable_window_seconds: float = 60.0,
         extra_environment: dict[str, str] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.region = region
         self.tick_seconds = tick_seconds
+        self.stable_window_seconds = stable_window_seconds
         self.extra_environment = extra_environment or {}
         self._fork_server = ForkServer(RUNTIME_MODULES) if use_fork_server else None
         self._functions: dict[str, LocalFunction] = {}
@@ -143,7 +151,10 @@ class LocalBackend:
                 self._publish(key)
             return
         generation = generation_of(function)
-        policy = ScalingPolicy.from_spec(function.spec)
+        policy = dataclasses.replace(
+            ScalingPolicy.from_spec(function.spec),
+            stable_window_seconds=self.stable_window_seconds,
+        )
         if local is None:
             local = LocalFunction(function, generation, policy)
             self._functions[key] = local

@@ -28,7 +28,6 @@ def test_aws_cli_invokes_unmodified(dev: DevServer, tmp_path: Path) -> None:
             AWS, "lambda", "invoke",
             "--endpoint-url", dev.url,
             "--function-name", "echo",
-            "--cli-binary-format", "raw-in-base64-out",
             "--payload", '{"from": "cli"}',
             str(out),
         ],

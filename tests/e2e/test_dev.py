@@ -68,18 +68,19 @@ def ready_instances(dev: DevServer, name: str) -> int:
     return int(float(found.group(1))) if found else 0
 
 
-def eventually(check: Callable[[], bool], seconds: float = 20) -> None:
+def eventually(check: Callable[[], bool], seconds: float = 20, what: str = "") -> None:
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"not within {seconds} s: {what}")
         time.sleep(0.1)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[tuple[Path, DevServer]]:
     write(tmp_path, 1)
-    with dev_server([tmp_path]) as dev:
+    # A 3 s stable window lets instances go back to zero within the test.
+    with dev_server([tmp_path], env={"KFAAS_SCALING_STABLE_WINDOW_SECONDS": "3"}) as dev:
         yield tmp_path, dev
 
 
@@ -92,8 +93,8 @@ def test_scale_from_zero_up_and_back_to_zero(project: tuple[Path, DevServer]) ->
             r["pid"] for r in pool.map(lambda _: invoke(dev, "version", {"sleep": 1}), range(6))
         }
     assert len(pids) >= 2, "concurrent demand beyond one worker must add instances"
-    eventually(lambda: ready_instances(dev, "version") >= 2)
-    eventually(lambda: ready_instances(dev, "version") == 0, seconds=30)
+    eventually(lambda: ready_instances(dev, "version") >= 2, what="scaled up")
+    eventually(lambda: ready_instances(dev, "version") == 0, seconds=30, what="scaled to zero")
 
 
 def test_provisioned_instance_is_ready_without_requests(project: tuple[Path, DevServer]) -> None:
