@@ -1,0 +1,189 @@
+"""``kfaas dev``: the gateway, local instances and reloads, all on one machine with no cluster.
+
+Loads every manifest under the given paths, serves the Lambda Invoke API and HTTP triggers, starts
+instances as local processes, and reloads a function when its manifest or code changes (polling
+modification times once a second, so it needs no file-watching library).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+from kfaas.config import Settings
+from kfaas.gateway.app import create_app
+from kfaas.gateway.registry import FunctionRegistry
+from kfaas.local import LocalBackend, generation_of
+from kfaas.manifests import EventSourceMapping, Function, ManifestError, load_manifests
+
+log = logging.getLogger("kfaas.dev")
+
+WATCH_SECONDS = 1.0
+Snapshot = dict[str, tuple[float, int]]
+
+
+def manifest_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
+        else:
+            files.append(path)
+    return files
+
+
+def snapshot(paths: Iterable[str | Path], functions: Iterable[Function]) -> Snapshot:
+    """Modification time and size of every manifest and code file: cheap to take every second."""
+    state: Snapshot = {}
+    roots = [root for fn in functions if (root := fn.code_root()) is not None]
+    for path in [*manifest_files(paths), *roots]:
+        candidates = path.rglob("*") if path.is_dir() else [path]
+        for file in candidates:
+            if "__pycache__" in file.parts:
+                continue
+            with contextlib.suppress(OSError):
+                stat = file.stat()
+                state[str(file)] = (stat.st_mtime, stat.st_size)
+    return state
+
+
+class DevServer:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        host: str,
+        port: int,
+        settings: Settings,
+        out: TextIO = sys.stdout,
+    ) -> None:
+        self.paths = list(paths)
+        self.host = host
+        self.port = port
+        self.out = out
+        self.state_dir = Path(tempfile.mkdtemp(prefix="kfaas-dev-"))
+        self.registry = FunctionRegistry(
+            default_namespace=settings.default_namespace, region=settings.region
+        )
+        self.backend = LocalBackend(
+            state_dir=self.state_dir,
+            region=settings.region,
+            stable_window_seconds=settings.scaling_stable_window_seconds,
+        )
+        self.registry.subscribe(self.backend.set_function)
+        self.app = create_app(self.registry, self.backend, settings)
+        self.runner = web.AppRunner(self.app, access_log=None)
+        self.mappings: list[EventSourceMapping] = []
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        manifests = load_manifests(self.paths)
+        await self.backend.start()
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            server = site._server
+            assert isinstance(server, asyncio.base_events.Server)
+            self.port = server.sockets[0].getsockname()[1]
+        self._apply(manifests)
+        self._print_summary()
+        self._watcher = asyncio.create_task(self._watch(), name="kfaas-dev-watcher")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        await self.runner.cleanup()
+        await self.backend.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _apply(self, manifests: list[Function | EventSourceMapping]) -> list[str]:
+        """Make the registry hold exactly these functions; returns the keys that changed."""
+        functions = {m.key: m for m in manifests if isinstance(m, Function)}
+        self.mappings = [m for m in manifests if isinstance(m, EventSourceMapping)]
+        changed = []
+        for existing in self.registry.list():
+            if existing.key not in functions:
+                self.registry.remove(existing.key)
+                changed.append(existing.key)
+        for key, function in functions.items():
+            current = self.registry.find(key)
+            if current is None or current != function or self._code_changed(current, function):
+                self.registry.put(function)
+                changed.append(key)
+        return changed
+
+    def _code_changed(self, old: Function, new: Function) -> bool:
+        return generation_of(old) != generation_of(new)
+
+    def _print_summary(self) -> None:
+        print(f"kfaas dev: serving on {self.url}", file=self.out)
+        for function in self.registry.list():
+            name = function.metadata.name
+            line = (
+                f"  {function.key:<32} invoke: {self.url}/2015-03-31/functions/{name}/invocations"
+            )
+            if function.metadata.namespace != self.registry.default_namespace:
+                line = (
+                    f"  {function.key:<32} invoke: "
+                    f"{self.url}/2015-03-31/functions/{function.metadata.namespace}%2F{name}"
+                    "/invocations"
+                )
+            print(line, file=self.out)
+            if function.spec.http.enabled:
+                print(f"  {'':<32} http:   {self.url}/fn/{function.key}/", file=self.out)
+        for mapping in self.mappings:
+            print(
+                f"  mapping {mapping.key}: loaded; stream pollers are not part of this build yet",
+                file=self.out,
+            )
+        self.out.flush()
+
+    async def _watch(self) -> None:
+        previous = snapshot(self.paths, self.registry.list())
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            current = snapshot(self.paths, self.registry.list())
+            if current == previous:
+                continue
+            previous = current
+            try:
+                manifests = load_manifests(self.paths)
+            except ManifestError as exc:
+                log.error("manifests not reloaded: %s", exc)
+                continue
+            for key in self._apply(manifests):
+                print(f"kfaas dev: reloaded {key}", file=self.out, flush=True)
+
+
+async def run_dev(paths: Sequence[str], *, host: str, port: int, settings: Settings) -> int:
+    try:
+        server = DevServer(paths, host=host, port=port, settings=settings)
+        await server.start()
+    except ManifestError as exc:
+        print(f"kfaas dev: invalid manifests\n{exc}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    print("kfaas dev: stopping", file=sys.stderr)
+    await server.stop()
+    return 0
