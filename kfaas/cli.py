@@ -70,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
         "environment (see docs/decisions/002-gateway-runtime-protocol.md).",
     )
 
+    poller = commands.add_parser(
+        "poller",
+        help="run the pollers of one EventSourceMapping (in-cluster role)",
+        description="The poller role: reads a Kafka topic or Redis stream and invokes the "
+        "function through the gateway (KFAAS_GATEWAY_URL). The mapping comes from --mapping FILE "
+        "or, as YAML or JSON, from KFAAS_MAPPING. Metrics on KFAAS_POLLER_METRICS_PORT (default "
+        "9090, 0: off).",
+    )
+    poller.add_argument("--mapping", metavar="FILE", help="the EventSourceMapping manifest")
+
     invoke = commands.add_parser(
         "invoke",
         help="invoke a function through a gateway",
@@ -96,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return runtime_main([])
     if args.command == "invoke":
         return _invoke(args)
+    if args.command == "poller":
+        from kfaas.pollers.main import main as poller_main
+
+        return poller_main(args.mapping)
     return _serve(args)
 
 

@@ -25,6 +25,7 @@ from kfaas.gateway.app import create_app
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.local import LocalBackend, generation_of
 from kfaas.manifests import EventSourceMapping, Function, ManifestError, load_manifests
+from kfaas.pollers.runner import PollerGroup
 
 log = logging.getLogger("kfaas.dev")
 
@@ -86,6 +87,10 @@ class DevServer:
         self.runner = web.AppRunner(self.app, access_log=None)
         self.mappings: list[EventSourceMapping] = []
         self._watcher: asyncio.Task[None] | None = None
+        self.settings = settings
+        # Stream pollers for the mappings found, started once the gateway's URL is known.
+        self.pollers: PollerGroup | None = None
+        self._mapping_lines: list[str] = []
 
     @property
     def url(self) -> str:
@@ -102,6 +107,9 @@ class DevServer:
             assert isinstance(server, asyncio.base_events.Server)
             self.port = server.sockets[0].getsockname()[1]
         self._apply(manifests)
+        self.pollers = PollerGroup(gateway_url=self.url, settings=self.settings)
+        await self.pollers.start()
+        self._mapping_lines = await self.pollers.update(self.mappings)
         self._print_summary()
         self._watcher = asyncio.create_task(self._watch(), name="kfaas-dev-watcher")
 
@@ -109,6 +117,8 @@ class DevServer:
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
+        if self.pollers is not None:
+            await self.pollers.stop()
         await self.runner.cleanup()
         await self.backend.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -148,11 +158,8 @@ class DevServer:
             print(line, file=self.out)
             if function.spec.http.enabled:
                 print(f"  {'':<32} http:   {self.url}/fn/{function.key}/", file=self.out)
-        for mapping in self.mappings:
-            print(
-                f"  mapping {mapping.key}: loaded; stream pollers are not part of this build yet",
-                file=self.out,
-            )
+        for line in self._mapping_lines:
+            print(f"  {line}", file=self.out)
         self.out.flush()
 
     async def _watch(self) -> None:
@@ -170,6 +177,8 @@ class DevServer:
                 continue
             for key in self._apply(manifests):
                 print(f"kfaas dev: reloaded {key}", file=self.out, flush=True)
+            if self.pollers is not None:
+                await self.pollers.update(self.mappings)
 
 
 async def run_dev(paths: Sequence[str], *, host: str, port: int, settings: Settings) -> int:

@@ -1,0 +1,102 @@
+"""The on-failure destination of a mapping: a Kafka topic or a Redis stream.
+
+A destination receives the records the mapping gave up on, as they came from the source, followed
+by one failure record (Lambda's shape, see `records.failure_record`). Records keep what they had:
+a Kafka record its key, value and headers; a Redis entry its fields. Crossing over, a Kafka record
+becomes an entry with fields `key`, `value` and `header.<name>`, and an entry becomes a Kafka record
+keyed by its id whose value is its SQS `body`. Each copy carries where it came from
+(`kfaas-source`: `topic-partition@offset` or the entry id) and the failure record's request id
+(`kfaas-request-id`); the failure record itself is marked `kfaas-kind: failure-record` and, in a
+stream, holds its JSON in the `body` field.
+
+The mapping commits the records only after the destination has acknowledged all of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .kafka_clients import KafkaProducer
+from .records import StreamRecord, entry_body
+from .redis_clients import RedisStreams
+
+KafkaMessageTuple = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+FAILURE_KIND = "failure-record"
+
+
+def _source_of(record: StreamRecord) -> str:
+    if isinstance(record.raw, tuple):
+        topic, partition, offset = record.position
+        return f"{topic}-{partition}@{offset}"
+    return record.item_id
+
+
+def as_kafka_messages(
+    records: Sequence[StreamRecord], failure: dict[str, Any]
+) -> list[KafkaMessageTuple]:
+    request_id = str(failure["requestContext"]["requestId"]).encode()
+    messages: list[KafkaMessageTuple] = []
+    for record in records:
+        marks = [("kfaas-source", _source_of(record).encode()), ("kfaas-request-id", request_id)]
+        if isinstance(record.raw, tuple):
+            key, value, headers = record.raw
+            messages.append((key, value, [*headers, *marks]))
+        else:
+            body, _ = entry_body(record.raw)
+            messages.append((record.item_id.encode(), body.encode(), marks))
+    messages.append((None, json.dumps(failure).encode(), [("kfaas-kind", FAILURE_KIND.encode())]))
+    return messages
+
+
+def as_stream_entries(
+    records: Sequence[StreamRecord], failure: dict[str, Any]
+) -> list[dict[str, str | bytes]]:
+    request_id = str(failure["requestContext"]["requestId"])
+    entries: list[dict[str, str | bytes]] = []
+    for record in records:
+        fields: dict[str, str | bytes]
+        if isinstance(record.raw, tuple):
+            key, value, headers = record.raw
+            fields = {f"header.{name}": data for name, data in headers}
+            if key is not None:
+                fields["key"] = key
+            fields["value"] = value if value is not None else b""
+        else:
+            fields = dict(record.raw)
+        fields["kfaas-source"] = _source_of(record)
+        fields["kfaas-request-id"] = request_id
+        entries.append(fields)
+    entries.append({"kfaas-kind": FAILURE_KIND, "body": json.dumps(failure)})
+    return entries
+
+
+class Destination(Protocol):
+    async def send(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class KafkaTopicDestination:
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.topic = topic
+        self.producer = KafkaProducer(bootstrap_servers)
+
+    async def send(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> None:
+        await self.producer.send(self.topic, as_kafka_messages(records, failure))
+
+    async def close(self) -> None:
+        await self.producer.stop()
+
+
+class RedisStreamDestination:
+    def __init__(self, url: str, stream: str) -> None:
+        self.stream = stream
+        self.client = RedisStreams(url)
+
+    async def send(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> None:
+        await self.client.add(self.stream, as_stream_entries(records, failure))
+
+    async def close(self) -> None:
+        await self.client.close()

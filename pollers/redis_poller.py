@@ -1,0 +1,247 @@
+"""One Redis stream consumer of a mapping: XREADGROUP, one batch in flight, XACK when done.
+
+A consumer first takes back its own pending entries (a restart under the same name resumes where
+it stopped), then reads new entries with XREADGROUP, batching up to `batchSize` entries for at most
+`maximumBatchingWindowSeconds`. Every `claim_idle / 2` seconds it also reclaims, with XAUTOCLAIM,
+entries another consumer of the group left pending for longer than `claim_idle` (a dead poller).
+While a batch is in flight its entries' idle time is reset every few seconds, so a live consumer
+retrying a slow batch is never robbed of it. Entries are acknowledged only after success, filtering
+or dead-lettering, and a batch is only ever one consumer's, so order holds per consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .batches import BatchLimits, take_batch
+from .delivery import BatchDelivery, DeliveryConfig, Invoke, Position
+from .destinations import Destination
+from .filters import RecordFilter
+from .metrics import PollerMetrics
+from .records import StreamRecord, decode_fields, redis_stream_record, sqs_event
+from .redis_clients import Entry, RedisStreams
+
+log = logging.getLogger("kfaas.pollers.redis")
+
+IDLE_BLOCK_MS = 1000
+
+
+@dataclass
+class RedisSettings:
+    url: str
+    stream: str
+    group: str
+    consumer: str
+    from_beginning: bool
+    limits: BatchLimits
+    region: str
+    # Entries pending this long with another consumer are taken over.
+    claim_idle_seconds: float
+
+
+class _StreamSource:
+    kind: Literal["redis"] = "redis"
+
+    def __init__(self, poller: RedisPoller) -> None:
+        self.poller = poller
+        self.stream_arn = poller.stream_arn
+
+    def event(self, records: Sequence[StreamRecord]) -> dict[str, Any]:
+        # ApproximateReceiveCount grows with every attempt, as an SQS receive count does.
+        attempts = self.poller.attempts
+        for record in records:
+            base = self.poller.received.get(record.item_id, 1)
+            record.delivered["attributes"]["ApproximateReceiveCount"] = str(
+                base + attempts.get(record.position, 0)
+            )
+        return sqs_event(records)
+
+    async def checkpoint(self, records: Sequence[StreamRecord]) -> None:
+        settings = self.poller.settings
+        ids = [record.item_id for record in records]
+        await self.poller.client.ack(settings.stream, settings.group, ids)
+        for entry_id in ids:
+            self.poller.received.pop(entry_id, None)
+
+    async def dead_letter(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> bool:
+        if self.poller.destination is None:
+            return False
+        await self.poller.destination.send(records, failure)
+        return True
+
+
+class RedisPoller:
+    def __init__(
+        self,
+        *,
+        settings: RedisSettings,
+        invoke: Invoke,
+        delivery_config: DeliveryConfig,
+        metrics: PollerMetrics,
+        attempts: dict[Position, int],
+        record_filter: RecordFilter,
+        destination: Destination | None,
+        stream_arn: str,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.attempts = attempts
+        self.filter = record_filter
+        self.destination = destination
+        self.stream_arn = stream_arn
+        self.client = RedisStreams(settings.url)
+        # Receive counts of the entries in hand, as Redis reported them when they were read.
+        self.received: dict[str, int] = {}
+        self.in_flight: list[str] = []
+        self.delivery = BatchDelivery(
+            invoke=invoke,
+            source=_StreamSource(self),
+            config=delivery_config,
+            metrics=metrics,
+            attempts=attempts,
+        )
+
+    def keep(self, record: StreamRecord) -> bool:
+        return self.filter.matches(record.filter_data)
+
+    async def run(self) -> None:
+        """Consume until cancelled; a SourceError leaves (the supervisor reconnects)."""
+        s = self.settings
+        keeper = asyncio.create_task(self._keep_claimed(), name=f"redis-keep-{s.consumer}")
+        try:
+            await self.client.ensure_group(s.stream, s.group, "0" if s.from_beginning else "$")
+            await self._drain_own_pending()
+            loop = asyncio.get_running_loop()
+            next_claim = loop.time() + s.claim_idle_seconds / 2
+            while True:
+                if loop.time() >= next_claim:
+                    await self._reclaim()
+                    next_claim = loop.time() + s.claim_idle_seconds / 2
+                batch = await self._collect(until=next_claim)
+                if batch:
+                    await self._deliver(batch)
+                if keeper.done():
+                    keeper.result()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
+            await self.client.close()
+
+    async def _drain_own_pending(self) -> None:
+        s = self.settings
+        start = "0"
+        while True:
+            entries = await self.client.read(
+                s.stream, s.group, s.consumer, count=s.limits.batch_size, block_ms=None, start=start
+            )
+            if not entries:
+                return
+            log.info("resuming %d entries this consumer left pending", len(entries))
+            start = entries[-1][0]
+            await self._deliver(await self._records(entries, redelivered=True))
+
+    async def _reclaim(self) -> None:
+        s = self.settings
+        cursor = "0-0"
+        idle_ms = int(s.claim_idle_seconds * 1000)
+        while True:
+            cursor, entries = await self.client.autoclaim(
+                s.stream,
+                s.group,
+                s.consumer,
+                min_idle_ms=idle_ms,
+                start=cursor,
+                count=s.limits.batch_size,
+            )
+            if entries:
+                log.warning("reclaimed %d entries left pending by another consumer", len(entries))
+                await self._deliver(await self._records(entries, redelivered=True))
+            if cursor in ("0-0", "0"):
+                return
+
+    async def _collect(self, until: float) -> list[StreamRecord]:
+        """Read new entries into one batch: at most batchSize, for at most the window."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        batch: list[StreamRecord] = []
+        deadline: float | None = None
+        while len(batch) < s.limits.batch_size:
+            now = loop.time()
+            if deadline is None:
+                block_ms = max(1, min(IDLE_BLOCK_MS, int((until - now) * 1000)))
+            else:
+                remaining = deadline - now
+                if remaining <= 0:
+                    break
+                block_ms = max(1, int(remaining * 1000))
+            entries = await self.client.read(
+                s.stream,
+                s.group,
+                s.consumer,
+                count=s.limits.batch_size - len(batch),
+                block_ms=block_ms,
+                start=">",
+            )
+            if entries:
+                batch.extend(await self._records(entries, redelivered=False))
+                if deadline is None:
+                    deadline = loop.time() + s.limits.window_seconds
+            elif deadline is None:
+                break
+            if sum(record.size for record in batch) >= s.limits.payload_bytes:
+                break
+        return batch
+
+    async def _records(self, entries: list[Entry], *, redelivered: bool) -> list[StreamRecord]:
+        s = self.settings
+        counts: dict[str, int] = {}
+        if redelivered:
+            counts = await self.client.delivery_counts(s.stream, s.group, [e[0] for e in entries])
+        now_ms = int(time.time() * 1000)
+        records = []
+        for entry_id, raw in entries:
+            self.received[entry_id] = counts.get(entry_id, 1)
+            records.append(
+                redis_stream_record(
+                    entry_id=entry_id,
+                    fields=decode_fields(raw),
+                    receive_count=counts.get(entry_id, 1),
+                    first_receive_ms=now_ms,
+                    stream=s.stream,
+                    group=s.group,
+                    stream_arn=self.stream_arn,
+                    region=s.region,
+                    with_filter_data=self.filter.active,
+                )
+            )
+        self.metrics.records.labels(*self.metrics.labels).inc(len(records))
+        return records
+
+    async def _deliver(self, records: list[StreamRecord]) -> None:
+        # The 6 MB cap: a read may bring more than fits in one invocation.
+        while records:
+            taken = take_batch([record.size for record in records], self.settings.limits)
+            batch, records = records[:taken], records[taken:]
+            self.in_flight = [record.item_id for record in batch]
+            try:
+                await self.delivery.deliver(batch, self.keep)
+            finally:
+                self.in_flight = []
+
+    async def _keep_claimed(self) -> None:
+        s = self.settings
+        every = max(s.claim_idle_seconds / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            if self.in_flight:
+                await self.client.keep_claimed(s.stream, s.group, s.consumer, self.in_flight)
+            self.metrics.pending.labels(*self.metrics.labels).set(
+                await self.client.pending_count(s.stream, s.group)
+            )

@@ -1,0 +1,328 @@
+"""Running the pollers of a mapping: wiring, `parallelism`, and guarded restarts.
+
+`MappingRunner` turns one EventSourceMapping into `parallelism` consumers (for Kafka at most one per
+partition) and keeps each alive: a consumer that fails — Kafka or Redis gone, a bug — is logged and
+started again with backoff, never left silently stalled; a mapping that cannot run as written
+(`MappingError`) stops the runner, and `kfaas poller` exits non-zero. `PollerGroup` keeps a set of
+runners in step with the mappings `kfaas dev` loads; `enabled: false` means no consumer runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from kfaas.config import Settings
+from kfaas.manifests import EventSourceMapping
+
+from .batches import BatchLimits, RetryPolicy, effective_parallelism
+from .delivery import DeliveryConfig, Position
+from .destinations import Destination, KafkaTopicDestination, RedisStreamDestination
+from .errors import MappingError, SourceError
+from .filters import FilterPatternError, compile_filters
+from .invoking import GatewayInvoker
+from .kafka_clients import topic_partition_count
+from .kafka_poller import KafkaMappingState, KafkaPoller, KafkaSettings
+from .metrics import PollerMetrics, metrics_app
+from .records import function_arn, kafka_topic_arn, redis_stream_arn
+from .redis_poller import RedisPoller, RedisSettings
+
+log = logging.getLogger("kfaas.pollers")
+
+RESTART_FIRST_SECONDS = 0.5
+RESTART_MAX_SECONDS = 30.0
+# A consumer that ran this long before failing starts its backoff afresh.
+HEALTHY_SECONDS = 60.0
+DEFAULT_CLAIM_IDLE_SECONDS = 60.0
+
+
+async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run `run` again and again until cancelled; only a MappingError ends it (raised)."""
+    loop = asyncio.get_running_loop()
+    failures = 0
+    while True:
+        started = loop.time()
+        try:
+            await run()
+            log.error("%s stopped on its own; restarting", name)
+        except MappingError:
+            raise
+        except SourceError as exc:
+            log.warning("%s lost its source; reconnecting: %s", name, exc)
+        except Exception:
+            log.exception("%s failed; restarting", name)
+        if loop.time() - started > HEALTHY_SECONDS:
+            failures = 0
+        failures += 1
+        await asyncio.sleep(min(RESTART_FIRST_SECONDS * 2 ** (failures - 1), RESTART_MAX_SECONDS))
+
+
+def consumer_base_name(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    """Redis consumer names: stable per pod (or host), so a restarted poller finds its entries."""
+    return environ.get("KFAAS_POLLER_CONSUMER_NAME") or socket.gethostname()
+
+
+class MappingRunner:
+    def __init__(
+        self,
+        mapping: EventSourceMapping,
+        *,
+        gateway_url: str,
+        settings: Settings,
+        metrics: PollerMetrics,
+        consumer_name: str | None = None,
+        claim_idle_seconds: float | None = None,
+        kafka_bootstrap_default: str | None = None,
+        redis_url_default: str | None = None,
+    ) -> None:
+        self.mapping = mapping
+        spec = mapping.spec
+        namespace, name = mapping.metadata.namespace, mapping.metadata.name
+        self.metrics = metrics.for_mapping((namespace, spec.function_name, name))
+        self.invoker = GatewayInvoker(gateway_url, namespace, spec.function_name)
+        self.settings = settings
+        self.consumer_name = consumer_name or consumer_base_name()
+        env_idle = os.environ.get("KFAAS_POLLER_CLAIM_IDLE_SECONDS")
+        self.claim_idle_seconds = claim_idle_seconds or (
+            float(env_idle) if env_idle else DEFAULT_CLAIM_IDLE_SECONDS
+        )
+        self.kafka_default = kafka_bootstrap_default or os.environ.get(
+            "KFAAS_KAFKA_BOOTSTRAP_SERVERS"
+        )
+        self.redis_default = redis_url_default or os.environ.get("KFAAS_REDIS_URL")
+        try:
+            filters = spec.filter_criteria.filters if spec.filter_criteria else []
+            self.filter = compile_filters([f.pattern for f in filters])
+        except FilterPatternError as exc:
+            raise MappingError(f"{mapping.key}: filterCriteria.{exc}") from None
+        self.limits = BatchLimits(spec.batch_size, spec.maximum_batching_window_seconds)
+        self.delivery_config = DeliveryConfig(
+            policy=RetryPolicy(
+                maximum_retry_attempts=spec.maximum_retry_attempts,
+                maximum_record_age_seconds=spec.maximum_record_age_seconds,
+                bisect_on_function_error=spec.bisect_batch_on_function_error,
+                base_seconds=settings.stream_retry_base_seconds,
+            ),
+            report_item_failures="ReportBatchItemFailures" in spec.function_response_types,
+            function_arn=function_arn(settings.region, namespace, spec.function_name),
+        )
+        self.destination = self._destination()
+        self.attempts: dict[Position, int] = {}
+        self.kafka_state = KafkaMappingState(attempts=self.attempts)
+
+    def _destination(self) -> Destination | None:
+        config = self.mapping.spec.destination_config
+        target = config.on_failure if config else None
+        if target is None:
+            return None
+        source = self.mapping.spec
+        if target.kafka is not None:
+            servers = target.kafka.bootstrap_servers or (
+                source.kafka.bootstrap_servers if source.kafka else self.kafka_default
+            )
+            if not servers:
+                raise MappingError(
+                    f"{self.mapping.key}: destinationConfig.onFailure.kafka needs bootstrapServers "
+                    "(the source is Redis and KFAAS_KAFKA_BOOTSTRAP_SERVERS is not set)"
+                )
+            return KafkaTopicDestination(servers, target.kafka.topic)
+        assert target.redis is not None
+        url = target.redis.url or (source.redis.url if source.redis else self.redis_default)
+        if not url:
+            raise MappingError(
+                f"{self.mapping.key}: destinationConfig.onFailure.redis needs a url "
+                "(the source is Kafka and KFAAS_REDIS_URL is not set)"
+            )
+        return RedisStreamDestination(url, target.redis.stream)
+
+    async def run(self) -> None:
+        """Run the mapping's consumers until cancelled (or a MappingError)."""
+        spec = self.mapping.spec
+        if not spec.enabled:
+            log.info("mapping %s is disabled; not polling", self.mapping.key)
+            await asyncio.Event().wait()
+        count = spec.parallelism
+        if spec.kafka is not None:
+            count = effective_parallelism(spec.parallelism, await self._partitions())
+        log.info(
+            "mapping %s: polling with %d consumer(s)",
+            self.mapping.key,
+            count,
+            extra={"mapping": self.mapping.key, "function": spec.function_name},
+        )
+        tasks = [
+            asyncio.create_task(
+                supervise(f"{self.mapping.key}[{index}]", self._consumer_factory(index)),
+                name=f"poller-{self.mapping.key}-{index}",
+            )
+            for index in range(count)
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.close()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.invoker.close()
+        if self.destination is not None:
+            with contextlib.suppress(Exception):
+                await self.destination.close()
+
+    async def _partitions(self) -> int | None:
+        kafka = self.mapping.spec.kafka
+        assert kafka is not None
+        while True:
+            try:
+                return await topic_partition_count(kafka.bootstrap_servers, kafka.topic)
+            except SourceError as exc:
+                log.warning("cannot read partitions of %s yet: %s", kafka.topic, exc)
+                await asyncio.sleep(RESTART_FIRST_SECONDS)
+
+    def _consumer_factory(self, index: int) -> Callable[[], Awaitable[None]]:
+        spec = self.mapping.spec
+        namespace = self.mapping.metadata.namespace
+        region = self.settings.region
+
+        async def run_kafka() -> None:
+            assert spec.kafka is not None
+            poller = KafkaPoller(
+                settings=KafkaSettings(
+                    bootstrap_servers=spec.kafka.bootstrap_servers,
+                    topic=spec.kafka.topic,
+                    group_id=spec.kafka.consumer_group_id or self.mapping.metadata.name,
+                    from_beginning=spec.kafka.starting_position == "TRIM_HORIZON",
+                    limits=self.limits,
+                    client_id=f"kfaas-{self.mapping.metadata.name}-{index}",
+                ),
+                invoke=self.invoker,
+                delivery_config=self.delivery_config,
+                metrics=self.metrics,
+                state=self.kafka_state,
+                record_filter=self.filter,
+                destination=self.destination,
+                stream_arn=kafka_topic_arn(region, namespace, spec.kafka.topic),
+            )
+            await poller.run()
+
+        async def run_redis() -> None:
+            assert spec.redis is not None
+            poller = RedisPoller(
+                settings=RedisSettings(
+                    url=spec.redis.url,
+                    stream=spec.redis.stream,
+                    group=spec.redis.consumer_group or self.mapping.metadata.name,
+                    consumer=f"{self.consumer_name}-{index}",
+                    from_beginning=spec.redis.starting_position == "TRIM_HORIZON",
+                    limits=self.limits,
+                    region=region,
+                    claim_idle_seconds=self.claim_idle_seconds,
+                ),
+                invoke=self.invoker,
+                delivery_config=self.delivery_config,
+                metrics=self.metrics,
+                attempts=self.attempts,
+                record_filter=self.filter,
+                destination=self.destination,
+                stream_arn=redis_stream_arn(region, namespace, spec.redis.stream),
+            )
+            await poller.run()
+
+        return run_kafka if spec.kafka is not None else run_redis
+
+
+class PollerGroup:
+    """The runners of a set of mappings, restarted when a mapping changes (for `kfaas dev`).
+
+    Metrics are served only when KFAAS_POLLER_METRICS_PORT names a port: `kfaas dev` runs many
+    things on one machine and should not take port 9090 unasked.
+    """
+
+    def __init__(
+        self,
+        *,
+        gateway_url: str,
+        settings: Settings,
+        metrics: PollerMetrics | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
+        self.gateway_url = gateway_url
+        self.settings = settings
+        self.metrics = metrics or PollerMetrics()
+        if metrics_port is None:
+            raw = os.environ.get("KFAAS_POLLER_METRICS_PORT", "").strip()
+            metrics_port = int(raw) if raw.isdigit() else 0
+        self.metrics_port = metrics_port
+        self._site: web.AppRunner | None = None
+        self.running: dict[str, tuple[EventSourceMapping, asyncio.Task[None]]] = {}
+
+    async def start(self) -> None:
+        if self.metrics_port:
+            self._site = web.AppRunner(metrics_app(self.metrics.registry), access_log=None)
+            await self._site.setup()
+            await web.TCPSite(self._site, "127.0.0.1", self.metrics_port).start()
+
+    async def update(self, mappings: Sequence[EventSourceMapping]) -> list[str]:
+        """Run exactly these mappings; returns one line per mapping saying what it does."""
+        wanted = {mapping.key: mapping for mapping in mappings}
+        for key in list(self.running):
+            current, _ = self.running[key]
+            if key not in wanted or wanted[key] != current:
+                await self._stop(key)
+        lines = []
+        for key, mapping in wanted.items():
+            if key not in self.running:
+                try:
+                    runner = MappingRunner(
+                        mapping,
+                        gateway_url=self.gateway_url,
+                        settings=self.settings,
+                        metrics=self.metrics,
+                    )
+                except MappingError as exc:
+                    log.error("mapping %s not started: %s", key, exc)
+                    lines.append(f"mapping {key}: not started: {exc}")
+                    continue
+                task = asyncio.create_task(self._guarded(key, runner), name=f"mapping-{key}")
+                self.running[key] = (mapping, task)
+            lines.append(describe(mapping))
+        return lines
+
+    async def _guarded(self, key: str, runner: MappingRunner) -> None:
+        try:
+            await runner.run()
+        except MappingError as exc:
+            log.error("mapping %s stopped: %s", key, exc)
+
+    async def _stop(self, key: str) -> None:
+        _, task = self.running.pop(key)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def stop(self) -> None:
+        for key in list(self.running):
+            await self._stop(key)
+        if self._site is not None:
+            await self._site.cleanup()
+
+
+def describe(mapping: EventSourceMapping) -> str:
+    spec = mapping.spec
+    if spec.kafka is not None:
+        source = f"kafka topic {spec.kafka.topic} ({spec.kafka.bootstrap_servers})"
+    else:
+        assert spec.redis is not None
+        source = f"redis stream {spec.redis.stream} ({spec.redis.url})"
+    state = "polling" if spec.enabled else "disabled"
+    return f"mapping {mapping.key}: {state} {source} -> {spec.function_name}"
