@@ -23,6 +23,7 @@ import pytest
 from services.base import MissingDependency, Service, ServiceError, tail
 from services.cluster import Cluster
 from services.kafka_broker import KafkaBroker
+from services.processes import running_pid, stop
 from services.redis_server import RedisServer
 
 FIXTURES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster]] = {
@@ -74,7 +75,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def services_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("services", numbered=False)
+    state_dir = tmp_path_factory.mktemp("services", numbered=False)
+    _stop_abandoned(state_dir.parent.parent)
+    # Recorded like a service's pid, so a later run can tell whether this one is still alive.
+    launch_record = state_dir / "pytest.pid"
+    launch_record.write_text(f"{os.getpid()} {os.path.realpath(f'/proc/{os.getpid()}/exe')}\n")
+    return state_dir
+
+
+def _stop_abandoned(runs: Path) -> None:
+    """Stop services left by earlier runs whose pytest died before its teardown (a kill -9, a
+    CI time-out): they would otherwise hold memory and ports until the machine restarts."""
+    for owner in runs.glob("*/services/pytest.pid"):
+        if running_pid(owner) is None:
+            for pid_file in owner.parent.glob("*/run/*.pid"):
+                stop(pid_file)
+            owner.unlink(missing_ok=True)
 
 
 def _running(fixture: str, service: _S) -> Iterator[_S]:
