@@ -41,6 +41,7 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses a service, so `-m "not cluster"` works across the suite."""
     for item in items:
