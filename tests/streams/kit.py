@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,17 @@ async def eventually(check: Callable[[], T], *, within: float = 30.0, what: str 
         value = check()
         if value:
             return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], *, within: float = 30.0, what: str = "it"
+) -> None:
+    """`eventually` for checks that must await (a Redis or Kafka query)."""
+    deadline = time.monotonic() + within
+    while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.05)
