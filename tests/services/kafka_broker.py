@@ -264,24 +264,42 @@ class KafkaBroker:
             log_file=self.log_path,
             interval=0.2,
         )
-        self._check_metadata()
+        self._check_ready()
         return self.environment()
 
-    def _check_metadata(self) -> None:
-        """The strongest readiness check there is: a client sees node 1 in the cluster."""
+    def _check_ready(self) -> None:
+        """A client sees node 1, and consumer groups work from the first try.
 
-        async def describe() -> list[int]:
+        The offsets topic is created on the first coordinator lookup, and until its partitions
+        have leaders group requests fail with GroupCoordinatorNotAvailable; doing that lookup
+        here keeps it out of the tests.
+        """
+
+        async def check() -> list[int]:
             from aiokafka.admin import AIOKafkaAdminClient
+            from aiokafka.errors import KafkaError
 
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
             await admin.start()
             try:
                 cluster = await admin.describe_cluster()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while True:
+                    try:
+                        await admin.find_coordinator("kfaas-services-readiness")
+                        break
+                    except KafkaError as not_yet:
+                        if loop.time() > deadline:
+                            raise ServiceError(
+                                f"kafka: no group coordinator: {not_yet!r}"
+                            ) from None
+                        await asyncio.sleep(0.1)
             finally:
                 await admin.close()
             return [broker["node_id"] for broker in cluster["brokers"]]
 
-        nodes = run_coroutine(describe())
+        nodes = run_coroutine(check())
         if nodes != [1]:
             raise ServiceError(f"kafka: expected broker node 1, the cluster says {nodes}")
 
