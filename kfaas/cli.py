@@ -61,6 +61,34 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument(
         "--port", type=int, default=int(os.environ.get("KFAAS_GATEWAY_PORT", "8080"))
     )
+    gateway.add_argument(
+        "--backend",
+        choices=["local", "kubernetes"],
+        default=os.environ.get("KFAAS_GATEWAY_BACKEND", "local"),
+        help="where instances run: local processes from the manifests in PATHs (default), or "
+        "the cluster's Functions and runtime pods (in-cluster role; $KFAAS_GATEWAY_BACKEND)",
+    )
+    gateway.add_argument(
+        "--namespace",
+        default=os.environ.get("KFAAS_WATCH_NAMESPACE") or None,
+        help="with --backend kubernetes: serve the Functions of this namespace only "
+        "(default: all namespaces)",
+    )
+
+    operator = commands.add_parser(
+        "operator",
+        help="reconcile Functions and EventSourceMappings into Kubernetes objects (in-cluster "
+        "role)",
+        description="The operator role: runs Kopf handlers for Function and EventSourceMapping "
+        "and the autoscaler. Uses in-cluster credentials or $KUBECONFIG; replicas elect one "
+        "active operator through Kopf peering. Configuration: KFAAS_IMAGE, "
+        "KFAAS_PLATFORM_NAMESPACE, KFAAS_GATEWAY_URL (see docs/operating.md).",
+    )
+    operator.add_argument(
+        "--namespace",
+        default=os.environ.get("KFAAS_WATCH_NAMESPACE") or None,
+        help="watch this namespace only (default: all namespaces)",
+    )
 
     commands.add_parser(
         "runtime",
@@ -106,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return runtime_main([])
     if args.command == "invoke":
         return _invoke(args)
+    if args.command == "operator":
+        return _operator(args)
+    if args.command == "gateway" and args.backend == "kubernetes":
+        return _kubernetes_gateway(args)
     if args.command == "poller":
         from kfaas.pollers.main import main as poller_main
 
@@ -134,6 +166,58 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"kfaas {args.command}: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr
         )
+        return 1
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from kfaas import telemetry
+    from kfaas.config import Settings
+    from kfaas.kube_clients import KubeError
+    from kfaas.operator.config import OperatorConfig
+    from kfaas.operator.main import OperatorOptions, run_operator
+
+    try:
+        settings = Settings.from_env()
+        config = OperatorConfig.from_env()
+        options = OperatorOptions.from_env(args.namespace)
+    except ValueError as exc:
+        print(f"kfaas operator: {exc}", file=sys.stderr)
+        return 2
+    telemetry.configure("operator", settings.log_level)
+    try:
+        return asyncio.run(run_operator(config, options))
+    except KubeError as exc:
+        print(f"kfaas operator: {exc}", file=sys.stderr)
+        return 1
+
+
+def _kubernetes_gateway(args: argparse.Namespace) -> int:
+    from kfaas import telemetry
+    from kfaas.config import Settings
+    from kfaas.gateway.kube_clients import run_kubernetes_gateway
+    from kfaas.kube_clients import KubeError
+
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"kfaas gateway: {exc}", file=sys.stderr)
+        return 2
+    telemetry.configure("gateway", settings.log_level)
+    try:
+        return asyncio.run(
+            run_kubernetes_gateway(
+                host=args.host,
+                port=args.port,
+                settings=settings,
+                platform_namespace=os.environ.get("KFAAS_PLATFORM_NAMESPACE", "kfaas-system"),
+                watch_namespace=args.namespace,
+            )
+        )
+    except KubeError as exc:
+        print(f"kfaas gateway: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"kfaas gateway: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
 
 

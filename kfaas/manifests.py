@@ -230,7 +230,8 @@ class FunctionSpec(_Model):
     memory_mb: int = Field(default=128, ge=128, le=10240, alias="memoryMB")
     timeout_seconds: int = Field(default=3, ge=1, le=900)
     environment: dict[EnvName, str] = Field(default_factory=dict)
-    env_from: list[EnvFromSource] = Field(default_factory=list)
+    # Bounded so the API server can afford the CEL rule on each entry.
+    env_from: list[EnvFromSource] = Field(default_factory=list, max_length=100)
     concurrency: Concurrency = Field(default_factory=Concurrency)
     scaling: Scaling = Field(default_factory=Scaling)
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")

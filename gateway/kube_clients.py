@@ -1,0 +1,247 @@
+"""The gateway's Kubernetes backend: functions and ready instances from the API, demand to it.
+
+``KubernetesBackend`` implements the ``InstanceBackend`` seam for a cluster. It watches Function
+objects (into the ``FunctionRegistry``) and the EndpointSlices of the operator's runtime Services
+(into the Router, through the listener, exactly as local instances are fed), and reports this
+replica's per-function concurrency in its own Lease for the operator's autoscaler (ADR 007): at
+once when a function goes from idle to busy (scale from zero, the request is held meanwhile),
+otherwise at most once per ``report_interval`` and as a keep-alive while there is demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import socket
+from typing import Any
+
+from aiohttp import web
+
+from kfaas.backends import Endpoint, EndpointsListener
+from kfaas.config import Settings
+from kfaas.demand import LEASE_SECONDS, demand_lease, lease_name
+from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
+from kfaas.manifests import API_GROUP, Function, ManifestError, parse_manifest
+
+from .app import create_app
+from .registry import FunctionRegistry
+
+log = logging.getLogger("kfaas.gateway.kubernetes")
+
+Body = dict[str, Any]
+FUNCTION_LABEL = f"{API_GROUP}/function"
+RUNTIME_SELECTOR = f"{API_GROUP}/component=runtime"
+
+
+def endpoints_of(slices: list[Body], capacity: int) -> list[Endpoint]:
+    """The ready pod addresses in a function's EndpointSlices, one Endpoint each."""
+    found: dict[str, Endpoint] = {}
+    for item in slices:
+        ports = [p for p in item.get("ports") or [] if p.get("name") in ("http", None)]
+        if not ports or ports[0].get("port") is None:
+            continue
+        port = ports[0]["port"]
+        for entry in item.get("endpoints") or []:
+            conditions = entry.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating") is True:
+                continue
+            for address in entry.get("addresses") or []:
+                target = (entry.get("targetRef") or {}).get("name") or address
+                found[target] = Endpoint(target, f"http://{address}:{port}", capacity)
+    return [found[key] for key in sorted(found)]
+
+
+def function_from(body: Body) -> Function | None:
+    doc = {
+        "apiVersion": body.get("apiVersion", f"{API_GROUP}/v1alpha1"),
+        "kind": "Function",
+        "metadata": body["metadata"],
+        "spec": body.get("spec", {}),
+    }
+    try:
+        manifest = parse_manifest(doc, source=f"Function {body['metadata'].get('name')}")
+    except ManifestError as exc:
+        log.warning("ignoring an invalid Function: %s", exc)
+        return None
+    return manifest if isinstance(manifest, Function) else None
+
+
+class KubernetesBackend:
+    def __init__(
+        self,
+        client: KubeClient,
+        registry: FunctionRegistry,
+        *,
+        platform_namespace: str,
+        replica: str,
+        watch_namespace: str | None = None,
+        report_interval: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.registry = registry
+        self.platform_namespace = platform_namespace
+        self.replica = replica
+        self.report_interval = report_interval
+        self._listeners: list[EndpointsListener] = []
+        self._concurrency: dict[str, int] = {}
+        self._reported: dict[str, int] = {}
+        self._reported_at = 0.0
+        self._urgent = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.functions = Informer(
+            client, f"{API_GROUP}/v1alpha1", "functions", self._function_changed,
+            namespace=watch_namespace,
+        )  # fmt: skip
+        self.slices = Informer(
+            client, "discovery.k8s.io/v1", "endpointslices", self._slice_changed,
+            namespace=watch_namespace, label_selector=RUNTIME_SELECTOR,
+        )  # fmt: skip
+
+    # -- InstanceBackend ---------------------------------------------------------------------
+
+    def subscribe(self, listener: EndpointsListener) -> None:
+        self._listeners.append(listener)
+
+    def demand(self, function_key: str, concurrency: int) -> None:
+        before = self._concurrency.get(function_key, 0)
+        self._concurrency[function_key] = concurrency
+        if concurrency > 0 and self._reported.get(function_key, 0) == 0 and before == 0:
+            self._urgent.set()  # scale from zero: the operator must hear of it now
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    def _function_changed(self, key: str, body: Body | None) -> None:
+        function = function_from(body) if body is not None else None
+        if function is None:
+            self.registry.remove(key)
+        else:
+            self.registry.put(function)
+        self._publish(key)
+
+    def _slice_changed(self, key: str, body: Body | None) -> None:
+        labels = (body or {}).get("metadata", {}).get("labels", {})
+        function = labels.get(FUNCTION_LABEL)
+        namespace = key.split("/", 1)[0]
+        if function:
+            self._publish(f"{namespace}/{function}")
+        else:
+            # A deleted slice: republish every function of its namespace (cheap, rare).
+            for known in {k for k in self._slice_keys() if k.startswith(f"{namespace}/")}:
+                self._publish(known)
+
+    def _slice_keys(self) -> set[str]:
+        keys = set()
+        for key, item in self.slices.objects.items():
+            function = item.get("metadata", {}).get("labels", {}).get(FUNCTION_LABEL)
+            if function:
+                keys.add(f"{key.split('/', 1)[0]}/{function}")
+        return keys | {f.key for f in self.registry.list()}
+
+    def _publish(self, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        slices = [
+            item
+            for item_key, item in self.slices.objects.items()
+            if item_key.startswith(f"{namespace}/")
+            and item.get("metadata", {}).get("labels", {}).get(FUNCTION_LABEL) == name
+        ]
+        function = self.registry.find(key)
+        capacity = function.spec.concurrency.per_instance if function else 1
+        endpoints = endpoints_of(slices, capacity) if function else []
+        for listener in self._listeners:
+            listener(key, endpoints)
+
+    # -- demand reporting ----------------------------------------------------------------------
+
+    async def _report_demand(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), timeout=self.report_interval)
+            self._urgent.clear()
+            figures = {key: value for key, value in self._concurrency.items() if value > 0}
+            stale = loop.time() - self._reported_at > LEASE_SECONDS / 3
+            if figures == self._reported and not (figures and stale):
+                continue
+            lease = demand_lease(
+                self.platform_namespace,
+                self.replica,
+                figures,
+                datetime.datetime.now(datetime.UTC),
+            )
+            try:
+                await self.client.apply(lease, "leases")
+            except KubeError as exc:
+                log.warning("cannot report demand: %s", exc)
+                continue
+            self._reported = figures
+            self._reported_at = loop.time()
+
+    async def start(self) -> None:
+        for name, coroutine in (
+            ("functions", self.functions.run()),
+            ("endpointslices", self.slices.run()),
+            ("demand-reporter", self._report_demand()),
+        ):
+            task = asyncio.create_task(coroutine, name=f"gateway-{name}")
+            task.add_done_callback(_exit_on_failure)
+            self._tasks.append(task)
+        await asyncio.gather(self.functions.synced.wait(), self.slices.synced.wait())
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.remove_done_callback(_exit_on_failure)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(KubeError):
+            await self.client.delete(
+                "coordination.k8s.io/v1", "leases", self.platform_namespace,
+                lease_name(self.replica),
+            )  # fmt: skip
+
+
+def _exit_on_failure(task: asyncio.Task[None]) -> None:
+    """A watch or the reporter must never stop silently: without them the gateway is blind."""
+    if task.cancelled():
+        return
+    log.critical("%s stopped: %r; exiting", task.get_name(), task.exception())
+    os._exit(1)
+
+
+async def run_kubernetes_gateway(
+    *,
+    host: str,
+    port: int,
+    settings: Settings,
+    platform_namespace: str,
+    watch_namespace: str | None = None,
+    kubeconfig: str | None = None,
+) -> int:
+    """Serve the gateway with functions and instances from the cluster until interrupted."""
+    replica = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    credentials = Credentials.load(kubeconfig)
+    async with KubeClient(credentials, field_manager="kfaas-gateway") as client:
+        registry = FunctionRegistry(
+            default_namespace=settings.default_namespace, region=settings.region
+        )
+        backend = KubernetesBackend(
+            client, registry, platform_namespace=platform_namespace, replica=replica,
+            watch_namespace=watch_namespace,
+        )  # fmt: skip
+        ready = False
+        app = create_app(registry, backend, settings, ready=lambda: ready)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        try:
+            await backend.start()
+            ready = True
+            log.info("gateway %s serving on %s:%d", replica, host, port)
+            await asyncio.Event().wait()
+        finally:
+            await backend.stop()
+            await runner.cleanup()
+    return 0

@@ -1,0 +1,137 @@
+"""The autoscaler: the shared scaling rule (``kfaas.scaling``) applied to runtime Deployments.
+
+Every gateway replica reports its per-function concurrency in a Lease (ADR 007); the autoscaler
+sums the live ones, samples the sum once a second per function, asks ``desired_instances`` and
+server-side applies ``spec.replicas`` alone as its own field manager (``kfaas-autoscaler``), so
+the reconciler, which never sets replicas, and the autoscaler never fight over it. A Lease change
+wakes it at once: a function at zero with a held request gets its first instance without waiting
+for the next tick. It acts only while this replica is the active one (``active()``), and keeps
+its caches warm while standby so a takeover decides from full information.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kfaas.demand import DEMAND_LABEL, DEMAND_LABEL_VALUE, total_demand
+from kfaas.kube_clients import Informer, KubeClient, KubeError, running
+from kfaas.manifests import ManifestError
+from kfaas.scaling import ScalingPolicy, ScalingState, desired_instances, record
+
+from . import names
+from .resources.function import make_replicas, parse_function
+
+log = logging.getLogger("kfaas.operator.autoscaler")
+
+Body = dict[str, Any]
+
+
+class Autoscaler:
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        platform_namespace: str,
+        watch_namespace: str | None = None,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.interval = interval
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self.states: dict[str, ScalingState] = {}
+        self.functions = Informer(
+            client, "kfaas.dev/v1alpha1", "functions", self._changed, namespace=watch_namespace
+        )
+        self.deployments = Informer(
+            client,
+            "apps/v1",
+            "deployments",
+            self._changed,
+            namespace=watch_namespace,
+            label_selector=f"{names.COMPONENT_LABEL}={names.RUNTIME_COMPONENT}",
+        )
+        self.leases = Informer(
+            client,
+            "coordination.k8s.io/v1",
+            "leases",
+            self._changed,
+            namespace=platform_namespace,
+            label_selector=f"{DEMAND_LABEL}={DEMAND_LABEL_VALUE}",
+        )
+
+    def _changed(self, key: str, obj: Body | None) -> None:
+        self.wake.set()
+
+    async def run(self, active: Callable[[], bool]) -> None:
+        """Decide every ``interval`` (or at once when woken) while ``active()``; never returns."""
+        async with running(self.functions, self.deployments, self.leases):
+            await asyncio.gather(
+                self.functions.synced.wait(),
+                self.deployments.synced.wait(),
+                self.leases.synced.wait(),
+            )
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.interval)
+                self.wake.clear()
+                if not active():
+                    # Standby: forget the windows, a takeover starts from the live figures.
+                    self.states.clear()
+                    continue
+                await self.tick()
+
+    async def tick(self) -> None:
+        now = self.clock()
+        demand = total_demand(self.leases.objects.values(), datetime.datetime.now(datetime.UTC))
+        seen = set()
+        for key, body in list(self.functions.objects.items()):
+            seen.add(key)
+            try:
+                await self._scale(key, body, demand.get(key, 0), now)
+            except KubeError as exc:
+                log.warning("cannot scale %s: %s", key, exc)
+        for key in set(self.states) - seen:
+            del self.states[key]
+
+    async def _scale(self, key: str, body: Body, concurrency: int, now: float) -> None:
+        try:
+            function = parse_function(body)
+        except ManifestError:
+            return
+        namespace, name = function.metadata.namespace, function.metadata.name
+        deployment = self.deployments.objects.get(f"{namespace}/{names.function_workload(name)}")
+        if deployment is None:
+            return  # the reconciler has not created it yet
+        policy = ScalingPolicy.from_spec(function.spec)
+        state = self.states.get(key)
+        if state is None:
+            # Running instances get a full idle period before going to zero.
+            current = int(deployment.get("spec", {}).get("replicas", 0))
+            state = ScalingState.for_policy(policy, now if current > 0 else None)
+            self.states[key] = state
+        record(state, now, float(concurrency))
+        current = int(deployment.get("spec", {}).get("replicas", 0))
+        desired = desired_instances(policy, state, now, current)
+        if desired != current:
+            log.info(
+                "scaling %s from %d to %d instances (concurrency %d)",
+                key,
+                current,
+                desired,
+                concurrency,
+            )
+            scaled = await self.client.apply(
+                make_replicas(namespace, name, desired),
+                "deployments",
+                field_manager=names.AUTOSCALER_FIELD_MANAGER,
+            )
+            # The watch brings the same soon; until then, decide from what was written.
+            self.deployments.objects[f"{namespace}/{names.function_workload(name)}"] = scaled

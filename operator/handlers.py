@@ -1,0 +1,117 @@
+"""The Kopf handlers: thin glue between Kopf's events and the reconcile steps.
+
+Functions and EventSourceMappings are reconciled on create, update and resume (an operator restart
+re-checks everything and, thanks to the hash annotations, writes nothing that is already right).
+Changes of the Deployments the operator made refresh the owner's status (instances, rollout,
+Ready). No handler needs a finalizer: children go with their owner through ownerReferences.
+Handlers are registered on a registry given by the caller, so importing this module does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from typing import Any
+
+import kopf
+
+from kfaas.kube_clients import KubeClient, KubeError
+from kfaas.manifests import API_GROUP, ManifestError
+
+from . import names
+from .conditions import rolled_out
+from .config import OperatorConfig
+from .reconcile import Result, prune_code, reconcile_function, reconcile_mapping, write_status
+from .resources.function import parse_function
+
+log = logging.getLogger("kfaas.operator")
+
+VERSION = "v1alpha1"
+RETRY_SECONDS = 15
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Kopf's bookkeeping in annotations of our own group; Events only for what went wrong."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.peering.lifetime = 30
+
+
+async def _report(client: KubeClient, kind: str, body: Any, result: Result) -> None:
+    """Write the status, post each failed step as a Warning Event, retry while any failed."""
+    meta = body["metadata"]
+    await write_status(client, kind, meta["namespace"], meta["name"], result)
+    for failure in result.failures:
+        kopf.warn(body, reason=failure.reason, message=failure.message)
+    if result.failures:
+        first = result.failures[0]
+        raise kopf.TemporaryError(f"{first.reason}: {first.message}", delay=RETRY_SECONDS)
+
+
+def register(registry: kopf.OperatorRegistry, client: KubeClient, config: OperatorConfig) -> None:
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as our own client: in-cluster, else $KUBECONFIG.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.resume(API_GROUP, VERSION, "functions", registry=registry)
+    @kopf.on.create(API_GROUP, VERSION, "functions", registry=registry)
+    @kopf.on.update(API_GROUP, VERSION, "functions", registry=registry)
+    async def function_changed(body: kopf.Body, **_: Any) -> None:
+        result = await reconcile_function(client, _plain(body), config)
+        await _report(client, "Function", body, result)
+
+    @kopf.on.resume(API_GROUP, VERSION, "eventsourcemappings", registry=registry)
+    @kopf.on.create(API_GROUP, VERSION, "eventsourcemappings", registry=registry)
+    @kopf.on.update(API_GROUP, VERSION, "eventsourcemappings", registry=registry)
+    async def mapping_changed(body: kopf.Body, **_: Any) -> None:
+        result = await reconcile_mapping(client, _plain(body), config)
+        await _report(client, "EventSourceMapping", body, result)
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        labels={"app.kubernetes.io/managed-by": names.MANAGED_BY},
+        registry=registry,
+    )
+    async def deployment_changed(body: kopf.Body, **_: Any) -> None:
+        owner = _owner(_plain(body))
+        namespace = body.metadata.namespace
+        if owner is None or namespace is None:
+            return
+        kind, name = owner
+        try:
+            deployment = await write_status(client, kind, namespace, name, None)
+            if kind == "Function" and deployment is not None and rolled_out(deployment):
+                found = await client.find(f"{API_GROUP}/{VERSION}", "functions", namespace, name)
+                if found is not None:
+                    with contextlib.suppress(ManifestError):
+                        await prune_code(client, parse_function(found))
+        except KubeError as exc:
+            # The next Deployment event or the owner's own handler brings the status up to date.
+            log.warning("cannot refresh the status of %s %s/%s: %s", kind, namespace, name, exc)
+
+
+def _owner(obj: dict[str, Any]) -> tuple[str, str] | None:
+    for reference in obj.get("metadata", {}).get("ownerReferences", []):
+        if reference.get("apiVersion", "").startswith(f"{API_GROUP}/") and reference.get(
+            "controller"
+        ):
+            return str(reference["kind"]), str(reference["name"])
+    return None
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    """Kopf's read-only body as a plain, deep-copied dict for the builders."""
+    return copy.deepcopy(dict(body))

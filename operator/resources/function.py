@@ -1,0 +1,316 @@
+"""The objects behind one Function: code ConfigMap, ServiceAccount, Deployment, Service,
+NetworkPolicy and PodDisruptionBudget. Plain functions of (Function, uid, config) → dict.
+
+The Deployment runs ``kfaas runtime`` with ADR 002's environment (``kfaas.runtimeenv``), so a pod
+sees what a local instance sees. It never sets ``replicas``: the autoscaler owns that field.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from kfaas.code import code_digest
+from kfaas.manifests import Function, parse_manifest
+from kfaas.runtimeenv import runtime_environment
+
+from .. import names
+from ..config import OperatorConfig
+from .common import (
+    CONTAINER_SECURITY,
+    POD_SECURITY,
+    Body,
+    deep_merge,
+    metadata,
+    owner_reference,
+    with_hash,
+)
+
+# Lambda gives a function one vCPU at 1769 MB and CPU in proportion to memory.
+MB_PER_VCPU = 1769
+# Lambda's own grace for a shutting-down runtime, on top of an invocation's timeout.
+SHUTDOWN_GRACE_SECONDS = 5
+# /healthz answers 503 until every worker has finished init; allow a slow init this long.
+STARTUP_SECONDS = 120
+
+
+def _owner(function: Function, uid: str) -> Body:
+    return owner_reference("Function", function.metadata.name, uid)
+
+
+def _meta(function: Function, uid: str, name: str) -> Body:
+    return metadata(
+        name,
+        function.metadata.namespace,
+        names.function_labels(function.metadata.name),
+        _owner(function, uid),
+    )
+
+
+def make_code_config_map(function: Function, uid: str) -> Body | None:
+    """Inline code as an immutable ConfigMap named by its digest; None for other code sources.
+
+    A new digest means a new ConfigMap and a rolling update: old pods keep the files they started
+    with until they are replaced (the reconciler prunes old ConfigMaps afterwards).
+    """
+    inline = function.spec.code.inline
+    if inline is None:
+        return None
+    digest = code_digest(function)
+    meta = _meta(function, uid, names.function_code(function.metadata.name, digest))
+    meta["annotations"] = {names.CODE_SHA256_ANNOTATION: digest}
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta,
+            "immutable": True,
+            "data": dict(sorted(inline.items())),
+        }
+    )
+
+
+def code_config_map_name(function: Function) -> str | None:
+    """The ConfigMap the pods mount: the inline code's, or the one ``code.configMap`` names."""
+    code = function.spec.code
+    if code.inline is not None:
+        return names.function_code(function.metadata.name, code_digest(function))
+    return code.config_map
+
+
+def make_service_account(function: Function, uid: str) -> Body:
+    """The pods' identity; no API token is mounted (handlers need no Kubernetes access)."""
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(function, uid, names.function_workload(function.metadata.name)),
+            "automountServiceAccountToken": False,
+        }
+    )
+
+
+def _resources(function: Function, config: OperatorConfig) -> Body:
+    spec = function.spec
+    workers = spec.concurrency.per_instance
+    memory_mb = spec.memory_mb * workers + config.runtime_overhead_mb
+    cpu_millis = max(50, math.ceil(1000 * spec.memory_mb * workers / MB_PER_VCPU))
+    return {
+        "requests": {"memory": f"{memory_mb}Mi", "cpu": f"{cpu_millis}m"},
+        "limits": {"memory": f"{memory_mb}Mi"},
+    }
+
+
+def _probe(path: str, *, period: int, failures: int) -> Body:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 1,
+    }
+
+
+def _environment(function: Function, config: OperatorConfig) -> list[Body]:
+    env = runtime_environment(function, task_root=names.TASK_ROOT, region=config.region)
+    env.update(
+        {
+            "KFAAS_RUNTIME_HOST": "0.0.0.0",
+            "KFAAS_RUNTIME_PORT": str(names.RUNTIME_PORT),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.metadata.name}",
+        }
+    )
+    entries: list[Body] = [{"name": key, "value": env[key]} for key in sorted(env)]
+    # Lambda names the log stream after the execution environment: here, the pod.
+    entries.append(
+        {
+            "name": "AWS_LAMBDA_LOG_STREAM_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+        }
+    )
+    return entries
+
+
+def make_deployment(function: Function, uid: str, config: OperatorConfig) -> Body:
+    """The runtime pods; ``replicas`` is left to the autoscaler."""
+    spec = function.spec
+    name = function.metadata.name
+    digest = code_digest(function)
+    image = spec.code.image or config.image
+    container: Body = {
+        "name": "runtime",
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["kfaas", "runtime"],
+        "env": _environment(function, config),
+        "ports": [{"name": "http", "containerPort": names.RUNTIME_PORT, "protocol": "TCP"}],
+        "resources": _resources(function, config),
+        "startupProbe": _probe("/healthz", period=1, failures=STARTUP_SECONDS),
+        "readinessProbe": _probe("/healthz", period=1, failures=1),
+        "livenessProbe": _probe("/healthz", period=10, failures=3),
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    env_from = [source.model_dump(by_alias=True, exclude_none=True) for source in spec.env_from]
+    if env_from:
+        container["envFrom"] = env_from
+    volumes: list[Body] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": f"{config.tmp_size_mb}Mi"}},
+    ]
+    config_map = code_config_map_name(function)
+    if config_map is not None:
+        container["volumeMounts"].append(
+            {"name": "code", "mountPath": names.TASK_ROOT, "readOnly": True}
+        )
+        # Executable, so `runtime: provided` can run its `bootstrap`.
+        volumes.append({"name": "code", "configMap": {"name": config_map, "defaultMode": 0o555}})
+
+    overrides = dict(spec.pod_template)
+    pod_metadata = overrides.pop("metadata", {})
+    container_resources = overrides.pop("resources", None)
+    if container_resources is not None:
+        container["resources"] = container_resources
+    pod_spec: Body = {
+        "serviceAccountName": names.function_workload(name),
+        "automountServiceAccountToken": False,
+        # Service links would put other services' variables into the handler's environment.
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": spec.timeout_seconds + SHUTDOWN_GRACE_SECONDS,
+        "securityContext": POD_SECURITY,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    pod_spec = deep_merge(pod_spec, overrides)
+    template_meta: Body = {
+        "labels": names.function_labels(name),
+        "annotations": {names.CODE_SHA256_ANNOTATION: digest},
+    }
+    template_meta = deep_merge(pod_metadata, template_meta) if pod_metadata else template_meta
+    deployment: Body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(function, uid, names.function_workload(name)),
+        "spec": {
+            "selector": {"matchLabels": names.function_selector(name)},
+            "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": 600,
+            # Never below the serving capacity during a code update.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "template": {"metadata": template_meta, "spec": pod_spec},
+        },
+    }
+    return with_hash(deployment)
+
+
+def make_replicas(namespace: str, function: str, replicas: int) -> Body:
+    """The autoscaler's whole say in the runtime Deployment: ``spec.replicas`` and nothing else."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": names.function_workload(function), "namespace": namespace},
+        "spec": {"replicas": replicas},
+    }
+
+
+def initial_replicas(function: Function) -> int:
+    """Instances a new Deployment starts with: the ones kept whatever the load."""
+    return max(function.spec.scaling.min_instances, function.spec.concurrency.provisioned)
+
+
+def make_service(function: Function, uid: str) -> Body:
+    """Headless: the gateway routes to pods itself, reading the Service's EndpointSlices."""
+    name = function.metadata.name
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(function, uid, names.function_workload(name)),
+            "spec": {
+                "clusterIP": "None",
+                "selector": names.function_selector(name),
+                "ports": [
+                    {"name": "http", "port": names.RUNTIME_PORT, "targetPort": "http"},
+                ],
+            },
+        }
+    )
+
+
+def make_network_policy(function: Function, uid: str, config: OperatorConfig) -> Body:
+    """Only the gateway (platform namespace) and this function's pollers reach runtime pods."""
+    name = function.metadata.name
+    gateway: Body = {
+        "namespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": config.platform_namespace}
+        },
+        "podSelector": {"matchLabels": dict(config.gateway_pod_labels)},
+    }
+    pollers: Body = {
+        "podSelector": {
+            "matchLabels": {
+                names.COMPONENT_LABEL: names.POLLER_COMPONENT,
+                names.FUNCTION_LABEL: name,
+            }
+        }
+    }
+    return with_hash(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(function, uid, names.function_workload(name)),
+            "spec": {
+                "podSelector": {"matchLabels": names.function_selector(name)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [gateway, pollers],
+                        "ports": [{"protocol": "TCP", "port": names.RUNTIME_PORT}],
+                    }
+                ],
+            },
+        }
+    )
+
+
+def make_pod_disruption_budget(function: Function, uid: str) -> Body | None:
+    """One instance at a time may be evicted, when more than one is always kept."""
+    scaling = function.spec.scaling
+    floor = max(scaling.min_instances, function.spec.concurrency.provisioned)
+    if floor <= 1:
+        return None
+    name = function.metadata.name
+    return with_hash(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _meta(function, uid, names.function_workload(name)),
+            "spec": {
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": names.function_selector(name)},
+            },
+        }
+    )
+
+
+def function_url(function: Function, config: OperatorConfig) -> str:
+    """Where users invoke it: the HTTP trigger when enabled, else the Invoke API path."""
+    base = config.gateway_url.rstrip("/")
+    meta = function.metadata
+    if function.spec.http.enabled:
+        return f"{base}/fn/{meta.namespace}/{meta.name}"
+    return f"{base}/2015-03-31/functions/{meta.namespace}%2F{meta.name}/invocations"
+
+
+def parse_function(body: dict[str, Any]) -> Function:
+    """A Function read from the API as the shared model (raises ManifestError if invalid)."""
+    doc = {
+        "apiVersion": body.get("apiVersion", "kfaas.dev/v1alpha1"),
+        "kind": "Function",
+        "metadata": body["metadata"],
+        "spec": body.get("spec", {}),
+    }
+    manifest = parse_manifest(doc, source=f"Function {body['metadata'].get('name')}")
+    assert isinstance(manifest, Function)
+    return manifest

@@ -1,0 +1,168 @@
+"""The objects behind one EventSourceMapping: the pollers' Deployment and their identity.
+
+A poller is ``kfaas poller`` configured by the mapping itself (``KFAAS_MAPPING``, JSON) and the
+gateway's URL; Kafka credentials stay in the Secret the mapping names and reach the pod as
+environment variables by reference, never copied. Each mapping's pollers get a ServiceAccount
+allowed to write exactly that mapping's status (lag, last batch), nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kfaas.manifests import API_GROUP, EventSourceMapping, parse_manifest
+
+from .. import names
+from ..config import OperatorConfig
+from .common import CONTAINER_SECURITY, POD_SECURITY, Body, metadata, owner_reference, with_hash
+
+
+def _meta(mapping: EventSourceMapping, uid: str) -> Body:
+    return metadata(
+        names.poller(mapping.metadata.name),
+        mapping.metadata.namespace,
+        names.poller_labels(mapping.metadata.name, mapping.spec.function_name),
+        owner_reference("EventSourceMapping", mapping.metadata.name, uid),
+    )
+
+
+def mapping_document(mapping: EventSourceMapping) -> str:
+    """The mapping as the poller reads it from KFAAS_MAPPING: the manifest, defaults filled in."""
+    return json.dumps(
+        {
+            "apiVersion": mapping.api_version,
+            "kind": mapping.kind,
+            "metadata": {"name": mapping.metadata.name, "namespace": mapping.metadata.namespace},
+            "spec": mapping.spec.model_dump(by_alias=True, exclude_none=True),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def source_of(mapping: EventSourceMapping) -> str:
+    """``kafka:<topic>`` or ``redis:<stream>``, for the printer column."""
+    spec = mapping.spec
+    if spec.kafka is not None:
+        return f"kafka:{spec.kafka.topic}"
+    assert spec.redis is not None
+    return f"redis:{spec.redis.stream}"
+
+
+def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: OperatorConfig) -> Body:
+    """``parallelism`` pollers while enabled, none while disabled (offsets stay committed)."""
+    spec = mapping.spec
+    env: list[Body] = [
+        {"name": "KFAAS_MAPPING", "value": mapping_document(mapping)},
+        {"name": "KFAAS_GATEWAY_URL", "value": config.gateway_url},
+        {"name": "KFAAS_REGION", "value": config.region},
+        {
+            "name": "KFAAS_STREAM_RETRY_BASE_SECONDS",
+            "value": f"{config.stream_retry_base_seconds:g}",
+        },
+        {"name": "KFAAS_POLLER_METRICS_HOST", "value": "0.0.0.0"},
+        {"name": "KFAAS_POLLER_METRICS_PORT", "value": str(names.POLLER_METRICS_PORT)},
+        {"name": "KFAAS_POLLER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    container: Body = {
+        "name": "poller",
+        "image": config.image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["kfaas", "poller"],
+        "env": env,
+        "ports": [
+            {"name": "metrics", "containerPort": names.POLLER_METRICS_PORT, "protocol": "TCP"}
+        ],
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if spec.kafka is not None and spec.kafka.auth is not None:
+        secret = spec.kafka.auth.secret_ref
+        container["envFrom"] = [
+            {"prefix": "KFAAS_KAFKA_AUTH_", "secretRef": {"name": secret.name}},
+        ]
+    labels = names.poller_labels(mapping.metadata.name, spec.function_name)
+    return with_hash(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(mapping, uid),
+            "spec": {
+                "replicas": spec.parallelism if spec.enabled else 0,
+                "selector": {"matchLabels": names.poller_selector(mapping.metadata.name)},
+                "revisionHistoryLimit": 3,
+                # One poller per partition assignment: let the old one go before the new starts.
+                "strategy": {"type": "Recreate"},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": names.poller(mapping.metadata.name),
+                        "enableServiceLinks": False,
+                        "securityContext": POD_SECURITY,
+                        "containers": [container],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    },
+                },
+            },
+        }
+    )
+
+
+def make_poller_service_account(mapping: EventSourceMapping, uid: str) -> Body:
+    return with_hash(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(mapping, uid)}
+    )
+
+
+def make_poller_role(mapping: EventSourceMapping, uid: str) -> Body:
+    """Read this mapping, write its status: what a poller reports (lag, last batch)."""
+    return with_hash(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(mapping, uid),
+            "rules": [
+                {
+                    "apiGroups": [API_GROUP],
+                    "resources": ["eventsourcemappings"],
+                    "resourceNames": [mapping.metadata.name],
+                    "verbs": ["get"],
+                },
+                {
+                    "apiGroups": [API_GROUP],
+                    "resources": ["eventsourcemappings/status"],
+                    "resourceNames": [mapping.metadata.name],
+                    "verbs": ["get", "patch"],
+                },
+            ],
+        }
+    )
+
+
+def make_poller_role_binding(mapping: EventSourceMapping, uid: str) -> Body:
+    name = names.poller(mapping.metadata.name)
+    return with_hash(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(mapping, uid),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": name, "namespace": mapping.metadata.namespace}
+            ],
+        }
+    )
+
+
+def parse_mapping(body: dict[str, Any]) -> EventSourceMapping:
+    doc = {
+        "apiVersion": body.get("apiVersion", "kfaas.dev/v1alpha1"),
+        "kind": "EventSourceMapping",
+        "metadata": body["metadata"],
+        "spec": body.get("spec", {}),
+    }
+    manifest = parse_manifest(doc, source=f"EventSourceMapping {body['metadata'].get('name')}")
+    assert isinstance(manifest, EventSourceMapping)
+    return manifest
