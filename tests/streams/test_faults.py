@@ -1,0 +1,190 @@
+"""Faults with numbers: a poller killed with SIGKILL mid-batch, Redis and Kafka restarted.
+
+Each test checks that nothing is lost (every record is delivered or dead-lettered), that order
+holds where it must, and reports how many records were delivered twice — the price of
+at-least-once delivery, which handlers absorb by being idempotent. The figures are printed
+(`pytest -s`) and appended as JSON lines to $KFAAS_FAULT_REPORT when it is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from typing import Any
+
+import pytest
+from devserver import dev_server
+
+from streams.kit import FAST, KafkaTools, Output, Project, RedisTools, eventually, unique
+
+pytestmark = pytest.mark.faults
+
+
+def report(name: str, out: Output, expected: int, **extra: Any) -> dict[str, Any]:
+    delivered = out.values()
+    counts = Counter(delivered)
+    figures = {
+        "test": name,
+        "records": expected,
+        "delivered": len(delivered),
+        "unique": len(counts),
+        "lost": expected - len(counts),
+        "duplicates": sum(n - 1 for n in counts.values()),
+        "invocations": len(out.invocations()),
+        **extra,
+    }
+    print(f"\nFAULTS {json.dumps(figures)}")
+    if path := os.environ.get("KFAAS_FAULT_REPORT"):
+        with open(path, "a") as sink:
+            sink.write(json.dumps(figures) + "\n")
+    return figures
+
+
+def assert_partition_order(out: Output, partitions: int) -> None:
+    """Per partition, records arrive in offset order; a redelivery only ever goes back."""
+    for partition in range(partitions):
+        highest = -1
+        for call in out.invocations():
+            sequence = [
+                int(v.split(":")[1]) for v in call["values"] if v.startswith(f"{partition}:")
+            ]
+            if not sequence:
+                continue
+            assert sequence == list(range(sequence[0], sequence[0] + len(sequence))), sequence
+            assert sequence[0] <= highest + 1, f"partition {partition} skipped ahead"
+            highest = max(highest, sequence[-1])
+
+
+async def test_kafka_poller_killed_mid_batch_loses_nothing(
+    project: Project, kafka: KafkaTools, pollers: Any
+) -> None:
+    partitions, per_partition = 3, 600
+    topic, group = kafka.topic(partitions), unique("g")
+    out = project.function("victim", env={"SLEEP": "0.03"})
+    mapping = project.mapping(
+        "victim",
+        "victim",
+        kafka={
+            "bootstrapServers": kafka.bootstrap,
+            "topic": topic,
+            "consumerGroupId": group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        batchSize=20,
+    )
+    project.documents.remove(mapping)  # run by a separate `kfaas poller`, not by kfaas dev
+    values = [
+        f"{n % partitions}:{n // partitions}".encode() for n in range(partitions * per_partition)
+    ]
+    await kafka.produce(topic, values, partition=lambda n: n % partitions)
+    with dev_server([project.write()], env=FAST) as dev:
+        poller = pollers(mapping, dev.url)
+        poller.start()
+        await out.wait_values(len(values) // 3, within=60)
+        poller.kill()
+        killed_at = len(out.values())
+        poller.start()
+        await out.wait_values(len(values), within=90)
+        await kafka.wait_committed(group, topic, [per_partition] * partitions, within=60)
+        assert poller.stop() == 0
+    figures = report("kafka poller SIGKILL", out, len(values), killed_after=killed_at)
+    assert figures["lost"] == 0
+    assert_partition_order(out, partitions)
+
+
+async def test_redis_poller_killed_mid_batch_loses_nothing(
+    project: Project, redis: RedisTools, pollers: Any
+) -> None:
+    stream, group, total = unique("s"), unique("g"), 1500
+    out = project.function("victim", env={"SLEEP": "0.03"})
+    mapping = project.mapping(
+        "victim",
+        "victim",
+        redis={
+            "url": redis.url,
+            "stream": stream,
+            "consumerGroup": group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        batchSize=20,
+    )
+    project.documents.remove(mapping)
+    ids = await redis.add(stream, [{"body": f"0:{n}"} for n in range(total)])
+    with dev_server([project.write()], env=FAST) as dev:
+        poller = pollers(mapping, dev.url, KFAAS_POLLER_CONSUMER_NAME="first")
+        poller.start()
+        await out.wait_values(total // 3, within=60)
+        poller.kill()
+        killed_at = len(out.values())
+        # A new pod has a new name: the dead one's pending entries come back through XAUTOCLAIM.
+        poller.start(KFAAS_POLLER_CONSUMER_NAME="second")
+        await out.wait_values(total, within=90)
+        await redis.wait_pending(stream, group, 0, within=60)
+        assert poller.stop() == 0
+    figures = report("redis poller SIGKILL", out, total, killed_after=killed_at)
+    assert figures["lost"] == 0
+    assert "reclaimed" in poller.output()
+    for call in out.invocations():
+        numbers = [int(v.split(":")[1]) for v in call["values"]]
+        assert numbers == sorted(numbers), "a batch is in stream order"
+    assert len(ids) == total
+
+
+async def test_redis_restart_mid_stream(project: Project, redis: RedisTools) -> None:
+    stream, group = unique("s"), unique("g")
+    out = project.function("steady", env={"SLEEP": "0.01"})
+    project.mapping(
+        "steady",
+        "steady",
+        redis={
+            "url": redis.url,
+            "stream": stream,
+            "consumerGroup": group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        batchSize=10,
+    )
+    await redis.add(stream, [{"body": f"0:{n}"} for n in range(500)])
+    with dev_server([project.write()], env=FAST):
+        await out.wait_values(100, within=60)
+        await asyncio.to_thread(redis.server.restart)
+        await redis.client.connection_pool.disconnect()
+        await redis.add(stream, [{"body": f"0:{n}"} for n in range(500, 1000)])
+        await out.wait_values(1000, within=90)
+        await redis.wait_pending(stream, group, 0, within=60)
+    figures = report("redis restart", out, 1000)
+    assert figures["lost"] == 0
+
+
+async def test_kafka_broker_restart_mid_stream(project: Project, kafka: KafkaTools) -> None:
+    partitions = 3
+    topic, group = kafka.topic(partitions), unique("g")
+    out = project.function("steady", env={"SLEEP": "0.01"})
+    project.mapping(
+        "steady",
+        "steady",
+        kafka={
+            "bootstrapServers": kafka.bootstrap,
+            "topic": topic,
+            "consumerGroupId": group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        batchSize=10,
+    )
+
+    def values(start: int, stop: int) -> list[bytes]:
+        return [f"{n % partitions}:{n // partitions}".encode() for n in range(start, stop)]
+
+    await kafka.produce(topic, values(0, 600), partition=lambda n: n % partitions)
+    with dev_server([project.write()], env=FAST) as dev:
+        await out.wait_values(100, within=60)
+        await asyncio.to_thread(kafka.broker.restart)
+        await kafka.produce(topic, values(600, 1200), partition=lambda n: n % partitions)
+        await out.wait_values(1200, within=120)
+        await kafka.wait_committed(group, topic, [400] * partitions, within=90)
+        await eventually(lambda: "serving on" in dev.output(), what="dev still serving")
+    figures = report("kafka broker restart", out, 1200)
+    assert figures["lost"] == 0
+    assert_partition_order(out, partitions)
