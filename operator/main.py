@@ -36,6 +36,8 @@ class OperatorOptions:
     identity: str = ""
     priority: int = 0
     kubeconfig: str | None = None
+    # Kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz (the chart's probe).
+    health_address: str | None = None
 
     @classmethod
     def from_env(cls, namespace: str | None, kubeconfig: str | None = None) -> OperatorOptions:
@@ -48,6 +50,7 @@ class OperatorOptions:
             identity=identity,
             priority=priority,
             kubeconfig=kubeconfig,
+            health_address=os.environ.get("KFAAS_OPERATOR_HEALTH_ADDRESS") or None,
         )
 
 
@@ -80,6 +83,8 @@ class PeeringWatch:
 
 
 async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
+    # Kopf logs every handled Deployment event at INFO: keep its successes out of the log.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     credentials = Credentials.load(options.kubeconfig)
     async with KubeClient(credentials, field_manager=names.FIELD_MANAGER) as client:
         registry = kopf.OperatorRegistry()
@@ -98,6 +103,7 @@ async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
                 priority=options.priority,
                 peering_name=options.peering_name,
                 standalone=False,
+                liveness_endpoint=options.health_address,
             ),
             name="kopf-reactor",
         )
