@@ -108,6 +108,8 @@ def _structural(
     kind = schema.get("type")
     if kind is not None:
         node["type"] = kind
+    if "const" in schema:  # a single-value Literal
+        node["enum"] = [schema["const"]]
     for key in ("description", "enum", "pattern", "minLength", "maxLength", "maxItems", "default"):
         if key in schema:
             node[key] = schema[key]

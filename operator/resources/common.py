@@ -43,7 +43,10 @@ def owner_reference(kind: str, name: str, uid: str) -> Body:
 def desired_hash(obj: Body) -> str:
     """A stable hash of a desired object, ignoring the annotation that carries it."""
     clean = json.loads(json.dumps(obj))
-    clean.get("metadata", {}).get("annotations", {}).pop(DESIRED_HASH_ANNOTATION, None)
+    meta = clean.get("metadata", {})
+    meta.get("annotations", {}).pop(DESIRED_HASH_ANNOTATION, None)
+    if meta.get("annotations") == {}:
+        del meta["annotations"]
     text = json.dumps(clean, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

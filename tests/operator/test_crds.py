@@ -1,0 +1,110 @@
+"""The committed CRDs are exactly what the manifest models generate, and carry every rule."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from kfaas import manifests
+from kfaas.operator import crdgen
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_crds_equal_the_generated_ones() -> None:
+    rendered = crdgen.rendered()
+    for folder in crdgen.targets(ROOT):
+        for name, text in rendered.items():
+            path = folder / name
+            assert path.read_text() == text, (
+                f"{path} is out of date: run `python -m kfaas.operator.crdgen`"
+            )
+
+
+def test_check_mode_reports_stale_files(tmp_path: Path) -> None:
+    assert crdgen.main(["--root", str(tmp_path), "--check"]) == 1
+    assert crdgen.main(["--root", str(tmp_path)]) == 0
+    assert crdgen.main(["--root", str(tmp_path), "--check"]) == 0
+
+
+def test_every_model_validator_has_a_cel_rule() -> None:
+    with_validators = {
+        model
+        for _, model in inspect.getmembers(manifests, inspect.isclass)
+        if issubclass(model, pydantic.BaseModel)
+        and model.__module__ == manifests.__name__
+        and model.__pydantic_decorators__.model_validators
+    }
+    assert with_validators <= set(crdgen.CROSS_FIELD_RULES), with_validators - set(
+        crdgen.CROSS_FIELD_RULES
+    )
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.get("properties", {}).items():
+            found += _walk(value, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            found += _walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            found += _walk(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+def _schema(crd: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_schemas_are_structural() -> None:
+    for crd in (crdgen.function_crd(), crdgen.mapping_crd()):
+        for path, node in _walk(_schema(crd)):
+            assert not {"$ref", "anyOf", "oneOf", "allOf", "title", "const"} & set(node), path
+            assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
+            if "properties" in node:
+                assert "additionalProperties" not in node, path
+            if isinstance(node.get("exclusiveMinimum"), (int, float)) and not isinstance(
+                node.get("exclusiveMinimum"), bool
+            ):
+                raise AssertionError(f"{path}: exclusiveMinimum must be a flag")
+
+
+def test_ranges_enums_and_defaults_come_from_the_models() -> None:
+    spec = _schema(crdgen.function_crd())["properties"]["spec"]["properties"]
+    assert spec["memoryMB"] == {"type": "integer", "default": 128, "minimum": 128, "maximum": 10240}
+    assert spec["runtime"]["enum"] == ["python3.11", "python3.12", "python3.13", "provided"]
+    target = spec["scaling"]["properties"]["targetUtilization"]
+    assert target["exclusiveMinimum"] is True and target["minimum"] == 0
+    assert spec["scaling"]["default"] == {
+        "minInstances": 0,
+        "maxInstances": 100,
+        "scaleToZeroAfterSeconds": 300,
+        "targetUtilization": 0.7,
+    }
+    assert spec["async"]["properties"]["maximumRetryAttempts"]["maximum"] == 2
+    assert "reserved" in spec["concurrency"]["properties"]
+    assert "default" not in spec["concurrency"]["properties"]["reserved"]
+    mapping = _schema(crdgen.mapping_crd())["properties"]["spec"]["properties"]
+    assert mapping["batchSize"] == {
+        "type": "integer",
+        "default": 100,
+        "minimum": 1,
+        "maximum": 10000,
+    }
+    assert mapping["functionResponseTypes"]["items"]["enum"] == ["ReportBatchItemFailures"]
+
+
+def test_printer_columns_and_status_subresource() -> None:
+    function, mapping = crdgen.function_crd(), crdgen.mapping_crd()
+    for crd, columns in (
+        (function, ["Runtime", "Ready", "Instances", "Age"]),
+        (mapping, ["Function", "Source", "State", "Lag", "Age"]),
+    ):
+        version = crd["spec"]["versions"][0]
+        assert [c["name"] for c in version["additionalPrinterColumns"]] == columns
+        assert version["subresources"] == {"status": {}}
