@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,6 +18,7 @@ from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
 from .routing import Router
 from .services import Services
+from .upstream import UpstreamPool
 
 SERVICES = web.AppKey("services", Services)
 
@@ -49,10 +49,9 @@ def create_app(
     )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            invoker = Invoker(registry, router, metrics, session)
+        upstream = UpstreamPool()
+        try:
+            invoker = Invoker(registry, router, metrics, upstream)
             dispatcher = Dispatcher(
                 queue,
                 invoker,
@@ -64,6 +63,8 @@ def create_app(
             yield
             await dispatcher.stop()
             await queue.close()
+        finally:
+            upstream.close()
 
     app.cleanup_ctx.append(lifecycle)
 

@@ -6,17 +6,19 @@ reserved concurrency, throttling and metrics mean the same for all of them, as i
 
 from __future__ import annotations
 
+import functools
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 
-import aiohttp
 from opentelemetry import propagate, trace
 
 from .errors import RequestTooLarge, ServiceError, TooManyRequests
 from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
 from .routing import Router
+from .upstream import UpstreamError, UpstreamPool
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024
@@ -55,12 +57,12 @@ class Invoker:
         registry: FunctionRegistry,
         router: Router,
         metrics: GatewayMetrics,
-        session: aiohttp.ClientSession,
+        upstream: UpstreamPool,
     ) -> None:
         self.registry = registry
         self.router = router
         self.metrics = metrics
-        self.session = session
+        self.upstream = upstream
 
     async def invoke(self, key: str, payload: bytes, options: InvokeOptions) -> InvokeResult:
         """Run one invocation of the function ``namespace/name`` and return its result.
@@ -115,24 +117,30 @@ class Invoker:
     async def _send(
         self, url: str, payload: bytes, headers: dict[str, str], options: InvokeOptions
     ) -> InvokeResult:
+        host, port = _host_port(url)
         try:
-            async with self.session.post(f"{url}/invoke", data=payload, headers=headers) as reply:
-                body = await reply.read()
-                if reply.status != 200:
-                    raise ServiceError(
-                        f"The function instance answered {reply.status}: {body[:200]!r}"
-                    )
-                return InvokeResult(
-                    request_id=options.request_id,
-                    payload=body,
-                    function_error=reply.headers.get("X-Amz-Function-Error"),
-                    log_result=reply.headers.get("X-Amz-Log-Result"),
-                    cold_start=reply.headers.get("X-Kfaas-Cold-Start") == "1",
-                    init_duration_seconds=_seconds(reply.headers.get("X-Kfaas-Init-Duration-Ms")),
-                    duration_seconds=0.0,
-                )
-        except aiohttp.ClientError as exc:
+            reply = await self.upstream.post(host, port, "/invoke", payload, headers)
+        except UpstreamError as exc:
             raise ServiceError(f"The function instance could not be reached: {exc}") from exc
+        if reply.status != 200:
+            raise ServiceError(
+                f"The function instance answered {reply.status}: {reply.body[:200]!r}"
+            )
+        return InvokeResult(
+            request_id=options.request_id,
+            payload=reply.body,
+            function_error=reply.headers.get("x-amz-function-error"),
+            log_result=reply.headers.get("x-amz-log-result"),
+            cold_start=reply.headers.get("x-kfaas-cold-start") == "1",
+            init_duration_seconds=_seconds(reply.headers.get("x-kfaas-init-duration-ms")),
+            duration_seconds=0.0,
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_port(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 80
 
 
 def _seconds(milliseconds: str | None) -> float | None:

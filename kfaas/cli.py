@@ -7,7 +7,6 @@ subcommand; the loops live in their own modules so they can be tested without th
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
 import os
@@ -17,7 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
-from kfaas import __version__
+from kfaas import __version__, aio
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,7 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     paths = args.paths or ["."]
     try:
-        return asyncio.run(run_dev(paths, host=args.host, port=args.port, settings=settings))
+        return aio.run(run_dev(paths, host=args.host, port=args.port, settings=settings))
     except OSError as exc:
         print(
             f"kfaas {args.command}: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr
@@ -185,7 +184,7 @@ def _operator(args: argparse.Namespace) -> int:
         return 2
     telemetry.configure("operator", settings.log_level)
     try:
-        return asyncio.run(run_operator(config, options))
+        return aio.run(run_operator(config, options))
     except KubeError as exc:
         print(f"kfaas operator: {exc}", file=sys.stderr)
         return 1
@@ -204,7 +203,7 @@ def _kubernetes_gateway(args: argparse.Namespace) -> int:
         return 2
     telemetry.configure("gateway", settings.log_level)
     try:
-        return asyncio.run(
+        return aio.run(
             run_kubernetes_gateway(
                 host=args.host,
                 port=args.port,

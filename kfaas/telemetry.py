@@ -62,13 +62,18 @@ def wants_otlp(environ: Mapping[str, str]) -> bool:
 
 
 def configure_tracing(service_name: str, environ: Mapping[str, str] = os.environ) -> None:
-    """Install a tracer provider; spans are exported over OTLP/HTTP when asked for."""
+    """Install a tracer provider that exports over OTLP/HTTP, when the environment asks for it.
+
+    Otherwise the API's no-op tracer stays: spans cost nothing on the invoke path, and the W3C
+    context a client sent is still handed on unchanged (its trace id reaches the handler).
+    """
+    if not wants_otlp(environ):
+        return
     resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
-    if wants_otlp(environ):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
 
 
