@@ -103,9 +103,7 @@ class DevServer:
         site = web.TCPSite(self.runner, self.host, self.port)
         await site.start()
         if self.port == 0:
-            server = site._server
-            assert isinstance(server, asyncio.base_events.Server)
-            self.port = server.sockets[0].getsockname()[1]
+            self.port = int(self.runner.addresses[0][1])
         self._apply(manifests)
         self.pollers = PollerGroup(gateway_url=self.url, settings=self.settings)
         await self.pollers.start()
