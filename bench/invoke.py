@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from devserver import dev_server  # noqa: E402
+from devserver import dev_server
 
 ECHO_SERVER = textwrap.dedent(
     """
@@ -37,7 +37,8 @@ ECHO_SERVER = textwrap.dedent(
         return web.Response(body=await request.read(), content_type="application/json")
     app = web.Application()
     app.router.add_post("/echo", echo)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *a: print("ready", flush=True))
+    ready = lambda *args: print("ready", flush=True)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=ready)
     """
 )
 
@@ -102,7 +103,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def measure(targets: dict[str, str], requests: int) -> dict[tuple[str, int], dict[str, float]]:
+async def measure(
+    targets: dict[str, str], requests: int
+) -> dict[tuple[str, int], dict[str, float]]:
     results: dict[tuple[str, int], dict[str, float]] = {}
     body = b'{"hello": "world"}'
     connector = aiohttp.TCPConnector(limit=0)
@@ -175,23 +178,32 @@ def main() -> int:
         echo.terminate()
         echo.wait()
 
-    print(f"# kfaas invoke benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"# kfaas invoke benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"{'target':<8} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for (name, concurrency), row in results.items():
-        print(f"{name:<8} {concurrency:>4} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
-              f"{row['rps']:>8.0f}")
-    print(f"cold start (first invoke of a zero-instance function, n={len(colds)}): "
-          f"p50 {statistics.median(colds):.1f} ms, min {min(colds):.1f}, max {max(colds):.1f}")
+        print(
+            f"{name:<8} {concurrency:>4} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
+            f"{row['rps']:>8.0f}"
+        )
+    print(
+        f"cold start (first invoke of a zero-instance function, n={len(colds)}): "
+        f"p50 {statistics.median(colds):.1f} ms, min {min(colds):.1f}, max {max(colds):.1f}"
+    )
     for concurrency in (1, 16):
         gateway, bare, direct_row = (
-            results[("gateway", concurrency)], results[("bare", concurrency)],
+            results[("gateway", concurrency)],
+            results[("bare", concurrency)],
             results[("direct", concurrency)],
         )
-        print(f"c={concurrency}: gateway p50 / bare echo p50 = "
-              f"{gateway['p50_ms'] / bare['p50_ms']:.2f}x (target <= 4x); "
-              f"gateway / direct throughput = {gateway['rps'] / direct_row['rps']:.0%} "
-              f"(target >= 50%)")
+        print(
+            f"c={concurrency}: gateway p50 / bare echo p50 = "
+            f"{gateway['p50_ms'] / bare['p50_ms']:.2f}x (target <= 4x); "
+            f"gateway / direct throughput = {gateway['rps'] / direct_row['rps']:.0%} "
+            f"(target >= 50%)"
+        )
     return 0
 
 
