@@ -14,7 +14,6 @@ peers got wrong": retries must not restart at every rebalance).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -72,7 +71,8 @@ class Source(Protocol):
     @property
     def stream_arn(self) -> str: ...
 
-    def event(self, records: Sequence[StreamRecord]) -> dict[str, Any]: ...
+    def event(self, records: Sequence[StreamRecord]) -> bytes:
+        """The invocation payload (JSON) for these records."""
 
     async def checkpoint(self, records: Sequence[StreamRecord]) -> None:
         """Records (in order, following those checkpointed before) are done."""
@@ -152,7 +152,7 @@ class BatchDelivery:
             segment = await self._drop_expired(segment, progress, last)
             if not segment:
                 return []
-            payload = json.dumps(self.source.event(segment), separators=(",", ":")).encode()
+            payload = self.source.event(segment)
             self._observe_age(segment)
             started = time.monotonic()
             answer = await self.invoke(payload)

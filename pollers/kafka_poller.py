@@ -28,7 +28,7 @@ from .errors import CommitError, DestinationError
 from .filters import RecordFilter
 from .kafka_clients import KafkaConsumer, KafkaMessage, Partition
 from .metrics import PollerMetrics
-from .records import StreamRecord, kafka_event, kafka_stream_record
+from .records import StreamRecord, encode_kafka_event, kafka_stream_record
 
 log = logging.getLogger("kfaas.pollers.kafka")
 
@@ -65,8 +65,8 @@ class _PartitionSource:
         self.stream_arn = stream_arn
         self.destination = destination
 
-    def event(self, records: Sequence[StreamRecord]) -> dict[str, Any]:
-        return kafka_event(self.lane.poller.settings.bootstrap_servers, records)
+    def event(self, records: Sequence[StreamRecord]) -> bytes:
+        return encode_kafka_event(self.lane.poller.settings.bootstrap_servers, records)
 
     async def checkpoint(self, records: Sequence[StreamRecord]) -> None:
         await self.lane.commit(records[-1].position[2] + 1)

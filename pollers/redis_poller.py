@@ -4,9 +4,10 @@ A consumer first takes back its own pending entries (a restart under the same na
 it stopped), then reads new entries with XREADGROUP, batching up to `batchSize` entries for at most
 `maximumBatchingWindowSeconds`. Every `claim_idle / 2` seconds it also reclaims, with XAUTOCLAIM,
 entries another consumer of the group left pending for longer than `claim_idle` (a dead poller).
-While a batch is in flight its entries' idle time is reset every few seconds, so a live consumer
-retrying a slow batch is never robbed of it. Entries are acknowledged only after success, filtering
-or dead-lettering, and a batch is only ever one consumer's, so order holds per consumer.
+While entries are held (read ahead or in flight) their idle time is reset every few seconds, so a
+live consumer retrying a slow batch is never robbed of it. Entries are acknowledged only after
+success, filtering or dead-lettering, and a batch is only ever one consumer's, so order holds per
+consumer; entries reclaimed from a dead consumer are delivered when they are found.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .delivery import BatchDelivery, DeliveryConfig, Invoke, Position
 from .destinations import Destination
 from .filters import RecordFilter
 from .metrics import PollerMetrics
-from .records import StreamRecord, decode_fields, redis_stream_record, sqs_event
+from .records import StreamRecord, decode_fields, encode_sqs_event, redis_stream_record
 from .redis_clients import Entry, RedisStreams
 
 log = logging.getLogger("kfaas.pollers.redis")
@@ -52,15 +53,16 @@ class _StreamSource:
         self.poller = poller
         self.stream_arn = poller.stream_arn
 
-    def event(self, records: Sequence[StreamRecord]) -> dict[str, Any]:
+    def event(self, records: Sequence[StreamRecord]) -> bytes:
         # ApproximateReceiveCount grows with every attempt, as an SQS receive count does.
         attempts = self.poller.attempts
         for record in records:
-            base = self.poller.received.get(record.item_id, 1)
-            record.delivered["attributes"]["ApproximateReceiveCount"] = str(
-                base + attempts.get(record.position, 0)
-            )
-        return sqs_event(records)
+            tried = attempts.get(record.position, 0)
+            if tried:
+                base = self.poller.received.get(record.item_id, 1)
+                record.delivered["attributes"]["ApproximateReceiveCount"] = str(base + tried)
+                record.reencode()
+        return encode_sqs_event(records)
 
     async def checkpoint(self, records: Sequence[StreamRecord]) -> None:
         settings = self.poller.settings
@@ -68,6 +70,7 @@ class _StreamSource:
         await self.poller.client.ack(settings.stream, settings.group, ids)
         for entry_id in ids:
             self.poller.received.pop(entry_id, None)
+            self.poller.held.pop(entry_id, None)
 
     async def dead_letter(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> bool:
         if self.poller.destination is None:
@@ -98,7 +101,8 @@ class RedisPoller:
         self.client = RedisStreams(settings.url)
         # Receive counts of the entries in hand, as Redis reported them when they were read.
         self.received: dict[str, int] = {}
-        self.in_flight: list[str] = []
+        # Entries read and not yet acknowledged: their idle time is reset while they are held.
+        self.held: dict[str, None] = {}
         self.delivery = BatchDelivery(
             invoke=invoke,
             source=_StreamSource(self),
@@ -111,28 +115,50 @@ class RedisPoller:
         return self.filter.matches(record.filter_data)
 
     async def run(self) -> None:
-        """Consume until cancelled; a SourceError leaves (the supervisor reconnects)."""
+        """Consume until cancelled; a SourceError leaves (the supervisor reconnects).
+
+        One batch is read ahead while the previous one is delivered, so reading and encoding
+        overlap the invocation; batches are still delivered one at a time, in order.
+        """
         s = self.settings
         keeper = asyncio.create_task(self._keep_claimed(), name=f"redis-keep-{s.consumer}")
+        reader: asyncio.Task[None] | None = None  # started once own pending entries are done
         try:
             await self.client.ensure_group(s.stream, s.group, "0" if s.from_beginning else "$")
             await self._drain_own_pending()
-            loop = asyncio.get_running_loop()
-            next_claim = loop.time() + s.claim_idle_seconds / 2
+            ready: asyncio.Queue[list[StreamRecord]] = asyncio.Queue(maxsize=1)
+            reading = asyncio.create_task(self._read_ahead(ready), name=f"redis-read-{s.consumer}")
+            reader = reading
             while True:
-                if loop.time() >= next_claim:
-                    await self._reclaim()
-                    next_claim = loop.time() + s.claim_idle_seconds / 2
-                batch = await self._collect(until=next_claim)
-                if batch:
-                    await self._deliver(batch)
-                if keeper.done():
-                    keeper.result()
+                getter = asyncio.create_task(ready.get())
+                await asyncio.wait({getter, reading, keeper}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    for helper in (reading, keeper):
+                        if helper.done():
+                            helper.result()
+                    raise RuntimeError("the stream reader stopped")
+                await self._deliver(getter.result())
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await keeper
+            helpers = [keeper] if reader is None else [keeper, reader]
+            for helper in helpers:
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await helper
             await self.client.close()
+
+    async def _read_ahead(self, ready: asyncio.Queue[list[StreamRecord]]) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        next_claim = loop.time() + s.claim_idle_seconds / 2
+        while True:
+            if loop.time() >= next_claim:
+                for batch in await self._reclaim():
+                    await ready.put(batch)
+                next_claim = loop.time() + s.claim_idle_seconds / 2
+            batch = await self._collect(until=next_claim)
+            if batch:
+                await ready.put(batch)
 
     async def _drain_own_pending(self) -> None:
         s = self.settings
@@ -147,10 +173,11 @@ class RedisPoller:
             start = entries[-1][0]
             await self._deliver(await self._records(entries, redelivered=True))
 
-    async def _reclaim(self) -> None:
+    async def _reclaim(self) -> list[list[StreamRecord]]:
         s = self.settings
         cursor = "0-0"
         idle_ms = int(s.claim_idle_seconds * 1000)
+        batches = []
         while True:
             cursor, entries = await self.client.autoclaim(
                 s.stream,
@@ -162,9 +189,9 @@ class RedisPoller:
             )
             if entries:
                 log.warning("reclaimed %d entries left pending by another consumer", len(entries))
-                await self._deliver(await self._records(entries, redelivered=True))
+                batches.append(await self._records(entries, redelivered=True))
             if cursor in ("0-0", "0"):
-                return
+                return batches
 
     async def _collect(self, until: float) -> list[StreamRecord]:
         """Read new entries into one batch: at most batchSize, for at most the window."""
@@ -208,6 +235,7 @@ class RedisPoller:
         records = []
         for entry_id, raw in entries:
             self.received[entry_id] = counts.get(entry_id, 1)
+            self.held[entry_id] = None
             records.append(
                 redis_stream_record(
                     entry_id=entry_id,
@@ -229,19 +257,15 @@ class RedisPoller:
         while records:
             taken = take_batch([record.size for record in records], self.settings.limits)
             batch, records = records[:taken], records[taken:]
-            self.in_flight = [record.item_id for record in batch]
-            try:
-                await self.delivery.deliver(batch, self.keep)
-            finally:
-                self.in_flight = []
+            await self.delivery.deliver(batch, self.keep)
 
     async def _keep_claimed(self) -> None:
         s = self.settings
         every = max(s.claim_idle_seconds / 3, 0.05)
         while True:
             await asyncio.sleep(every)
-            if self.in_flight:
-                await self.client.keep_claimed(s.stream, s.group, s.consumer, self.in_flight)
+            if self.held:
+                await self.client.keep_claimed(s.stream, s.group, s.consumer, list(self.held))
             self.metrics.pending.labels(*self.metrics.labels).set(
                 await self.client.pending_count(s.stream, s.group)
             )

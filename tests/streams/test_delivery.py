@@ -25,12 +25,13 @@ Behaviour = Callable[[list[str]], InvokeAnswer]
 
 
 def record(offset: int, value: str = "ok", age_seconds: float = 0) -> StreamRecord:
+    delivered = {"offset": offset, "value": value}
     return StreamRecord(
         item_id=str(offset),
         position=("t", 0, offset),
         arrival_ms=NOW_MS - int(age_seconds * 1000),
-        delivered={"offset": offset, "value": value},
-        size=10,
+        delivered=delivered,
+        encoded=json.dumps(delivered).encode(),
         filter_data={"value": value},
         trace_headers={"traceparent": TRACEPARENT} if value == "traced" else {},
     )
@@ -46,8 +47,8 @@ class Source:
         self.destination = destination
         self.refuse = refuse
 
-    def event(self, records: Sequence[StreamRecord]) -> dict[str, Any]:
-        return {"records": [r.delivered for r in records]}
+    def event(self, records: Sequence[StreamRecord]) -> bytes:
+        return json.dumps({"records": [r.delivered for r in records]}).encode()
 
     async def checkpoint(self, records: Sequence[StreamRecord]) -> None:
         self.checkpoints.append([r.position[2] for r in records])

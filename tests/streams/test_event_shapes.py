@@ -11,6 +11,8 @@ from aws_lambda_powertools.utilities.data_classes import KafkaEvent, SQSEvent
 
 from kfaas.pollers.destinations import as_kafka_messages, as_stream_entries
 from kfaas.pollers.records import (
+    encode_kafka_event,
+    encode_sqs_event,
     entry_body,
     failure_record,
     kafka_event,
@@ -61,6 +63,13 @@ def test_kafka_record_facts_for_filters_and_tracing() -> None:
     assert record.filter_data["key"] == "k"
     assert record.trace_headers == {"traceparent": TRACEPARENT.decode()}
     assert record.size == len(json.dumps(record.delivered, separators=(",", ":")))
+
+
+def test_events_are_joined_from_each_record_s_own_encoding() -> None:
+    records = [kafka(7), kafka(8, key=None)]
+    assert json.loads(encode_kafka_event("k:9092", records)) == kafka_event("k:9092", records)
+    entries = [redis("1-0", {"body": "a"}), redis("2-0", {"x": "1"})]
+    assert json.loads(encode_sqs_event(entries)) == sqs_event(entries)
 
 
 def test_a_tombstone_has_no_value() -> None:
