@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 import time
@@ -40,10 +41,12 @@ class Autoscaler:
         platform_namespace: str,
         watch_namespace: str | None = None,
         interval: float = 1.0,
+        stable_window_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.interval = interval
+        self.stable_window_seconds = stable_window_seconds
         self.clock = clock
         self.wake = asyncio.Event()
         self.states: dict[str, ScalingState] = {}
@@ -110,7 +113,9 @@ class Autoscaler:
         deployment = self.deployments.objects.get(f"{namespace}/{names.function_workload(name)}")
         if deployment is None:
             return  # the reconciler has not created it yet
-        policy = ScalingPolicy.from_spec(function.spec)
+        policy = dataclasses.replace(
+            ScalingPolicy.from_spec(function.spec), stable_window_seconds=self.stable_window_seconds
+        )
         state = self.states.get(key)
         if state is None:
             # Running instances get a full idle period before going to zero.

@@ -32,6 +32,8 @@ class OperatorConfig:
     # Memory the runtime server itself needs on top of memoryMB per worker.
     runtime_overhead_mb: int = 64
     stream_retry_base_seconds: float = 1.0
+    # The autoscaler's stable window (KFAAS_SCALING_STABLE_WINDOW_SECONDS), as in local mode.
+    stable_window_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -47,6 +49,7 @@ class OperatorConfig:
             or f"http://kfaas-gateway.{namespace}.svc:8080",
             gateway_pod_labels=_labels(labels) if labels else cls.gateway_pod_labels,
             stream_retry_base_seconds=settings.stream_retry_base_seconds,
+            stable_window_seconds=settings.scaling_stable_window_seconds,
         )
 
 

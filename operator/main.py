@@ -91,7 +91,10 @@ async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
         handlers.register(registry, client, config)
         peering = PeeringWatch(client, options)
         autoscaler = Autoscaler(
-            client, platform_namespace=config.platform_namespace, watch_namespace=options.namespace
+            client,
+            platform_namespace=config.platform_namespace,
+            watch_namespace=options.namespace,
+            stable_window_seconds=config.stable_window_seconds,
         )
         namespaces = [options.namespace] if options.namespace else []
         reactor = asyncio.create_task(
