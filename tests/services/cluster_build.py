@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -92,8 +91,9 @@ def _version_flags() -> str:
 
 
 def _run(argv: list[str], *, env: dict[str, str], cwd: Path | None = None) -> None:
-    # Go's own progress ("go: downloading ...") goes to our stderr, the build's log.
-    done = subprocess.run(argv, env=env, cwd=cwd, stdout=sys.stderr, stderr=sys.stderr)
+    # Go's own progress ("go: downloading ...") goes to file descriptor 2, never to stdout, which
+    # carries only export lines; under pytest, fd 2 is the terminal or pytest's capture file.
+    done = subprocess.run(argv, env=env, cwd=cwd, stdout=2, stderr=2)
     if done.returncode != 0:
         raise ServiceError(f"build failed ({done.returncode}): {' '.join(argv)}")
 

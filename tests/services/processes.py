@@ -79,7 +79,7 @@ def alive(pid: int) -> bool:
 def running_pid(pid_file: Path) -> int | None:
     """The pid recorded in pid_file if that process still runs the program that was started."""
     try:
-        pid_text, program = pid_file.read_text().split()
+        pid_text, program = pid_file.read_text().rstrip("\n").split(" ", 1)
         pid = int(pid_text)
     except (FileNotFoundError, ValueError):
         return None
