@@ -30,7 +30,6 @@ def record(offset: int, value: str = "ok", age_seconds: float = 0) -> StreamReco
         item_id=str(offset),
         position=("t", 0, offset),
         arrival_ms=NOW_MS - int(age_seconds * 1000),
-        delivered=delivered,
         encoded=json.dumps(delivered).encode(),
         filter_data={"value": value},
         trace_headers={"traceparent": TRACEPARENT} if value == "traced" else {},

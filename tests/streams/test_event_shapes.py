@@ -6,19 +6,23 @@ import base64
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent, SQSEvent
 
 from kfaas.pollers.destinations import as_kafka_messages, as_stream_entries
 from kfaas.pollers.records import (
     encode_kafka_event,
     encode_sqs_event,
+    encode_sqs_record,
     entry_body,
     failure_record,
     kafka_event,
     kafka_stream_record,
     redis_stream_record,
     sqs_event,
+    sqs_record,
 )
 
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -110,6 +114,29 @@ def test_redis_entries_are_sqs_records() -> None:
     assert record.event_source_arn == "arn:kfaas:redis:us-east-1:default:stream/orders"
     assert record.aws_region == "us-east-1"
     assert base64.b64decode(record.receipt_handle).decode().endswith("1700000000123-0")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"body": "plain"},
+        {"body": 'quotes " and \\ and \n and é and 😀', "kind": "x", "traceparent": "00-a"},
+        {"a": "1", "b": "ü"},
+        {"body": ""},
+    ],
+)
+def test_sqs_records_are_encoded_as_the_dict_would_be(fields: dict[str, str]) -> None:
+    facts: dict[str, Any] = {
+        "entry_id": "1700000000123-7",
+        "fields": fields,
+        "receive_count": 3,
+        "first_receive_ms": 1_700_000_000_500,
+        "stream": "orders",
+        "group": "billing",
+        "stream_arn": "arn:kfaas:redis:us-east-1:default:stream/orders",
+        "region": "us-east-1",
+    }
+    assert json.loads(encode_sqs_record(**facts)) == sqs_record(**facts)
 
 
 def test_the_body_rule() -> None:
