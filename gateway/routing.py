@@ -150,29 +150,20 @@ class Router:
         self.max_wait_seconds = max_wait_seconds
 
     def pool(self, key: str, reserved: int | None) -> FunctionPool:
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = FunctionPool(
-                key,
-                reserved=reserved,
-                max_wait_seconds=self.max_wait_seconds,
-                on_demand=self._on_demand,
-            )
-            self._pools[key] = pool
+        pool = self._pools.get(key) or self._new_pool(key)
         pool.reserved = reserved
         return pool
 
     def set_endpoints(self, key: str, endpoints: list[Endpoint]) -> None:
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = FunctionPool(
-                key,
-                reserved=None,
-                max_wait_seconds=self.max_wait_seconds,
-                on_demand=self._on_demand,
-            )
-            self._pools[key] = pool
+        pool = self._pools.get(key) or self._new_pool(key)
         pool.set_endpoints(endpoints)
+
+    def _new_pool(self, key: str) -> FunctionPool:
+        pool = FunctionPool(
+            key, reserved=None, max_wait_seconds=self.max_wait_seconds, on_demand=self._on_demand
+        )
+        self._pools[key] = pool
+        return pool
 
     def pools(self) -> dict[str, FunctionPool]:
         return dict(self._pools)

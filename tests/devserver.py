@@ -17,6 +17,10 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
 
 SERVING = re.compile(rb"kfaas dev: serving on (http://[\d.]+:\d+)")
 KFAAS = str(Path(sys.executable).with_name("kfaas"))
@@ -73,3 +77,15 @@ def _wait_serving(process: subprocess.Popen[bytes], log: Path, timeout: float) -
             raise RuntimeError(f"kfaas dev exited with {process.returncode}:\n{log.read_text()}")
         time.sleep(0.05)
     raise RuntimeError(f"kfaas dev did not serve within {timeout}s:\n{log.read_text()}")
+
+
+def make_lambda_client(url: str) -> Any:
+    """boto3's Lambda client as a user points it at kfaas: dummy credentials, no retries."""
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 0}, read_timeout=120),
+    )

@@ -6,10 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from devserver import DevServer, dev_server
+from devserver import DevServer, dev_server, make_lambda_client
 
 FUNCTIONS = Path(__file__).parent.parent / "functions"
 
@@ -23,11 +21,4 @@ def dev() -> Iterator[DevServer]:
 
 @pytest.fixture(scope="session")
 def lambda_client(dev: DevServer) -> Any:
-    return boto3.client(
-        "lambda",
-        endpoint_url=dev.url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 0}, read_timeout=120),
-    )
+    return make_lambda_client(dev.url)

@@ -9,10 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from devserver import DevServer, dev_server
+from devserver import DevServer, dev_server, make_lambda_client
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 COVERED = {"hello", "http-api", "async-destinations", "failing"}
@@ -26,14 +24,7 @@ def examples() -> Iterator[DevServer]:
 
 @pytest.fixture(scope="module")
 def client(examples: DevServer) -> Any:
-    return boto3.client(
-        "lambda",
-        endpoint_url=examples.url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 0}),
-    )
+    return make_lambda_client(examples.url)
 
 
 def call(client: Any, name: str, payload: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
