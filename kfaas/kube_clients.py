@@ -77,8 +77,13 @@ class Credentials:
             context.load_cert_chain(configuration.cert_file, configuration.key_file)
 
         def authorization() -> str | None:
-            value = configuration.get_api_key_with_prefix("authorization")
-            return str(value) if value else None
+            # The loaders store "Bearer <token>" under BearerToken (older releases used
+            # "authorization"); re-read each time, the in-cluster loader refreshes it.
+            for key in ("BearerToken", "authorization"):
+                value = configuration.get_api_key_with_prefix(key)
+                if value:
+                    return str(value)
+            return None
 
         return cls(configuration.host.rstrip("/"), context, authorization)
 

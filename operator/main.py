@@ -62,6 +62,7 @@ class PeeringWatch:
         self.options = options
         self.interval = interval
         self.active = False
+        self._reported: bool | None = None
 
     async def run(self) -> None:
         api_version, plural = NAMESPACED_PEERING if self.options.namespace else CLUSTER_PEERING
@@ -76,8 +77,9 @@ class PeeringWatch:
             except KubeError as exc:
                 log.warning("cannot read the peering object: %s", exc)
                 active = False
-            if active != self.active:
+            if active != self._reported:
                 log.info("autoscaler %s", "active" if active else "on standby")
+                self._reported = active
             self.active = active
             await asyncio.sleep(self.interval)
 

@@ -1,0 +1,382 @@
+"""The operator against the real control plane, running as the chart's ServiceAccount.
+
+kwok makes pods Ready without running them, which is all the operator can see of a pod anyway:
+Deployments, ReplicaSets, EndpointSlices and garbage collection are the real controllers'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart.platform import Platform, install, operator_process
+from services.cluster import Cluster
+
+from kfaas.backends import Endpoint
+from kfaas.code import code_digest
+from kfaas.demand import demand_lease
+from kfaas.gateway.kube_clients import KubernetesBackend
+from kfaas.gateway.registry import FunctionRegistry
+from kfaas.kube_clients import Credentials, KubeClient
+from kfaas.manifests import Function, parse_manifest
+
+
+@pytest.fixture(scope="module")
+def platform(
+    helm: Path, cluster_service: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    installed = install(helm, cluster_service, tmp_path_factory.mktemp("operator"))
+    with operator_process(installed):
+        yield installed
+    cluster_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
+
+
+@pytest.fixture
+def namespace(platform: Platform) -> Iterator[str]:
+    name = f"fns-{uuid.uuid4().hex[:6]}"
+    platform.kubectl("create", "namespace", name)
+    yield name
+    platform.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def function_doc(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "runtime": "python3.12",
+            "handler": "app.handler",
+            "code": {"inline": {"app.py": "def handler(event, context):\n    return 1\n"}},
+        }
+        | spec,
+    }
+
+
+def get(platform: Platform, namespace: str, *what: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(
+        platform.kubectl("-n", namespace, "get", *what, "-o", "json")
+    )
+    return result
+
+
+def wait(
+    platform: Platform, namespace: str, condition: str, target: str, timeout: int = 60
+) -> None:
+    platform.kubectl(
+        "-n", namespace, "wait", f"--for={condition}", f"--timeout={timeout}s", target
+    )  # fmt: skip
+
+
+def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    for item in body.get("status", {}).get("conditions", []):
+        if item["type"] == kind:
+            return dict(item)
+    raise AssertionError(f"no {kind} condition in {body.get('status')}")
+
+
+def test_function_gets_its_children_and_turns_ready(platform: Platform, namespace: str) -> None:
+    platform.apply(function_doc("thumb", namespace, scaling={"minInstances": 2}))
+    wait(platform, namespace, "condition=Ready", "function/thumb")
+    wait(platform, namespace, "jsonpath={.status.readyInstances}=2", "function/thumb")
+    function = get(platform, namespace, "function/thumb")
+    uid = function["metadata"]["uid"]
+    assert function["status"]["observedGeneration"] == 1
+    for step in ("CodeReady", "ResourcesReady", "InstancesReady"):
+        assert condition(function, step)["status"] == "True"
+    digest = code_digest(_model(function))
+    assert function["status"]["codeSha256"] == digest
+    for kind in ("deployment", "service", "serviceaccount", "networkpolicy", "poddisruptionbudget"):
+        child = get(platform, namespace, kind, "thumb-fn")
+        assert child["metadata"]["ownerReferences"][0]["uid"] == uid, kind
+    code = get(platform, namespace, "configmap", f"thumb-code-{digest[:10]}")
+    assert code["immutable"] is True
+    deployment = get(platform, namespace, "deployment", "thumb-fn")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert deployment["spec"]["replicas"] == 2
+    # The printer columns show what users need.
+    table = platform.kubectl("-n", namespace, "get", "function", "thumb")
+    assert table.split("\n")[0].split() == ["NAME", "RUNTIME", "READY", "INSTANCES", "AGE"]
+    assert table.split("\n")[1].split()[:4] == ["thumb", "python3.12", "True", "2"]
+
+
+def _model(body: dict[str, Any]) -> Function:
+    manifest = parse_manifest(
+        {"apiVersion": body["apiVersion"], "kind": "Function", "metadata": body["metadata"],
+         "spec": body["spec"]}
+    )  # fmt: skip
+    assert isinstance(manifest, Function)
+    return manifest
+
+
+def test_code_update_rolls_out(platform: Platform, namespace: str) -> None:
+    platform.apply(function_doc("roll", namespace, scaling={"minInstances": 1}))
+    wait(platform, namespace, "condition=Ready", "function/roll")
+    first = get(platform, namespace, "function/roll")["status"]["codeSha256"]
+    new_code = {"app.py": "def handler(event, context):\n    return 2\n"}
+    platform.apply(
+        function_doc("roll", namespace, code={"inline": new_code}, scaling={"minInstances": 1})
+    )
+    updated = get(platform, namespace, "function/roll")
+    digest = code_digest(_model(updated))
+    assert digest != first
+    wait(platform, namespace, f"jsonpath={{.status.codeSha256}}={digest}", "function/roll")
+    wait(platform, namespace, "condition=Ready", "function/roll")
+    deployment = get(platform, namespace, "deployment", "roll-fn")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["kfaas.dev/code-sha256"] == digest
+    assert deployment["metadata"]["generation"] == 2
+    assert deployment["spec"]["replicas"] == 1  # the update did not reset the autoscaler's count
+    # Only the current code's ConfigMap is left once no pod runs the old one.
+    wait(platform, namespace, "delete", f"configmap/roll-code-{first[:10]}")
+
+
+INVALID = [
+    ("memoryMB", {"memoryMB": 64}, "greater than or equal to 128"),
+    ("timeoutSeconds", {"timeoutSeconds": 901}, "less than or equal to 900"),
+    ("runtime", {"runtime": "python2.7"}, "Unsupported value"),
+    ("code", {"code": {"inline": {"a.py": "x"}, "image": "x:1"}}, "exactly one of inline"),
+    ("code", {"code": {}}, "exactly one of inline"),
+    ("code", {"code": {"path": "./src"}}, "kfaas dev"),
+    ("spec", {"concurrency": {"provisioned": 5}, "scaling": {"maxInstances": 2}}, "provisioned"),
+    ("scaling", {"scaling": {"minInstances": 3, "maxInstances": 2}}, "must not be above max"),
+    ("targetUtilization", {"scaling": {"targetUtilization": 0}}, "greater than 0"),
+    ("environment", {"environment": {"1BAD": "x"}}, "every key must match"),
+    ("maximumRetryAttempts", {"async": {"maximumRetryAttempts": 3}}, "less than or equal to 2"),
+    ("onFailure", {"async": {"onFailure": {}}}, "exactly one of kafka, redis, function"),
+    ("auth", {"http": {"enabled": True, "auth": "BASIC"}}, "Unsupported value"),
+    ("envFrom", {"envFrom": [{"secretRef": {"name": "a"}, "configMapRef": {"name": "b"}}]},
+     "exactly one of secretRef, configMapRef"),
+    ("handler", {"handler": ""}, "at least 1 chars"),
+    ("mode", {"tracing": {"mode": "Sometimes"}}, "Unsupported value"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "spec", "rule"), INVALID, ids=[f"{c[0]}-{i}" for i, c in enumerate(INVALID)]
+)
+def test_invalid_functions_are_refused_with_field_and_rule(
+    platform: Platform, namespace: str, field: str, spec: dict[str, Any], rule: str
+) -> None:
+    done = platform.apply(function_doc("bad", namespace, **spec), check=False)
+    assert done.returncode != 0
+    assert field in done.stderr and rule in done.stderr, done.stderr
+
+
+def test_invalid_mappings_are_refused(platform: Platform, namespace: str) -> None:
+    base = {"functionName": "f", "kafka": {"bootstrapServers": "k:9092", "topic": "t"}}
+    for spec, rule in [
+        ({**base, "redis": {"url": "redis://r", "stream": "s"}}, "exactly one of kafka, redis"),
+        ({**base, "batchSize": 0}, "greater than or equal to 1"),
+        ({**base, "kafka": {"topic": "t"}}, "bootstrapServers: Required value"),
+        ({**base, "functionResponseTypes": ["Everything"]}, "Unsupported value"),
+    ]:
+        doc = {
+            "apiVersion": "kfaas.dev/v1alpha1",
+            "kind": "EventSourceMapping",
+            "metadata": {"name": "bad", "namespace": namespace},
+            "spec": spec,
+        }
+        done = platform.apply(doc, check=False)
+        assert done.returncode != 0 and rule in done.stderr, done.stderr
+
+
+def test_deleting_a_function_removes_its_children(platform: Platform, namespace: str) -> None:
+    platform.apply(function_doc("gone", namespace, scaling={"minInstances": 1}))
+    wait(platform, namespace, "condition=Ready", "function/gone")
+    platform.kubectl("-n", namespace, "delete", "function", "gone")
+    for target in ("deployment/gone-fn", "service/gone-fn", "serviceaccount/gone-fn",
+                   "networkpolicy/gone-fn"):  # fmt: skip
+        wait(platform, namespace, "delete", target)
+    assert "gone-code" not in platform.kubectl("-n", namespace, "get", "configmaps")
+
+
+def test_missing_code_config_map_is_reported(platform: Platform, namespace: str) -> None:
+    platform.apply(function_doc("nocode", namespace, code={"configMap": "nocode-src"}))
+    wait(platform, namespace, "condition=Ready=False", "function/nocode")
+    ready = condition(get(platform, namespace, "function/nocode"), "Ready")
+    assert ready["reason"] == "CodeConfigMapNotFound"
+    assert "ConfigMap nocode-src does not exist" in ready["message"]
+    events = platform.kubectl(
+        "-n", namespace, "get", "events", "--field-selector", "involvedObject.name=nocode",
+        "-o", "json",
+    )  # fmt: skip
+    reasons = {event["reason"] for event in json.loads(events)["items"]}
+    assert "CodeConfigMapNotFound" in reasons
+    # Creating it is enough: the handler retries.
+    platform.kubectl(
+        "-n", namespace, "create", "configmap", "nocode-src", "--from-literal=app.py=x"
+    )
+    wait(platform, namespace, "condition=Ready", "function/nocode", timeout=90)
+
+
+def test_mapping_gets_its_poller_deployment(platform: Platform, namespace: str) -> None:
+    platform.apply(function_doc("consumer", namespace))
+    mapping = {
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "EventSourceMapping",
+        "metadata": {"name": "uploads", "namespace": namespace},
+        "spec": {
+            "functionName": "consumer",
+            "kafka": {"bootstrapServers": "k1:9092", "topic": "uploads",
+                      "auth": {"secretRef": {"name": "kafka-auth"}}},
+            "parallelism": 2,
+        },
+    }  # fmt: skip
+    platform.apply(mapping)
+    wait(platform, namespace, "condition=Ready", "eventsourcemapping/uploads")
+    body = get(platform, namespace, "eventsourcemapping/uploads")
+    assert body["status"]["source"] == "kafka:uploads"
+    assert body["status"]["state"] == "Enabled"
+    deployment = get(platform, namespace, "deployment", "uploads-poller")
+    assert deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert json.loads(env["KFAAS_MAPPING"])["spec"]["kafka"]["topic"] == "uploads"
+    assert env["KFAAS_GATEWAY_URL"].startswith("http://kfaas-gateway.")
+    assert container["envFrom"] == [
+        {"prefix": "KFAAS_KAFKA_AUTH_", "secretRef": {"name": "kafka-auth"}}
+    ]
+    # The pollers may write this mapping's status, and nothing else.
+    account = f"system:serviceaccount:{namespace}:uploads-poller"
+    can = platform.kubectl("-n", namespace, "auth", "can-i", "patch",
+                           "eventsourcemappings.kfaas.dev/uploads", "--subresource=status",
+                           f"--as={account}", check=False)  # fmt: skip
+    assert can.strip() == "yes"
+    cannot = platform.kubectl("-n", namespace, "auth", "can-i", "patch",
+                              "eventsourcemappings.kfaas.dev/other", "--subresource=status",
+                              f"--as={account}", check=False)  # fmt: skip
+    assert cannot.strip() == "no"
+    table = platform.kubectl("-n", namespace, "get", "eventsourcemapping", "uploads")
+    assert table.split("\n")[0].split() == ["NAME", "FUNCTION", "SOURCE", "STATE", "LAG", "AGE"]
+    # Disabling stops the pollers; deleting removes them.
+    mapping["spec"]["enabled"] = False
+    platform.apply(mapping)
+    wait(platform, namespace, "jsonpath={.status.state}=Disabled", "eventsourcemapping/uploads")
+    assert get(platform, namespace, "deployment", "uploads-poller")["spec"]["replicas"] == 0
+    platform.kubectl("-n", namespace, "delete", "eventsourcemapping", "uploads")
+    wait(platform, namespace, "delete", "deployment/uploads-poller")
+
+
+def test_mapping_to_a_missing_function_is_reported(platform: Platform, namespace: str) -> None:
+    mapping = {
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "EventSourceMapping",
+        "metadata": {"name": "orphan", "namespace": namespace},
+        "spec": {"functionName": "nobody", "redis": {"url": "redis://r:6379/0", "stream": "s"}},
+    }
+    platform.apply(mapping)
+    wait(platform, namespace, "condition=Ready=False", "eventsourcemapping/orphan")
+    body = get(platform, namespace, "eventsourcemapping/orphan")
+    assert condition(body, "Ready")["reason"] == "FunctionNotFound"
+    assert body["status"]["state"] == "Failed"
+
+
+def _report(platform: Platform, replica: str, figures: dict[str, int]) -> None:
+    lease = demand_lease(platform.namespace, replica, figures, datetime.datetime.now(datetime.UTC))
+    platform.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(lease))
+
+
+def test_autoscaler_follows_reported_demand_and_scales_to_zero(
+    platform: Platform, namespace: str
+) -> None:
+    platform.apply(
+        function_doc(
+            "busy", namespace,
+            concurrency={"perInstance": 2},
+            scaling={"scaleToZeroAfterSeconds": 2, "targetUtilization": 1.0, "maxInstances": 5},
+        )
+    )  # fmt: skip
+    wait(platform, namespace, "condition=Ready", "function/busy")
+    assert get(platform, namespace, "deployment", "busy-fn")["spec"]["replicas"] == 0
+    key = f"{namespace}/busy"
+    # Two gateway replicas each hold 3 invocations: 6 / (2 per instance) = 3 instances.
+    _report(platform, "gw-a", {key: 3})
+    _report(platform, "gw-b", {key: 3})
+    wait(platform, namespace, "jsonpath={.spec.replicas}=3", "deployment/busy-fn")
+    wait(platform, namespace, "jsonpath={.status.readyInstances}=3", "function/busy")
+    # More than the ceiling asks for maxInstances, no more.
+    _report(platform, "gw-a", {key: 40})
+    wait(platform, namespace, "jsonpath={.spec.replicas}=5", "deployment/busy-fn")
+    # Demand gone: down after the stable window, then to zero once idle long enough.
+    _report(platform, "gw-a", {})
+    _report(platform, "gw-b", {})
+    wait(platform, namespace, "jsonpath={.spec.replicas}=0", "deployment/busy-fn", timeout=60)
+    wait(platform, namespace, "condition=Ready", "function/busy")
+    ready = condition(get(platform, namespace, "function/busy"), "InstancesReady")
+    assert ready["reason"] == "ScaledToZero"
+
+
+def test_gateway_backend_discovers_functions_and_endpoints_and_scales_from_zero(
+    platform: Platform, namespace: str
+) -> None:
+    platform.apply(function_doc("cold", namespace, concurrency={"perInstance": 3}))
+    wait(platform, namespace, "condition=Ready", "function/cold")
+    kubeconfig = platform.token_kubeconfig("kfaas-gateway")
+    asyncio.run(_scale_from_zero(platform, kubeconfig, f"{namespace}/cold"))
+
+
+async def _scale_from_zero(platform: Platform, kubeconfig: Path, key: str) -> None:
+    seen: asyncio.Queue[list[Endpoint]] = asyncio.Queue()
+
+    def listener(function_key: str, endpoints: list[Endpoint]) -> None:
+        if function_key == key:
+            seen.put_nowait(endpoints)
+
+    async with KubeClient(
+        Credentials.load(str(kubeconfig)), field_manager="kfaas-gateway"
+    ) as client:
+        registry = FunctionRegistry()
+        backend = KubernetesBackend(
+            client, registry, platform_namespace=platform.namespace, replica="test-gateway"
+        )
+        backend.subscribe(listener)
+        await backend.start()
+        try:
+            assert registry.get(key).spec.concurrency.per_instance == 3
+            # A held invocation: demand 1 for a function at zero reaches the operator at once.
+            backend.demand(key, 1)
+            async with asyncio.timeout(60):
+                while True:
+                    endpoints = await seen.get()
+                    if endpoints:
+                        break
+            (endpoint,) = endpoints
+            assert endpoint.capacity == 3
+            assert endpoint.url.startswith("http://10.244.") and endpoint.url.endswith(":8080")
+            lease = json.loads(platform.kubectl(
+                "-n", platform.namespace, "get", "lease", "kfaas-demand-test-gateway", "-o", "json"
+            ))  # fmt: skip
+            assert json.loads(lease["metadata"]["annotations"]["kfaas.dev/concurrency"]) == {key: 1}
+        finally:
+            await backend.stop()
+    # The replica's Lease goes with it, so its demand stops counting at once.
+    done = platform.cluster.kubectl(
+        "-n", platform.namespace, "get", "lease", "kfaas-demand-test-gateway", check=False
+    )
+    assert done.returncode != 0 and "NotFound" in done.stderr
+
+
+def test_a_second_operator_waits_while_the_first_is_active(
+    platform: Platform, namespace: str
+) -> None:
+    """Kopf peering: the lower priority replica pauses, and its autoscaler follows."""
+    with operator_process(
+        platform, "autoscaler on standby", KFAAS_OPERATOR_PRIORITY="1", POD_NAME="standby"
+    ) as log:
+        wait(platform, "default", "jsonpath={.status.standby.priority}=1",
+             f"clusterkopfpeering/{platform.peering}")  # fmt: skip
+        platform.apply(function_doc("peered", namespace, scaling={"minInstances": 1}))
+        wait(platform, namespace, "condition=Ready", "function/peered")
+        _report(platform, "gw-peered", {f"{namespace}/peered": 2})
+        wait(platform, namespace, "jsonpath={.spec.replicas}=3", "deployment/peered-fn")
+        _report(platform, "gw-peered", {})
+        text = log.read_text()
+    assert "autoscaler active" not in text and "scaling" not in text, text
