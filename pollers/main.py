@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kfaas import telemetry
+from kfaas import aio, telemetry
 from kfaas.config import Settings
 from kfaas.manifests import EventSourceMapping, ManifestError, parse_manifest
 
@@ -114,7 +114,8 @@ def main(mapping_file: str | None = None, environ: Mapping[str, str] = os.enviro
         return 2
     telemetry.configure("poller", settings.log_level)
     try:
-        return asyncio.run(
+        # uvloop when installed: the aiohttp client and Redis' stream reader are the hot path.
+        return aio.run(
             serve(mapping, gateway_url=gateway_url, settings=settings, host=host, port=port)
         )
     except MappingError as exc:
