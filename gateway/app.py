@@ -59,6 +59,7 @@ def create_app(
                 destinations=destinations,
             )
             app[SERVICES] = Services(registry, router, invoker, metrics, queue, dispatcher)
+            await queue.start()
             dispatcher.start()
             yield
             await dispatcher.stop()

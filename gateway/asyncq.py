@@ -6,20 +6,35 @@ re-queued for a retry, or handed to a destination — call ``done``. A retry is 
 delay followed by ``done`` on the old delivery, never the other way round, so a crash in between
 can only duplicate an event, not lose it (at least once, as Lambda).
 
-The in-memory queue serves ``kfaas dev`` and unit tests; Redis Streams and Kafka queues come with
-the durable async work.
+The in-memory queue serves ``kfaas dev`` and unit tests; the durable Redis Streams and Kafka
+queues (``redis_queue_clients``, ``kafka_queue_clients``, ADR 005) share the pure parts kept here:
+the wire encoding of an event, the queue URL, and which Kafka offsets are safe to commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import dataclasses
 import heapq
 import itertools
+import json
+import logging
 import time
+import urllib.parse
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Literal, Protocol
+
+
+class QueueError(Exception):
+    """A durable queue could not do what was asked; the message says which queue and why."""
+
+
+class QueueUnavailable(QueueError):
+    """The queue's server cannot be reached (or did not confirm a write) within the deadline."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,9 @@ class Delivery:
 
 
 class AsyncQueue(Protocol):
+    async def start(self) -> None:
+        """Connect and prepare (consumer groups, topics); raises ``QueueError`` when it cannot."""
+
     async def put(self, event: AsyncEvent, delay: float = 0.0) -> None:
         """Store the event durably; it becomes deliverable after ``delay`` seconds."""
 
@@ -75,6 +93,9 @@ class AsyncQueue(Protocol):
 
     async def done(self, delivery: Delivery) -> None:
         """Forget a delivery that has been fully handled."""
+
+    async def abandon(self, delivery: Delivery) -> None:
+        """Give a delivery back unfinished; it is delivered again later (to this or another)."""
 
     async def close(self) -> None: ...
 
@@ -87,6 +108,9 @@ class MemoryQueue:
         self._sequence = itertools.count()
         self._changed = asyncio.Event()
         self.pending: dict[str, AsyncEvent] = {}
+
+    async def start(self) -> None:
+        pass
 
     async def put(self, event: AsyncEvent, delay: float = 0.0) -> None:
         heapq.heappush(self._heap, (time.monotonic() + delay, next(self._sequence), event))
@@ -105,14 +129,243 @@ class MemoryQueue:
                     return Delivery(event, handle)
             else:
                 wait = None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait)
+            if wait is None:
+                await self._changed.wait()
+            else:
+                await wait_event(self._changed, wait)
 
     async def done(self, delivery: Delivery) -> None:
         self.pending.pop(delivery.handle, None)
+
+    async def abandon(self, delivery: Delivery) -> None:
+        if self.pending.pop(delivery.handle, None) is not None:
+            await self.put(delivery.event, delay=ABANDONED_RETRY_SECONDS)
 
     async def close(self) -> None:
         self._changed.set()
 
     def __len__(self) -> int:
         return len(self._heap) + len(self.pending)
+
+
+# A delivery given back unfinished is offered again after this long, so that a fault that made it
+# fail (a queue server restarting, say) has time to pass instead of failing it in a tight loop.
+ABANDONED_RETRY_SECONDS = 1.0
+
+
+# -- Wire encoding shared by the durable queues ---------------------------------------------
+
+
+def encode_event(event: AsyncEvent, *, due_at: float = 0.0) -> bytes:
+    """One event as JSON bytes; ``due_at`` (wall-clock seconds, 0 = now) travels with it."""
+    envelope: dict[str, Any] = {
+        "v": 1,
+        "requestId": event.request_id,
+        "function": event.function_key,
+        "acceptedAt": event.accepted_at,
+        "invocations": event.invocations,
+        "functionErrors": event.function_errors,
+        "throttles": event.throttles,
+        "carrier": event.carrier,
+        "payload": base64.b64encode(event.payload).decode("ascii"),
+    }
+    if due_at:
+        envelope["dueAt"] = due_at
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def decode_event(data: bytes) -> tuple[AsyncEvent, float]:
+    """The event and its due time from ``encode_event``'s bytes; ``QueueError`` if malformed."""
+    try:
+        envelope = json.loads(data)
+        event = AsyncEvent(
+            request_id=str(envelope["requestId"]),
+            function_key=str(envelope["function"]),
+            payload=base64.b64decode(envelope["payload"], validate=True),
+            accepted_at=float(envelope["acceptedAt"]),
+            invocations=int(envelope.get("invocations", 0)),
+            function_errors=int(envelope.get("functionErrors", 0)),
+            throttles=int(envelope.get("throttles", 0)),
+            carrier={str(k): str(v) for k, v in envelope.get("carrier", {}).items()},
+        )
+        return event, float(envelope.get("dueAt", 0.0))
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        raise QueueError(f"not an encoded async event: {data[:80]!r}") from exc
+
+
+# -- Queue URLs -------------------------------------------------------------------------------
+
+QueueKind = Literal["memory", "redis", "kafka"]
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """Where a gateway keeps its async events, parsed from ``--async-queue``/KFAAS_ASYNC_QUEUE."""
+
+    kind: QueueKind
+    url: str = ""
+    """Redis: the connection URL without kfaas's own query options."""
+    bootstrap_servers: str = ""
+    """Kafka: ``host:port[,host:port…]``."""
+    name: str = ""
+    """Redis: the key prefix (``kfaas:async``); Kafka: the topic (``kfaas-async``)."""
+    group: str = "kfaas-dispatchers"
+    partitions: int = 8
+    """Kafka: partitions of topics kfaas creates (more partitions, more replicas can share)."""
+
+
+_REDIS_OPTIONS = {"prefix", "group"}
+_KAFKA_OPTIONS = {"group", "partitions"}
+
+
+def parse_queue_url(raw: str) -> QueueSpec:
+    """``memory``, ``redis[s]://host:port/db[?prefix=…&group=…]`` or
+    ``kafka://host:port[,host:port]/[topic][?group=…&partitions=N]``; ValueError if neither."""
+    text = raw.strip()
+    if text in ("", "memory"):
+        return QueueSpec("memory")
+    parts = urllib.parse.urlsplit(text)
+    options = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    if parts.scheme in ("redis", "rediss"):
+        # Other query options are redis-py's own (ssl_cert_reqs, socket_timeout, …): kept.
+        kept = urllib.parse.urlencode(
+            [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in _REDIS_OPTIONS]
+        )
+        return QueueSpec(
+            "redis",
+            url=urllib.parse.urlunsplit(parts._replace(query=kept)),
+            name=options.get("prefix") or "kfaas:async",
+            group=options.get("group") or "kfaas-dispatchers",
+        )
+    if parts.scheme == "kafka":
+        _check_options(raw, options, _KAFKA_OPTIONS)
+        if not parts.netloc:
+            raise ValueError(f"async queue {raw!r}: kafka:// needs host:port of a broker")
+        try:
+            partitions = int(options.get("partitions") or 8)
+        except ValueError:
+            raise ValueError(f"async queue {raw!r}: partitions must be a number") from None
+        if partitions < 1:
+            raise ValueError(f"async queue {raw!r}: partitions must be 1 or more")
+        return QueueSpec(
+            "kafka",
+            bootstrap_servers=parts.netloc,
+            name=parts.path.strip("/") or "kfaas-async",
+            group=options.get("group") or "kfaas-dispatchers",
+            partitions=partitions,
+        )
+    raise ValueError(
+        f"async queue {raw!r} is not memory, redis://host:port/db or kafka://host:port/topic"
+    )
+
+
+def _check_options(raw: str, options: dict[str, str], known: set[str]) -> None:
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(
+            f"async queue {raw!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+
+
+# -- Kafka offsets ------------------------------------------------------------------------
+
+
+class OffsetTracker:
+    """Which offset of one partition may be committed while records finish out of order.
+
+    Kafka keeps one committed offset per partition: everything below it counts as done. The
+    dispatcher works on many records of a partition at once, so the commit point is the lowest
+    offset still outstanding (taken and not done); a restart redelivers from there, which can
+    repeat finished records but never skips one.
+    """
+
+    def __init__(self) -> None:
+        self._outstanding: set[int] = set()
+        self._highest_seen = -1
+        self._committed = -1
+
+    def taken(self, offsets: Iterable[int]) -> None:
+        for offset in offsets:
+            self._outstanding.add(offset)
+            self._highest_seen = max(self._highest_seen, offset)
+
+    def done(self, offset: int) -> None:
+        self._outstanding.discard(offset)
+
+    def committable(self) -> int | None:
+        """The offset to commit (the next one to read), or None when nothing new is safe."""
+        if self._highest_seen < 0:
+            return None
+        point = min(self._outstanding) if self._outstanding else self._highest_seen + 1
+        if point <= self._committed:
+            return None
+        return point
+
+    def committed(self, offset: int) -> None:
+        self._committed = max(self._committed, offset)
+
+
+# -- Background loops of the durable queues -----------------------------------------------------
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``event`` is set or ``seconds`` pass; True if it was set.
+
+    ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` can swallow a
+    cancellation that arrives as the event is set, and the loop it runs in would never stop.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    return event.is_set()
+
+
+_RESTART_SECONDS = 1.0
+
+
+def guarded_task(
+    name: str, loop: Callable[[], Coroutine[Any, Any, None]], log: logging.Logger
+) -> asyncio.Task[None]:
+    """Run ``loop`` as a named task that is logged and restarted if it ever dies.
+
+    The queues' movers, heartbeats and fetchers must never stall silently (STYLE 10); a loop that
+    keeps failing is restarted at most once a second.
+    """
+
+    async def supervise() -> None:
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s died; restarting it in %.0f s", name, _RESTART_SECONDS)
+            else:
+                return  # a loop returns only when its queue is closing
+            await asyncio.sleep(_RESTART_SECONDS)
+
+    return asyncio.create_task(supervise(), name=name)
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], grace_seconds: float = 5.0) -> None:
+    """Let loops that saw their closing flag return, then cancel whatever is left."""
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def make_queue(raw: str, *, redelivery_seconds: float = 30.0) -> AsyncQueue:
+    """The queue a ``--async-queue`` value names, not yet started; ValueError if malformed."""
+    spec = parse_queue_url(raw)
+    if spec.kind == "redis":
+        from .redis_queue_clients import RedisQueue
+
+        return RedisQueue(spec, redelivery_seconds=redelivery_seconds)
+    if spec.kind == "kafka":
+        from .kafka_queue_clients import KafkaQueue
+
+        return KafkaQueue(spec, redelivery_seconds=redelivery_seconds)
+    return MemoryQueue()

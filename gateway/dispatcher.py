@@ -28,6 +28,8 @@ from .invoker import InvokeOptions, Invoker, InvokeResult
 log = logging.getLogger("kfaas.gateway.dispatcher")
 
 Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded"]
+# How long stop() waits for cancelled dispatcher tasks to end.
+STOP_GRACE_SECONDS = 2.0
 
 
 class DestinationSender(Protocol):
@@ -60,6 +62,8 @@ class Dispatcher:
         self.concurrency = concurrency
         self.destinations = destinations or NoExternalDestinations()
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     def start(self) -> None:
         for index in range(self.concurrency):
@@ -67,11 +71,31 @@ class Dispatcher:
             task.add_done_callback(self._crashed)
             self._tasks.append(task)
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 10.0) -> None:
+        """Stop taking events; let invocations under way finish for up to ``drain_seconds``.
+
+        What is still running after that is cancelled and stays in a durable queue, which
+        delivers it again (to another replica, or to this one after a restart).
+        """
+        self._stopping = True
         for task in self._tasks:
             task.remove_done_callback(self._crashed)
+            if task not in self._busy:
+                task.cancel()
+        busy = [task for task in self._tasks if task in self._busy]
+        if busy:
+            await asyncio.wait(busy, timeout=drain_seconds)
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _, stuck = (
+            await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
+            if self._tasks
+            else (set(), set())
+        )
+        for task in stuck:
+            # A client library swallowed the cancellation; the queue's close ends the task.
+            log.warning("dispatcher task %s did not stop when cancelled", task.get_name())
+            task.add_done_callback(_retrieve)
         self._tasks.clear()
 
     def _crashed(self, task: asyncio.Task[None]) -> None:
@@ -84,15 +108,32 @@ class Dispatcher:
         self._tasks.append(replacement)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             delivery = await self.queue.take()
+            task = asyncio.current_task()
+            assert task is not None
+            self._busy.add(task)
             try:
-                await self.handle(delivery)
+                await self._handle_one(delivery)
+            finally:
+                self._busy.discard(task)
+
+    async def _handle_one(self, delivery: Delivery) -> None:
+        try:
+            await self.handle(delivery)
+        except Exception:
+            # Given back to the queue, which delivers it again later; log loudly.
+            log.exception("async event %s could not be handled", delivery.event.request_id)
+            try:
+                await self.queue.abandon(delivery)
             except Exception:
-                # The delivery stays pending and a durable queue redelivers it; log loudly.
-                log.exception("async event %s could not be handled", delivery.event.request_id)
-                continue
+                log.exception("async event %s could not be given back", delivery.event.request_id)
+            return
+        try:
             await self.queue.done(delivery)
+        except Exception:
+            # Handled but not acknowledged: the queue redelivers it, a duplicate at worst.
+            log.exception("async event %s could not be acknowledged", delivery.event.request_id)
 
     async def handle(self, delivery: Delivery) -> None:
         event = delivery.event
@@ -135,7 +176,11 @@ class Dispatcher:
             outcome = "service_error"
         step = next_async_step(
             outcome=outcome,
-            attempts_made=event.function_errors if outcome == "function_error" else event.throttles,
+            # Throttles and platform errors have their own backoff and must not use up the
+            # function-error retries; a success is attempt one of nothing in particular.
+            attempts_made=max(
+                1, event.function_errors if outcome == "function_error" else event.throttles
+            ),
             max_retry_attempts=config.maximum_retry_attempts,
             event_age_seconds=time.time() - event.accepted_at,
             max_event_age_seconds=config.maximum_event_age_seconds,
@@ -198,6 +243,11 @@ class Dispatcher:
                 destination,
                 exc,
             )
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _json_or_text(payload: bytes) -> Any:

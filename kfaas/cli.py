@@ -18,6 +18,12 @@ from collections.abc import Sequence
 
 from kfaas import __version__, aio
 
+ASYNC_QUEUE_HELP = (
+    "where Event invocations wait: memory (default, lost on exit), "
+    "redis://host:port/db[?prefix=kfaas:async] (Redis Streams) or "
+    "kafka://host:port[,host:port]/[topic][?partitions=8] (default $KFAAS_ASYNC_QUEUE)"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -42,12 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    dev.add_argument(
-        "--async-queue",
-        default="memory",
-        help="queue for Event invocations: memory (default); redis://… and kafka://… come with "
-        "the durable queues",
-    )
+    dev.add_argument("--async-queue", default=None, help=ASYNC_QUEUE_HELP)
 
     gateway = commands.add_parser(
         "gateway",
@@ -87,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         "--namespace",
         default=os.environ.get("KFAAS_WATCH_NAMESPACE") or None,
         help="watch this namespace only (default: all namespaces)",
+    )
+    gateway.add_argument(
+        "--async-queue",
+        default=None,
+        help=ASYNC_QUEUE_HELP + "; a gateway with KFAAS_REDIS_URL set defaults to that Redis",
     )
 
     commands.add_parser(
@@ -146,21 +152,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from kfaas import telemetry
-    from kfaas.config import Settings
+    from kfaas.config import Settings, async_queue_for
     from kfaas.dev import run_dev
+    from kfaas.gateway.asyncq import parse_queue_url
 
     settings = Settings.from_env()
     telemetry.configure(args.command, settings.log_level)
-    if args.command == "dev" and args.async_queue != "memory":
-        print(
-            f"kfaas dev: --async-queue {args.async_queue} is not available in this build; "
-            "use memory",
-            file=sys.stderr,
-        )
+    async_queue = async_queue_for(args.command, settings, args.async_queue)
+    try:
+        parse_queue_url(async_queue)
+    except ValueError as exc:
+        print(f"kfaas {args.command}: --async-queue: {exc}", file=sys.stderr)
         return 2
     paths = args.paths or ["."]
     try:
-        return aio.run(run_dev(paths, host=args.host, port=args.port, settings=settings))
+        return aio.run(
+            run_dev(
+                paths,
+                host=args.host,
+                port=args.port,
+                settings=settings,
+                async_queue=async_queue,
+            )
+        )
     except OSError as exc:
         print(
             f"kfaas {args.command}: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr

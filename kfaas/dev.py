@@ -22,6 +22,8 @@ from aiohttp import web
 
 from kfaas.config import Settings
 from kfaas.gateway.app import create_app
+from kfaas.gateway.asyncq import QueueError, make_queue, parse_queue_url
+from kfaas.gateway.destinations_clients import ClientDestinations
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.local import LocalBackend, generation_of
 from kfaas.manifests import EventSourceMapping, Function, ManifestError, load_manifests
@@ -67,6 +69,7 @@ class DevServer:
         host: str,
         port: int,
         settings: Settings,
+        async_queue: str = "memory",
         out: TextIO = sys.stdout,
     ) -> None:
         self.paths = list(paths)
@@ -83,7 +86,19 @@ class DevServer:
             stable_window_seconds=settings.scaling_stable_window_seconds,
         )
         self.registry.subscribe(self.backend.set_function)
-        self.app = create_app(self.registry, self.backend, settings)
+        self.async_queue = async_queue
+        self.destinations = ClientDestinations(
+            redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
+        )
+        self.app = create_app(
+            self.registry,
+            self.backend,
+            settings,
+            async_queue=make_queue(
+                async_queue, redelivery_seconds=settings.async_redelivery_seconds
+            ),
+            destinations=self.destinations,
+        )
         self.runner = web.AppRunner(self.app, access_log=None)
         self.mappings: list[EventSourceMapping] = []
         self._watcher: asyncio.Task[None] | None = None
@@ -118,6 +133,7 @@ class DevServer:
         if self.pollers is not None:
             await self.pollers.stop()
         await self.runner.cleanup()
+        await self.destinations.close()
         await self.backend.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -142,6 +158,7 @@ class DevServer:
 
     def _print_summary(self) -> None:
         print(f"kfaas dev: serving on {self.url}", file=self.out)
+        print(f"  async queue: {_redacted(self.async_queue)}", file=self.out)
         for function in self.registry.list():
             name = function.metadata.name
             line = (
@@ -179,13 +196,35 @@ class DevServer:
                 await self.pollers.update(self.mappings)
 
 
-async def run_dev(paths: Sequence[str], *, host: str, port: int, settings: Settings) -> int:
+def _redacted(queue: str) -> str:
+    """The queue URL without a password, fit to print."""
+    spec = parse_queue_url(queue)
+    if spec.kind != "redis" or "@" not in spec.url:
+        return queue
+    scheme, rest = spec.url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+async def run_dev(
+    paths: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    settings: Settings,
+    async_queue: str = "memory",
+) -> int:
+    server: DevServer | None = None
     try:
-        server = DevServer(paths, host=host, port=port, settings=settings)
+        server = DevServer(paths, host=host, port=port, settings=settings, async_queue=async_queue)
         await server.start()
     except ManifestError as exc:
         print(f"kfaas dev: invalid manifests\n{exc}", file=sys.stderr)
         return 2
+    except QueueError as exc:
+        print(f"kfaas dev: async queue unavailable: {exc}", file=sys.stderr)
+        if server is not None:
+            await server.stop()
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
