@@ -188,3 +188,42 @@ async def test_kafka_broker_restart_mid_stream(project: Project, kafka: KafkaToo
     figures = report("kafka broker restart", out, 1200)
     assert figures["lost"] == 0
     assert_partition_order(out, partitions)
+
+
+async def test_kafka_rebalances_as_pollers_join_and_leave(
+    project: Project, kafka: KafkaTools, pollers: Any
+) -> None:
+    partitions, per_partition = 4, 400
+    topic, group = kafka.topic(partitions), unique("g")
+    out = project.function("shared", env={"SLEEP": "0.03"})
+    mapping = project.mapping(
+        "shared",
+        "shared",
+        kafka={
+            "bootstrapServers": kafka.bootstrap,
+            "topic": topic,
+            "consumerGroupId": group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        batchSize=20,
+    )
+    project.documents.remove(mapping)
+    total = partitions * per_partition
+    values = [f"{n % partitions}:{n // partitions}".encode() for n in range(total)]
+    await kafka.produce(topic, values, partition=lambda n: n % partitions)
+    with dev_server([project.write()], env=FAST) as dev:
+        first, second = pollers(mapping, dev.url), pollers(mapping, dev.url)
+        first.start()
+        await out.wait_values(total // 4, within=60)
+        second.start()  # the group rebalances: partitions move to the newcomer mid-batch
+        await eventually(
+            lambda: "partitions assigned" in second.output(), within=60, what="a rebalance"
+        )
+        await out.wait_values(total // 2, within=60)
+        assert second.stop() == 0  # and back again when it leaves
+        await out.wait_values(total, within=90)
+        await kafka.wait_committed(group, topic, [per_partition] * partitions, within=60)
+        assert first.stop() == 0
+    figures = report("kafka rebalance (join, leave)", out, total)
+    assert figures["lost"] == 0
+    assert_partition_order(out, partitions)
