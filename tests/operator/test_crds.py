@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,17 @@ def test_printer_columns_and_status_subresource() -> None:
         version = crd["spec"]["versions"][0]
         assert [c["name"] for c in version["additionalPrinterColumns"]] == columns
         assert version["subresources"] == {"status": {}}
+
+
+def test_every_field_is_documented() -> None:
+    text = re.sub(r"```.*?```", "", (ROOT / "docs" / "functions.md").read_text(), flags=re.S)
+    spans = " ".join(re.findall(r"`([^`]+)`", text))
+    documented = set(re.findall(r"[A-Za-z][A-Za-z0-9]*", spans))
+    missing = set()
+    for crd in (crdgen.function_crd(), crdgen.mapping_crd()):
+        for part in ("spec", "status"):
+            for path, _ in _walk(_schema(crd)["properties"][part]):
+                name = path.rsplit(".", 1)[-1].rstrip("[]{}")
+                if name and name not in documented:
+                    missing.add(f"{part}{path}")
+    assert not missing, sorted(missing)
