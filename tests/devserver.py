@@ -42,12 +42,13 @@ def dev_server(
     *,
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
+    args: Sequence[str] = (),
 ) -> Iterator[DevServer]:
-    """Start ``kfaas dev PATHS --port 0``, wait until /healthz answers, stop it afterwards."""
+    """Start ``kfaas dev PATHS --port 0 *ARGS``, wait until /healthz answers, stop it afterwards."""
     log = Path(tempfile.mkstemp(prefix="kfaas-dev-", suffix=".log")[1])
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [KFAAS, "dev", *map(str, paths), "--port", "0"],
+            [KFAAS, "dev", *map(str, paths), "--port", "0", *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -24,6 +24,16 @@ def kafka_queue_url(kafka: KafkaBroker, partitions: int = 2) -> str:
     )
 
 
+@pytest.fixture
+def redis_queue(redis_service: RedisServer) -> str:
+    return redis_queue_url(redis_service)
+
+
+@pytest.fixture
+def kafka_queue(kafka_service: KafkaBroker) -> str:
+    return kafka_queue_url(kafka_service)
+
+
 @pytest.fixture(params=["redis", "kafka"])
 def queue_url(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
