@@ -47,6 +47,8 @@ async def _report(client: KubeClient, kind: str, body: Any, result: Result) -> N
     """Write the status, post each failed step as a Warning Event, retry while any failed."""
     meta = body["metadata"]
     await write_status(client, kind, meta["namespace"], meta["name"], result)
+    wrote = ", ".join(result.written) or "nothing (all up to date)"
+    log.info("reconciled %s %s/%s: wrote %s", kind, meta["namespace"], meta["name"], wrote)
     for failure in result.failures:
         kopf.warn(body, reason=failure.reason, message=failure.message)
     if result.failures:

@@ -9,6 +9,7 @@ returned so the handler can post them as Kubernetes Events.
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class Result:
     outcomes: list[Outcome]
     generation: int | None
     extra: Body = field(default_factory=dict)
+    # The objects this pass wrote ("Deployment/x-fn"): none when everything was already right.
+    written: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Outcome]:
@@ -64,6 +67,16 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# What the current reconcile pass wrote; each Kopf handler runs in its own task and context.
+_written: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("written", default=None)
+
+
+def _note(kind: str, name: str) -> None:
+    written = _written.get()
+    if written is not None:
+        written.append(f"{kind}/{name}")
+
+
 async def ensure(client: KubeClient, desired: Body) -> Body:
     """The live object after making it match ``desired``; no write when the hash is the same."""
     meta = desired["metadata"]
@@ -71,11 +84,13 @@ async def ensure(client: KubeClient, desired: Body) -> Body:
     live = await client.find(desired["apiVersion"], plural, meta["namespace"], meta["name"])
     if live is not None and live_hash(live) == desired_hash(desired):
         return live
+    _note(desired["kind"], meta["name"])
     return await client.apply(desired, plural)
 
 
 async def ensure_absent(client: KubeClient, api_version: str, kind: str, meta: Body) -> None:
-    await client.delete(api_version, PLURALS[kind], meta["namespace"], meta["name"])
+    if await client.delete(api_version, PLURALS[kind], meta["namespace"], meta["name"]):
+        _note(kind, meta["name"])
 
 
 async def _step(
@@ -97,6 +112,17 @@ async def _step(
 
 
 async def reconcile_function(client: KubeClient, body: Body, config: OperatorConfig) -> Result:
+    written: list[str] = []
+    token = _written.set(written)
+    try:
+        result = await _reconcile_function(client, body, config)
+    finally:
+        _written.reset(token)
+    result.written = written
+    return result
+
+
+async def _reconcile_function(client: KubeClient, body: Body, config: OperatorConfig) -> Result:
     generation = body.get("metadata", {}).get("generation")
     try:
         function = fn_resources.parse_function(body)
@@ -171,7 +197,9 @@ async def _ensure_deployment(
     if live is not None:
         if live_hash(live) == desired_hash(desired):
             return live
+        _note("Deployment", meta["name"])
         return await client.apply(desired, "deployments")
+    _note("Deployment", meta["name"])
     floor = fn_resources.initial_replicas(function)
     await client.apply({**desired, "spec": {**desired["spec"], "replicas": floor}}, "deployments")
     return await client.apply(
@@ -318,10 +346,11 @@ async def prune_code(client: KubeClient, function: Function) -> None:
     )
     for item in found.get("items", []):
         name = item["metadata"]["name"]
-        if name != current and names.CODE_SHA256_ANNOTATION in item["metadata"].get(
-            "annotations", {}
-        ):
-            await client.delete("v1", "configmaps", function.metadata.namespace, name)
+        is_old_code = names.CODE_SHA256_ANNOTATION in item["metadata"].get("annotations", {})
+        if not is_old_code or name == current:
+            continue
+        if await client.delete("v1", "configmaps", function.metadata.namespace, name):
+            _note("ConfigMap", name)
 
 
 def desired_digest(body: Body) -> str | None:
@@ -335,6 +364,17 @@ def desired_digest(body: Body) -> str | None:
 
 
 async def reconcile_mapping(client: KubeClient, body: Body, config: OperatorConfig) -> Result:
+    written: list[str] = []
+    token = _written.set(written)
+    try:
+        result = await _reconcile_mapping(client, body, config)
+    finally:
+        _written.reset(token)
+    result.written = written
+    return result
+
+
+async def _reconcile_mapping(client: KubeClient, body: Body, config: OperatorConfig) -> Result:
     generation = body.get("metadata", {}).get("generation")
     try:
         mapping = mapping_resources.parse_mapping(body)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -380,3 +381,30 @@ def test_a_second_operator_waits_while_the_first_is_active(
         _report(platform, "gw-peered", {})
         text = log.read_text()
     assert "autoscaler active" not in text and "scaling" not in text, text
+
+
+def test_a_new_active_operator_resumes_without_rewriting_anything(
+    platform: Platform, namespace: str
+) -> None:
+    platform.apply(function_doc("steady", namespace, scaling={"minInstances": 1}))
+    wait(platform, namespace, "condition=Ready", "function/steady")
+    children = ["deployment/steady-fn", "service/steady-fn", "serviceaccount/steady-fn",
+                "networkpolicy/steady-fn", "function/steady"]  # fmt: skip
+
+    def versions() -> dict[str, str]:
+        return {c: get(platform, namespace, c)["metadata"]["resourceVersion"] for c in children}
+
+    before = versions()
+    # A replica outranking the running one takes over and resumes every Function.
+    with operator_process(
+        platform, KFAAS_OPERATOR_PRIORITY=str(2**31), POD_NAME="successor"
+    ) as log:
+        line = f"reconciled Function {namespace}/steady: wrote "
+        deadline = 60.0
+        while line not in log.read_text():
+            deadline -= 0.2
+            assert deadline > 0, log.read_text()
+            time.sleep(0.2)
+        text = log.read_text()
+    assert f"{line}nothing (all up to date)" in text, text
+    assert versions() == before
