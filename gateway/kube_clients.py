@@ -27,6 +27,8 @@ from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
 from kfaas.manifests import API_GROUP, Function, ManifestError, parse_manifest
 
 from .app import create_app
+from .asyncq import make_queue
+from .destinations_clients import ClientDestinations
 from .registry import FunctionRegistry
 
 log = logging.getLogger("kfaas.gateway.kubernetes")
@@ -219,8 +221,12 @@ async def run_kubernetes_gateway(
     platform_namespace: str,
     watch_namespace: str | None = None,
     kubeconfig: str | None = None,
+    async_queue: str = "memory",
 ) -> int:
-    """Serve the gateway with functions and instances from the cluster until interrupted."""
+    """Serve the gateway with functions and instances from the cluster until interrupted.
+
+    ``async_queue`` is a queue URL (``memory``, ``redis://…``, ``kafka://…``) as for `kfaas dev`.
+    """
     replica = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     credentials = Credentials.load(kubeconfig)
     async with KubeClient(credentials, field_manager="kfaas-gateway") as client:
@@ -231,8 +237,20 @@ async def run_kubernetes_gateway(
             client, registry, platform_namespace=platform_namespace, replica=replica,
             watch_namespace=watch_namespace,
         )  # fmt: skip
+        destinations = ClientDestinations(
+            redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
+        )
         ready = False
-        app = create_app(registry, backend, settings, ready=lambda: ready)
+        app = create_app(
+            registry,
+            backend,
+            settings,
+            async_queue=make_queue(
+                async_queue, redelivery_seconds=settings.async_redelivery_seconds
+            ),
+            destinations=destinations,
+            ready=lambda: ready,
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
@@ -244,4 +262,5 @@ async def run_kubernetes_gateway(
         finally:
             await backend.stop()
             await runner.cleanup()
+            await destinations.close()
     return 0

@@ -206,12 +206,15 @@ def _operator(args: argparse.Namespace) -> int:
 
 def _kubernetes_gateway(args: argparse.Namespace) -> int:
     from kfaas import telemetry
-    from kfaas.config import Settings
+    from kfaas.config import Settings, async_queue_for
+    from kfaas.gateway.asyncq import parse_queue_url
     from kfaas.gateway.kube_clients import run_kubernetes_gateway
     from kfaas.kube_clients import KubeError
 
     try:
         settings = Settings.from_env()
+        async_queue = async_queue_for("gateway", settings, args.async_queue)
+        parse_queue_url(async_queue)
     except ValueError as exc:
         print(f"kfaas gateway: {exc}", file=sys.stderr)
         return 2
@@ -224,6 +227,7 @@ def _kubernetes_gateway(args: argparse.Namespace) -> int:
                 settings=settings,
                 platform_namespace=os.environ.get("KFAAS_PLATFORM_NAMESPACE", "kfaas-system"),
                 watch_namespace=args.namespace,
+                async_queue=async_queue,
             )
         )
     except KubeError as exc:

@@ -9,7 +9,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -408,3 +414,71 @@ def test_a_new_active_operator_resumes_without_rewriting_anything(
         text = log.read_text()
     assert f"{line}nothing (all up to date)" in text, text
     assert versions() == before
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_gateway_process_serves_cluster_functions_with_local_throttling(
+    platform: Platform, namespace: str
+) -> None:
+    """`kfaas gateway --backend kubernetes` as the chart's gateway ServiceAccount.
+
+    Pod addresses on kwok are fake, so no invocation is routed to a pod here: the Invoke API's
+    answers that need no instance (list, get, DryRun, reserved-concurrency throttling) are.
+    """
+    platform.apply(function_doc("api", namespace))
+    platform.apply(function_doc("off", namespace, concurrency={"reserved": 0}))
+    wait(platform, namespace, "condition=Ready", "function/api")
+    port = _free_port()
+    kubeconfig = platform.token_kubeconfig("kfaas-gateway")
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "KFAAS_PLATFORM_NAMESPACE": platform.namespace,
+        "KFAAS_DEFAULT_NAMESPACE": namespace,
+        "KFAAS_ASYNC_QUEUE": "memory",
+    }
+    log_path = platform.workdir / f"gateway-{port}.log"
+    with log_path.open("w") as log:
+        gateway = subprocess.Popen(
+            [str(Path(sys.executable).parent / "kfaas"), "gateway", "--backend", "kubernetes",
+             "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and gateway.poll() is None, log_path.read_text()
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"{base}/2015-03-31/functions/", timeout=5) as answer:
+            names = {f["FunctionName"] for f in json.load(answer)["Functions"]}
+        assert {"api", "off"} <= names
+        with urllib.request.urlopen(f"{base}/2015-03-31/functions/api", timeout=5) as answer:
+            assert json.load(answer)["Configuration"]["Runtime"] == "python3.12"
+        dry = urllib.request.Request(
+            f"{base}/2015-03-31/functions/api/invocations", data=b"{}", method="POST",
+            headers={"X-Amz-Invocation-Type": "DryRun"},
+        )  # fmt: skip
+        with urllib.request.urlopen(dry, timeout=5) as answer:
+            assert answer.status == 204
+        throttled = urllib.request.Request(
+            f"{base}/2015-03-31/functions/off/invocations", data=b"{}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(throttled, timeout=5)
+        assert refused.value.code == 429
+        assert refused.value.headers["x-amzn-ErrorType"].startswith("TooManyRequestsException")
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=20)
