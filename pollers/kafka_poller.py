@@ -225,7 +225,8 @@ class KafkaPoller:
                     next_lag = now + LAG_EVERY_SECONDS
                     self._report_lag()
         finally:
-            await self._stop_lanes(list(self.lanes), grace=0)
+            # Cancelled (shutdown) or failed: let batches in flight finish and commit first.
+            await self._stop_lanes(list(self.lanes), grace=REVOKE_GRACE_SECONDS)
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
 

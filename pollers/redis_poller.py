@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +31,21 @@ from .redis_clients import Entry, RedisStreams
 log = logging.getLogger("kfaas.pollers.redis")
 
 IDLE_BLOCK_MS = 1000
+# On shutdown, how long the batch in flight may take to finish and be acknowledged.
+DRAIN_SECONDS = 5.0
+
+
+async def drained(work: Coroutine[Any, Any, None], grace: float) -> None:
+    """Await `work`; when cancelled, give it `grace` seconds to finish before cancelling it."""
+    task = asyncio.create_task(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task}, timeout=grace)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise
 
 
 @dataclass
@@ -138,7 +153,7 @@ class RedisPoller:
                         if helper.done():
                             helper.result()
                     raise RuntimeError("the stream reader stopped")
-                await self._deliver(getter.result())
+                await drained(self._deliver(getter.result()), DRAIN_SECONDS)
         finally:
             helpers = [keeper] if reader is None else [keeper, reader]
             for helper in helpers:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import redis.exceptions
 import yaml
 
 FUNCTIONS = Path(__file__).parent / "functions"
@@ -285,7 +286,11 @@ class RedisTools:
         return [(str(i), dict(f)) for i, f in await self.client.xrange(stream)]
 
     async def pending(self, stream: str, group: str) -> int:
-        return int((await self.client.xpending(stream, group))["pending"])
+        """Entries read and not acknowledged; -1 while the stream or group does not exist."""
+        try:
+            return int((await self.client.xpending(stream, group))["pending"])
+        except redis.exceptions.ResponseError:
+            return -1
 
     async def wait_pending(
         self, stream: str, group: str, expected: int, within: float = 30

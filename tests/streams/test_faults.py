@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,3 +228,53 @@ async def test_kafka_rebalances_as_pollers_join_and_leave(
     figures = report("kafka rebalance (join, leave)", out, total)
     assert figures["lost"] == 0
     assert_partition_order(out, partitions)
+
+
+async def test_sigterm_lets_the_batches_in_flight_finish(
+    project: Project, redis: RedisTools, kafka: KafkaTools, pollers: Any, tmp_path: Path
+) -> None:
+    stream, topic = unique("s"), kafka.topic()
+    redis_group, kafka_group = unique("g"), unique("g")
+    started = tmp_path / "started.jsonl"
+    out = project.function("slow", env={"SLEEP": "1.5", "STARTED": str(started)})
+    redis_mapping = project.mapping(
+        "slow-redis",
+        "slow",
+        redis={
+            "url": redis.url,
+            "stream": stream,
+            "consumerGroup": redis_group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        batchSize=5,
+    )
+    kafka_mapping = project.mapping(
+        "slow-kafka",
+        "slow",
+        kafka={
+            "bootstrapServers": kafka.bootstrap,
+            "topic": topic,
+            "consumerGroupId": kafka_group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        batchSize=5,
+    )
+    project.documents.remove(redis_mapping)
+    project.documents.remove(kafka_mapping)
+    await redis.add(stream, [{"body": f"r{n}"} for n in range(5)])
+    await kafka.produce(topic, [f"k{n}".encode() for n in range(5)])
+    with dev_server([project.write()], env=FAST) as dev:
+        from_redis = pollers(redis_mapping, dev.url)
+        from_kafka = pollers(kafka_mapping, dev.url)
+        from_redis.start()
+        from_kafka.start()
+        # SIGTERM while both batches are inside the handler (it sleeps 1.5 s).
+        await eventually(
+            lambda: started.exists() and len(started.read_text().splitlines()) == 2,
+            what="both batches in flight",
+        )
+        assert from_redis.stop() == 0
+        assert from_kafka.stop() == 0
+        assert await redis.pending(stream, redis_group) == 0
+        assert await kafka.committed(kafka_group, topic) == [5]
+    assert sorted(out.values()) == sorted([f"r{n}" for n in range(5)] + [f"k{n}" for n in range(5)])

@@ -38,6 +38,10 @@ def _records(event: dict[str, Any]) -> list[dict[str, Any]]:
 def handler(event: dict[str, Any], context: Any) -> Any:
     mode = os.environ.get("MODE", "ok")
     records = _records(event)
+    if os.environ.get("STARTED"):
+        # A line as soon as a batch arrives, for tests that act while it is in flight.
+        with open(os.environ["STARTED"], "a") as started:
+            started.write(json.dumps([r["value"] for r in records]) + "\n")
     poisoned = [r for r in records if "poison" in r["value"]]
     outcome: Any = None
     if mode == "error_on_poison" and poisoned:
