@@ -101,6 +101,7 @@ class DevServer:
         )
         self.runner = web.AppRunner(self.app, access_log=None)
         self.mappings: list[EventSourceMapping] = []
+        self._generations: dict[str, str] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.settings = settings
         # Stream pollers for the mappings found, started once the gateway's URL is known.
@@ -146,15 +147,15 @@ class DevServer:
             if existing.key not in functions:
                 self.registry.remove(existing.key)
                 changed.append(existing.key)
+                self._generations.pop(existing.key, None)
         for key, function in functions.items():
-            current = self.registry.find(key)
-            if current is None or current != function or self._code_changed(current, function):
+            # The generation covers the code on disk, which comparing manifests cannot see.
+            generation = generation_of(function) + function.model_dump_json()
+            if self._generations.get(key) != generation:
+                self._generations[key] = generation
                 self.registry.put(function)
                 changed.append(key)
         return changed
-
-    def _code_changed(self, old: Function, new: Function) -> bool:
-        return generation_of(old) != generation_of(new)
 
     def _print_summary(self) -> None:
         print(f"kfaas dev: serving on {self.url}", file=self.out)
