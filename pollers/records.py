@@ -27,6 +27,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 from kfaas.events import iso_timestamp
 
 from .batches import Condition
+from .filters import parse_maybe_json
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 
@@ -148,8 +149,6 @@ def kafka_stream_record(
     )
     filter_data: dict[str, Any] = {}
     if with_filter_data:
-        from .filters import parse_maybe_json
-
         filter_data = {
             "topic": topic,
             "partition": partition,
@@ -390,8 +389,6 @@ def redis_stream_record(
         raw=dict(fields),
     )
     if with_filter_data:
-        from .filters import parse_maybe_json
-
         delivered = record.delivered
         record.filter_data = {**delivered, "body": parse_maybe_json(delivered["body"])}
     return record
