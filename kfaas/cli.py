@@ -202,6 +202,9 @@ def _operator(args: argparse.Namespace) -> int:
     except KubeError as exc:
         print(f"kfaas operator: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"kfaas operator: cannot serve metrics: {exc}", file=sys.stderr)
+        return 1
 
 
 def _kubernetes_gateway(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from kfaas.manifests import ManifestError
 from kfaas.scaling import ScalingPolicy, ScalingState, desired_instances, record
 
 from . import names
+from .metrics import OperatorMetrics
 from .resources.function import make_replicas, parse_function
 
 log = logging.getLogger("kfaas.operator.autoscaler")
@@ -43,11 +44,13 @@ class Autoscaler:
         interval: float = 1.0,
         stable_window_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.client = client
         self.interval = interval
         self.stable_window_seconds = stable_window_seconds
         self.clock = clock
+        self.metrics = metrics or OperatorMetrics()
         self.wake = asyncio.Event()
         self.states: dict[str, ScalingState] = {}
         self.functions = Informer(
@@ -103,6 +106,7 @@ class Autoscaler:
                 log.warning("cannot scale %s: %s", key, exc)
         for key in set(self.states) - seen:
             del self.states[key]
+            self.metrics.forget(*key.split("/", 1))
 
     async def _scale(self, key: str, body: Body, concurrency: int, now: float) -> None:
         try:
@@ -125,6 +129,8 @@ class Autoscaler:
         record(state, now, float(concurrency))
         current = int(deployment.get("spec", {}).get("replicas", 0))
         desired = desired_instances(policy, state, now, current)
+        self.metrics.demand.labels(namespace, name).set(concurrency)
+        self.metrics.desired.labels(namespace, name).set(desired)
         if desired != current:
             log.info(
                 "scaling %s from %d to %d instances (concurrency %d)",

@@ -22,6 +22,7 @@ from kfaas.manifests import API_GROUP, ManifestError
 from . import names
 from .conditions import rolled_out
 from .config import OperatorConfig
+from .metrics import OperatorMetrics
 from .reconcile import Result, prune_code, reconcile_function, reconcile_mapping, write_status
 from .resources.function import parse_function
 
@@ -43,8 +44,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.peering.lifetime = 30
 
 
-async def _report(client: KubeClient, kind: str, body: Any, result: Result) -> None:
+async def _report(
+    client: KubeClient, kind: str, body: Any, result: Result, metrics: OperatorMetrics
+) -> None:
     """Write the status, post each failed step as a Warning Event, retry while any failed."""
+    metrics.reconciles.labels(kind, "failed" if result.failures else "ok").inc()
     meta = body["metadata"]
     await write_status(client, kind, meta["namespace"], meta["name"], result)
     wrote = ", ".join(result.written) or "nothing (all up to date)"
@@ -56,7 +60,12 @@ async def _report(client: KubeClient, kind: str, body: Any, result: Result) -> N
         raise kopf.TemporaryError(f"{first.reason}: {first.message}", delay=RETRY_SECONDS)
 
 
-def register(registry: kopf.OperatorRegistry, client: KubeClient, config: OperatorConfig) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    client: KubeClient,
+    config: OperatorConfig,
+    metrics: OperatorMetrics,
+) -> None:
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
@@ -71,14 +80,14 @@ def register(registry: kopf.OperatorRegistry, client: KubeClient, config: Operat
     @kopf.on.update(API_GROUP, VERSION, "functions", registry=registry)
     async def function_changed(body: kopf.Body, **_: Any) -> None:
         result = await reconcile_function(client, _plain(body), config)
-        await _report(client, "Function", body, result)
+        await _report(client, "Function", body, result, metrics)
 
     @kopf.on.resume(API_GROUP, VERSION, "eventsourcemappings", registry=registry)
     @kopf.on.create(API_GROUP, VERSION, "eventsourcemappings", registry=registry)
     @kopf.on.update(API_GROUP, VERSION, "eventsourcemappings", registry=registry)
     async def mapping_changed(body: kopf.Body, **_: Any) -> None:
         result = await reconcile_mapping(client, _plain(body), config)
-        await _report(client, "EventSourceMapping", body, result)
+        await _report(client, "EventSourceMapping", body, result, metrics)
 
     @kopf.on.event(
         "apps",

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
+from aiohttp import web
 
 from kfaas.kube_clients import Credentials, KubeClient, KubeError
 
 from . import handlers, names
 from .autoscaler import Autoscaler
 from .config import OperatorConfig
+from .metrics import OperatorMetrics
 from .peering import CLUSTER_PEERING, NAMESPACED_PEERING, is_active
 
 log = logging.getLogger("kfaas.operator")
@@ -38,6 +40,8 @@ class OperatorOptions:
     kubeconfig: str | None = None
     # Kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz (the chart's probe).
     health_address: str | None = None
+    # Where /metrics is served (all interfaces); None: not served.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, namespace: str | None, kubeconfig: str | None = None) -> OperatorOptions:
@@ -51,14 +55,30 @@ class OperatorOptions:
             priority=priority,
             kubeconfig=kubeconfig,
             health_address=os.environ.get("KFAAS_OPERATOR_HEALTH_ADDRESS") or None,
+            metrics_port=_port(os.environ.get("KFAAS_OPERATOR_METRICS_PORT")),
         )
+
+
+def _port(raw: str | None) -> int | None:
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"KFAAS_OPERATOR_METRICS_PORT={raw!r} must be a port number")
+    return int(raw)
 
 
 class PeeringWatch:
     """Re-reads the peering object every ``interval`` and says whether we are the active one."""
 
-    def __init__(self, client: KubeClient, options: OperatorOptions, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        options: OperatorOptions,
+        metrics: OperatorMetrics,
+        interval: float = 1.0,
+    ) -> None:
         self.client = client
+        self.metrics = metrics
         self.options = options
         self.interval = interval
         self.active = False
@@ -81,6 +101,7 @@ class PeeringWatch:
                 log.info("autoscaler %s", "active" if active else "on standby")
                 self._reported = active
             self.active = active
+            self.metrics.active.set(1 if active else 0)
             await asyncio.sleep(self.interval)
 
 
@@ -89,15 +110,22 @@ async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     credentials = Credentials.load(options.kubeconfig)
     async with KubeClient(credentials, field_manager=names.FIELD_MANAGER) as client:
+        metrics = OperatorMetrics()
         registry = kopf.OperatorRegistry()
-        handlers.register(registry, client, config)
-        peering = PeeringWatch(client, options)
+        handlers.register(registry, client, config, metrics)
+        peering = PeeringWatch(client, options, metrics)
         autoscaler = Autoscaler(
             client,
             platform_namespace=config.platform_namespace,
             watch_namespace=options.namespace,
             stable_window_seconds=config.stable_window_seconds,
+            metrics=metrics,
         )
+        runner = None
+        if options.metrics_port is not None:
+            runner = web.AppRunner(metrics.app(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "0.0.0.0", options.metrics_port).start()
         namespaces = [options.namespace] if options.namespace else []
         reactor = asyncio.create_task(
             kopf.operator(
@@ -127,6 +155,8 @@ async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
         for task in done:
             if task is not reactor or task.exception() is not None:
                 error = task.exception()

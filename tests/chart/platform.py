@@ -33,6 +33,8 @@ class Platform:
     namespace: str
     peering: str
     workdir: Path
+    # Where the module's operator process serves /metrics (KFAAS_OPERATOR_METRICS_PORT).
+    operator_metrics_port: int = 0
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         done = self.cluster.kubectl(*args, input=input, check=check)

@@ -39,7 +39,10 @@ def platform(
     helm: Path, cluster_service: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     installed = install(helm, cluster_service, tmp_path_factory.mktemp("operator"))
-    with operator_process(installed):
+    installed.operator_metrics_port = _free_port()
+    with operator_process(
+        installed, KFAAS_OPERATOR_METRICS_PORT=str(installed.operator_metrics_port)
+    ):
         yield installed
     cluster_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
 
@@ -309,6 +312,11 @@ def test_autoscaler_follows_reported_demand_and_scales_to_zero(
     _report(platform, "gw-b", {key: 3})
     wait(platform, namespace, "jsonpath={.spec.replicas}=3", "deployment/busy-fn")
     wait(platform, namespace, "jsonpath={.status.readyInstances}=3", "function/busy")
+    metrics = _metrics(platform)
+    labels = f'{{function="busy",namespace="{namespace}"}}'
+    assert f"kfaas_autoscaler_concurrency{labels} 6.0" in metrics
+    assert f"kfaas_autoscaler_desired_instances{labels} 3.0" in metrics
+    assert "kfaas_operator_active 1.0" in metrics
     # More than the ceiling asks for maxInstances, no more.
     _report(platform, "gw-a", {key: 40})
     wait(platform, namespace, "jsonpath={.spec.replicas}=5", "deployment/busy-fn")
@@ -316,9 +324,9 @@ def test_autoscaler_follows_reported_demand_and_scales_to_zero(
     _report(platform, "gw-a", {})
     _report(platform, "gw-b", {})
     wait(platform, namespace, "jsonpath={.spec.replicas}=0", "deployment/busy-fn", timeout=60)
+    reason = '{.status.conditions[?(@.type=="InstancesReady")].reason}'
+    wait(platform, namespace, f"jsonpath={reason}=ScaledToZero", "function/busy")
     wait(platform, namespace, "condition=Ready", "function/busy")
-    ready = condition(get(platform, namespace, "function/busy"), "InstancesReady")
-    assert ready["reason"] == "ScaledToZero"
 
 
 def test_gateway_backend_discovers_functions_and_endpoints_and_scales_from_zero(
@@ -414,6 +422,12 @@ def test_a_new_active_operator_resumes_without_rewriting_anything(
         text = log.read_text()
     assert f"{line}nothing (all up to date)" in text, text
     assert versions() == before
+
+
+def _metrics(platform: Platform) -> str:
+    url = f"http://127.0.0.1:{platform.operator_metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
 
 
 def _free_port() -> int:
