@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .kafka_clients import KafkaProducer
-from .records import StreamRecord, entry_body
+from .records import StreamRecord
 from .redis_clients import RedisStreams
+from .sqs_events import entry_body
 
 KafkaMessageTuple = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 FAILURE_KIND = "failure-record"

@@ -27,8 +27,9 @@ from .destinations import Destination
 from .errors import CommitError, DestinationError
 from .filters import RecordFilter
 from .kafka_clients import KafkaConsumer, KafkaMessage, Partition
+from .kafka_events import encode_kafka_event, kafka_stream_record
 from .metrics import PollerMetrics
-from .records import StreamRecord, encode_kafka_event, kafka_stream_record
+from .records import StreamRecord
 
 log = logging.getLogger("kfaas.pollers.kafka")
 

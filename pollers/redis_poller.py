@@ -25,8 +25,9 @@ from .delivery import BatchDelivery, DeliveryConfig, Invoke, Position
 from .destinations import Destination
 from .filters import RecordFilter
 from .metrics import PollerMetrics
-from .records import StreamRecord, decode_fields, encode_sqs_event, redis_stream_record
+from .records import StreamRecord
 from .redis_clients import Entry, RedisStreams
+from .sqs_events import decode_fields, encode_sqs_event, redis_stream_record
 
 log = logging.getLogger("kfaas.pollers.redis")
 

@@ -12,14 +12,12 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent, SQSEvent
 
 from kfaas.pollers.destinations import as_kafka_messages, as_stream_entries
-from kfaas.pollers.records import (
-    encode_kafka_event,
+from kfaas.pollers.kafka_events import encode_kafka_event, kafka_event, kafka_stream_record
+from kfaas.pollers.records import failure_record
+from kfaas.pollers.sqs_events import (
     encode_sqs_event,
     encode_sqs_record,
     entry_body,
-    failure_record,
-    kafka_event,
-    kafka_stream_record,
     redis_stream_record,
     sqs_event,
     sqs_record,
