@@ -96,6 +96,12 @@ class MappingRunner:
             "KFAAS_KAFKA_BOOTSTRAP_SERVERS"
         )
         self.redis_default = redis_url_default or os.environ.get("KFAAS_REDIS_URL")
+        if spec.kafka is not None and spec.kafka.auth is not None:
+            # Failing loudly beats connecting without the credentials the user asked for.
+            raise MappingError(
+                f"{mapping.key}: kafka.auth is not supported by this poller yet "
+                "(SASL/TLS clusters cannot be polled)"
+            )
         try:
             filters = spec.filter_criteria.filters if spec.filter_criteria else []
             self.filter = compile_filters([f.pattern for f in filters])

@@ -58,6 +58,27 @@ MAPPING = {
         (
             {
                 "KFAAS_GATEWAY_URL": "http://gw",
+                "KFAAS_POLLER_METRICS_PORT": "0",
+                "KFAAS_MAPPING": json.dumps(
+                    {
+                        **MAPPING,
+                        "spec": {
+                            "functionName": "f",
+                            "kafka": {
+                                "bootstrapServers": "127.0.0.1:1",
+                                "topic": "t",
+                                "auth": {"secretRef": {"name": "creds"}},
+                            },
+                        },
+                    }
+                ),
+            },
+            (),
+            "kafka.auth is not supported",
+        ),
+        (
+            {
+                "KFAAS_GATEWAY_URL": "http://gw",
                 "KFAAS_MAPPING": json.dumps(
                     {
                         **MAPPING,
