@@ -222,3 +222,22 @@ async def test_entries_left_by_a_dead_consumer_are_reclaimed(
     consumers = {c["name"] for c in await redis.client.xinfo_consumers(stream, group)}
     assert "dead-consumer" in consumers
     assert all(entry_id in ids for entry_id in ids)
+
+
+async def test_parallel_consumers_share_the_group(project: Project, redis: RedisTools) -> None:
+    stream, group = unique("s"), unique("g")
+    out = project.function("shared", env={"SLEEP": "0.02"})
+    project.mapping(
+        "shared", "shared", redis=source(redis, stream, group), batchSize=10, parallelism=3
+    )
+    await redis.add(stream, [{"body": f"m{n}"} for n in range(300)])
+    with dev_server([project.write()], env=FAST) as dev:
+        await out.wait_values(300)
+        await redis.wait_pending(stream, group, 0)
+        assert "polling with 3 consumer(s)" in dev.output()
+    consumers = await redis.client.xinfo_consumers(stream, group)
+    assert len(consumers) == 3
+    assert sorted(out.values()) == sorted(f"m{n}" for n in range(300))
+    for call in out.invocations():
+        numbers = [int(v[1:]) for v in call["values"]]
+        assert numbers == sorted(numbers), "each consumer's batches are in stream order"
