@@ -491,8 +491,9 @@ def test_gateway_process_serves_cluster_functions_with_local_throttling(
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(throttled, timeout=5)
-        assert refused.value.code == 429
-        assert refused.value.headers["x-amzn-ErrorType"].startswith("TooManyRequestsException")
+        with refused.value as error:  # it holds the connection until closed
+            assert error.code == 429
+            assert error.headers["x-amzn-ErrorType"].startswith("TooManyRequestsException")
     finally:
         gateway.terminate()
         gateway.wait(timeout=20)
