@@ -221,6 +221,31 @@ def classify_status(status: int, function_error: str | None) -> Outcome:
     return "service_error"
 
 
+# -- retry state that outlives a rebalance ---------------------------------------------------
+
+
+def retry_note(offset: int, failed_attempts: int) -> str:
+    """Kafka commit metadata saying how often the record at the committed offset failed."""
+    return json.dumps({"kfaas": 1, "offset": offset, "attempts": failed_attempts})
+
+
+def read_retry_note(metadata: str | None, committed: int | None) -> int:
+    """The failed attempts a note records for the committed offset; 0 for anything else.
+
+    A note left by an older commit (another offset) or by another tool is ignored.
+    """
+    if not metadata or committed is None:
+        return 0
+    try:
+        note = json.loads(metadata)
+    except ValueError:
+        return 0
+    if not isinstance(note, dict) or note.get("kfaas") != 1 or note.get("offset") != committed:
+        return 0
+    attempts = note.get("attempts")
+    return attempts if isinstance(attempts, int) and attempts > 0 else 0
+
+
 def effective_parallelism(requested: int, partitions: int | None) -> int:
     """Pollers to run: `parallelism`, but never more Kafka consumers than partitions."""
     if partitions is None or partitions < 1:

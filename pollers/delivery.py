@@ -80,6 +80,9 @@ class Source(Protocol):
     async def dead_letter(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> bool:
         """Send given-up records and their failure record; False when no destination is set."""
 
+    async def retrying(self, records: Sequence[StreamRecord], failed_attempts: int) -> None:
+        """These records (the first not done first) failed that often: keep it past a restart."""
+
 
 @dataclass
 class DeliveryConfig:
@@ -203,6 +206,9 @@ class BatchDelivery:
                 segment = segment[step.split :]
             if step.counts_as_retry:
                 self._count_attempt(segment)
+                await self.source.retrying(
+                    segment, max(self.attempts[record.position] for record in segment)
+                )
             log.info(
                 "retrying %d records in %.3fs (%s)",
                 len(segment),

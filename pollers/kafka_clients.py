@@ -123,10 +123,10 @@ class KafkaConsumer:
             for m in records
         ]
 
-    async def commit(self, partition: Partition, next_offset: int) -> None:
+    async def commit(self, partition: Partition, next_offset: int, metadata: str = "") -> None:
         """Commit `next_offset` (the offset of the next record to read) for one partition."""
         try:
-            await self._consumer.commit({TopicPartition(*partition): next_offset})
+            await self._consumer.commit({TopicPartition(*partition): (next_offset, metadata)})
         except (CommitFailedError, IllegalStateError) as exc:
             raise CommitError(f"kafka: commit refused for {partition}: {exc!r}") from exc
         except (KafkaError, OSError) as exc:
@@ -145,10 +145,15 @@ class KafkaConsumer:
         value: int | None = self._consumer.highwater(TopicPartition(*partition))
         return value
 
-    async def committed(self, partition: Partition) -> int | None:
+    async def committed(self, partition: Partition) -> tuple[int | None, str]:
+        """The group's committed offset for a partition and the metadata committed with it."""
+        tp = TopicPartition(*partition)
         with _translated("reading committed offsets"):
-            value: int | None = await self._consumer.committed(TopicPartition(*partition))
-        return value
+            # The public committed() drops the metadata; the coordinator's answer keeps it.
+            found = await self._consumer._coordinator.fetch_committed_offsets([tp])
+        if tp not in found or found[tp].offset < 0:
+            return None, ""
+        return int(found[tp].offset), str(found[tp].metadata or "")
 
 
 async def topic_partition_count(bootstrap_servers: str, topic: str) -> int | None:

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .batches import BatchLimits, should_flush, take_batch
+from .batches import BatchLimits, read_retry_note, retry_note, should_flush, take_batch
 from .delivery import BatchDelivery, DeliveryConfig, Invoke, Position
 from .destinations import Destination
-from .errors import CommitError, DestinationError
+from .errors import CommitError, DestinationError, SourceError
 from .filters import RecordFilter
 from .kafka_clients import KafkaConsumer, KafkaMessage, Partition
 from .kafka_events import encode_kafka_event, kafka_stream_record
@@ -72,6 +72,12 @@ class _PartitionSource:
     async def checkpoint(self, records: Sequence[StreamRecord]) -> None:
         await self.lane.commit(records[-1].position[2] + 1)
 
+    async def retrying(self, records: Sequence[StreamRecord], failed_attempts: int) -> None:
+        # The checkpoint stays where it is, now carrying the count, so the partition's next owner
+        # (another process after a rebalance or a crash) goes on counting instead of restarting.
+        offset = records[0].position[2]
+        await self.lane.commit(offset, retry_note(offset, failed_attempts))
+
     async def dead_letter(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> bool:
         if self.destination is None:
             return False
@@ -109,11 +115,11 @@ class _Lane:
         self.queue.append((record, now))
         self.arrived.set()
 
-    async def commit(self, next_offset: int) -> None:
+    async def commit(self, next_offset: int, metadata: str = "") -> None:
         if self.revoked:
             return
         try:
-            await self.poller.consumer.commit(self.partition, next_offset)
+            await self.poller.consumer.commit(self.partition, next_offset, metadata)
             self.committed = next_offset
         except CommitError as exc:
             # The next commit covers this one; a crash before it only means redelivery.
@@ -272,7 +278,21 @@ class KafkaPoller:
         log.info("partitions assigned: %s", partitions)
         for partition in partitions:
             if partition not in self.lanes:
+                await self._resume_retry_count(partition)
                 self.lanes[partition] = _Lane(self, partition)
+
+    async def _resume_retry_count(self, partition: Partition) -> None:
+        """Take over the retry count a previous owner committed with the checkpoint."""
+        try:
+            committed, metadata = await self.consumer.committed(partition)
+        except SourceError as exc:
+            log.warning("cannot read the checkpoint of %s: %s", partition, exc)
+            return
+        attempts = read_retry_note(metadata, committed)
+        if attempts and committed is not None:
+            position = (*partition, committed)
+            self.state.attempts[position] = max(self.state.attempts.get(position, 0), attempts)
+            log.info("offset %d of %s already failed %d times", committed, partition, attempts)
 
     async def _revoked(self, partitions: list[Partition]) -> None:
         log.info("partitions revoked: %s", partitions)

@@ -88,6 +88,10 @@ class _StreamSource:
             self.poller.received.pop(entry_id, None)
             self.poller.held.pop(entry_id, None)
 
+    async def retrying(self, records: Sequence[StreamRecord], failed_attempts: int) -> None:
+        # Counts stay with the process; a reclaimed entry's retries are bounded by its age.
+        return None
+
     async def dead_letter(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> bool:
         if self.poller.destination is None:
             return False

@@ -16,6 +16,8 @@ from kfaas.pollers.batches import (
     lag,
     next_step,
     read_batch_response,
+    read_retry_note,
+    retry_note,
     should_flush,
     take_batch,
 )
@@ -206,6 +208,16 @@ def test_parallelism_is_capped_at_the_partition_count() -> None:
     assert effective_parallelism(5, 2) == 2
     assert effective_parallelism(1, 8) == 1
     assert effective_parallelism(3, None) == 3
+
+
+def test_retry_counts_travel_in_commit_metadata() -> None:
+    note = retry_note(42, 3)
+    assert read_retry_note(note, 42) == 3
+    assert read_retry_note(note, 43) == 0, "a note about another offset is stale"
+    assert read_retry_note("", 42) == 0
+    assert read_retry_note("someone else's metadata", 42) == 0
+    assert read_retry_note('{"offset": 42, "attempts": 3}', 42) == 0
+    assert read_retry_note(note, None) == 0
 
 
 def test_offset_lag() -> None:

@@ -42,6 +42,7 @@ class Source:
 
     def __init__(self, *, destination: bool = True, refuse: int = 0) -> None:
         self.checkpoints: list[list[int]] = []
+        self.retries: list[tuple[int, int]] = []
         self.dead: list[tuple[list[int], dict[str, Any]]] = []
         self.destination = destination
         self.refuse = refuse
@@ -60,6 +61,9 @@ class Source:
             return False
         self.dead.append(([r.position[2] for r in records], failure))
         return True
+
+    async def retrying(self, records: Sequence[StreamRecord], failed_attempts: int) -> None:
+        self.retries.append((records[0].position[2], failed_attempts))
 
     @property
     def committed(self) -> list[int]:
@@ -150,6 +154,8 @@ async def test_errors_retry_the_whole_batch_then_give_it_up() -> None:
     await harness.delivery.deliver(batch("a", "poison", "c"))
     assert harness.invocations == [["a", "poison", "c"]] * 3
     assert harness.delays == [1.0, 2.0]
+    # Each counted failure is handed to the source to keep (Kafka commits it as metadata).
+    assert harness.source.retries == [(0, 1), (0, 2)]
     ((offsets, failure),) = harness.source.dead
     assert offsets == [0, 1, 2]
     assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
@@ -183,6 +189,7 @@ async def test_partial_failures_checkpoint_at_the_lowest_failure() -> None:
     await harness.delivery.deliver(batch("a", "b", "poison", "d"))
     assert harness.invocations == [["a", "b", "poison", "d"], ["poison", "d"]]
     assert harness.source.checkpoints[0] == [0, 1]
+    assert harness.source.retries == [(2, 1)]
     assert [offsets for offsets, _ in harness.source.dead] == [[2, 3]]
     assert harness.source.committed == [0, 1, 2, 3]
 

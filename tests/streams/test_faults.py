@@ -278,3 +278,41 @@ async def test_sigterm_lets_the_batches_in_flight_finish(
         assert await redis.pending(stream, redis_group) == 0
         assert await kafka.committed(kafka_group, topic) == [5]
     assert sorted(out.values()) == sorted([f"r{n}" for n in range(5)] + [f"k{n}" for n in range(5)])
+
+
+async def test_kafka_retry_counts_survive_a_crash(
+    project: Project, kafka: KafkaTools, pollers: Any
+) -> None:
+    topic, group, dlq = kafka.topic(), unique("g"), unique("dlq")
+    out = project.function("poisoned", mode="error_on_poison")
+    mapping = project.mapping(
+        "poisoned",
+        "poisoned",
+        kafka={
+            "bootstrapServers": kafka.bootstrap,
+            "topic": topic,
+            "consumerGroupId": group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        maximumRetryAttempts=3,
+        destinationConfig={"onFailure": {"kafka": {"topic": dlq}}},
+    )
+    project.documents.remove(mapping)
+    await kafka.produce(topic, [b"poison"])
+    with dev_server([project.write()], env=FAST) as dev:
+        # Retries half a second apart, so the poller can be killed between two of them.
+        first = pollers(mapping, dev.url, KFAAS_STREAM_RETRY_BASE_SECONDS="0.5")
+        first.start()
+        await eventually(lambda: first.output().count("retrying") >= 2, what="two failed attempts")
+        first.kill()
+        second = pollers(mapping, dev.url, KFAAS_STREAM_RETRY_BASE_SECONDS="0.5")
+        second.start()
+        await kafka.wait_committed(group, topic, [1], within=60)
+        dead = await kafka.read(dlq, 2)
+        assert "already failed 2 times" in second.output()
+    assert dead[0].value == b"poison"
+    failure = json.loads(dead[1].value)
+    poisoned = [call for call in out.invocations() if "poison" in call["values"]]
+    # One attempt and three retries across both processes, not three more after the crash.
+    assert len(poisoned) == 4
+    assert failure["requestContext"]["approximateInvokeCount"] == 4
