@@ -135,7 +135,7 @@ class _Lane:
                 await self.arrived.wait()
                 continue
             first_seen = self.queue[0][1]
-            while True:
+            while not self._stopped():
                 waited = loop.time() - first_seen
                 count = min(len(self.queue), limits.batch_size)
                 size = sum(record.size for record, _ in list(self.queue)[:count])

@@ -173,8 +173,7 @@ class RedisPoller:
         next_claim = loop.time() + s.claim_idle_seconds / 2
         while True:
             if loop.time() >= next_claim:
-                for batch in await self._reclaim():
-                    await ready.put(batch)
+                await self._reclaim(ready)
                 next_claim = loop.time() + s.claim_idle_seconds / 2
             batch = await self._collect(until=next_claim)
             if batch:
@@ -193,11 +192,11 @@ class RedisPoller:
             start = entries[-1][0]
             await self._deliver(await self._records(entries, redelivered=True))
 
-    async def _reclaim(self) -> list[list[StreamRecord]]:
+    async def _reclaim(self, ready: asyncio.Queue[list[StreamRecord]]) -> None:
+        """Take over entries other consumers left idle, a batch at a time, into `ready`."""
         s = self.settings
         cursor = "0-0"
         idle_ms = int(s.claim_idle_seconds * 1000)
-        batches = []
         while True:
             cursor, entries = await self.client.autoclaim(
                 s.stream,
@@ -209,9 +208,9 @@ class RedisPoller:
             )
             if entries:
                 log.warning("reclaimed %d entries left pending by another consumer", len(entries))
-                batches.append(await self._records(entries, redelivered=True))
+                await ready.put(await self._records(entries, redelivered=True))
             if cursor in ("0-0", "0"):
-                return batches
+                return
 
     async def _collect(self, until: float) -> list[StreamRecord]:
         """Read new entries into one batch: at most batchSize, for at most the window."""
