@@ -112,6 +112,19 @@ class RedisStreams:
                 self.client.xclaim(stream, group, consumer, 0, list(entry_ids), justid=True)
             )
 
+    async def set_delivery_count(
+        self, stream: str, group: str, consumer: str, entry_ids: Sequence[str], count: int
+    ) -> None:
+        """Record in the group how often entries were delivered (XCLAIM … RETRYCOUNT)."""
+        if not entry_ids:
+            return
+        with _translated("XCLAIM RETRYCOUNT"):
+            await _awaited(
+                self.client.xclaim(
+                    stream, group, consumer, 0, list(entry_ids), retrycount=count, justid=True
+                )
+            )
+
     async def delivery_counts(
         self, stream: str, group: str, entry_ids: Sequence[str]
     ) -> dict[str, int]:

@@ -27,13 +27,19 @@ from .filters import RecordFilter
 from .metrics import PollerMetrics
 from .records import StreamRecord
 from .redis_clients import Entry, RedisStreams
-from .sqs_events import decode_fields, encode_sqs_event, redis_stream_record
+from .sqs_events import decode_fields, encode_sqs_event, entry_sequence, redis_stream_record
 
 log = logging.getLogger("kfaas.pollers.redis")
 
 IDLE_BLOCK_MS = 1000
 # On shutdown, how long the batch in flight may take to finish and be acknowledged.
 DRAIN_SECONDS = 5.0
+
+
+def resumed_failures(times_delivered: int) -> int:
+    """Failed attempts a redelivered entry had: its delivery count less the first delivery and
+    the redelivery that just happened (a crash without failures gives 0)."""
+    return max(times_delivered - 2, 0)
 
 
 async def drained(work: Coroutine[Any, Any, None], grace: float) -> None:
@@ -89,8 +95,12 @@ class _StreamSource:
             self.poller.held.pop(entry_id, None)
 
     async def retrying(self, records: Sequence[StreamRecord], failed_attempts: int) -> None:
-        # Counts stay with the process; a reclaimed entry's retries are bounded by its age.
-        return None
+        # The group's delivery counter keeps the count (1 + failures): a consumer that takes the
+        # entries over after a crash goes on counting from it.
+        s = self.poller.settings
+        await self.poller.client.set_delivery_count(
+            s.stream, s.group, s.consumer, [r.item_id for r in records], failed_attempts + 1
+        )
 
     async def dead_letter(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> bool:
         if self.poller.destination is None:
@@ -253,7 +263,14 @@ class RedisPoller:
         now_ms = int(time.time() * 1000)
         records = []
         for entry_id, raw in entries:
-            self.received[entry_id] = counts.get(entry_id, 1)
+            delivered = counts.get(entry_id, 1)
+            # Reading it again counted one delivery more than the failures a previous holder
+            # recorded (see `retrying`): resume counting retries from there.
+            failed = resumed_failures(delivered) if redelivered else 0
+            position = (s.stream, *entry_sequence(entry_id))
+            if failed > self.attempts.get(position, 0):
+                self.attempts[position] = failed
+            self.received[entry_id] = delivered - self.attempts.get(position, 0)
             self.held[entry_id] = None
             records.append(
                 redis_stream_record(

@@ -21,6 +21,7 @@ from kfaas.pollers.batches import (
     should_flush,
     take_batch,
 )
+from kfaas.pollers.redis_poller import resumed_failures
 
 LIMITS = BatchLimits(batch_size=3, window_seconds=0.5, payload_bytes=100)
 
@@ -218,6 +219,13 @@ def test_retry_counts_travel_in_commit_metadata() -> None:
     assert read_retry_note("someone else's metadata", 42) == 0
     assert read_retry_note('{"offset": 42, "attempts": 3}', 42) == 0
     assert read_retry_note(note, None) == 0
+
+
+def test_failures_a_redelivered_entry_had() -> None:
+    # First delivery 1, +1 per recorded failure (XCLAIM RETRYCOUNT), +1 for the redelivery.
+    assert resumed_failures(2) == 0
+    assert resumed_failures(5) == 3
+    assert resumed_failures(1) == 0
 
 
 def test_offset_lag() -> None:

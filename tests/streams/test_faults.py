@@ -316,3 +316,52 @@ async def test_kafka_retry_counts_survive_a_crash(
     # One attempt and three retries across both processes, not three more after the crash.
     assert len(poisoned) == 4
     assert failure["requestContext"]["approximateInvokeCount"] == 4
+
+
+async def test_redis_retry_counts_survive_a_crash(
+    project: Project, redis: RedisTools, pollers: Any
+) -> None:
+    stream, group, dlq = unique("s"), unique("g"), unique("dlq")
+    out = project.function("poisoned", mode="error_on_poison", env={"KEEP_EVENT": "1"})
+    mapping = project.mapping(
+        "poisoned",
+        "poisoned",
+        redis={
+            "url": redis.url,
+            "stream": stream,
+            "consumerGroup": group,
+            "startingPosition": "TRIM_HORIZON",
+        },
+        maximumRetryAttempts=3,
+        destinationConfig={"onFailure": {"redis": {"stream": dlq}}},
+    )
+    project.documents.remove(mapping)
+    await redis.add(stream, [{"body": "poison"}])
+    with dev_server([project.write()], env=FAST) as dev:
+        first = pollers(
+            mapping,
+            dev.url,
+            KFAAS_STREAM_RETRY_BASE_SECONDS="0.5",
+            KFAAS_POLLER_CONSUMER_NAME="first",
+        )
+        first.start()
+        await eventually(lambda: first.output().count("retrying") >= 2, what="two failed attempts")
+        first.kill()
+        # Another consumer reclaims the entry once it has been idle for a second.
+        second = pollers(
+            mapping,
+            dev.url,
+            KFAAS_STREAM_RETRY_BASE_SECONDS="0.5",
+            KFAAS_POLLER_CONSUMER_NAME="second",
+        )
+        second.start()
+        await redis.wait_pending(stream, group, 0, within=60)
+        entries = await redis.entries(dlq)
+    assert [call["values"] for call in out.invocations()] == [["poison"]] * 4
+    counts = [
+        call["event"]["Records"][0]["attributes"]["ApproximateReceiveCount"]
+        for call in out.invocations()
+    ]
+    assert counts == ["1", "2", "4", "5"]  # the crash itself was one more receive
+    failure = json.loads(entries[-1][1]["body"])
+    assert failure["requestContext"]["approximateInvokeCount"] == 4
