@@ -85,7 +85,10 @@ class MappingRunner:
         spec = mapping.spec
         namespace, name = mapping.metadata.namespace, mapping.metadata.name
         self.metrics = metrics.for_mapping((namespace, spec.function_name, name))
-        self.invoker = GatewayInvoker(gateway_url, namespace, spec.function_name)
+        try:
+            self.invoker = GatewayInvoker(gateway_url, namespace, spec.function_name)
+        except ValueError as exc:
+            raise MappingError(str(exc)) from None
         self.settings = settings
         self.consumer_name = consumer_name or consumer_base_name()
         env_idle = os.environ.get("KFAAS_POLLER_CLAIM_IDLE_SECONDS")

@@ -40,6 +40,15 @@ MAPPING = {
         ({"KFAAS_GATEWAY_URL": "http://gw"}, (), "no mapping: set KFAAS_MAPPING or pass --mapping"),
         ({"KFAAS_MAPPING": json.dumps(MAPPING)}, (), "KFAAS_GATEWAY_URL is not set"),
         (
+            {
+                "KFAAS_MAPPING": json.dumps(MAPPING),
+                "KFAAS_GATEWAY_URL": "gateway:8080",
+                "KFAAS_POLLER_METRICS_PORT": "0",
+            },
+            (),
+            "must be http://host[:port]",
+        ),
+        (
             {"KFAAS_GATEWAY_URL": "http://gw", "KFAAS_MAPPING": "kind: EventSourceMapping\n"},
             (),
             "apiVersion",
