@@ -24,11 +24,10 @@ from .asyncq import AsyncEvent
 from .errors import (
     InvalidParameterValue,
     InvalidRequestContent,
-    RequestTooLarge,
     ResourceNotFound,
 )
 from .invoker import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, InvokeOptions
-from .middleware import REQUEST_ID
+from .middleware import REQUEST_ID, read_body
 from .services import Services
 
 PREFIX = "/2015-03-31/functions"
@@ -86,12 +85,7 @@ async def _invoke(
             "expected RequestResponse, Event or DryRun"
         )
     limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(request.content_length, limit)
-    payload = await request.content.read(limit + 1)
-    if len(payload) > limit:
-        raise _too_large(len(payload), limit)
-    payload = _check_json(payload)
+    payload = _check_json(await read_body(request, limit))
     if invocation_type == "DryRun":
         return web.Response(status=204, headers={"x-amzn-RequestId": request_id})
     if invocation_type == "Event":
@@ -112,12 +106,6 @@ async def _invoke(
     if result.log_result is not None:
         headers["X-Amz-Log-Result"] = result.log_result
     return web.Response(body=result.payload, headers=headers, content_type="application/json")
-
-
-def _too_large(size: int, limit: int) -> RequestTooLarge:
-    return RequestTooLarge(
-        f"{size} byte payload is too large for the Invoke API (max {limit} bytes)"
-    )
 
 
 def _check_json(payload: bytes) -> bytes:

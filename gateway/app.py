@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kfaas.backends import Endpoint, InstanceBackend
 from kfaas.config import Settings
+from kfaas.upstream import UpstreamPool
 
 from . import api, middleware, triggers
 from .asyncq import AsyncQueue, MemoryQueue
@@ -18,7 +19,6 @@ from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
 from .routing import Router
 from .services import Services
-from .upstream import UpstreamPool
 
 SERVICES = web.AppKey("services", Services)
 

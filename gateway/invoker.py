@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 from opentelemetry import propagate, trace
 
+from kfaas.upstream import UpstreamError, UpstreamPool
+
 from .errors import RequestTooLarge, ServiceError, TooManyRequests
 from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
 from .routing import Router
-from .upstream import UpstreamError, UpstreamPool
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024

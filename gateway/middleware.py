@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from opentelemetry import context, propagate, trace
 
-from .errors import ApiError, ServiceError, error_response
+from .errors import ApiError, RequestTooLarge, ServiceError, error_response
 
 log = logging.getLogger("kfaas.gateway")
 tracer = trace.get_tracer("kfaas.gateway")
@@ -59,3 +59,22 @@ async def tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
             return response
     finally:
         context.detach(token)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestTooLarge(_too_large(declared, limit))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(_too_large(size, limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"{size} byte payload is too large for the Invoke operation (max {limit} bytes)"

@@ -14,9 +14,9 @@ from aiohttp import web
 
 from kfaas.events import http_api_event, http_response_from_result
 
-from .errors import Forbidden, RequestTooLarge, ResourceNotFound
+from .errors import Forbidden, ResourceNotFound
 from .invoker import SYNC_PAYLOAD_LIMIT, InvokeOptions
-from .middleware import REQUEST_ID
+from .middleware import REQUEST_ID, read_body
 from .services import Services
 
 
@@ -39,9 +39,7 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
         raise ResourceNotFound(f"Function {key} has no HTTP trigger (spec.http.enabled is false)")
     if http.auth != "NONE":
         raise Forbidden(f"HTTP trigger auth {http.auth} is not supported by this gateway yet")
-    body = await request.content.read(SYNC_PAYLOAD_LIMIT + 1)
-    if len(body) > SYNC_PAYLOAD_LIMIT:
-        raise RequestTooLarge(f"Request body is larger than {SYNC_PAYLOAD_LIMIT} bytes")
+    body = await read_body(request, SYNC_PAYLOAD_LIMIT)
     prefix = f"/fn/{namespace}/{name}"
     raw_path = request.raw_path.split("?", 1)[0][len(prefix) :] or "/"
     request_id: str = request[REQUEST_ID]

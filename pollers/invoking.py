@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from opentelemetry import propagate
 
-from kfaas.gateway.upstream import UpstreamError, UpstreamPool
+from kfaas.upstream import UpstreamError, UpstreamPool
 
 from .delivery import InvokeAnswer
 

@@ -122,6 +122,13 @@ def test_crashed_worker_is_replaced(lambda_client: Any) -> None:
     assert json.loads(invoke(lambda_client, "echo", {"still": "up"})["Body"]) == {"still": "up"}
 
 
+def test_large_payloads_within_the_limits(lambda_client: Any) -> None:
+    big = {"data": "z" * (5 * 1024 * 1024)}
+    assert json.loads(invoke(lambda_client, "echo", big)["Body"]) == big
+    almost = json.dumps("a" * (1024 * 1024 - 100)).encode()
+    assert invoke(lambda_client, "echo", almost, InvocationType="Event")["StatusCode"] == 202
+
+
 def test_unknown_function(lambda_client: Any) -> None:
     for invocation_type in ("RequestResponse", "Event", "DryRun"):
         with pytest.raises(ClientError) as raised:

@@ -1,11 +1,11 @@
-"""A lean HTTP/1.1 client for the one request the gateway sends on every invocation.
+"""A lean HTTP/1.1 client for the requests made on every invocation.
 
-``POST /invoke`` to a runtime instance is the gateway's hot path. aiohttp's client spends more time
-per request than the rest of the gateway together (measured with cProfile under
-``bench/invoke.py``), so this module keeps a pool of keep-alive connections per instance and
-speaks just what ADR 002 needs: a request with ``Content-Length``, a response with
-``Content-Length``. A connection that breaks before any response byte arrived is retried once on a
-fresh one — the runtime never closes a kept-alive connection with a request on it, so a break then
+``POST /invoke`` to a runtime instance is the gateway's hot path, and the Invoke API call to the
+gateway is the pollers'. aiohttp's client spent more time per request than the rest of the gateway
+together (cProfile under ``bench/invoke.py``), so this module keeps a pool of keep-alive
+connections per host and speaks just what those calls need: a request with ``Content-Length``, a
+response with ``Content-Length``. A reused connection that breaks before any response byte arrived
+is retried once on a fresh one: servers close only idle kept-alive connections, so a break then
 means the request was not taken.
 """
 
