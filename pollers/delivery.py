@@ -189,6 +189,9 @@ class BatchDelivery:
             )
             if outcome == "success" and step.kind != "done":
                 self.metrics.errors.labels(*self.metrics.labels, "batch_item_failures").inc()
+                self.metrics.activity.batch_answered("batch_item_failures")
+            else:
+                self.metrics.activity.batch_answered(outcome)
             if step.kind == "done":
                 await progress.finish(segment)
                 return []

@@ -25,3 +25,12 @@ class CommitError(SourceError):
 
 class DestinationError(PollerError):
     """The on-failure destination did not take the records; they are kept and the send retried."""
+
+
+class StatusError(PollerError):
+    """The mapping's status could not be read or written; the next report tries again."""
+
+    def __init__(self, message: str, *, conflict: bool = False) -> None:
+        super().__init__(message)
+        # Someone else wrote the status in between: read it again and redo the change.
+        self.conflict = conflict

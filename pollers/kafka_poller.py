@@ -273,6 +273,7 @@ class KafkaPoller:
                 position = lane.queue[0][0].position[2] if lane.queue else high
             self.state.lags[partition] = max(high - position, 0)
         self.metrics.offset_lag.labels(*self.metrics.labels).set(sum(self.state.lags.values()))
+        self.metrics.activity.source_reached()
 
     async def _assigned(self, partitions: list[Partition]) -> None:
         log.info("partitions assigned: %s", partitions)

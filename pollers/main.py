@@ -3,7 +3,9 @@
 The mapping comes as YAML or JSON in `KFAAS_MAPPING`, or from a file (`--mapping FILE`); the
 gateway that every batch is sent through from `KFAAS_GATEWAY_URL`. Metrics are served on
 `KFAAS_POLLER_METRICS_HOST:KFAAS_POLLER_METRICS_PORT` (127.0.0.1:9090 by default; port 0 turns
-them off). SIGTERM and SIGINT stop it; a mapping that cannot run exits with status 2.
+them off). With Kubernetes credentials (in a pod, or KUBECONFIG) it reports lag and the last
+batch's outcome in the mapping's status every KFAAS_POLLER_STATUS_SECONDS (10). SIGTERM and
+SIGINT stop it; a mapping that cannot run exits with status 2.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from kfaas.manifests import EventSourceMapping, ManifestError, parse_manifest
 from .errors import MappingError
 from .metrics import PollerMetrics, metrics_app
 from .runner import MappingRunner, describe
+from .status import REPORT_SECONDS, SETTLE_SECONDS, report_status
+from .status_clients import connect
 
 log = logging.getLogger("kfaas.pollers")
 DEFAULT_METRICS_PORT = 9090
@@ -72,7 +76,13 @@ def metrics_address(environ: Mapping[str, str]) -> tuple[str, int]:
 
 
 async def serve(
-    mapping: EventSourceMapping, *, gateway_url: str, settings: Settings, host: str, port: int
+    mapping: EventSourceMapping,
+    *,
+    gateway_url: str,
+    settings: Settings,
+    host: str,
+    port: int,
+    environ: Mapping[str, str] = os.environ,
 ) -> int:
     metrics = PollerMetrics()
     runner = MappingRunner(mapping, gateway_url=gateway_url, settings=settings, metrics=metrics)
@@ -84,6 +94,7 @@ async def serve(
         print(f"kfaas poller: metrics on http://{host}:{port}/metrics", flush=True)
     print(f"kfaas poller: {describe(mapping)} via {gateway_url}", flush=True)
     task = asyncio.create_task(runner.run(), name=f"mapping-{mapping.key}")
+    reporter = start_status_reports(mapping, runner.metrics, environ)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, task.cancel)
@@ -96,9 +107,27 @@ async def serve(
         print(f"kfaas poller: {exc}", file=sys.stderr, flush=True)
         status = 2
     finally:
+        if reporter is not None:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
         if site_runner is not None:
             await site_runner.cleanup()
     return status
+
+
+def start_status_reports(
+    mapping: EventSourceMapping, metrics: PollerMetrics, environ: Mapping[str, str]
+) -> asyncio.Task[None] | None:
+    """Report lag and outcomes in the mapping's status when Kubernetes credentials are at hand."""
+    store = connect(environ, mapping.metadata.namespace, mapping.metadata.name)
+    if store is None:
+        return None
+    interval = float(environ.get("KFAAS_POLLER_STATUS_SECONDS") or REPORT_SECONDS)
+    print(f"kfaas poller: reporting status to EventSourceMapping {mapping.key}", flush=True)
+    return asyncio.create_task(
+        report_status(store, metrics, interval=interval, settle=min(SETTLE_SECONDS, interval)),
+        name=f"status-{mapping.key}",
+    )
 
 
 def main(mapping_file: str | None = None, environ: Mapping[str, str] = os.environ) -> int:
@@ -116,7 +145,14 @@ def main(mapping_file: str | None = None, environ: Mapping[str, str] = os.enviro
     try:
         # uvloop when installed: the aiohttp client and Redis' stream reader are the hot path.
         return aio.run(
-            serve(mapping, gateway_url=gateway_url, settings=settings, host=host, port=port)
+            serve(
+                mapping,
+                gateway_url=gateway_url,
+                settings=settings,
+                host=host,
+                port=port,
+                environ=environ,
+            )
         )
     except MappingError as exc:
         print(f"kfaas poller: {exc}", file=sys.stderr)

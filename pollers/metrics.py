@@ -1,12 +1,18 @@
 """The pollers' Prometheus metrics (``kfaas_poller_*``), mirroring Lambda's stream metrics.
 
 Labels are `namespace`, `function` and `mapping`. `kfaas_poller_offset_lag` is Lambda's OffsetLag
-(Kafka) and `kfaas_poller_iterator_age_seconds` its IteratorAge: how old the newest record of the
-last batch was when it was sent. Each poller process owns its registry, served on `/metrics` by a
-small aiohttp app (KFAAS_POLLER_METRICS_PORT).
+(Kafka; for Redis the entries not yet delivered to the group) and
+`kfaas_poller_iterator_age_seconds` its IteratorAge: how old the newest record of the last batch
+was when it was sent. Each poller process owns its registry, served on `/metrics` by a small
+aiohttp app (KFAAS_POLLER_METRICS_PORT). Next to the families, `activity` keeps the few facts the
+mapping's status reports that a metric cannot hold (when the last batch was answered, and how).
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import (
@@ -23,6 +29,34 @@ BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+@dataclass
+class MappingActivity:
+    """What one mapping's pollers did last; `changed` is set when the outcome changes."""
+
+    last_batch_at: float | None = None
+    # The last batch's outcome: success, function_error, batch_item_failures, throttled, ...
+    last_outcome: str | None = None
+    # Why the source could not be read, until it is read again.
+    source_problem: str | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def batch_answered(self, outcome: str) -> None:
+        self.last_batch_at = time.time()
+        if outcome != self.last_outcome or self.source_problem is not None:
+            self.last_outcome, self.source_problem = outcome, None
+            self.changed.set()
+
+    def source_failed(self, problem: str) -> None:
+        if problem != self.source_problem:
+            self.source_problem = problem
+            self.changed.set()
+
+    def source_reached(self) -> None:
+        if self.source_problem is not None:
+            self.source_problem = None
+            self.changed.set()
+
+
 class PollerMetrics:
     """The metric families, and the label values of one mapping (`labels`)."""
 
@@ -31,6 +65,7 @@ class PollerMetrics:
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.labels = labels
+        self.activity = MappingActivity()
         r = self.registry
         self.records = Counter(
             "kfaas_poller_records", "Records read from the source", LABELS, registry=r
@@ -91,7 +126,8 @@ class PollerMetrics:
         )
         self.offset_lag = Gauge(
             "kfaas_poller_offset_lag",
-            "Records in the source not yet committed by the consumer group (Kafka)",
+            "Records in the source not yet committed by the consumer group (Kafka), or not yet "
+            "delivered to it (Redis)",
             LABELS,
             registry=r,
         )
@@ -113,7 +149,18 @@ class PollerMetrics:
         view = object.__new__(PollerMetrics)
         view.__dict__.update(self.__dict__)
         view.labels = labels
+        view.activity = MappingActivity()
         return view
+
+    def lag(self) -> int | None:
+        """This mapping's records not yet processed: offset lag plus pending entries (Redis)."""
+        names = dict(zip(LABELS, self.labels, strict=True))
+        values = [
+            self.registry.get_sample_value(metric, names)
+            for metric in ("kfaas_poller_offset_lag", "kfaas_poller_pending_entries")
+        ]
+        known = [value for value in values if value is not None]
+        return int(sum(known)) if known else None
 
 
 def metrics_app(registry: CollectorRegistry) -> web.Application:

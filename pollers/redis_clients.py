@@ -151,10 +151,16 @@ class RedisStreams:
         with _translated("XACK"):
             await _awaited(self.client.xack(stream, group, *entry_ids))
 
-    async def pending_count(self, stream: str, group: str) -> int:
-        with _translated("XPENDING"):
-            summary = await _awaited(self.client.xpending(stream, group))
-        return int(summary["pending"]) if summary else 0
+    async def group_backlog(self, stream: str, group: str) -> tuple[int, int | None]:
+        """The group's pending entries and its lag (entries not yet delivered; None when Redis
+        cannot tell: before 7.0, or after deletions it cannot count past), from XINFO GROUPS."""
+        with _translated("XINFO GROUPS"):
+            groups = await _awaited(self.client.xinfo_groups(stream))
+        for info in groups or []:
+            if _text(info.get("name", b"")) == group:
+                lag = info.get("lag")
+                return int(info.get("pending") or 0), None if lag is None else int(lag)
+        return 0, None
 
     async def add(self, stream: str, fields_list: Sequence[Mapping[str, str | bytes]]) -> None:
         """XADD entries in one round trip (MULTI/EXEC), for the on-failure destination."""

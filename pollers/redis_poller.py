@@ -302,6 +302,8 @@ class RedisPoller:
             await asyncio.sleep(every)
             if self.held:
                 await self.client.keep_claimed(s.stream, s.group, s.consumer, list(self.held))
-            self.metrics.pending.labels(*self.metrics.labels).set(
-                await self.client.pending_count(s.stream, s.group)
-            )
+            pending, lag = await self.client.group_backlog(s.stream, s.group)
+            self.metrics.pending.labels(*self.metrics.labels).set(pending)
+            if lag is not None:
+                self.metrics.offset_lag.labels(*self.metrics.labels).set(lag)
+            self.metrics.activity.source_reached()

@@ -197,6 +197,7 @@ class MappingRunner:
                 return await topic_partition_count(kafka.bootstrap_servers, kafka.topic)
             except SourceError as exc:
                 log.warning("cannot read partitions of %s yet: %s", kafka.topic, exc)
+                self.metrics.activity.source_failed(str(exc))
                 await asyncio.sleep(RESTART_FIRST_SECONDS)
 
     def _consumer_factory(self, index: int) -> Callable[[], Awaitable[None]]:
@@ -223,7 +224,7 @@ class MappingRunner:
                 destination=self.destination,
                 stream_arn=kafka_topic_arn(region, namespace, spec.kafka.topic),
             )
-            await poller.run()
+            await self._reporting_source_errors(poller.run())
 
         async def run_redis() -> None:
             assert spec.redis is not None
@@ -246,9 +247,16 @@ class MappingRunner:
                 destination=self.destination,
                 stream_arn=redis_stream_arn(region, namespace, spec.redis.stream),
             )
-            await poller.run()
+            await self._reporting_source_errors(poller.run())
 
         return run_kafka if spec.kafka is not None else run_redis
+
+    async def _reporting_source_errors(self, run: Awaitable[None]) -> None:
+        try:
+            await run
+        except SourceError as exc:
+            self.metrics.activity.source_failed(str(exc))
+            raise
 
 
 class PollerGroup:
