@@ -6,9 +6,11 @@ relative paths and contents in a fixed order so that the same code always has th
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from kfaas.manifests import Function
 
@@ -34,8 +36,24 @@ def tree_files(root: Path) -> dict[str, bytes]:
     return files
 
 
+def config_map_files(config_map: Mapping[str, Any]) -> dict[str, bytes]:
+    """The files a ConfigMap volume holds: ``data`` as UTF-8, ``binaryData`` base64-decoded.
+
+    Kubernetes refuses a key present in both, so one dictionary holds them all; hashed with
+    :func:`files_digest`, a ConfigMap has the digest inline code with the same files would have.
+    """
+    files = {name: str(text).encode() for name, text in (config_map.get("data") or {}).items()}
+    for name, encoded in (config_map.get("binaryData") or {}).items():
+        files[name] = base64.b64decode(str(encoded))
+    return files
+
+
 def code_digest(function: Function) -> str:
-    """sha256 of the code a function runs (inline files or its local folder; image by name)."""
+    """sha256 of the code a function runs (inline files or its local folder; image by name).
+
+    A ``code.configMap`` is hashed by name here, since the manifest alone does not hold its
+    files; the operator hashes the ConfigMap's contents instead (:func:`config_map_files`).
+    """
     code = function.spec.code
     if code.inline is not None:
         return files_digest({name: text.encode() for name, text in code.inline.items()})

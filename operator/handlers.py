@@ -3,8 +3,11 @@
 Functions and EventSourceMappings are reconciled on create, update and resume (an operator restart
 re-checks everything and, thanks to the hash annotations, writes nothing that is already right).
 Changes of the Deployments the operator made refresh the owner's status (instances, rollout,
-Ready). No handler needs a finalizer: children go with their owner through ownerReferences.
-Handlers are registered on a registry given by the caller, so importing this module does nothing.
+Ready). A change of a ConfigMap that Functions name as ``code.configMap`` (found through an index
+of those references, so no API call is made for other ConfigMaps) re-reconciles them: the new
+files mean a new code digest, a rolling update and, once it is done, a new ``status.codeSha256``.
+No handler needs a finalizer: children go with their owner through ownerReferences. Handlers are
+registered on a registry given by the caller, so importing this module does nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +48,13 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 
 async def _report(
-    client: KubeClient, kind: str, body: Any, result: Result, metrics: OperatorMetrics
+    client: KubeClient,
+    kind: str,
+    body: Any,
+    result: Result,
+    metrics: OperatorMetrics,
+    *,
+    retry: bool = True,
 ) -> None:
     """Write the status, post each failed step as a Warning Event, retry while any failed."""
     metrics.reconciles.labels(kind, "failed" if result.failures else "ok").inc()
@@ -55,7 +64,7 @@ async def _report(
     log.info("reconciled %s %s/%s: wrote %s", kind, meta["namespace"], meta["name"], wrote)
     for failure in result.failures:
         kopf.warn(body, reason=failure.reason, message=failure.message)
-    if result.failures:
+    if result.failures and retry:
         first = result.failures[0]
         raise kopf.TemporaryError(f"{first.reason}: {first.message}", delay=RETRY_SECONDS)
 
@@ -89,6 +98,21 @@ def register(
         result = await reconcile_mapping(client, _plain(body), config)
         await _report(client, "EventSourceMapping", body, result, metrics)
 
+    # An explicit id: Kopf passes an index to handlers as a keyword named by the index's id.
+    @kopf.index(API_GROUP, VERSION, "functions", id="code_config_maps", registry=registry)
+    def code_config_maps(
+        namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    ) -> dict[tuple[str | None, str], str] | None:
+        """(namespace, ConfigMap) → the Functions whose ``code.configMap`` names it."""
+        config_map = (spec.get("code") or {}).get("configMap")
+        return {(namespace, str(config_map)): name} if config_map else None
+
+    @kopf.on.event("v1", "configmaps", registry=registry)
+    async def config_map_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+        index: kopf.Index[tuple[str | None, str], str] = kwargs["code_config_maps"]
+        for function_name in sorted(index.get((namespace, name), [])):
+            await _reconcile_code_user(client, namespace, function_name, config, metrics)
+
     @kopf.on.event(
         "apps",
         "v1",
@@ -112,6 +136,32 @@ def register(
         except KubeError as exc:
             # The next Deployment event or the owner's own handler brings the status up to date.
             log.warning("cannot refresh the status of %s %s/%s: %s", kind, namespace, name, exc)
+
+
+async def _reconcile_code_user(
+    client: KubeClient,
+    namespace: str | None,
+    name: str,
+    config: OperatorConfig,
+    metrics: OperatorMetrics,
+) -> None:
+    """Reconcile a Function because its code ConfigMap changed (appeared, was edited, went away).
+
+    Failed steps land in its status and Events as usual but are not retried from here: an event
+    handler has no retries, and the Function's own handler retries until its code is found.
+    """
+    if namespace is None:
+        return
+    try:
+        found = await client.find(f"{API_GROUP}/{VERSION}", "functions", namespace, name)
+        if found is None:
+            return
+        result = await reconcile_function(client, found, config)
+        await _report(client, "Function", found, result, metrics, retry=False)
+    except KubeError as exc:
+        log.warning(
+            "cannot reconcile Function %s/%s after its code changed: %s", namespace, name, exc
+        )
 
 
 def _owner(obj: dict[str, Any]) -> tuple[str, str] | None:

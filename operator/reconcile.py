@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfaas.code import code_digest
 from kfaas.kube_clients import KubeClient, KubeError
 from kfaas.manifests import Function, ManifestError
 
@@ -132,22 +131,22 @@ async def _reconcile_function(client: KubeClient, body: Body, config: OperatorCo
     uid = body["metadata"]["uid"]
     outcomes: list[Outcome] = [Outcome("SpecValid", "True", "SpecValid")]
 
+    # The ConfigMap a `code.configMap` function names: its files are hashed into the template.
+    code_config_map: Body | None = None
+
     async def code() -> Outcome:
+        nonlocal code_config_map
         config_map = fn_resources.make_code_config_map(function, uid)
         if config_map is not None:
             await ensure(client, config_map)
             return Outcome("CodeReady", "True", "InlineCode", "inline code stored in a ConfigMap")
         if function.spec.code.config_map is not None:
             name = function.spec.code.config_map
-            found = await client.find("v1", "configmaps", function.metadata.namespace, name)
-            if found is None:
-                return Outcome(
-                    "CodeReady",
-                    "False",
-                    "CodeConfigMapNotFound",
-                    f"ConfigMap {name} does not exist in namespace {function.metadata.namespace};"
-                    " create it (one key per file) or fix spec.code.configMap",
-                )
+            code_config_map = await client.find(
+                "v1", "configmaps", function.metadata.namespace, name
+            )
+            if code_config_map is None:
+                return _missing_code(function)
             return Outcome("CodeReady", "True", "ConfigMapCode", f"code from ConfigMap {name}")
         return Outcome(
             "CodeReady", "True", "ImageCode", f"code in image {function.spec.code.image}"
@@ -169,7 +168,7 @@ async def _reconcile_function(client: KubeClient, body: Body, config: OperatorCo
                 "name": names.function_workload(function.metadata.name),
             }
             await ensure_absent(client, "policy/v1", "PodDisruptionBudget", meta)
-        deployment = await _ensure_deployment(client, function, uid, config)
+        deployment = await _ensure_deployment(client, function, uid, config, code_config_map)
         return Outcome("ResourcesReady", "True", "Applied", "all child objects are up to date")
 
     if await _step(outcomes, "CodeReady", code):
@@ -181,8 +180,23 @@ async def _reconcile_function(client: KubeClient, body: Body, config: OperatorCo
     return Result(outcomes, generation, {"url": fn_resources.function_url(function, config)})
 
 
+def _missing_code(function: Function) -> Outcome:
+    name, namespace = function.spec.code.config_map, function.metadata.namespace
+    return Outcome(
+        "CodeReady",
+        "False",
+        "CodeConfigMapNotFound",
+        f"ConfigMap {name} does not exist in namespace {namespace};"
+        " create it (one key per file) or fix spec.code.configMap",
+    )
+
+
 async def _ensure_deployment(
-    client: KubeClient, function: Function, uid: str, config: OperatorConfig
+    client: KubeClient,
+    function: Function,
+    uid: str,
+    config: OperatorConfig,
+    code: Body | None,
 ) -> Body:
     """Apply the runtime Deployment; a new one starts at the floor, owned by the autoscaler.
 
@@ -191,7 +205,7 @@ async def _ensure_deployment(
     field manager applies the same value at once: from then on the autoscaler alone owns it, and
     the reconciler's later applies, which leave it out, do not reset it.
     """
-    desired = fn_resources.make_deployment(function, uid, config)
+    desired = fn_resources.make_deployment(function, uid, config, code=code)
     meta = desired["metadata"]
     live = await client.find("apps/v1", "deployments", meta["namespace"], meta["name"])
     if live is not None:
@@ -351,13 +365,6 @@ async def prune_code(client: KubeClient, function: Function) -> None:
             continue
         if await client.delete("v1", "configmaps", function.metadata.namespace, name):
             _note("ConfigMap", name)
-
-
-def desired_digest(body: Body) -> str | None:
-    try:
-        return code_digest(fn_resources.parse_function(body))
-    except ManifestError:
-        return None
 
 
 # -- EventSourceMapping ------------------------------------------------------------------------

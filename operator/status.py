@@ -32,7 +32,7 @@ class Condition(_Status):
 class FunctionStatus(_Status):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
-    # sha256 of the code the current pods run (inline files, or the image/ConfigMap name).
+    # sha256 of the code the current pods run (inline or ConfigMap files, or the image name).
     code_sha256: str | None = None
     # Instances asked for by the autoscaler (Deployment replicas) and the ones serving.
     instances: int | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kfaas.code import code_digest
+from kfaas.code import code_digest, config_map_files, files_digest
 from kfaas.manifests import Function, parse_manifest
 from kfaas.runtimeenv import runtime_environment
 
@@ -68,6 +68,19 @@ def make_code_config_map(function: Function, uid: str) -> Body | None:
             "data": dict(sorted(inline.items())),
         }
     )
+
+
+def code_sha256(function: Function, config_map: Body | None = None) -> str:
+    """The digest of the code the pods run, which the pod template carries.
+
+    For ``code.configMap`` it is the digest of that ConfigMap's files (``config_map``, as read
+    from the API), so editing the ConfigMap rolls the pods like an inline code change does.
+    """
+    if function.spec.code.config_map is None:
+        return code_digest(function)
+    if config_map is None:
+        raise ValueError(f"the digest of ConfigMap {function.spec.code.config_map} needs its data")
+    return files_digest(config_map_files(config_map))
 
 
 def code_config_map_name(function: Function) -> str | None:
@@ -130,11 +143,16 @@ def _environment(function: Function, config: OperatorConfig) -> list[Body]:
     return entries
 
 
-def make_deployment(function: Function, uid: str, config: OperatorConfig) -> Body:
-    """The runtime pods; ``replicas`` is left to the autoscaler."""
+def make_deployment(
+    function: Function, uid: str, config: OperatorConfig, *, code: Body | None = None
+) -> Body:
+    """The runtime pods; ``replicas`` is left to the autoscaler.
+
+    ``code`` is the ConfigMap a ``code.configMap`` function names, as read from the API.
+    """
     spec = function.spec
     name = function.metadata.name
-    digest = code_digest(function)
+    digest = code_sha256(function, code)
     image = spec.code.image or config.image
     container: Body = {
         "name": "runtime",

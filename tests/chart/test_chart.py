@@ -148,6 +148,7 @@ OPERATOR_ALLOWED = [
     ("patch", "deployments.apps"),
     ("create", "configmaps"),
     ("delete", "configmaps"),
+    ("watch", "configmaps"),  # a Function's code.configMap: an edit rolls its pods
     ("create", "networkpolicies.networking.k8s.io"),
     ("create", "poddisruptionbudgets.policy"),
     ("create", "roles.rbac.authorization.k8s.io"),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
-from kfaas.code import code_digest
+import pytest
+
+from kfaas.code import code_digest, config_map_files
 from kfaas.manifests import EventSourceMapping, Function, parse_manifest
 from kfaas.operator import names
 from kfaas.operator.config import OperatorConfig
@@ -156,6 +159,64 @@ def test_image_code_runs_that_image_without_a_code_volume() -> None:
     assert fn.make_code_config_map(function(code={"image": "x:1"}), UID) is None
     volumes = [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]
     assert volumes == ["tmp"]
+
+
+def code_config_map(data: dict[str, str], binary: dict[str, bytes] | None = None) -> Any:
+    """A ConfigMap as the API returns it, with the noise a live object carries."""
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "thumbnail-src", "namespace": "media", "resourceVersion": "7"},
+        "data": data,
+    }
+    if binary:
+        body["binaryData"] = {k: base64.b64encode(v).decode() for k, v in binary.items()}
+    return body
+
+
+def template_digest(deployment: dict[str, Any]) -> str:
+    return str(
+        deployment["spec"]["template"]["metadata"]["annotations"][names.CODE_SHA256_ANNOTATION]
+    )
+
+
+def test_config_map_files_are_its_data_and_decoded_binary_data() -> None:
+    files = config_map_files(code_config_map({"app.py": "x = 1\n"}, {"model.bin": b"\x00\xff"}))
+    assert files == {"app.py": b"x = 1\n", "model.bin": b"\x00\xff"}
+    assert config_map_files({"metadata": {"name": "empty"}}) == {}
+
+
+def test_config_map_code_digest_is_its_files_digest_whatever_the_order() -> None:
+    source = {"app.py": "def handler(e, c): return 1\n", "util.py": "X = 1\n"}
+    shuffled = dict(reversed(list(source.items())))
+    from_config_map = function(code={"configMap": "thumbnail-src"})
+    digest = fn.code_sha256(from_config_map, code_config_map(source))
+    assert digest == fn.code_sha256(from_config_map, code_config_map(shuffled))
+    # The same files inline have the same digest: status.codeSha256 means one thing.
+    assert digest == code_digest(function(code={"inline": source}))
+    assert digest != code_digest(from_config_map)  # not the ConfigMap's name
+    # Text and binary keys both count, and a key moved between them keeps the digest.
+    as_binary = code_config_map({"util.py": "X = 1\n"}, {"app.py": source["app.py"].encode()})
+    assert fn.code_sha256(from_config_map, as_binary) == digest
+    edited = code_config_map({**source, "util.py": "X = 2\n"})
+    assert fn.code_sha256(from_config_map, edited) != digest
+
+
+def test_config_map_edit_changes_the_pod_template() -> None:
+    from_config_map = function(code={"configMap": "thumbnail-src"})
+    before = fn.make_deployment(
+        from_config_map, UID, CONFIG, code=code_config_map({"app.py": "x = 1\n"})
+    )
+    after = fn.make_deployment(
+        from_config_map, UID, CONFIG, code=code_config_map({"app.py": "x = 2\n"})
+    )
+    assert template_digest(before) != template_digest(after)
+    assert desired_hash(before) != desired_hash(after)
+    volumes = {v["name"]: v for v in after["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["code"]["configMap"]["name"] == "thumbnail-src"
+    # Without the ConfigMap's data there is no digest to give the pods.
+    with pytest.raises(ValueError, match="thumbnail-src"):
+        fn.make_deployment(from_config_map, UID, CONFIG)
 
 
 def test_env_from_and_pod_template_are_merged() -> None:

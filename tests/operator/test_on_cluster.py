@@ -227,6 +227,48 @@ def test_missing_code_config_map_is_reported(platform: Platform, namespace: str)
     wait(platform, namespace, "condition=Ready", "function/nocode", timeout=90)
 
 
+def test_editing_the_code_config_map_rolls_the_pods(platform: Platform, namespace: str) -> None:
+    """code.configMap: the ConfigMap's files, not its name, make the digest; an edit rolls out."""
+    source = {"app.py": "def handler(event, context):\n    return 1\n"}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "edited-src", "namespace": namespace},
+        "data": source,
+    }
+    platform.apply(config_map)
+    platform.apply(
+        function_doc("edited", namespace, code={"configMap": "edited-src"},
+                     scaling={"minInstances": 1})
+    )  # fmt: skip
+    wait(platform, namespace, "condition=Ready", "function/edited")
+    first = code_digest(_model(function_doc("x", namespace, code={"inline": source})))
+    wait(platform, namespace, f"jsonpath={{.status.codeSha256}}={first}", "function/edited")
+    before = get(platform, namespace, "deployment", "edited-fn")
+    assert before["spec"]["template"]["metadata"]["annotations"]["kfaas.dev/code-sha256"] == first
+
+    edited = {"app.py": "def handler(event, context):\n    return 2\n"}
+    platform.apply({**config_map, "data": edited})
+    second = code_digest(_model(function_doc("x", namespace, code={"inline": edited})))
+    assert second != first
+    # No change to the Function: the ConfigMap watch alone brings the new template and status.
+    wait(platform, namespace, f"jsonpath={{.status.codeSha256}}={second}", "function/edited")
+    wait(platform, namespace, "condition=Ready", "function/edited")
+    after = get(platform, namespace, "deployment", "edited-fn")
+    assert after["spec"]["template"]["metadata"]["annotations"]["kfaas.dev/code-sha256"] == second
+    assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
+    assert after["spec"]["replicas"] == 1
+    function = get(platform, namespace, "function/edited")
+    assert function["metadata"]["generation"] == 1
+
+    # Deleting the ConfigMap is reported at once, with what to do about it.
+    platform.kubectl("-n", namespace, "delete", "configmap", "edited-src")
+    wait(platform, namespace, "condition=Ready=False", "function/edited")
+    ready = condition(get(platform, namespace, "function/edited"), "Ready")
+    assert ready["reason"] == "CodeConfigMapNotFound"
+    assert f"ConfigMap edited-src does not exist in namespace {namespace}" in ready["message"]
+
+
 def test_mapping_gets_its_poller_deployment(platform: Platform, namespace: str) -> None:
     platform.apply(function_doc("consumer", namespace))
     mapping = {
