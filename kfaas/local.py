@@ -206,7 +206,7 @@ class LocalBackend:
 
     async def _start_instance(self, key: str, function: Function, instance: LocalInstance) -> None:
         try:
-            env = self._environment(function)
+            env = self._environment(function, instance.generation)
             read_fd, write_fd = os.pipe()
             try:
                 instance.pid = await self._spawn(env, write_fd)
@@ -235,7 +235,7 @@ class LocalBackend:
             self._publish(key)
             self._reconcile(key, time.monotonic())
 
-    def _environment(self, function: Function) -> dict[str, str]:
+    def _environment(self, function: Function, generation: str) -> dict[str, str]:
         root = function.code_root()
         if root is None:
             if function.spec.code.inline is None:
@@ -253,6 +253,9 @@ class LocalBackend:
                 "KFAAS_RUNTIME_PORT": "0",
                 "KFAAS_RUNTIME_API_PORT": "0",
                 "KFAAS_MEMORY_LIMIT": "1",
+                # Bytecode apart per generation: a .pyc records its source's mtime in whole
+                # seconds, so an edit within the same second would otherwise run the old code.
+                "PYTHONPYCACHEPREFIX": str(self.state_dir / "pycache" / generation),
             }
         )
         return env

@@ -107,7 +107,11 @@ def test_code_and_manifest_changes_reload(project: tuple[Path, DevServer]) -> No
     first = invoke(dev, "version")
     assert (first["version"], first["label"]) == (1, "first")
     write(folder, 2)
-    eventually(lambda: invoke(dev, "version")["version"] == 2)
+    try:
+        eventually(lambda: invoke(dev, "version")["version"] == 2)
+    except AssertionError:
+        print(dev.output())
+        raise
     manifest = folder / "functions.yaml"
     manifest.write_text(manifest.read_text().replace("LABEL: first", "LABEL: second"))
     eventually(lambda: invoke(dev, "version")["label"] == "second")
