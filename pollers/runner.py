@@ -57,6 +57,11 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
             log.warning("%s lost its source; reconnecting: %s", name, exc)
         except Exception:
             log.exception("%s failed; restarting", name)
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            # A client library turned our cancellation into its own error (redis-py can, mid-read):
+            # the stop was still asked for, so stop instead of restarting the consumer.
+            raise asyncio.CancelledError
         if loop.time() - started > HEALTHY_SECONDS:
             failures = 0
         failures += 1
