@@ -57,6 +57,12 @@ def test_kfaas_invoke(dev: DevServer) -> None:
     assert missing.returncode == 2 and "ResourceNotFoundException" in missing.stderr
 
 
+def test_health_endpoints(dev: DevServer) -> None:
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"{dev.url}{path}", timeout=10) as reply:
+            assert reply.status == 200, path
+
+
 def test_gateway_metrics(dev: DevServer) -> None:
     subprocess.run([KFAAS, "invoke", "echo", "--endpoint", dev.url], check=True, timeout=60,
                    capture_output=True)  # fmt: skip
