@@ -21,7 +21,7 @@ from kfaas.events import invocation_record
 from kfaas.manifests import Function
 from kfaas.retries import next_async_step
 
-from .asyncq import AsyncEvent, AsyncQueue, Delivery
+from .asyncq import AsyncEvent, AsyncQueue, Delivery, guarded_task
 from .errors import ApiError, ResourceNotFound, TooManyRequests
 from .invoker import InvokeOptions, Invoker, InvokeResult
 
@@ -66,10 +66,10 @@ class Dispatcher:
         self._stopping = False
 
     def start(self) -> None:
-        for index in range(self.concurrency):
-            task = asyncio.create_task(self._run(), name=f"kfaas-async-dispatcher-{index}")
-            task.add_done_callback(self._crashed)
-            self._tasks.append(task)
+        self._tasks = [
+            guarded_task(f"kfaas-async-dispatcher-{index}", self._run, log)
+            for index in range(self.concurrency)
+        ]
 
     async def stop(self, drain_seconds: float = 10.0) -> None:
         """Stop taking events; let invocations under way finish for up to ``drain_seconds``.
@@ -79,7 +79,6 @@ class Dispatcher:
         """
         self._stopping = True
         for task in self._tasks:
-            task.remove_done_callback(self._crashed)
             if task not in self._busy:
                 task.cancel()
         busy = [task for task in self._tasks if task in self._busy]
@@ -97,15 +96,6 @@ class Dispatcher:
             log.warning("dispatcher task %s did not stop when cancelled", task.get_name())
             task.add_done_callback(_retrieve)
         self._tasks.clear()
-
-    def _crashed(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        log.error("dispatcher task %s died: %r; restarting it", task.get_name(), task.exception())
-        self._tasks.remove(task)
-        replacement = asyncio.create_task(self._run(), name=task.get_name())
-        replacement.add_done_callback(self._crashed)
-        self._tasks.append(replacement)
 
     async def _run(self) -> None:
         while not self._stopping:
