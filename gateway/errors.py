@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from kfaas.events import api_error_body
+
 
 class ApiError(Exception):
     """An Invoke API error with Lambda's status code and error type."""
@@ -71,13 +73,7 @@ class Forbidden(ApiError):
 
 
 def error_response(error: ApiError, request_id: str) -> web.Response:
-    body = {
-        "Type": "User",
-        "__type": error.error_type,
-        "message": error.message,
-        "Message": error.message,
-        **error.extra,
-    }
+    body = api_error_body(error.error_type, error.message, **error.extra)
     headers = {
         "x-amzn-ErrorType": error.error_type,
         "x-amzn-RequestId": request_id,
