@@ -26,7 +26,13 @@ from kfaas.gateway.asyncq import QueueError, make_queue, parse_queue_url
 from kfaas.gateway.destinations_clients import ClientDestinations
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.local import LocalBackend, generation_of
-from kfaas.manifests import EventSourceMapping, Function, ManifestError, load_manifests
+from kfaas.manifests import (
+    EventSourceMapping,
+    Function,
+    ManifestError,
+    load_manifests,
+    manifest_files,
+)
 from kfaas.pollers.runner import PollerGroup
 
 log = logging.getLogger("kfaas.dev")
@@ -35,22 +41,12 @@ WATCH_SECONDS = 1.0
 Snapshot = dict[str, tuple[float, int]]
 
 
-def manifest_files(paths: Iterable[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
-        else:
-            files.append(path)
-    return files
-
-
 def snapshot(paths: Iterable[str | Path], functions: Iterable[Function]) -> Snapshot:
     """Modification time and size of every manifest and code file: cheap to take every second."""
     state: Snapshot = {}
     roots = [root for fn in functions if (root := fn.code_root()) is not None]
-    for path in [*manifest_files(paths), *roots]:
+    manifests, _ = manifest_files(paths)
+    for path in [*manifests, *roots]:
         candidates = path.rglob("*") if path.is_dir() else [path]
         for file in candidates:
             if "__pycache__" in file.parts:

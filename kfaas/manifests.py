@@ -537,7 +537,7 @@ def _parse(doc: Any, source: str, folder: str | None) -> Manifest:
     return manifest
 
 
-def _manifest_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+def manifest_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     """The YAML files named by `paths` (folders searched recursively), and the missing paths."""
     files: list[Path] = []
     missing: list[Path] = []
@@ -582,7 +582,7 @@ def load_manifests(paths: Iterable[str | Path]) -> list[Manifest]:
     documents. Every problem in every file is collected and raised as one ManifestError, so a
     user fixes them all in one round.
     """
-    files, missing = _manifest_files(paths)
+    files, missing = manifest_files(paths)
     # (file, error) pairs: the combined error names the faulty files, not their documents.
     errors = [
         (path, ManifestError(str(path), [f"{path}: no such file or folder"])) for path in missing
