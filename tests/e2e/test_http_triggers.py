@@ -67,7 +67,7 @@ def test_functions_without_http_are_not_reachable(dev: DevServer, path: str) -> 
 
 
 def test_function_error_is_a_502(dev: DevServer) -> None:
-    # `web` expects an HTTP event; a GET of a missing key still returns a response, so use plain's
-    # sibling: an HTTP-enabled function whose handler raises is answered 502 like API Gateway.
-    status, _, body = request(f"{dev.url}/fn/default/web", "GET")
-    assert status == 201, body
+    status, headers, body = request(f"{dev.url}/fn/default/web-fail/")
+    assert status == 502
+    assert json.loads(body) == {"message": "Internal Server Error"}
+    assert headers["x-amzn-RequestId"]
