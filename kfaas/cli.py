@@ -1,6 +1,6 @@
 """The ``kfaas`` command: thin entry points that parse configuration and wire objects.
 
-Each role (``dev``, ``gateway``, ``runtime``, ``invoke``; ``operator`` and ``poller`` later) is a
+Each role (``dev``, ``gateway``, ``runtime``, ``invoke``, ``operator``, ``poller``) is a
 subcommand; the loops live in their own modules so they can be tested without the command line.
 """
 
