@@ -72,6 +72,29 @@ class Forbidden(ApiError):
     error_type = "AccessDeniedException"
 
 
+class Unauthenticated(ApiError):
+    """The caller could not be authenticated (``kfaas.gateway.auth``); subclasses say why."""
+
+    status = 403
+
+
+class MissingAuthenticationToken(Unauthenticated):
+    error_type = "MissingAuthenticationTokenException"
+
+
+class IncompleteSignature(Unauthenticated):
+    status = 400
+    error_type = "IncompleteSignatureException"
+
+
+class UnrecognizedClient(Unauthenticated):
+    error_type = "UnrecognizedClientException"
+
+
+class InvalidSignature(Unauthenticated):
+    error_type = "InvalidSignatureException"
+
+
 def error_response(error: ApiError, request_id: str) -> web.Response:
     body = api_error_body(error.error_type, error.message, **error.extra)
     headers = {
