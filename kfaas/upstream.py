@@ -7,6 +7,13 @@ connections per host and speaks just what those calls need: a request with ``Con
 response with ``Content-Length``. A reused connection that breaks before any response byte arrived
 is retried once on a fresh one: servers close only idle kept-alive connections, so a break then
 means the request was not taken.
+
+Pooled connections are shared by every caller, so one caller's request must never decide what the
+next one reads (issue 8). Heads are written by ``kfaas.wire`` (which refuses CR, LF and NUL) and
+read back strictly; a connection is closed, never reused, as soon as its state is in doubt: bytes
+nobody asked for (after a complete response, or while no request is outstanding), a response that
+is not framed by exactly one ``Content-Length``, ``Connection: close``, an error or a cancellation.
+The gateway also names the request id it sent, and a response carrying another id is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +23,13 @@ import collections
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
+
+from kfaas import wire
+
+MAX_HEAD_BYTES = 1024 * 1024
+REQUEST_ID_HEADER = "lambda-runtime-aws-request-id"
+# Framing is this module's business; a caller naming these would write a second, conflicting one.
+_RESERVED = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 class UpstreamError(Exception):
@@ -36,7 +50,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self._buffer = bytearray()
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
-        self._head: tuple[int, dict[str, str], int] | None = None
+        self._head: _Head | None = None
+        self._request_id: str | None = None
         self.received_any = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -49,12 +64,16 @@ class _Connection(asyncio.Protocol):
             self._waiter.set_exception(UpstreamError(f"connection closed: {exc or 'by peer'}"))
 
     def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():
+            # Nobody asked for these bytes: whatever they answer, no caller may read them.
+            self.close()
+            return
         self.received_any = True
         self._buffer += data
         try:
             self._parse()
         except UpstreamError as exc:
-            if self._waiter is not None and not self._waiter.done():
+            if not self._waiter.done():
                 self._waiter.set_exception(exc)
             self.close()
 
@@ -62,26 +81,42 @@ class _Connection(asyncio.Protocol):
         if self._head is None:
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
+                if len(self._buffer) > MAX_HEAD_BYTES:
+                    raise UpstreamError("response head too large")
                 return
             self._head = _parse_head(bytes(self._buffer[:end]))
             del self._buffer[: end + 4]
-        status, headers, length = self._head
-        if len(self._buffer) < length:
+        head = self._head
+        if len(self._buffer) < head.length:
             return
-        body = bytes(self._buffer[:length])
-        del self._buffer[:length]
+        if len(self._buffer) > head.length:
+            raise UpstreamError("bytes after the response: the connection is out of step")
+        body = bytes(self._buffer)
+        self._buffer.clear()
         self._head = None
-        if headers.get("connection", "").lower() == "close":
+        if not head.keep_alive:
             self.close()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(UpstreamResponse(status, headers, body))
+        if self._request_id is not None:
+            answered = head.headers.get(REQUEST_ID_HEADER)
+            if answered != self._request_id and (answered is not None or head.status < 300):
+                raise UpstreamError(
+                    f"response for request {answered!r}, not {self._request_id!r}: "
+                    "the connection is out of step"
+                )
+        assert self._waiter is not None
+        self._waiter.set_result(UpstreamResponse(head.status, head.headers, body))
 
-    def request(self, data: bytes) -> asyncio.Future[UpstreamResponse]:
+    def request(self, data: bytes, request_id: str | None) -> asyncio.Future[UpstreamResponse]:
         assert self.transport is not None
         self._waiter = asyncio.get_running_loop().create_future()
+        self._request_id = request_id
         self.received_any = False
         self.transport.write(data)
         return self._waiter
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self._head is None and not self._buffer
 
     def close(self) -> None:
         self.closed = True
@@ -89,19 +124,33 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-def _parse_head(head: bytes) -> tuple[int, dict[str, str], int]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-        raise UpstreamError(f"not an HTTP/1.1 response: {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+@dataclass(slots=True)
+class _Head:
+    status: int
+    headers: dict[str, str]
+    length: int
+    keep_alive: bool
+
+
+def _parse_head(head: bytes) -> _Head:
     try:
-        return int(parts[1]), headers, int(headers.get("content-length", "0"))
-    except ValueError as exc:
-        raise UpstreamError(f"malformed response head: {exc}") from exc
+        start, fields = wire.parse_head(head)
+        status, http11 = wire.parse_status_line(start)
+        length = wire.content_length(fields)
+    except wire.FramingError as exc:
+        raise UpstreamError(f"malformed response: {exc}") from exc
+    headers = dict(fields)
+    if "transfer-encoding" in headers:
+        raise UpstreamError("Transfer-Encoding in a response: only Content-Length is spoken here")
+    if status < 200:
+        raise UpstreamError(f"interim response {status} to a request that did not ask for one")
+    if length is None:
+        if status not in (204, 304):
+            raise UpstreamError(f"response {status} without Content-Length")
+        length = 0
+    tokens = headers.get("connection", "").lower()
+    keep_alive = "close" not in tokens if http11 else "keep-alive" in tokens
+    return _Head(status, headers, length, keep_alive)
 
 
 class UpstreamPool:
@@ -112,15 +161,28 @@ class UpstreamPool:
         self._idle: dict[tuple[str, int], collections.deque[_Connection]] = {}
 
     async def post(
-        self, host: str, port: int, path: str, body: bytes, headers: Mapping[str, str]
+        self,
+        host: str,
+        port: int,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        request_id: str | None = None,
     ) -> UpstreamResponse:
-        head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
-        head.extend(f"{name}: {value}" for name, value in headers.items())
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        """POST ``body``; ``request_id``, when given, must be the id the response carries.
+
+        ``wire.HeaderError`` (nothing sent) when a header cannot be written as it is.
+        """
+        framing = {"Host": f"{host}:{port}", "Content-Length": str(len(body))}
+        for name in headers:
+            if name.lower() in _RESERVED:
+                raise wire.HeaderError(f"{name} is set by the client itself")
+        data = wire.encode_request_head("POST", path, {**framing, **headers}) + body
         for attempt in (1, 2):
             connection, reused = await self._connection(host, port)
             try:
-                response = await connection.request(data)
+                response = await connection.request(data, request_id)
             except UpstreamError:
                 connection.close()
                 if reused and not connection.received_any and attempt == 1:
@@ -147,7 +209,8 @@ class UpstreamPool:
         return connection, False
 
     def _release(self, host: str, port: int, connection: _Connection) -> None:
-        if connection.closed:
+        if not connection.reusable:
+            connection.close()
             return
         idle = self._idle.setdefault((host, port), collections.deque())
         if len(idle) >= self.max_idle_per_host:

@@ -218,7 +218,7 @@ def handle(handler: Handler, invocation: Invocation) -> tuple[bytes, errors.Erro
             _json_header(invocation.cognito),
         )
         event = json.loads(invocation.event) if invocation.event else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # valid JSON can be nested past Python's limit
         return b"", errors.error_body("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
     try:
         result = handler(event, context)
