@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .auth import INTERNAL_GROUP, VERBS, Credential, Principal
+from .auth import INTERNAL_GROUP, VERBS, Auth, Credential, Principal
 
 log = logging.getLogger("kfaas.gateway.auth")
 ACCESS_KEY_PATTERN = r"^[A-Za-z0-9._+=@-]{1,128}$"
@@ -164,3 +165,17 @@ class RuleAuthorizer:
         self, principal: Principal, verb: str, namespace: str, name: str | None
     ) -> bool:
         return any(rule.grants(principal, verb, namespace) for rule in self.rules)
+
+
+def dev_auth(mode: str, document: CredentialsFile | None) -> tuple[Auth, str | None]:
+    """The gateway auth of ``kfaas dev``, and the bearer token its own pollers present.
+
+    The token is made afresh at each start and never printed: the in-process pollers hold it.
+    """
+    if mode == "none":
+        return Auth("none"), None
+    store = StaticCredentials.from_file(document or CredentialsFile())
+    token = secrets.token_urlsafe(32)
+    store.add_token(token, Principal("system:kfaas:dev-pollers", (INTERNAL_GROUP,)))
+    rules = document.rules if document is not None else []
+    return Auth(mode, store, RuleAuthorizer(rules)), token

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from opentelemetry import propagate
@@ -24,12 +28,53 @@ from .delivery import InvokeAnswer
 log = logging.getLogger("kfaas.pollers")
 # Longer than the longest function timeout (900 s), so the gateway always answers first.
 INVOKE_TIMEOUT_SECONDS = 960.0
+# The pod's ServiceAccount token: a gateway with `--auth sigv4` checks it with TokenReview.
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+TOKEN_REREAD_SECONDS = 60.0
+# The Authorization header value to send (None: send none), asked for on every call.
+Authorization = Callable[[], str | None]
+
+
+def token_file_authorization(path: str | Path) -> Authorization:
+    """``Bearer <token>`` from a file the kubelet rotates, re-read at most once a minute."""
+    cached: list[tuple[float, str | None]] = []
+
+    def authorization() -> str | None:
+        now = time.monotonic()
+        if not cached or now - cached[0][0] > TOKEN_REREAD_SECONDS:
+            try:
+                token = Path(path).read_text().strip()
+            except OSError as exc:
+                log.warning("cannot read the gateway token %s: %s", path, exc)
+                token = ""
+            cached[:] = [(now, f"Bearer {token}" if token else None)]
+        return cached[0][1]
+
+    return authorization
+
+
+def gateway_authorization(environ: Mapping[str, str] = os.environ) -> Authorization | None:
+    """How `kfaas poller` authenticates to the gateway: KFAAS_GATEWAY_TOKEN_FILE, else the pod's
+    ServiceAccount token when there is one, else not at all (a gateway with ``--auth none``)."""
+    path = environ.get("KFAAS_GATEWAY_TOKEN_FILE", "").strip()
+    if path:
+        return token_file_authorization(path)
+    if Path(SERVICE_ACCOUNT_TOKEN).is_file():
+        return token_file_authorization(SERVICE_ACCOUNT_TOKEN)
+    return None
 
 
 class GatewayInvoker:
     """Calls `POST {gateway}/2015-03-31/functions/{namespace}%2F{name}/invocations`."""
 
-    def __init__(self, gateway_url: str, namespace: str, name: str) -> None:
+    def __init__(
+        self,
+        gateway_url: str,
+        namespace: str,
+        name: str,
+        *,
+        authorization: Authorization | None = None,
+    ) -> None:
         parts = urlsplit(gateway_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"KFAAS_GATEWAY_URL={gateway_url!r} must be http://host[:port]")
@@ -39,11 +84,15 @@ class GatewayInvoker:
         self.path = f"{parts.path.rstrip('/')}/2015-03-31/functions/{function}/invocations"
         self.url = f"{gateway_url.rstrip('/')}{self.path}"
         self._pool = UpstreamPool(max_idle_per_host=4)
+        self.authorization = authorization
 
     async def __call__(self, payload: bytes) -> InvokeAnswer:
         headers = {"X-Amz-Invocation-Type": "RequestResponse", "Content-Type": "application/json"}
         # The current span is the poller's batch span: the gateway's span becomes its child.
         propagate.inject(headers)
+        credential = self.authorization() if self.authorization else None
+        if credential:
+            headers["Authorization"] = credential
         try:
             async with asyncio.timeout(INVOKE_TIMEOUT_SECONDS):
                 response = await self._pool.post(self.host, self.port, self.path, payload, headers)

@@ -27,6 +27,7 @@ from kfaas.config import Settings
 from kfaas.manifests import EventSourceMapping, ManifestError, parse_manifest
 
 from .errors import MappingError
+from .invoking import gateway_authorization
 from .metrics import PollerMetrics, metrics_app
 from .runner import MappingRunner, describe
 from .status import REPORT_SECONDS, SETTLE_SECONDS, report_status
@@ -85,7 +86,13 @@ async def serve(
     environ: Mapping[str, str] = os.environ,
 ) -> int:
     metrics = PollerMetrics()
-    runner = MappingRunner(mapping, gateway_url=gateway_url, settings=settings, metrics=metrics)
+    runner = MappingRunner(
+        mapping,
+        gateway_url=gateway_url,
+        settings=settings,
+        metrics=metrics,
+        gateway_authorization=gateway_authorization(environ),
+    )
     site_runner: web.AppRunner | None = None
     if port:
         site_runner = web.AppRunner(metrics_app(metrics.registry), access_log=None)

@@ -26,7 +26,7 @@ from .delivery import DeliveryConfig, Position
 from .destinations import Destination, KafkaTopicDestination, RedisStreamDestination
 from .errors import MappingError, SourceError
 from .filters import FilterPatternError, compile_filters
-from .invoking import GatewayInvoker
+from .invoking import Authorization, GatewayInvoker
 from .kafka_clients import topic_partition_count
 from .kafka_poller import KafkaMappingState, KafkaPoller, KafkaSettings
 from .metrics import PollerMetrics, metrics_app
@@ -85,13 +85,16 @@ class MappingRunner:
         claim_idle_seconds: float | None = None,
         kafka_bootstrap_default: str | None = None,
         redis_url_default: str | None = None,
+        gateway_authorization: Authorization | None = None,
     ) -> None:
         self.mapping = mapping
         spec = mapping.spec
         namespace, name = mapping.metadata.namespace, mapping.metadata.name
         self.metrics = metrics.for_mapping((namespace, spec.function_name, name))
         try:
-            self.invoker = GatewayInvoker(gateway_url, namespace, spec.function_name)
+            self.invoker = GatewayInvoker(
+                gateway_url, namespace, spec.function_name, authorization=gateway_authorization
+            )
         except ValueError as exc:
             raise MappingError(str(exc)) from None
         self.settings = settings
@@ -278,8 +281,10 @@ class PollerGroup:
         settings: Settings,
         metrics: PollerMetrics | None = None,
         metrics_port: int | None = None,
+        gateway_authorization: Authorization | None = None,
     ) -> None:
         self.gateway_url = gateway_url
+        self.gateway_authorization = gateway_authorization
         self.settings = settings
         self.metrics = metrics or PollerMetrics()
         if metrics_port is None:
@@ -311,6 +316,7 @@ class PollerGroup:
                         gateway_url=self.gateway_url,
                         settings=self.settings,
                         metrics=self.metrics,
+                        gateway_authorization=self.gateway_authorization,
                     )
                 except MappingError as exc:
                     log.error("mapping %s not started: %s", key, exc)
