@@ -17,16 +17,15 @@ import re
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _NAME = re.compile(_TOKEN)
-# Printable ASCII, inner spaces and tabs allowed, none at the ends (they would not round-trip).
-_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\t ]*[\x21-\x7e])*)?")
-_FIELD_LINE = re.compile(
-    rb"(" + _TOKEN.encode() + rb"):[\t ]*((?:[\x21-\x7e\x80-\xff](?:[\t ]*[\x21-\x7e\x80-\xff])*)?)"
-    rb"[\t ]*"
-)
+_NAME_BYTES = re.compile(_TOKEN.encode())
+# Control characters other than HTAB; CR and LF are among them once CRLF pairs are taken out.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN.encode() + rb") (/[\x21-\x7e]*) HTTP/1\.([01])")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9]) [\t \x21-\x7e\x80-\xff]*")
 _TARGET = re.compile(r"/[\x21-\x7e]*")
 _DIGITS = re.compile(r"[0-9]{1,18}")
+# Names seen valid, so the hot path (the same few names on every request) skips the regex.
+_VALID_NAMES: set[str] = set()
 
 
 class HeaderError(ValueError):
@@ -42,10 +41,16 @@ Fields = list[tuple[str, str]]
 
 
 def encode_header(name: str, value: str) -> bytes:
-    """``Name: value\\r\\n`` as bytes; ``HeaderError`` unless both can be written as they are."""
-    if not _NAME.fullmatch(name):
-        raise HeaderError(f"invalid header name {name[:40]!r}")
-    if not _VALUE.fullmatch(value):
+    """``Name: value\r\n`` as bytes; ``HeaderError`` unless both can be written as they are.
+
+    A value is printable ASCII (space included, tab not) without leading or trailing spaces.
+    """
+    if name not in _VALID_NAMES:
+        if not _NAME.fullmatch(name):
+            raise HeaderError(f"invalid header name {name[:40]!r}")
+        if len(_VALID_NAMES) < 4096:
+            _VALID_NAMES.add(name)
+    if not is_header_value(value):
         raise HeaderError(
             f"header {name} must be printable ASCII without CR, LF, NUL or surrounding "
             f"whitespace: {value[:40]!r}"
@@ -55,7 +60,9 @@ def encode_header(name: str, value: str) -> bytes:
 
 def is_header_value(value: str) -> bool:
     """Whether ``encode_header`` would accept ``value``."""
-    return _VALUE.fullmatch(value) is not None
+    # isprintable() is False for every control character (CR, LF, NUL, tab, DEL) and for many
+    # non-ASCII ones; isascii() rules out the rest.
+    return value.isascii() and value.isprintable() and value[:1] != " " and value[-1:] != " "
 
 
 def encode_request_head(method: str, target: str, headers: dict[str, str]) -> bytes:
@@ -72,21 +79,22 @@ def parse_head(head: bytes) -> tuple[bytes, Fields]:
     """Split a head (without its final blank line) into its start line and its fields.
 
     ``FramingError`` for a bare CR or LF, NUL or another control character, an obs-fold line, a
-    malformed field line or whitespace before a colon. Values are decoded as UTF-8, keeping
-    undecodable bytes as surrogate escapes.
+    field line without a colon, a name that is not a token or whitespace before a colon. Values
+    are decoded as UTF-8, keeping undecodable bytes (obs-text) as surrogate escapes.
     """
+    bad = _CONTROL.search(head.replace(b"\r\n", b"\t"))
+    if bad is not None:
+        raise FramingError(f"control character {bad.group()!r} in the head")
     lines = head.split(b"\r\n")
     fields: Fields = []
     for line in lines[1:]:
-        match = _FIELD_LINE.fullmatch(line)
-        if match is None:
+        name, colon, value = line.partition(b":")
+        if not colon or not _NAME_BYTES.fullmatch(name):
             raise FramingError(f"malformed header line {line[:60]!r}")
-        name, value = match.groups()
-        fields.append((name.decode("ascii").lower(), value.decode("utf-8", "surrogateescape")))
-    start = lines[0]
-    if b"\r" in start or b"\n" in start or b"\0" in start:
-        raise FramingError("control character in the start line")
-    return start, fields
+        fields.append(
+            (name.decode("ascii").lower(), value.strip(b" \t").decode("utf-8", "surrogateescape"))
+        )
+    return lines[0], fields
 
 
 def parse_request_line(line: bytes) -> tuple[str, str, str]:
@@ -112,13 +120,19 @@ def content_length(fields: Fields) -> int | None:
     ``FramingError`` when it is repeated (even with equal values), is not plain digits, or comes
     with ``Transfer-Encoding``: those are the ambiguities request smuggling lives on.
     """
-    values = [value for name, value in fields if name == "content-length"]
-    if not values:
+    found: str | None = None
+    chunked = False
+    for name, value in fields:
+        if name == "content-length":
+            if found is not None:
+                raise FramingError("Content-Length given more than once")
+            found = value
+        elif name == "transfer-encoding":
+            chunked = True
+    if found is None:
         return None
-    if len(values) > 1:
-        raise FramingError("Content-Length given more than once")
-    if any(name == "transfer-encoding" for name, _ in fields):
+    if chunked:
         raise FramingError("both Content-Length and Transfer-Encoding")
-    if not _DIGITS.fullmatch(values[0]):
-        raise FramingError(f"invalid Content-Length {values[0][:20]!r}")
-    return int(values[0])
+    if not _DIGITS.fullmatch(found):
+        raise FramingError(f"invalid Content-Length {found[:20]!r}")
+    return int(found)
