@@ -3,7 +3,8 @@
 A poller is ``kfaas poller`` configured by the mapping itself (``KFAAS_MAPPING``, JSON) and the
 gateway's URL; Kafka credentials stay in the Secret the mapping names and reach the pod as
 environment variables by reference, never copied. Each mapping's pollers get a ServiceAccount
-allowed to write exactly that mapping's status (lag, last batch), nothing else.
+allowed to write exactly that mapping's status (lag, last batch) and to invoke its function,
+nothing else.
 """
 
 from __future__ import annotations
@@ -117,7 +118,11 @@ def make_poller_service_account(mapping: EventSourceMapping, uid: str) -> Body:
 
 
 def make_poller_role(mapping: EventSourceMapping, uid: str) -> Body:
-    """Read this mapping, write its status: what a poller reports (lag, last batch)."""
+    """Read this mapping, write its status (lag, last batch), and invoke its function.
+
+    ``invoke`` on the one function is what a gateway with ``--auth sigv4`` asks RBAC about when
+    the poller calls it with its ServiceAccount token (ADR 009).
+    """
     return with_hash(
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -135,6 +140,12 @@ def make_poller_role(mapping: EventSourceMapping, uid: str) -> Body:
                     "resources": ["eventsourcemappings/status"],
                     "resourceNames": [mapping.metadata.name],
                     "verbs": ["get", "patch"],
+                },
+                {
+                    "apiGroups": [API_GROUP],
+                    "resources": ["functions"],
+                    "resourceNames": [mapping.spec.function_name],
+                    "verbs": ["invoke"],
                 },
             ],
         }
