@@ -243,5 +243,5 @@ def _retrieve(task: asyncio.Task[None]) -> None:
 def _json_or_text(payload: bytes) -> Any:
     try:
         return json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # accepted JSON may be nested past Python's limit
         return payload.decode(errors="replace")

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sys
 from typing import cast
 
 import pytest
+from aiohttp.http_exceptions import BadHttpMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kfaas import jsontext, wire
+from kfaas.gateway.refusals import Refusals
 from kfaas.runtime import http11
 
 PROPERTIES = settings(
@@ -289,3 +293,48 @@ def test_client_context_is_re_encoded_as_ascii() -> None:
     compact = jsontext.compact_ascii(text)
     assert compact == '{"custom":{"user":"\\u65e5\\u672c","e":"\\ud83d\\ude00"}}'
     assert json.loads(compact) == {"custom": {"user": "日本", "e": "😀"}}
+
+
+# -- refused requests in the log ----------------------------------------------------------------
+
+
+def _refused_record(message: str) -> logging.LogRecord:
+    try:
+        raise BadHttpMessage(message)
+    except BadHttpMessage:
+        info = sys.exc_info()
+    return logging.LogRecord(
+        "aiohttp.server",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error handling request from %s",
+        ("10.0.0.9",),
+        info,
+    )
+
+
+def test_refused_requests_are_one_rate_limited_warning_line() -> None:
+    now = [100.0]
+    refusals = Refusals(interval_seconds=10, clock=lambda: now[0])
+    record = _refused_record("Invalid header value char:\r\n\r\n    b'x\\x00'\n       ^")
+    assert refusals.filter(record)
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    line = record.getMessage()
+    assert "\n" not in line and "\r" not in line
+    assert line.startswith("refused a malformed request from 10.0.0.9 with 400: ")
+    held = [refusals.filter(_refused_record("again")) for _ in range(5)]
+    assert held == [False] * 5
+    now[0] += 10
+    record = _refused_record("later")
+    assert refusals.filter(record)
+    assert record.getMessage().endswith("later (5 more since the last report)")
+
+
+def test_other_records_pass_unchanged() -> None:
+    refusals = Refusals(clock=lambda: 0.0)
+    record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "boom", (), None)
+    assert refusals.filter(record) and record.levelno == logging.ERROR
+    debug = _refused_record("quiet")
+    debug.levelno = logging.DEBUG
+    assert refusals.filter(debug) and debug.levelno == logging.DEBUG and debug.exc_info
