@@ -37,6 +37,10 @@ class QueueUnavailable(QueueError):
     """The queue's server cannot be reached (or did not confirm a write) within the deadline."""
 
 
+class QueueFull(QueueError):
+    """The queue holds as many events or bytes as it may; a new event is refused (429)."""
+
+
 @dataclass(frozen=True)
 class AsyncEvent:
     """One accepted asynchronous invocation and the attempts made so far."""
@@ -85,6 +89,12 @@ class AsyncQueue(Protocol):
     async def start(self) -> None:
         """Connect and prepare (consumer groups, topics); raises ``QueueError`` when it cannot."""
 
+    async def accept(self, event: AsyncEvent) -> None:
+        """Store a new event from a client, like ``put``; ``QueueFull`` past the queue's bound.
+
+        Only new events are refused: ``put`` (retries, destinations) never drops accepted work.
+        """
+
     async def put(self, event: AsyncEvent, delay: float = 0.0) -> None:
         """Store the event durably; it becomes deliverable after ``delay`` seconds."""
 
@@ -101,19 +111,35 @@ class AsyncQueue(Protocol):
 
 
 class MemoryQueue:
-    """Events in a heap ordered by the time they become deliverable; lost when the process ends."""
+    """Events in a heap ordered by the time they become deliverable; lost when the process ends.
 
-    def __init__(self) -> None:
+    Bounded in events and payload bytes (waiting plus being delivered), so a flood of ``Event``
+    calls is refused instead of growing the gateway until it is killed with every event in it.
+    """
+
+    def __init__(self, *, max_events: int = 10_000, max_bytes: int = 64 << 20) -> None:
         self._heap: list[tuple[float, int, AsyncEvent]] = []
         self._sequence = itertools.count()
         self._changed = asyncio.Event()
         self.pending: dict[str, AsyncEvent] = {}
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
 
     async def start(self) -> None:
         pass
 
+    async def accept(self, event: AsyncEvent) -> None:
+        refusal = bound_refusal(
+            len(self), self.held_bytes, len(event.payload), self.max_events, self.max_bytes
+        )
+        if refusal:
+            raise QueueFull(refusal)
+        await self.put(event)
+
     async def put(self, event: AsyncEvent, delay: float = 0.0) -> None:
         heapq.heappush(self._heap, (time.monotonic() + delay, next(self._sequence), event))
+        self.held_bytes += len(event.payload)
         self._changed.set()
 
     async def take(self) -> Delivery:
@@ -135,17 +161,38 @@ class MemoryQueue:
                 await wait_event(self._changed, wait)
 
     async def done(self, delivery: Delivery) -> None:
-        self.pending.pop(delivery.handle, None)
+        self._forget(delivery)
 
     async def abandon(self, delivery: Delivery) -> None:
-        if self.pending.pop(delivery.handle, None) is not None:
+        if self._forget(delivery):
             await self.put(delivery.event, delay=ABANDONED_RETRY_SECONDS)
+
+    def _forget(self, delivery: Delivery) -> bool:
+        event = self.pending.pop(delivery.handle, None)
+        if event is None:
+            return False
+        self.held_bytes -= len(event.payload)
+        return True
 
     async def close(self) -> None:
         self._changed.set()
 
     def __len__(self) -> int:
         return len(self._heap) + len(self.pending)
+
+
+def bound_refusal(
+    events: int, held_bytes: int, size: int, max_events: int, max_bytes: int
+) -> str | None:
+    """Why a new event of ``size`` bytes does not fit a queue holding this much; None if it fits."""
+    if events >= max_events:
+        return f"the async queue holds {events} events, its maximum (KFAAS_ASYNC_QUEUE_MAX_EVENTS)"
+    if held_bytes + size > max_bytes:
+        return (
+            f"the async queue holds {held_bytes} bytes of events and a {size}-byte event would "
+            f"pass its maximum of {max_bytes} (KFAAS_ASYNC_QUEUE_MAX_BYTES)"
+        )
+    return None
 
 
 # A delivery given back unfinished is offered again after this long, so that a fault that made it
@@ -357,8 +404,18 @@ async def stop_tasks(tasks: list[asyncio.Task[None]], grace_seconds: float = 5.0
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def make_queue(raw: str, *, redelivery_seconds: float = 30.0) -> AsyncQueue:
-    """The queue a ``--async-queue`` value names, not yet started; ValueError if malformed."""
+def make_queue(
+    raw: str,
+    *,
+    redelivery_seconds: float = 30.0,
+    max_events: int = 10_000,
+    max_bytes: int = 64 << 20,
+) -> AsyncQueue:
+    """The queue a ``--async-queue`` value names, not yet started; ValueError if malformed.
+
+    ``max_events`` and ``max_bytes`` bound the in-memory queue; the durable ones are bounded by
+    their servers' own storage.
+    """
     spec = parse_queue_url(raw)
     if spec.kind == "redis":
         from .redis_queue_clients import RedisQueue
@@ -368,4 +425,4 @@ def make_queue(raw: str, *, redelivery_seconds: float = 30.0) -> AsyncQueue:
         from .kafka_queue_clients import KafkaQueue
 
         return KafkaQueue(spec, redelivery_seconds=redelivery_seconds)
-    return MemoryQueue()
+    return MemoryQueue(max_events=max_events, max_bytes=max_bytes)

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from opentelemetry import context, propagate, trace
 
 from .errors import ApiError, RequestTooLarge, ServiceError, error_response
+from .limits import BODY_HOLD
 
 log = logging.getLogger("kfaas.gateway")
 tracer = trace.get_tracer("kfaas.gateway")
@@ -62,18 +63,36 @@ async def tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    """The whole request body, refused with 413 as soon as it passes ``limit`` bytes.
+
+    The one place bodies are read, so the bounds of ``limits`` hold for every body: the bytes count
+    against the process's body budget until the request ends (429 when it is spent), and a body
+    that stalls longer than the body idle timeout, or takes longer than the body timeout, gets 408.
+    """
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RequestTooLarge(_too_large(declared, limit))
+    hold = request.get(BODY_HOLD)
+    reserved = 0
+    if hold is not None and declared:
+        hold.take(declared)
+        reserved = declared
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
+    while True:
+        if hold is not None:
+            chunk = await hold.read(request.content)
+        else:
+            chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
         size += len(chunk)
         if size > limit:
             raise RequestTooLarge(_too_large(size, limit))
+        if hold is not None and size > reserved:
+            hold.take(size - reserved)
+            reserved = size
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _too_large(size: int, limit: int) -> str:

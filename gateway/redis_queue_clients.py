@@ -160,6 +160,10 @@ class RedisQueue:
 
     # -- the AsyncQueue seam -------------------------------------------------------------------
 
+    async def accept(self, event: AsyncEvent) -> None:
+        # Bounded by the server's storage, not by the gateway's memory.
+        await self.put(event)
+
     async def put(self, event: AsyncEvent, delay: float = 0.0) -> None:
         if delay <= 0:
             data = encode_event(event)

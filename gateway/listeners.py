@@ -1,0 +1,225 @@
+"""Where the gateway listens, and what each listener serves, with per-connection bounds.
+
+One listener serves everything by default (``kfaas dev``). A gateway can instead serve HTTP
+triggers on one address and the Invoke API on another (``--listen trigger=HOST:PORT --listen
+invoke=HOST:PORT``), so a public ingress reaches triggers only and the Invoke API stays behind a
+NetworkPolicy. /healthz and /readyz answer on every listener; /metrics on the Invoke API's only.
+
+Every connection is wrapped in a ``GuardedConnection`` around aiohttp's own protocol: it enforces
+the cap on open connections (answering 429 before reading anything) and the header timeout, which
+aiohttp does not have: a request head must be complete within the timeout of its first byte.
+Idle keep-alive connections are closed by aiohttp's ``keepalive_timeout``, set on the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .errors import ResourceNotFound
+from .limits import HEADER_TIMEOUT, OVER_CONNECTION_CAP, ServerLimits
+
+Role = Literal["all", "invoke", "trigger"]
+ROLES: tuple[Role, ...] = ("all", "invoke", "trigger")
+_ADDRESS = re.compile(r"(?P<role>[a-z]+)=(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]\s]*):(?P<port>\d+)")
+
+
+@dataclass(frozen=True)
+class Listener:
+    role: Role
+    host: str
+    port: int
+
+
+def parse_listeners(values: Sequence[str], host: str, port: int) -> list[Listener]:
+    """The listeners ``--listen ROLE=HOST:PORT`` values name; none: one for all on host:port.
+
+    Each of the Invoke API and the HTTP triggers is served by exactly one listener. ValueError,
+    naming the value, otherwise.
+    """
+    if not values:
+        return [Listener("all", host, port)]
+    listeners: list[Listener] = []
+    for value in values:
+        match = _ADDRESS.fullmatch(value.strip())
+        role = match.group("role") if match else ""
+        if match is None or role not in ROLES or int(match.group("port")) > 65535:
+            raise ValueError(
+                f"--listen {value!r} must be ROLE=HOST:PORT with ROLE one of {', '.join(ROLES)}"
+            )
+        address = match.group("host").strip("[]") or "0.0.0.0"
+        listeners.append(Listener(role, address, int(match.group("port"))))
+    served = [role for listener in listeners for role in _serves(listener.role)]
+    if sorted(served) != ["invoke", "trigger"]:
+        raise ValueError(
+            "--listen must serve the Invoke API and the HTTP triggers once each "
+            f"(got {', '.join(v.strip() for v in values)})"
+        )
+    return listeners
+
+
+def _serves(role: Role) -> tuple[str, ...]:
+    return ("invoke", "trigger") if role == "all" else (role,)
+
+
+def path_role(path: str) -> Literal["invoke", "trigger", "both"]:
+    """Which listener role a path belongs to (probes belong to both)."""
+    if path.startswith("/fn/"):
+        return "trigger"
+    if path in ("/healthz", "/readyz"):
+        return "both"
+    return "invoke"
+
+
+class Connections:
+    """Connections open across every listener of the process, against the cap."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.refused = 0
+
+
+class GuardedConnection(asyncio.Protocol):
+    """aiohttp's protocol for one connection, behind the connection cap and the header timeout."""
+
+    def __init__(self, server: web.Server, connections: Connections, role: Role) -> None:
+        self._server = server
+        self._connections = connections
+        self.role = role
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._requests_running = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)  # uvloop's are no asyncio subclasses
+        if self._connections.open >= self._connections.limits.max_connections:
+            self._connections.refused += 1
+            stream.write(OVER_CONNECTION_CAP)
+            stream.close()
+            return
+        self._connections.open += 1
+        self._transport = stream
+        self._inner = self._server()
+        self._inner.connection_made(stream)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is None:
+            return
+        if self._requests_running == 0 and self._head_timer is None:
+            self._head_timer = asyncio.get_running_loop().call_later(
+                self._connections.limits.header_timeout_seconds, self._head_too_slow
+            )
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is None:
+            return
+        self._connections.open -= 1
+        self._stop_head_timer()
+        inner, self._inner = self._inner, None
+        inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def request_started(self) -> None:
+        """A whole request head arrived and its handler runs: the head is no longer timed."""
+        self._requests_running += 1
+        self._stop_head_timer()
+
+    def request_finished(self) -> None:
+        self._requests_running -= 1
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._requests_running == 0 and self._transport is not None:
+            with contextlib.suppress(RuntimeError):
+                self._transport.write(HEADER_TIMEOUT)
+            self._transport.close()
+
+
+def _connection_of(request: web.Request) -> GuardedConnection | None:
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    return protocol if isinstance(protocol, GuardedConnection) else None
+
+
+@web.middleware
+async def listener_roles(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Serve a request only on a listener of its role; mark it running for the header timer."""
+    connection = _connection_of(request)
+    if connection is None:
+        return await handler(request)
+    wanted = path_role(request.path)
+    if connection.role != "all" and wanted not in (connection.role, "both"):
+        raise ResourceNotFound(f"{request.path} is not served on this listener")
+    connection.request_started()
+    try:
+        return await handler(request)
+    finally:
+        connection.request_finished()
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP listener whose connections are ``GuardedConnection``s of one role."""
+
+    def __init__(self, runner: web.AppRunner, listener: Listener, connections: Connections):
+        super().__init__(runner)
+        self._app_runner = runner
+        self.listener = listener
+        self._connections = connections
+        self.port = listener.port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.listener.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._app_runner.server
+        assert server is not None
+        role, connections = self.listener.role, self._connections
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: GuardedConnection(server, connections, role),
+            self.listener.host,
+            self.listener.port,
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+
+def make_runner(app: web.Application, limits: ServerLimits) -> web.AppRunner:
+    """The app's runner; aiohttp's keep-alive timer is the keep-alive idle timeout."""
+    return web.AppRunner(app, access_log=None, keepalive_timeout=limits.keepalive_timeout_seconds)
+
+
+async def start_listeners(
+    runner: web.AppRunner, listeners: Sequence[Listener], limits: ServerLimits
+) -> list[GuardedSite]:
+    """Serve ``runner``'s app on every listener, sharing one connection cap."""
+    connections = Connections(limits)
+    sites = [GuardedSite(runner, listener, connections) for listener in listeners]
+    for site in sites:
+        await site.start()
+    return sites
