@@ -10,6 +10,7 @@ from .invoker import Invoker
 from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
 from .routing import Router
+from .trigger_auth import TriggerAuth
 
 
 @dataclass
@@ -20,3 +21,4 @@ class Services:
     metrics: GatewayMetrics
     async_queue: AsyncQueue
     dispatcher: Dispatcher
+    trigger_auth: TriggerAuth

@@ -155,7 +155,10 @@ class TestProblems:
                 "spec.async.maximumEventAgeSeconds: 59 is below the minimum 60",
             ),
             ({"http": {"enabled": "yes"}}, 'spec.http.enabled: "yes" must be true or false'),
-            ({"http": {"auth": "IAM"}}, 'spec.http.auth: "IAM" must be one of NONE, API_KEY, JWT'),
+            (
+                {"http": {"auth": "IAM"}},
+                'spec.http.auth: "IAM" must be one of NONE, API_KEY, JWT, AWS_IAM',
+            ),
             ({"environment": {"LOG_LEVEL": 3}}, "spec.environment.LOG_LEVEL: 3 must be a string"),
             ({"code": {}}, "spec.code: exactly one of inline, configMap, image, path must be set"),
             (
