@@ -76,6 +76,8 @@ INVALID = [
      "exactly one of jwksUrl, keys must be set"),
     ({"auth": "JWT", "jwt": {**JWT, "jwksUrl": "http://idp.example/k"}}, "spec.http.jwt.jwksUrl"),
     ({"auth": "JWT", "jwt": {**JWT, "audiences": []}}, "spec.http.jwt.audiences"),
+    ({"auth": "JWT", "jwt": {**JWT, "jwksUrl": "http://localhost:8080/jwks"}},
+     "jwksUrl must be https:// in a cluster"),
     ({"auth": "JWT", "jwt": {**JWT, "scopes": ["a b"]}}, "spec.http.jwt.scopes[0]"),
     ({"auth": "DIGEST"}, "Unsupported value"),
 ]  # fmt: skip
