@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry import propagate, trace
 
+from kfaas import runtimetoken
 from kfaas.upstream import UpstreamError, UpstreamPool
 
 from .errors import RequestTooLarge, ServiceError, TooManyRequests
@@ -92,6 +93,8 @@ class Invoker:
                 attributes={"faas.invoked_name": name, "faas.invocation_id": options.request_id},
             ):
                 headers = self._headers(function.metadata.namespace, name, options)
+                if slot.endpoint.token:  # ADR 011: only the platform reaches a runtime
+                    headers[runtimetoken.HEADER] = slot.endpoint.token
                 result = await self._send(slot.endpoint.url, payload, headers, options)
         finally:
             pool.release(slot)

@@ -8,7 +8,7 @@ operator's Deployments, discovered through EndpointSlices. Both sides speak only
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -19,6 +19,9 @@ class Endpoint:
     instance_id: str
     url: str
     capacity: int
+    # What the gateway presents in X-Kfaas-Runtime-Token (ADR 011); "" when the instance checks
+    # no token.
+    token: str = field(default="", repr=False)
 
 
 EndpointsListener = Callable[[str, list[Endpoint]], None]

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfaas import runtimetoken
 from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.code import code_digest, write_inline
 from kfaas.forkserver import ForkServer
@@ -102,6 +103,9 @@ class LocalBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._processes: dict[int, asyncio.subprocess.Process] = {}
+        # A new platform key each start (ADR 011): instances of an earlier run are not reachable
+        # with this run's tokens, and nothing needs to be kept.
+        self._token_key = runtimetoken.new_key()
 
     # -- the InstanceBackend seam ---------------------------------------------------------
 
@@ -247,6 +251,7 @@ class LocalBackend:
         env.update({name: value for name, value in os.environ.items() if name.startswith("OTEL_")})
         env.update(self.extra_environment)
         env.update(runtime_environment(function, task_root=str(root), region=self.region))
+        env[runtimetoken.TOKEN_ENV] = self._token(function.key)
         env.update(
             {
                 "KFAAS_RUNTIME_HOST": "127.0.0.1",
@@ -319,6 +324,10 @@ class LocalBackend:
         self._terminate(instance)
         self._publish(key)
 
+    def _token(self, key: str) -> str:
+        namespace, _, name = key.partition("/")
+        return runtimetoken.derive(self._token_key, namespace, name)
+
     def _terminate(self, instance: LocalInstance) -> None:
         if instance.pid is None:
             return
@@ -331,8 +340,9 @@ class LocalBackend:
         endpoints = []
         if local is not None:
             capacity = local.function.spec.concurrency.per_instance
+            token = self._token(key)
             endpoints = [
-                Endpoint(i.instance_id, i.url, capacity)
+                Endpoint(i.instance_id, i.url, capacity, token)
                 for i in local.instances.values()
                 if i.ready
             ]

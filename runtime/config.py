@@ -12,7 +12,9 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from kfaas import runtimetoken
 
 PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13")
 PROVIDED = "provided"
@@ -50,6 +52,9 @@ class RuntimeConfig:
     # The environment handed on to workers: the function's own variables (everything that is not
     # kfaas configuration); reserved Lambda variables are layered on top per worker.
     function_environment: Mapping[str, str]
+    # The token `/invoke` must present (ADR 011); None: the caller is not checked (an instance
+    # started by hand). Never handed to workers: it is a KFAAS_ variable.
+    runtime_token: str | None = field(default=None, repr=False)
 
     @property
     def is_python(self) -> bool:
@@ -111,6 +116,7 @@ def config_from_env(environ: Mapping[str, str]) -> RuntimeConfig:
         ready_fd=int(ready_raw) if ready_raw else None,
         python_channel=channel,
         function_environment={k: v for k, v in environ.items() if not k.startswith("KFAAS_")},
+        runtime_token=environ.get(runtimetoken.TOKEN_ENV) or None,
     )
 
 

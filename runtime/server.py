@@ -18,6 +18,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from kfaas import runtimetoken
 from kfaas.runtime import errors, http11, logs, tracing
 from kfaas.runtime.config import RuntimeConfig
 from kfaas.runtime.metrics import Metrics
@@ -29,6 +30,7 @@ from kfaas.runtime.workers import Invocation, Outcome, WorkerSlot
 # Lambda's synchronous request limit; the gateway enforces it first, this is the backstop.
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 _JSON = {"Content-Type": "application/json"}
+_TOKEN_HEADER = runtimetoken.HEADER.lower()
 
 
 def _api_error(status: int, error_type: str, message: str) -> http11.Response:
@@ -53,6 +55,7 @@ class RuntimeServer:
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._in_flight = 0
+        self._refused = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -124,6 +127,8 @@ class RuntimeServer:
         if request.path == "/invoke":
             if request.method != "POST":
                 return _api_error(405, "MethodNotAllowed", "POST /invoke")
+            if not self._from_platform(request):
+                return _api_error(403, "AccessDeniedException", "only the platform may invoke")
             return await self._invoke(request)
         if request.path == "/healthz":
             if self.ready.is_set():
@@ -133,6 +138,24 @@ class RuntimeServer:
             body, content_type = self.metrics.render()
             return http11.Response(200, body, {"Content-Type": content_type})
         return _api_error(404, "NotFound", f"no route for {request.path}")
+
+    def _from_platform(self, request: http11.Request) -> bool:
+        """Whether the caller presented this function's runtime token (ADR 011)."""
+        expected = self.config.runtime_token
+        if expected is None:
+            return True
+        presented = request.headers.get(_TOKEN_HEADER)
+        if runtimetoken.matches(expected, presented):
+            return True
+        self._refused += 1
+        if self._refused & (self._refused - 1) == 0:  # 1st, 2nd, 4th, 8th…: bounded logging
+            self._sink.event(
+                "invoke_refused",
+                level="warning",
+                reason="no valid runtime token",
+                count=self._refused,
+            )
+        return False
 
     async def _invoke(self, request: http11.Request) -> http11.Response:
         if request.body_too_large:

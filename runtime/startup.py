@@ -12,8 +12,11 @@ import os
 import socket
 from dataclasses import dataclass
 
+from kfaas import runtimetoken
 from kfaas.runtime.config import RuntimeConfig
 from kfaas.runtime.process import WorkerProcess, spawn
+
+_PR_SET_DUMPABLE = 4  # linux/prctl.h
 
 
 @dataclass
@@ -34,7 +37,28 @@ def _listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=1024)
 
 
+def protect_token(config: RuntimeConfig) -> None:
+    """Keep the runtime token (ADR 011) away from handler code, which runs as the same user.
+
+    Workers get an environment of their own without it (``worker_environment``); it also leaves
+    this process's ``os.environ``, so nothing started later inherits it. The process is made
+    non-dumpable: its ``/proc/<pid>/environ`` and ``/mem`` then belong to root, so a handler cannot
+    read the token from its parent (the kernel resets this for the workers, which are exec'd).
+    Root in the same container, or ptrace with CAP_SYS_PTRACE, still can: pods run as non-root
+    without capabilities.
+    """
+    os.environ.pop(runtimetoken.TOKEN_ENV, None)
+    if config.runtime_token is None:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
 def prepare(config: RuntimeConfig) -> Prepared:
+    protect_token(config)
     if config.ready_fd is not None:
         os.set_inheritable(config.ready_fd, False)  # workers must not hold the readiness pipe
     listener = _listen(config.host, config.port)
