@@ -16,8 +16,9 @@ from opentelemetry import propagate, trace
 
 from kfaas import runtimetoken
 from kfaas.upstream import UpstreamError, UpstreamPool
+from kfaas.wire import HeaderError
 
-from .errors import RequestTooLarge, ServiceError, TooManyRequests
+from .errors import InvalidParameterValue, RequestTooLarge, ServiceError, TooManyRequests
 from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
 from .routing import Router
@@ -123,7 +124,14 @@ class Invoker:
     ) -> InvokeResult:
         host, port = _host_port(url)
         try:
-            reply = await self.upstream.post(host, port, "/invoke", payload, headers)
+            reply = await self.upstream.post(
+                host, port, "/invoke", payload, headers, request_id=options.request_id
+            )
+        except HeaderError as exc:
+            # Callers validate what they forward; this is the boundary's own refusal, still 4xx.
+            raise InvalidParameterValue(
+                f"A header cannot be forwarded to the function: {exc}"
+            ) from exc
         except UpstreamError as exc:
             raise ServiceError(f"The function instance could not be reached: {exc}") from exc
         if reply.status != 200:
