@@ -6,8 +6,9 @@ deleted Secret counts at once, no restart), and asks the apiserver (TokenReview)
 ``Bearer`` token is. ``SubjectAccessReviews`` asks whether a user and its groups may perform a
 verb on ``functions.kfaas.dev`` in a namespace. Both answers are cached for a few seconds
 (``KFAAS_AUTH_CACHE_SECONDS``) in bounded caches, so a busy caller costs one review per window
-and a flood of distinct tokens cannot grow memory. An apiserver that does not answer makes the
-check fail closed (500), never open.
+and a flood of distinct tokens cannot grow memory; a bearer token that is not JWT-shaped is refused
+without asking, and at most 16 reviews are in flight, so made-up tokens cannot multiply into
+apiserver load. An apiserver that does not answer makes the check fail closed (500), never open.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ log = logging.getLogger("kfaas.gateway.auth")
 
 CREDENTIALS_LABEL = f"{API_GROUP}/credentials"
 CACHE_SIZE = 4096
+# Reviews in flight at once per gateway: a flood of made-up tokens waits here instead of
+# multiplying into apiserver load.
+MAX_REVIEWS_IN_FLIGHT = 16
+# A ServiceAccount token is a JWT: three base64url parts. Anything else is refused unasked.
+_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 Body = dict[str, Any]
 # Identities only Kubernetes itself hands out: a credential Secret may not claim them.
 RESERVED_PREFIX = "system:"
@@ -73,6 +79,7 @@ class ClusterAuthenticator:
         self.store = StaticCredentials()
         self._secrets: dict[str, Credential] = {}
         self._tokens: TtlCache[str, Principal | bool] = TtlCache(cache_seconds, CACHE_SIZE)
+        self._reviews = asyncio.Semaphore(MAX_REVIEWS_IN_FLIGHT)
         self.secrets = Informer(
             client, "v1", "secrets", self._secret_changed,
             namespace=namespace, label_selector=f"{CREDENTIALS_LABEL}=true",
@@ -91,6 +98,8 @@ class ClusterAuthenticator:
         return self.store.credential(access_key_id)
 
     async def token(self, token: str) -> Principal | None:
+        if not _JWT.fullmatch(token):
+            return None
         key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
         cached = self._tokens.get(key)
         if cached is not None:
@@ -101,9 +110,10 @@ class ClusterAuthenticator:
             "spec": {"token": token},
         }
         try:
-            answer = await self.client.request(
-                "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=review
-            )
+            async with self._reviews:
+                answer = await self.client.request(
+                    "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=review
+                )
         except KubeError as exc:
             log.warning("TokenReview failed: %s", exc)
             raise ServiceError("The gateway could not check the bearer token.") from exc
@@ -122,6 +132,7 @@ class SubjectAccessReviews:
     def __init__(self, client: KubeClient, *, cache_seconds: float) -> None:
         self.client = client
         self._answers: TtlCache[tuple[Any, ...], bool] = TtlCache(cache_seconds, CACHE_SIZE)
+        self._reviews = asyncio.Semaphore(MAX_REVIEWS_IN_FLIGHT)
 
     async def allowed(
         self, principal: Principal, verb: str, namespace: str, name: str | None
@@ -144,9 +155,10 @@ class SubjectAccessReviews:
             },
         }
         try:
-            answer = await self.client.request(
-                "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
-            )
+            async with self._reviews:
+                answer = await self.client.request(
+                    "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
+                )
         except KubeError as exc:
             log.warning("SubjectAccessReview failed: %s", exc)
             raise ServiceError("The gateway could not check the caller's permissions.") from exc
