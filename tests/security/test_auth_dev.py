@@ -322,3 +322,23 @@ def test_a_bad_auth_mode_names_the_variable(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "kfaas dev: KFAAS_AUTH='basic' must be one of none, sigv4"
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["dev", "--auth", "none", "--credentials", "c.yaml"], "--credentials needs --auth sigv4"),
+        (["gateway", "--backend", "kubernetes", "--credentials", "c.yaml"],
+         "in a cluster credentials are Secrets labelled kfaas.dev/credentials=true"),
+        (["dev", "--auth", "basic"], "invalid choice: 'basic'"),
+    ],
+)  # fmt: skip
+def test_contradictory_auth_flags_are_refused(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    (tmp_path / "c.yaml").write_text("credentials: []\n")
+    done = subprocess.run(
+        [KFAAS, *argv, "--port", "0"], capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2 and message in done.stderr, done.stderr
