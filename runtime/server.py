@@ -18,7 +18,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from kfaas import runtimetoken
+from kfaas import runtimetoken, wire
 from kfaas.runtime import errors, http11, logs, tracing
 from kfaas.runtime.config import RuntimeConfig
 from kfaas.runtime.metrics import Metrics
@@ -173,6 +173,12 @@ class RuntimeServer:
             client_context=headers.get("lambda-runtime-client-context"),
             cognito_identity=headers.get("lambda-runtime-cognito-identity"),
         )
+        if not _writable(invocation):
+            return _api_error(
+                400,
+                "InvalidRequestContentException",
+                "Lambda-Runtime-* headers must be printable ASCII: the Runtime API passes them on",
+            )
         span = None
         traceparent = headers.get("traceparent")
         if traceparent and tracing.parse_traceparent(traceparent):
@@ -240,6 +246,18 @@ class RuntimeServer:
         if tail:
             headers["X-Amz-Log-Result"] = base64.b64encode(outcome.log_tail).decode()
         return http11.Response(200, outcome.body, headers)
+
+
+def _writable(invocation: Invocation) -> bool:
+    """Whether the Runtime API can hand the invocation's values on as headers (`kfaas.wire`)."""
+    values = (
+        invocation.request_id,
+        invocation.function_arn,
+        invocation.trace_id,
+        invocation.client_context,
+        invocation.cognito_identity,
+    )
+    return all(value is None or wire.is_header_value(value) for value in values)
 
 
 def _error_type(outcome: Outcome) -> str | None:
