@@ -160,7 +160,7 @@ class HttpProtocol(asyncio.Protocol):
             request.body += data
 
     def _read_body(self) -> bool:
-        """Consume body bytes; True when the request is complete and queued."""
+        """Consume body bytes; True when the request is complete and handed to the handler."""
         if self._chunked_state:
             if not self._read_chunks():
                 return False
