@@ -118,8 +118,8 @@ def signature(secret_key: str, scope: str, string: str) -> str:
     date, region, service, terminator = scope.split("/")
     key = f"AWS4{secret_key}".encode()
     for part in (date, region, service, terminator):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return hmac.new(key, string.encode(), hashlib.sha256).hexdigest()
+        key = hmac.digest(key, part.encode(), "sha256")
+    return hmac.digest(key, string.encode(), "sha256").hex()
 
 
 def payload_hash(body: bytes) -> str:

@@ -20,11 +20,13 @@ from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
 from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kfaas import sigv4
 from kfaas.gateway import sigv4 as verifier
 from kfaas.gateway.auth import TtlCache
-from kfaas.gateway.errors import IncompleteSignature, InvalidSignature
+from kfaas.gateway.errors import ApiError, IncompleteSignature, InvalidSignature
 
 ACCESS_KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 AT = datetime.datetime(2026, 11, 29, 10, 20, 0, tzinfo=datetime.UTC)
@@ -274,6 +276,30 @@ def test_other_schemes_and_missing_headers_mean_no_signature() -> None:
         verifier.parse_claim(undated)
 
 
+@pytest.mark.parametrize("stamp", ["20261399T102000Z", "20261129T256199Z", "00000000T000000Z"])
+def test_impossible_dates_are_refused_not_crashed_on(stamp: str) -> None:
+    scope = f"AK/{stamp[:8]}/us-east-1/lambda/aws4_request"
+    headers = [("Host", "h"), ("X-Amz-Date", stamp),
+               ("Authorization", f"AWS4-HMAC-SHA256 Credential={scope}, "
+                                 f"SignedHeaders=host;x-amz-date, {SIG}")]  # fmt: skip
+    claim = verifier.parse_claim(verifier.SignedRequest("GET", "/", "", headers))
+    assert claim is not None
+    with pytest.raises(IncompleteSignature, match="not a valid date"):
+        verifier.check_time(claim, AT)
+
+
+@pytest.mark.parametrize("expires", ["²", "0", "99999999", "-1", "1e3", "٣"])
+def test_presigned_expiry_must_be_plain_seconds(expires: str) -> None:
+    query = urllib.parse.urlencode({
+        "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+        "X-Amz-Credential": "AK/20261129/us-east-1/lambda/aws4_request",
+        "X-Amz-Date": "20261129T102000Z", "X-Amz-Expires": expires,
+        "X-Amz-SignedHeaders": "host", "X-Amz-Signature": "0" * 64,
+    })  # fmt: skip
+    with pytest.raises(IncompleteSignature, match="X-Amz-Expires"):
+        verifier.parse_claim(verifier.SignedRequest("GET", "/", query, [("Host", "h")]))
+
+
 def test_a_declared_payload_hash_must_be_the_bodys() -> None:
     signed, body = as_received(captured("invoke", FunctionName="echo", Payload=b"{}"))
     lying = verifier.SignedRequest(
@@ -292,3 +318,41 @@ def test_the_cache_forgets_after_its_ttl_and_keeps_at_most_its_size() -> None:
     assert len(cache) == 3 and cache.get("a") is None and cache.get("d") is True
     now[0] = 2.0
     assert cache.get("d") is None
+
+
+PARTS = st.text(alphabet=st.characters(codec="utf-8"), max_size=24)
+
+
+@given(
+    authorization=st.one_of(
+        st.text(max_size=300),
+        st.builds(
+            lambda key, date, region, service, end, signed, signature: (
+                f"Credential={key}/{date}/{region}/{service}/{end}, SignedHeaders={signed}, "
+                f"Signature={signature}"
+            ),
+            PARTS, st.sampled_from(["20261129", "2026112", ""]) | PARTS,
+            st.sampled_from(["us-east-1"]) | PARTS, st.sampled_from(["lambda"]) | PARTS,
+            st.sampled_from(["aws4_request"]) | PARTS,
+            st.sampled_from(["host", "host;x-amz-date"]) | PARTS,
+            st.sampled_from(["0" * 64]) | PARTS,
+        ),
+    ),
+    dates=st.lists(st.sampled_from(["20261129T102000Z"]) | st.text(max_size=20), max_size=2),
+    query=st.text(max_size=120),
+    scheme=st.sampled_from(["AWS4-HMAC-SHA256 ", ""]),
+)  # fmt: skip
+@settings(max_examples=600, deadline=None)
+def test_any_hostile_input_is_an_api_error_never_a_crash(
+    authorization: str, dates: list[str], query: str, scheme: str
+) -> None:
+    headers = [("Host", "h"), ("Authorization", scheme + authorization)]
+    headers += [("X-Amz-Date", date) for date in dates[:1]] + [("Date", d) for d in dates[1:]]
+    request = verifier.SignedRequest("POST", "/2015-03-31/functions/x/invocations", query, headers)
+    try:
+        claim = verifier.parse_claim(request)
+        if claim is not None:
+            verifier.check_time(claim, AT)
+            verifier.verify(request, claim, SECRET, b"{}")
+    except ApiError as error:
+        assert error.status in (400, 403)
