@@ -16,10 +16,11 @@ description.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -28,12 +29,13 @@ from kfaas.events import ANONYMOUS_ACCOUNT, HttpAuthorizer, IamAuthorizer
 from kfaas.manifests import Function, Jwt
 
 from . import sigv4 as verifier
-from .auth import AUTH, Principal, allowed, identify, signed_request
+from .auth import AUTH, Principal, TtlCache, allowed, identify, signed_request
 from .errors import Unauthenticated
 from .invoker import SYNC_PAYLOAD_LIMIT
 from .middleware import read_body
 from .trigger_keys import JwksClient, KeySources, KeysUnavailable
 from .trigger_tokens import (
+    LEEWAY_SECONDS,
     SigningKey,
     TokenRefused,
     api_key_matches,
@@ -52,6 +54,9 @@ API_KEY_HEADER: Final = "x-api-key"
 # A misconfigured trigger is logged once a minute per function, not once per refused request.
 _LOG_INTERVAL_SECONDS: Final = 60.0
 _MAX_PARSED_KEY_SETS: Final = 256
+# Bounded in entries: only tokens that passed verification get in, each at most 7 KB of claims.
+_VERIFIED_TOKENS: Final = 1024
+_VERIFIED_TTL_SECONDS: Final = 60.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,13 @@ def iam_authorizer(request: web.Request, principal: Principal) -> IamAuthorizer:
     }
 
 
+@dataclass(frozen=True)
+class _Verified:
+    config: Jwt
+    claims: dict[str, Any]
+    expires: float
+
+
 class TriggerAuth:
     """Decides, for one request to one function's trigger, whether the handler may see it."""
 
@@ -118,6 +130,11 @@ class TriggerAuth:
         self.sources = sources
         self.jwks = jwks or JwksClient()
         self._logged: dict[str, float] = {}
+        # Tokens accepted lately: a client reusing its token costs a lookup, not a signature
+        # check. Short-lived, so a key removed from a JWKS stops working within a minute.
+        self._verified: TtlCache[tuple[str, bytes], _Verified] = TtlCache(
+            _VERIFIED_TTL_SECONDS, _VERIFIED_TOKENS
+        )
         # Key texts from Secrets, ConfigMaps and files, parsed once while they stay the same.
         self._parsed: dict[tuple[str, ...], list[SigningKey]] = {}
 
@@ -180,9 +197,7 @@ class TriggerAuth:
             if len(headers) > 1:
                 raise TokenRefused("more than one Authorization header")
             token = bearer_token(headers[0] if headers else None)
-            _, kid = token_header(token)
-            keys = await self._signing_keys(function, config, kid)
-            claims = verify_token(token, keys, issuer=config.issuer, audiences=config.audiences)
+            claims = await self._claims(function, config, token)
         except TokenRefused as refused:
             if refused.description == "missing token":
                 return unauthorized(request_id, bearer_challenge())
@@ -193,6 +208,20 @@ class TriggerAuth:
             challenge = bearer_challenge("insufficient_scope", "token lacks the scope", scope)
             return forbidden(request_id, challenge)
         return Verdict(authorizer={"jwt": jwt_authorizer(claims)})
+
+    async def _claims(self, function: Function, config: Jwt, token: str) -> dict[str, Any]:
+        """The token's claims, verified now or, for a token this trigger accepted lately, then."""
+        cache_key = (function.key, hashlib.sha256(token.encode()).digest())
+        known = self._verified.get(cache_key)
+        # `config is`: a changed Function is a new object, so its tokens are verified afresh.
+        if known is not None and known.config is config and time.time() < known.expires:
+            return known.claims
+        _, kid = token_header(token)
+        keys = await self._signing_keys(function, config, kid)
+        claims = verify_token(token, keys, issuer=config.issuer, audiences=config.audiences)
+        expires = float(claims["exp"]) + LEEWAY_SECONDS
+        self._verified.put(cache_key, _Verified(config, claims, expires))
+        return claims
 
     async def _signing_keys(
         self, function: Function, config: Jwt, kid: str | None

@@ -287,3 +287,58 @@ class TestJwt:
             return
         with pytest.raises(TokenRefused):
             verify(forged)
+
+
+class TestVerifiedTokenCache:
+    """A reused token skips the signature check, but never across functions, configs or expiry."""
+
+    @pytest.fixture
+    def setup(self, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+        from kfaas.gateway import trigger_auth
+        from kfaas.gateway.trigger_keys import LocalKeyFiles
+
+        (tmp_path / "k.pem").write_text(KEYS.rsa_pem())
+        calls: list[str] = []
+        real = trigger_auth.verify_token
+
+        def counting(token: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            calls.append(token)
+            return real(token, *args, **kwargs)
+
+        monkeypatch.setattr(trigger_auth, "verify_token", counting)
+        return trigger_auth, trigger_auth.TriggerAuth(LocalKeyFiles()), tmp_path, calls, monkeypatch
+
+    @staticmethod
+    def jwt_function(folder: Any, name: str, audience: str = AUDIENCE) -> Function:
+        jwt = {"issuer": ISSUER, "audiences": [audience], "keys": {"file": "k.pem"}}
+        fn = parse_manifest(
+            function_doc(auth="JWT", jwt=jwt) | {"metadata": {"name": name}},
+            source=str(folder / "fns.yaml"),
+        )
+        assert isinstance(fn, Function)
+        return fn
+
+    async def test_reuse_across_functions_configs_and_time(self, setup: Any) -> None:
+        from aiohttp.test_utils import make_mocked_request
+
+        module, auth, folder, calls, monkeypatch = setup
+        first, second = self.jwt_function(folder, "a"), self.jwt_function(folder, "b")
+        token = rs256(KEYS.rsa, kid=None)
+        request = make_mocked_request("GET", "/", headers={"Authorization": f"Bearer {token}"})
+
+        async def status(fn: Function) -> int:
+            verdict = await auth.check(fn, request, "r")
+            return 200 if verdict.refusal is None else verdict.refusal.status
+
+        assert [await status(first), await status(first)] == [200, 200]
+        assert len(calls) == 1
+        assert await status(second) == 200  # another function: verified for itself
+        assert len(calls) == 2
+        changed = self.jwt_function(folder, "a", audience="api://other")
+        assert await status(changed) == 401  # a changed config does not inherit the cache
+        assert len(calls) == 3
+        later = module.time.time() + 3600
+        monkeypatch.setattr(module.time, "time", lambda: later)
+        await status(first)  # past exp + leeway: checked again, never served from the cache
+        assert len(calls) == 4
+        await auth.close()
