@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kfaas import runtimetoken
 from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.config import Settings
 from kfaas.demand import LEASE_SECONDS, demand_lease, lease_name
@@ -38,8 +39,11 @@ FUNCTION_LABEL = f"{API_GROUP}/function"
 RUNTIME_SELECTOR = f"{API_GROUP}/component=runtime"
 
 
-def endpoints_of(slices: list[Body], capacity: int) -> list[Endpoint]:
-    """The ready pod addresses in a function's EndpointSlices, one Endpoint each."""
+def endpoints_of(slices: list[Body], capacity: int, token: str = "") -> list[Endpoint]:
+    """The ready pod addresses in a function's EndpointSlices, one Endpoint each.
+
+    ``token`` is the function's runtime token (ADR 011), presented on every call to them.
+    """
     found: dict[str, Endpoint] = {}
     for item in slices:
         ports = [p for p in item.get("ports") or [] if p.get("name") in ("http", None)]
@@ -52,7 +56,7 @@ def endpoints_of(slices: list[Body], capacity: int) -> list[Endpoint]:
                 continue
             for address in entry.get("addresses") or []:
                 target = (entry.get("targetRef") or {}).get("name") or address
-                found[target] = Endpoint(target, f"http://{address}:{port}", capacity)
+                found[target] = Endpoint(target, f"http://{address}:{port}", capacity, token)
     return [found[key] for key in sorted(found)]
 
 
@@ -81,8 +85,10 @@ class KubernetesBackend:
         replica: str,
         watch_namespace: str | None = None,
         report_interval: float = 1.0,
+        runtime_token_key: str | None = None,
     ) -> None:
         self.client = client
+        self._runtime_token_key = runtime_token_key
         self.registry = registry
         self.platform_namespace = platform_namespace
         self.replica = replica
@@ -152,7 +158,9 @@ class KubernetesBackend:
         ]
         function = self.registry.find(key)
         capacity = function.spec.concurrency.per_instance if function else 1
-        endpoints = endpoints_of(slices, capacity) if function else []
+        platform_key = self._runtime_token_key
+        token = runtimetoken.derive(platform_key, namespace, name) if platform_key else ""
+        endpoints = endpoints_of(slices, capacity, token) if function else []
         for listener in self._listeners:
             listener(key, endpoints)
 
@@ -236,6 +244,7 @@ async def run_kubernetes_gateway(
         backend = KubernetesBackend(
             client, registry, platform_namespace=platform_namespace, replica=replica,
             watch_namespace=watch_namespace,
+            runtime_token_key=os.environ.get(runtimetoken.KEY_ENV) or None,
         )  # fmt: skip
         destinations = ClientDestinations(
             redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers

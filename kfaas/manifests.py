@@ -33,6 +33,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from kfaas.podtemplate import PodTemplate, not_allowed
+
 API_VERSION: Final = "kfaas.dev/v1alpha1"
 API_GROUP = "kfaas.dev"
 KINDS = ("Function", "EventSourceMapping")
@@ -237,8 +239,8 @@ class FunctionSpec(_Model):
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
     http: Http = Field(default_factory=Http)
     tracing: Tracing = Field(default_factory=Tracing)
-    # Merged into the pod as it is; Kubernetes validates it when the operator applies it.
-    pod_template: dict[str, Any] = Field(default_factory=dict)
+    # An allowlist of pod settings (kfaas.podtemplate); the hardening itself is not negotiable.
+    pod_template: PodTemplate = Field(default_factory=PodTemplate)
 
     @model_validator(mode="after")
     def _provisioned_within_max(self) -> Self:
@@ -443,7 +445,7 @@ def _rule(error: ErrorDetails) -> str:
     value = _render(error["input"])
     plain = {
         "missing": "is required",
-        "extra_forbidden": "is not a known field",
+        "extra_forbidden": not_allowed(error["loc"]) or "is not a known field",
         "int_type": f"{value} must be an integer",
         "int_parsing": f"{value} must be an integer",
         "int_from_float": f"{value} must be an integer",

@@ -6,11 +6,54 @@ Read once from ``KFAAS_*`` variables (the chart sets them) so the builders stay 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kfaas.config import Settings
+
+
+@dataclass(frozen=True)
+class EgressConfig:
+    """What function pods may reach (docs/security.md, "Function pods"): see ``make_egress_rules``.
+
+    By default: DNS, the gateway's invoke port, and any address outside the cluster but the
+    link-local range (cloud metadata). ``denied_cidrs`` are also cut out of "anywhere": the
+    cluster's pod and service ranges and the API server's addresses, which a NetworkPolicy cannot
+    otherwise tell apart from the internet on CNIs where ipBlock matches in-cluster addresses.
+    """
+
+    enabled: bool = True
+    allow_platform_namespace: bool = False
+    allow_api_server: bool = False
+    allow_metadata: bool = False
+    denied_cidrs: tuple[str, ...] = ()
+    api_server_cidrs: tuple[str, ...] = ()
+    allowed_cidrs: tuple[str, ...] = ()
+    gateway_ports: tuple[int, ...] = (8080,)
+    dns_namespace: str = "kube-system"
+    dns_pod_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> EgressConfig:
+        dns_labels = environ.get("KFAAS_EGRESS_DNS_POD_LABELS")
+        return cls(
+            enabled=_flag(environ, "KFAAS_EGRESS_POLICY", True),
+            allow_platform_namespace=_flag(environ, "KFAAS_EGRESS_ALLOW_PLATFORM", False),
+            allow_api_server=_flag(environ, "KFAAS_EGRESS_ALLOW_API_SERVER", False),
+            allow_metadata=_flag(environ, "KFAAS_EGRESS_ALLOW_METADATA", False),
+            denied_cidrs=_cidrs(environ, "KFAAS_EGRESS_DENIED_CIDRS"),
+            api_server_cidrs=_cidrs(environ, "KFAAS_EGRESS_API_SERVER_CIDRS"),
+            allowed_cidrs=_cidrs(environ, "KFAAS_EGRESS_ALLOWED_CIDRS"),
+            gateway_ports=_ports(environ, "KFAAS_EGRESS_GATEWAY_PORTS") or cls.gateway_ports,
+            dns_namespace=environ.get("KFAAS_EGRESS_DNS_NAMESPACE") or cls.dns_namespace,
+            dns_pod_labels=(
+                _labels(dns_labels, "KFAAS_EGRESS_DNS_POD_LABELS")
+                if dns_labels
+                else cls.dns_pod_labels
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -34,6 +77,14 @@ class OperatorConfig:
     stream_retry_base_seconds: float = 1.0
     # The autoscaler's stable window (KFAAS_SCALING_STABLE_WINDOW_SECONDS), as in local mode.
     stable_window_seconds: float = 60.0
+    # The platform key (KFAAS_RUNTIME_TOKEN_KEY, from the chart's Secret) each function's runtime
+    # token is derived from (ADR 011). Without it no token is set and runtimes accept anyone
+    # who can reach them: the chart always sets it.
+    runtime_token_key: str | None = field(default=None, repr=False)
+    # Whether a Function may have its ServiceAccount token mounted (podTemplate
+    # automountServiceAccountToken: true): off unless the platform says so.
+    allow_service_account_token: bool = False
+    egress: EgressConfig = field(default_factory=EgressConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -50,15 +101,53 @@ class OperatorConfig:
             gateway_pod_labels=_labels(labels) if labels else cls.gateway_pod_labels,
             stream_retry_base_seconds=settings.stream_retry_base_seconds,
             stable_window_seconds=settings.scaling_stable_window_seconds,
+            runtime_token_key=environ.get("KFAAS_RUNTIME_TOKEN_KEY") or None,
+            allow_service_account_token=_flag(environ, "KFAAS_ALLOW_SERVICE_ACCOUNT_TOKEN", False),
+            egress=EgressConfig.from_env(environ),
         )
 
 
-def _labels(text: str) -> tuple[tuple[str, str], ...]:
+def _labels(text: str, variable: str = "KFAAS_GATEWAY_POD_LABELS") -> tuple[tuple[str, str], ...]:
     """``a=b,c=d`` → pairs; a malformed entry raises ValueError naming it."""
     pairs = []
     for item in text.split(","):
         key, sep, value = item.strip().partition("=")
         if not sep or not key:
-            raise ValueError(f"KFAAS_GATEWAY_POD_LABELS: {item!r} must be key=value")
+            raise ValueError(f"{variable}: {item!r} must be key=value")
         pairs.append((key, value))
     return tuple(pairs)
+
+
+def _flag(environ: Mapping[str, str], variable: str, default: bool) -> bool:
+    raw = environ.get(variable, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0"):
+        raise ValueError(f"{variable}={environ[variable]!r} must be true or false")
+    return raw in ("true", "1")
+
+
+def _cidrs(environ: Mapping[str, str], variable: str) -> tuple[str, ...]:
+    """``10.0.0.0/8,fd00::/8`` → normalised CIDRs; a malformed one raises ValueError naming it."""
+    found = []
+    for item in environ.get(variable, "").split(","):
+        if not item.strip():
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(
+                f"{variable}: {item.strip()!r} must be a CIDR such as 10.0.0.0/8"
+            ) from None
+    return tuple(found)
+
+
+def _ports(environ: Mapping[str, str], variable: str) -> tuple[int, ...]:
+    found = []
+    for item in environ.get(variable, "").split(","):
+        if not item.strip():
+            continue
+        if not item.strip().isdigit() or not 0 < int(item) < 65536:
+            raise ValueError(f"{variable}: {item.strip()!r} must be a port number")
+        found.append(int(item))
+    return tuple(found)

@@ -14,6 +14,7 @@ that no model validator lacks its rule.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +32,7 @@ from kfaas.manifests import (
     Scaling,
     StreamDestination,
 )
+from kfaas.podtemplate import CEL_RULES as POD_TEMPLATE_RULES
 
 from .status import FunctionStatus, MappingStatus
 
@@ -72,6 +74,7 @@ CROSS_FIELD_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
         }
     ],
     EventSourceMappingSpec: [_exactly_one("kafka", "redis")],
+    **POD_TEMPLATE_RULES,
 }
 
 # Kubernetes needs bounds to estimate the cost of a CEL rule over a map's keys.
@@ -110,7 +113,16 @@ def _structural(
         node["type"] = kind
     if "const" in schema:  # a single-value Literal
         node["enum"] = [schema["const"]]
-    for key in ("description", "enum", "pattern", "minLength", "maxLength", "maxItems", "default"):
+    for key in (
+        "description",
+        "enum",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "maxItems",
+        "maxProperties",
+        "default",
+    ):
         if key in schema:
             node[key] = schema[key]
     for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
@@ -161,7 +173,7 @@ def _object(
             }
         )
     elif schema.get("additionalProperties") is True or schema.get("additionalProperties") is None:
-        # Free-form (podTemplate): Kubernetes validates it when the pod is created.
+        # Free-form (podTemplate.affinity): Kubernetes validates it when the pod is created.
         node["x-kubernetes-preserve-unknown-fields"] = True
     else:
         node["additionalProperties"] = _structural(schema["additionalProperties"], defs, models)
@@ -177,8 +189,9 @@ def _filled_default(node: Schema) -> Any:
     """
     if node.get("type") == "array":
         return []
+    # Copies: a shared object would be written out as a YAML anchor and alias.
     return {
-        name: child["default"]
+        name: copy.deepcopy(child["default"])
         for name, child in node.get("properties", {}).items()
         if "default" in child
     }

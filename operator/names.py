@@ -25,6 +25,8 @@ GATEWAY_COMPONENT = "gateway"
 # Annotations: a hash of the desired object (write only on a difference) and the code digest.
 DESIRED_HASH_ANNOTATION = f"{API_GROUP}/desired-hash"
 CODE_SHA256_ANNOTATION = f"{API_GROUP}/code-sha256"
+# A fingerprint of the runtime token the pods read (ADR 011): a new platform key rolls them.
+RUNTIME_TOKEN_ANNOTATION = f"{API_GROUP}/runtime-token-sha256"
 
 # The Leases in which each gateway replica reports its per-function concurrency (ADR 007).
 DEMAND_LEASE_LABEL = f"{API_GROUP}/demand"
@@ -48,6 +50,11 @@ def child_name(owner: str, suffix: str) -> str:
 def function_workload(function: str) -> str:
     """The Deployment, Service, ServiceAccount, NetworkPolicy and PDB of a function."""
     return child_name(function, "fn")
+
+
+def function_token(function: str) -> str:
+    """The Secret holding a function's runtime token (ADR 011)."""
+    return child_name(function, "fn-token")
 
 
 def function_code(function: str, digest: str) -> str:

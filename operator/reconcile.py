@@ -38,6 +38,7 @@ Body = dict[str, Any]
 PLURALS = {
     "ConfigMap": "configmaps",
     "ServiceAccount": "serviceaccounts",
+    "Secret": "secrets",
     "Service": "services",
     "Deployment": "deployments",
     "NetworkPolicy": "networkpolicies",
@@ -123,6 +124,11 @@ async def reconcile_function(client: KubeClient, body: Body, config: OperatorCon
 
 async def _reconcile_function(client: KubeClient, body: Body, config: OperatorConfig) -> Result:
     generation = body.get("metadata", {}).get("generation")
+    # Before anything is built: a stored podTemplate the platform refuses never becomes a pod.
+    refusal = fn_resources.pod_template_refusal(body, config)
+    if refusal is not None:
+        refused = Outcome("SpecValid", "False", "PodTemplateNotAllowed", refusal)
+        return Result([refused], generation)
     try:
         function = fn_resources.parse_function(body)
     except ManifestError as exc:
@@ -208,9 +214,15 @@ async def _ensure_deployment(
     desired = fn_resources.make_deployment(function, uid, config, code=code)
     meta = desired["metadata"]
     live = await client.find("apps/v1", "deployments", meta["namespace"], meta["name"])
+    if live is not None and live_hash(live) == desired_hash(desired):
+        return live
+    # The runtime token's Secret (ADR 011) goes with each Deployment write, whose template
+    # carries the token's fingerprint: the operator may write Secrets but never read one.
+    token = fn_resources.make_token_secret(function, uid, config)
+    if token is not None:
+        _note("Secret", token["metadata"]["name"])
+        await client.apply(token, "secrets")
     if live is not None:
-        if live_hash(live) == desired_hash(desired):
-            return live
         _note("Deployment", meta["name"])
         return await client.apply(desired, "deployments")
     _note("Deployment", meta["name"])

@@ -74,14 +74,3 @@ def metadata(name: str, namespace: str, labels: dict[str, str], owner: Body, **e
         "ownerReferences": [owner],
         **extra,
     }
-
-
-def deep_merge(base: Body, overlay: Body) -> Body:
-    """``overlay`` merged into a copy of ``base``: maps merge key by key, anything else replaces."""
-    merged = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

@@ -7,11 +7,14 @@ sees what a local instance sees. It never sets ``replicas``: the autoscaler owns
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
+from kfaas import runtimetoken
 from kfaas.code import code_digest, config_map_files, files_digest
-from kfaas.manifests import Function, parse_manifest
+from kfaas.manifests import Function, ManifestError, parse_manifest
+from kfaas.podtemplate import PodTemplate
 from kfaas.runtimeenv import runtime_environment
 
 from .. import names
@@ -20,11 +23,11 @@ from .common import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     Body,
-    deep_merge,
     metadata,
     owner_reference,
     with_hash,
 )
+from .egress import make_egress_rules
 
 # Lambda gives a function one vCPU at 1769 MB and CPU in proportion to memory.
 MB_PER_VCPU = 1769
@@ -108,10 +111,17 @@ def _resources(function: Function, config: OperatorConfig) -> Body:
     workers = spec.concurrency.per_instance
     memory_mb = spec.memory_mb * workers + config.runtime_overhead_mb
     cpu_millis = max(50, math.ceil(1000 * spec.memory_mb * workers / MB_PER_VCPU))
-    return {
-        "requests": {"memory": f"{memory_mb}Mi", "cpu": f"{cpu_millis}m"},
-        "limits": {"memory": f"{memory_mb}Mi"},
-    }
+    requests = {"memory": f"{memory_mb}Mi", "cpu": f"{cpu_millis}m"}
+    limits = {"memory": f"{memory_mb}Mi"}
+    # podTemplate.resources adds CPU and extended resources; memory is memoryMB's alone (the
+    # models refuse it). A CPU limit without a request is also the request, as in Kubernetes.
+    wanted = spec.pod_template.resources
+    if wanted is not None:
+        requests.update(wanted.requests)
+        limits.update(wanted.limits)
+        if "cpu" in wanted.limits and "cpu" not in wanted.requests:
+            requests["cpu"] = wanted.limits["cpu"]
+    return {"requests": requests, "limits": limits}
 
 
 def _probe(path: str, *, period: int, failures: int) -> Body:
@@ -132,7 +142,16 @@ def _environment(function: Function, config: OperatorConfig) -> list[Body]:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.metadata.name}",
         }
     )
+    env.pop(runtimetoken.TOKEN_ENV, None)  # only ever the operator's
     entries: list[Body] = [{"name": key, "value": env[key]} for key in sorted(env)]
+    if config.runtime_token_key is not None:
+        name = names.function_token(function.metadata.name)
+        entries.append(
+            {
+                "name": runtimetoken.TOKEN_ENV,
+                "valueFrom": {"secretKeyRef": {"name": name, "key": runtimetoken.SECRET_KEY}},
+            }
+        )
     # Lambda names the log stream after the execution environment: here, the pod.
     entries.append(
         {
@@ -182,14 +201,10 @@ def make_deployment(
         # Executable, so `runtime: provided` can run its `bootstrap`.
         volumes.append({"name": "code", "configMap": {"name": config_map, "defaultMode": 0o555}})
 
-    overrides = dict(spec.pod_template)
-    pod_metadata = overrides.pop("metadata", {})
-    container_resources = overrides.pop("resources", None)
-    if container_resources is not None:
-        container["resources"] = container_resources
+    template = spec.pod_template
     pod_spec: Body = {
-        "serviceAccountName": names.function_workload(name),
-        "automountServiceAccountToken": False,
+        "serviceAccountName": template.service_account_name or names.function_workload(name),
+        "automountServiceAccountToken": mounts_token(template, config),
         # Service links would put other services' variables into the handler's environment.
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": spec.timeout_seconds + SHUTDOWN_GRACE_SECONDS,
@@ -197,12 +212,17 @@ def make_deployment(
         "containers": [container],
         "volumes": volumes,
     }
-    pod_spec = deep_merge(pod_spec, overrides)
+    pod_spec.update(_placement(template))
+    own_annotations = {names.CODE_SHA256_ANNOTATION: digest}
+    if config.runtime_token_key is not None:
+        token = runtime_token(function, config.runtime_token_key)
+        own_annotations[names.RUNTIME_TOKEN_ANNOTATION] = runtimetoken.fingerprint(token)
+    # kfaas's labels and annotations win over the Function's (which may not use kfaas.dev/ keys).
+    extra = template.metadata
     template_meta: Body = {
-        "labels": names.function_labels(name),
-        "annotations": {names.CODE_SHA256_ANNOTATION: digest},
+        "labels": {**(extra.labels if extra else {}), **names.function_labels(name)},
+        "annotations": {**(extra.annotations if extra else {}), **own_annotations},
     }
-    template_meta = deep_merge(pod_metadata, template_meta) if pod_metadata else template_meta
     deployment: Body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -220,6 +240,81 @@ def make_deployment(
         },
     }
     return with_hash(deployment)
+
+
+def _placement(template: PodTemplate) -> Body:
+    """The scheduling fields of podTemplate, under their pod spec names; unset ones left out."""
+    dumped = template.model_dump(
+        by_alias=True,
+        exclude_none=True,
+        include={
+            "node_selector",
+            "tolerations",
+            "affinity",
+            "topology_spread_constraints",
+            "priority_class_name",
+            "runtime_class_name",
+        },
+    )
+    return {key: value for key, value in dumped.items() if value not in ({}, [])}
+
+
+def mounts_token(template: PodTemplate, config: OperatorConfig) -> bool:
+    """A ServiceAccount token is mounted only when the Function asks and the platform allows."""
+    return template.automount_service_account_token and config.allow_service_account_token
+
+
+def pod_template_refusal(body: Body, config: OperatorConfig) -> str | None:
+    """Why the operator refuses a stored Function's podTemplate, or None.
+
+    The CRD refuses these on write; a Function stored before it did (or written with field
+    validation off) still reaches the operator, which must not turn it into a pod.
+    """
+    raw = (body.get("spec") or {}).get("podTemplate")
+    if raw is None:
+        return None
+    doc = {"apiVersion": "kfaas.dev/v1alpha1", "kind": "Function", "metadata": {"name": "x"}}
+    doc["spec"] = {
+        "runtime": "provided",
+        "handler": "x",
+        "code": {"image": "x"},
+        "podTemplate": raw,
+    }
+    try:
+        parsed = parse_manifest(doc, source="podTemplate")
+    except ManifestError as exc:
+        problems = [p.removeprefix("podTemplate: ") for p in exc.problems]
+        return "; ".join(p for p in problems if p.startswith("spec.podTemplate")) or None
+    assert isinstance(parsed, Function)
+    if parsed.spec.pod_template.automount_service_account_token and not (
+        config.allow_service_account_token
+    ):
+        return (
+            "spec.podTemplate.automountServiceAccountToken: the platform does not allow "
+            "ServiceAccount tokens in function pods (chart value "
+            "functions.allowServiceAccountToken)"
+        )
+    return None
+
+
+def runtime_token(function: Function, key: str) -> str:
+    return runtimetoken.derive(key, function.metadata.namespace, function.metadata.name)
+
+
+def make_token_secret(function: Function, uid: str, config: OperatorConfig) -> Body | None:
+    """The function's runtime token (ADR 011), which its pods read as KFAAS_RUNTIME_TOKEN."""
+    if config.runtime_token_key is None:
+        return None
+    token = runtime_token(function, config.runtime_token_key)
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(function, uid, names.function_token(function.metadata.name)),
+            "type": "Opaque",
+            "data": {runtimetoken.SECRET_KEY: base64.b64encode(token.encode()).decode()},
+        }
+    )
 
 
 def make_replicas(namespace: str, function: str, replicas: int) -> Body:
@@ -257,7 +352,8 @@ def make_service(function: Function, uid: str) -> Body:
 
 
 def make_network_policy(function: Function, uid: str, config: OperatorConfig) -> Body:
-    """Only the gateway (platform namespace) and this function's pollers reach runtime pods."""
+    """Only the gateway (platform namespace) and this function's pollers reach runtime pods;
+    the pods reach what ``make_egress_rules`` allows."""
     name = function.metadata.name
     gateway: Body = {
         "namespaceSelector": {
@@ -280,13 +376,14 @@ def make_network_policy(function: Function, uid: str, config: OperatorConfig) ->
             "metadata": _meta(function, uid, names.function_workload(name)),
             "spec": {
                 "podSelector": {"matchLabels": names.function_selector(name)},
-                "policyTypes": ["Ingress"],
+                "policyTypes": ["Ingress", "Egress"] if config.egress.enabled else ["Ingress"],
                 "ingress": [
                     {
                         "from": [gateway, pollers],
                         "ports": [{"protocol": "TCP", "port": names.RUNTIME_PORT}],
                     }
                 ],
+                **({"egress": make_egress_rules(config)} if config.egress.enabled else {}),
             },
         }
     )

@@ -150,6 +150,7 @@ OPERATOR_ALLOWED = [
     ("delete", "configmaps"),
     ("watch", "configmaps"),  # a Function's code.configMap: an edit rolls its pods
     ("create", "networkpolicies.networking.k8s.io"),
+    ("patch", "secrets"),  # runtime-token Secrets (ADR 011), written, never read
     ("create", "poddisruptionbudgets.policy"),
     ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "events"),
@@ -157,6 +158,7 @@ OPERATOR_ALLOWED = [
 ]
 OPERATOR_REFUSED = [
     ("get", "secrets"),
+    ("list", "secrets"),
     ("list", "pods"),
     ("create", "pods"),
     ("delete", "deployments.apps"),

@@ -226,7 +226,7 @@ def test_env_from_and_pod_template_are_merged() -> None:
             podTemplate={
                 "nodeSelector": {"pool": "functions"},
                 "tolerations": [{"key": "fn", "operator": "Exists"}],
-                "resources": {"limits": {"memory": "2Gi"}},
+                "resources": {"limits": {"cpu": "2", "nvidia.com/gpu": "1"}},
                 "metadata": {"labels": {"team": "media"}},
             },
         ),
@@ -237,7 +237,11 @@ def test_env_from_and_pod_template_are_merged() -> None:
     pod = deployment["spec"]["template"]
     assert pod["spec"]["nodeSelector"] == {"pool": "functions"}
     assert pod["spec"]["tolerations"] == [{"key": "fn", "operator": "Exists"}]
-    assert container(deployment)["resources"] == {"limits": {"memory": "2Gi"}}
+    # Memory stays memoryMB's; a CPU limit without a request is also the request.
+    assert container(deployment)["resources"] == {
+        "requests": {"memory": "192Mi", "cpu": "2"},
+        "limits": {"memory": "192Mi", "cpu": "2", "nvidia.com/gpu": "1"},
+    }
     assert pod["metadata"]["labels"]["team"] == "media"
     assert pod["metadata"]["labels"][names.FUNCTION_LABEL] == "thumbnail"
 

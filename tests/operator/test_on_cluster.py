@@ -7,6 +7,7 @@ Deployments, ReplicaSets, EndpointSlices and garbage collection are the real con
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import json
 import os
@@ -25,6 +26,7 @@ import pytest
 from chart.platform import Platform, install, operator_process
 from services.cluster import Cluster
 
+from kfaas import runtimetoken
 from kfaas.backends import Endpoint
 from kfaas.code import code_digest
 from kfaas.demand import demand_lease
@@ -32,6 +34,11 @@ from kfaas.gateway.kube_clients import KubernetesBackend
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.kube_clients import Credentials, KubeClient
 from kfaas.manifests import Function, parse_manifest
+from kfaas.operator.config import OperatorConfig
+from kfaas.operator.reconcile import Result, reconcile_function
+
+# The chart's Secret holds a random one; the operator process here is given this one.
+RUNTIME_TOKEN_KEY = "on-cluster-test-key"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +48,9 @@ def platform(
     installed = install(helm, cluster_service, tmp_path_factory.mktemp("operator"))
     installed.operator_metrics_port = _free_port()
     with operator_process(
-        installed, KFAAS_OPERATOR_METRICS_PORT=str(installed.operator_metrics_port)
+        installed,
+        KFAAS_OPERATOR_METRICS_PORT=str(installed.operator_metrics_port),
+        KFAAS_RUNTIME_TOKEN_KEY=RUNTIME_TOKEN_KEY,
     ):
         yield installed
     cluster_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
@@ -166,6 +175,29 @@ INVALID = [
      "exactly one of secretRef, configMapRef"),
     ("handler", {"handler": ""}, "at least 1 chars"),
     ("mode", {"tracing": {"mode": "Sometimes"}}, "Unsupported value"),
+    # podTemplate is an allowlist (issue 8): the hardening cannot be undone from a Function.
+    ("spec.podTemplate.hostNetwork", {"podTemplate": {"hostNetwork": True}}, "unknown field"),
+    ("spec.podTemplate.hostPID", {"podTemplate": {"hostPID": True}}, "unknown field"),
+    ("spec.podTemplate.securityContext", {"podTemplate": {"securityContext": {"runAsUser": 0}}},
+     "unknown field"),
+    ("spec.podTemplate.containers",
+     {"podTemplate": {"containers": [{"name": "x", "securityContext": {"privileged": True}}]}},
+     "unknown field"),
+    ("spec.podTemplate.volumes",
+     {"podTemplate": {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}, "unknown field"),
+    ("spec.podTemplate.metadata",
+     {"podTemplate": {"metadata": {"labels": {"kfaas.dev/function": "other"}}}}, "are reserved"),
+    ("spec.podTemplate.metadata", {"podTemplate": {"metadata": {"annotations": {
+        "container.apparmor.security.beta.kubernetes.io/runtime": "unconfined"}}}},
+     "are reserved"),
+    ("spec.podTemplate.resources", {"podTemplate": {"resources": {"limits": {"memory": "8Gi"}}}},
+     "memory is set by memoryMB"),
+    ("spec.podTemplate.resources.requests.cpu",
+     {"podTemplate": {"resources": {"requests": {"cpu": "lots"}}}}, "should match"),
+    ("spec.podTemplate.serviceAccountName", {"podTemplate": {"serviceAccountName": "Admin!"}},
+     "should match"),
+    ("spec.podTemplate.tolerations[0].operator",
+     {"podTemplate": {"tolerations": [{"operator": "Sometimes"}]}}, "Unsupported value"),
 ]  # fmt: skip
 
 
@@ -178,6 +210,71 @@ def test_invalid_functions_are_refused_with_field_and_rule(
     done = platform.apply(function_doc("bad", namespace, **spec), check=False)
     assert done.returncode != 0
     assert field in done.stderr and rule in done.stderr, done.stderr
+
+
+def test_allowed_pod_template_reaches_a_hardened_deployment_with_its_token(
+    platform: Platform, namespace: str
+) -> None:
+    pod_template = {
+        "metadata": {"labels": {"team": "media"}},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "fn", "operator": "Exists", "effect": "NoSchedule"}],
+        "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}},
+    }
+    platform.apply(function_doc("placed", namespace, podTemplate=pod_template))
+    wait(platform, namespace, "condition=Ready", "function/placed")
+    pod = get(platform, namespace, "deployment", "placed-fn")["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "192Mi"}
+    assert pod["metadata"]["labels"]["team"] == "media"
+    # The runtime token (ADR 011): a Secret the pods read, derived from the platform key.
+    (token_env,) = [e for e in container["env"] if e["name"] == runtimetoken.TOKEN_ENV]
+    assert token_env["valueFrom"]["secretKeyRef"]["name"] == "placed-fn-token"
+    secret = get(platform, namespace, "secret", "placed-fn-token")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert token == runtimetoken.derive(RUNTIME_TOKEN_KEY, namespace, "placed")
+    # The default egress policy is one the API server accepts.
+    policy = get(platform, namespace, "networkpolicy", "placed-fn")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["egress"][2]["to"][0]["ipBlock"]["except"] == ["169.254.0.0/16"]
+
+
+def test_a_token_the_platform_does_not_allow_is_refused_and_nothing_is_written(
+    platform: Platform, namespace: str
+) -> None:
+    template = {"serviceAccountName": "default", "automountServiceAccountToken": True}
+    platform.apply(function_doc("asks", namespace, podTemplate=template))
+    wait(platform, namespace, "condition=Ready=False", "function/asks")
+    ready = condition(get(platform, namespace, "function/asks"), "Ready")
+    assert ready["reason"] == "PodTemplateNotAllowed"
+    assert "spec.podTemplate.automountServiceAccountToken" in ready["message"]
+    for kind in ("deployment", "secret"):
+        done = platform.cluster.kubectl("-n", namespace, "get", kind, "asks-fn", check=False)
+        assert done.returncode != 0 and "NotFound" in done.stderr, kind
+
+
+def test_a_stored_forbidden_pod_template_is_refused_by_the_operator(
+    platform: Platform, namespace: str
+) -> None:
+    """A Function stored before the schema refused hostPID: the operator refuses it too."""
+    platform.apply(function_doc("old", namespace))
+    stored = get(platform, namespace, "function/old")
+    stored["spec"]["podTemplate"] = {"hostPID": True, "volumes": [{"name": "root"}]}
+    kubeconfig = platform.token_kubeconfig("kfaas-operator")
+    result = asyncio.run(_reconcile(kubeconfig, stored))
+    (outcome,) = result.outcomes
+    assert outcome.reason == "PodTemplateNotAllowed"
+    assert "spec.podTemplate.hostPID: is not allowed" in outcome.message
+    assert result.written == []
+
+
+async def _reconcile(kubeconfig: Path, body: dict[str, Any]) -> Result:
+    credentials = Credentials.load(str(kubeconfig))
+    async with KubeClient(credentials, field_manager="kfaas-operator") as client:
+        return await reconcile_function(client, body, OperatorConfig(runtime_token_key="k"))
 
 
 def test_invalid_mappings_are_refused(platform: Platform, namespace: str) -> None:
@@ -453,7 +550,10 @@ def test_a_new_active_operator_resumes_without_rewriting_anything(
     before = versions()
     # A replica outranking the running one takes over and resumes every Function.
     with operator_process(
-        platform, KFAAS_OPERATOR_PRIORITY=str(2**31), POD_NAME="successor"
+        platform,
+        KFAAS_OPERATOR_PRIORITY=str(2**31),
+        POD_NAME="successor",
+        KFAAS_RUNTIME_TOKEN_KEY=RUNTIME_TOKEN_KEY,  # every replica reads the chart's Secret
     ) as log:
         line = f"reconciled Function {namespace}/steady: wrote "
         deadline = 60.0
