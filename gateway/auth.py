@@ -11,6 +11,9 @@ The API other parts of the gateway use (HTTP triggers with ``auth: AWS_IAM`` amo
   ``AccessDenied`` (403 ``AccessDeniedException`` naming the Lambda action and the resource)
   unless the principal may perform ``verb`` (``invoke``, ``get``, ``list``…) on
   ``functions.kfaas.dev`` in ``namespace``; ``await allowed(...)`` answers the same as a bool.
+- ``enabled(request)`` says whether this gateway checks callers at all: with ``--auth none`` there
+  are no credentials, ``authenticate`` answers ``ANONYMOUS`` and ``authorize`` allows everything,
+  so a caller that must never be open (an ``AWS_IAM`` trigger) refuses when it is False.
 - ``principal_of(request)`` is whoever the ``authentication`` middleware identified on an Invoke
   API request, and ``await signed_body(request, limit)`` the body it read to check the signature
   (read there and then otherwise), so no handler reads a body twice.
@@ -157,6 +160,11 @@ async def identify(
         return credential.principal
 
     return finish
+
+
+def enabled(request: web.Request) -> bool:
+    """Whether this gateway authenticates callers (``--auth sigv4``) or lets anyone in."""
+    return _auth(request).enabled
 
 
 def principal_of(request: web.Request) -> Principal:
