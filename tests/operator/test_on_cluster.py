@@ -198,6 +198,22 @@ INVALID = [
      "should match"),
     ("spec.podTemplate.tolerations[0].operator",
      {"podTemplate": {"tolerations": [{"operator": "Sometimes"}]}}, "Unsupported value"),
+    ("spec.podTemplate.hostIPC", {"podTemplate": {"hostIPC": True}}, "unknown field"),
+    ("spec.podTemplate.initContainers",
+     {"podTemplate": {"initContainers": [{"name": "x", "image": "busybox"}]}}, "unknown field"),
+    ("spec.podTemplate.serviceAccount", {"podTemplate": {"serviceAccount": "admin"}},
+     "unknown field"),
+    ("spec.podTemplate.metadata",
+     {"podTemplate": {"metadata": {"labels": {"poller.kfaas.dev/component": "poller"}}}},
+     "are reserved"),
+    ("spec.podTemplate.metadata", {"podTemplate": {"metadata": {"annotations": {
+        "seccomp.security.alpha.kubernetes.io/pod": "unconfined"}}}}, "are reserved"),
+    ("spec.podTemplate.metadata", {"podTemplate": {"metadata": {"annotations": {
+        "io.kubernetes.cri-o.userns-mode": "host"}}}}, "are reserved"),
+    ("spec.podTemplate.resources", {"podTemplate": {"resources": {"requests": {"memory": "1"}}}},
+     "memory is set by memoryMB"),
+    ("spec.podTemplate.resources.claims",
+     {"podTemplate": {"resources": {"claims": [{"name": "gpu"}]}}}, "unknown field"),
 ]  # fmt: skip
 
 
