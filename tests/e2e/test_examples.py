@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from devserver import DevServer, dev_server, make_lambda_client
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
-COVERED = {"hello", "http-api", "async-destinations", "failing"}
+COVERED = {"hello", "http-api", "http-api-key", "async-destinations", "failing"}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,17 @@ def test_http_api(examples: DevServer) -> None:
         assert reply.headers.get_all("set-cookie") == ["last-todo=1"]
     with urllib.request.urlopen(f"{base}/todos", timeout=30) as reply:
         assert json.loads(reply.read()) == {"todos": [{"id": 1, "title": "docs"}]}
+
+
+def test_http_api_key(examples: DevServer) -> None:
+    url = f"{examples.url}/fn/default/notes/"
+    keyed = urllib.request.Request(url, headers={"x-api-key": "example-key-change-me"})
+    with urllib.request.urlopen(keyed, timeout=30) as reply:
+        assert json.loads(reply.read()) == {"notes": ["buy milk"], "path": "/"}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=30)
+    assert refused.value.code == 401
+    assert json.loads(refused.value.read()) == {"message": "Unauthorized"}
 
 
 def records(client: Any, recorder: str, want: int) -> list[dict[str, Any]]:
