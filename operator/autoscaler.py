@@ -45,8 +45,10 @@ class Autoscaler:
         stable_window_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         metrics: OperatorMetrics | None = None,
+        allow_service_account_token: bool = False,
     ) -> None:
         self.client = client
+        self.allow_service_account_token = allow_service_account_token
         self.interval = interval
         self.stable_window_seconds = stable_window_seconds
         self.clock = clock
@@ -113,6 +115,9 @@ class Autoscaler:
             function = parse_function(body)
         except ManifestError:
             return
+        template = function.spec.pod_template
+        if template.automount_service_account_token and not self.allow_service_account_token:
+            return  # refused (PodTemplateNotAllowed): its instances stay stopped
         namespace, name = function.metadata.namespace, function.metadata.name
         deployment = self.deployments.objects.get(f"{namespace}/{names.function_workload(name)}")
         if deployment is None:

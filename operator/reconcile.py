@@ -127,6 +127,7 @@ async def _reconcile_function(client: KubeClient, body: Body, config: OperatorCo
     # Before anything is built: a stored podTemplate the platform refuses never becomes a pod.
     refusal = fn_resources.pod_template_refusal(body, config)
     if refusal is not None:
+        refusal += await _stop_refused(client, body)
         refused = Outcome("SpecValid", "False", "PodTemplateNotAllowed", refusal)
         return Result([refused], generation)
     try:
@@ -184,6 +185,30 @@ async def _reconcile_function(client: KubeClient, body: Body, config: OperatorCo
     if deployment is not None and rolled_out(deployment):
         await prune_code(client, function)
     return Result(outcomes, generation, {"url": fn_resources.function_url(function, config)})
+
+
+async def _stop_refused(client: KubeClient, body: Body) -> str:
+    """Scale to zero the pods an earlier version built from a podTemplate now refused.
+
+    Only ``replicas`` is written, as the autoscaler (which skips refused Functions): the refused
+    template itself is never applied. Returns what to add to the condition's message.
+    """
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    workload = names.function_workload(name)
+    try:
+        live = await client.find("apps/v1", "deployments", namespace, workload)
+        if live is None or not live.get("spec", {}).get("replicas"):
+            return ""
+        _note("Deployment", workload)
+        await client.apply(
+            fn_resources.make_replicas(namespace, name, 0),
+            "deployments",
+            field_manager=names.AUTOSCALER_FIELD_MANAGER,
+        )
+    except KubeError as exc:
+        return f"; its running instances could not be stopped: {exc.message}"
+    return f"; its running instances (Deployment {workload}) were stopped"
 
 
 def _missing_code(function: Function) -> Outcome:

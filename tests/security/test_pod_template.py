@@ -17,6 +17,7 @@ import pytest
 from kfaas import runtimetoken
 from kfaas.manifests import Function, ManifestError, parse_manifest
 from kfaas.operator import crdgen, names
+from kfaas.operator.autoscaler import Autoscaler
 from kfaas.operator.config import EgressConfig, OperatorConfig
 from kfaas.operator.reconcile import reconcile_function
 from kfaas.operator.resources import function as fn
@@ -203,11 +204,29 @@ def test_a_stored_forbidden_pod_template_is_refused_by_name() -> None:
     assert fn.pod_template_refusal(no_template, CONFIG) is None
 
 
-class _NoClient:
-    """A client the reconciler must not touch: any call fails the test."""
+class _Cluster:
+    """Just enough of KubeClient for a refused Function: one live Deployment, applies recorded."""
+
+    def __init__(self, deployment: dict[str, Any] | None) -> None:
+        self.deployment = deployment
+        self.applied: list[tuple[dict[str, Any], str | None]] = []
+
+    async def find(self, api_version: str, plural: str, namespace: str, name: str) -> Any:
+        assert (plural, namespace, name) == ("deployments", "media", "thumb-fn"), (plural, name)
+        return self.deployment
+
+    async def apply(
+        self, body: dict[str, Any], plural: str, *, field_manager: str | None = None
+    ) -> dict[str, Any]:
+        self.applied.append((body, field_manager))
+        return body
 
     def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the reconciler called the API ({name}) for a refused Function")
+        raise AssertionError(f"the reconciler called {name} for a refused Function")
+
+
+def _reconcile(stored: dict[str, Any], cluster: _Cluster) -> Any:
+    return asyncio.run(reconcile_function(cluster, copy.deepcopy(stored), CONFIG))  # type: ignore[arg-type]
 
 
 def test_the_operator_writes_nothing_for_a_refused_pod_template() -> None:
@@ -216,7 +235,8 @@ def test_the_operator_writes_nothing_for_a_refused_pod_template() -> None:
         doc({"securityContext": {"runAsUser": 0}, "containers": []}),
         doc({"automountServiceAccountToken": True}),
     ):
-        result = asyncio.run(reconcile_function(_NoClient(), copy.deepcopy(stored), CONFIG))  # type: ignore[arg-type]
+        cluster = _Cluster(None)
+        result = _reconcile(stored, cluster)
         (outcome,) = result.outcomes
         assert (outcome.type, outcome.status, outcome.reason) == (
             "SpecValid",
@@ -224,7 +244,40 @@ def test_the_operator_writes_nothing_for_a_refused_pod_template() -> None:
             "PodTemplateNotAllowed",
         )
         assert outcome.message.startswith("spec.podTemplate."), outcome.message
-        assert result.written == [] and result.generation == 3
+        assert result.written == [] and cluster.applied == [] and result.generation == 3
+
+
+def test_pods_an_earlier_version_built_from_a_refused_template_are_stopped() -> None:
+    running = {"metadata": {"name": "thumb-fn"}, "spec": {"replicas": 2, "template": {}}}
+    cluster = _Cluster(running)
+    result = _reconcile(doc({"hostPID": True}), cluster)
+    (outcome,) = result.outcomes
+    assert outcome.message.endswith("its running instances (Deployment thumb-fn) were stopped")
+    # Only replicas, as the autoscaler: the refused template is never applied.
+    ((body, manager),) = cluster.applied
+    assert manager == names.AUTOSCALER_FIELD_MANAGER
+    assert body["spec"] == {"replicas": 0}
+    assert result.written == ["Deployment/thumb-fn"]
+    stopped = _Cluster({"metadata": {"name": "thumb-fn"}, "spec": {"replicas": 0}})
+    assert _reconcile(doc({"hostPID": True}), stopped).written == [] and not stopped.applied
+
+
+def test_the_autoscaler_leaves_a_refused_function_stopped() -> None:
+    asks = doc({"automountServiceAccountToken": True}, scaling={"minInstances": 2})
+
+    def scaled(allowed: bool) -> list[Any]:
+        cluster = _Cluster(None)
+        autoscaler = Autoscaler(
+            cluster,  # type: ignore[arg-type]
+            platform_namespace="platform",
+            allow_service_account_token=allowed,
+        )
+        autoscaler.deployments.objects["media/thumb-fn"] = {"spec": {"replicas": 0}}
+        asyncio.run(autoscaler._scale("media/thumb", asks, 0, 0.0))
+        return [body["spec"] for body, _ in cluster.applied]
+
+    assert scaled(allowed=False) == []
+    assert scaled(allowed=True) == [{"replicas": 2}]
 
 
 def test_runtime_token_secret_env_and_fingerprint() -> None:
