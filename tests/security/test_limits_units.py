@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from kfaas.config import Settings, async_queue_for
+from kfaas.config import BOUND_FLAGS, Settings, async_queue_for
 from kfaas.gateway.asyncq import AsyncEvent, MemoryQueue, QueueFull, bound_refusal
 from kfaas.gateway.errors import TooManyRequests, error_response
 from kfaas.gateway.limits import (
@@ -275,3 +275,18 @@ def test_the_redis_async_queue_is_the_platform_redis() -> None:
     assert async_queue_for("gateway", with_redis) == "redis://r:6379/0"
     with pytest.raises(ValueError, match="KFAAS_REDIS_URL"):
         async_queue_for("gateway", Settings(async_queue="redis"))
+
+
+def test_every_bound_has_a_flag_on_both_server_commands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kfaas import cli
+
+    assert set(cli.BOUND_HELP) == set(BOUND_FLAGS)
+    for command in ("dev", "gateway"):
+        assert cli.main([command, "--body-timeout", "soon"]) == 2
+        assert capsys.readouterr().err == (
+            f"kfaas {command}: --body-timeout='soon' must be a number of seconds\n"
+        )
+        assert cli.main([command, "--listen", "invoke=:1"]) == 2
+        assert "--listen must serve" in capsys.readouterr().err
