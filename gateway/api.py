@@ -7,9 +7,10 @@ function name (``ns%2Fname``, ``arn%3Aaws%3A...``) and a decoded ``/`` must not 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import json
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -17,21 +18,33 @@ from typing import Any
 
 from aiohttp import web
 
+from kfaas import jsontext
 from kfaas.manifests import Function
 from kfaas.names import InvalidFunctionName, QualifierMismatch, parse_function_name
 
-from .asyncq import AsyncEvent
+from . import auth
+from .asyncq import AsyncEvent, QueueFull
 from .errors import (
     InvalidParameterValue,
     InvalidRequestContent,
     ResourceNotFound,
+    TooManyRequests,
 )
 from .invoker import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, InvokeOptions
-from .middleware import REQUEST_ID, read_body
+from .limits import CAPACITY_REASON
+from .middleware import REQUEST_ID
 from .services import Services
 
 PREFIX = "/2015-03-31/functions"
 CLIENT_CONTEXT_LIMIT = 3583
+# Payloads past this size are checked in a thread: a deeply nested one takes the slow path.
+_INLINE_CHECK_BYTES = 64 * 1024
+# X-Ray's `Root=...;Parent=...;Sampled=1`: printable ASCII key=value pairs; anything else is
+# ignored, as Lambda starts a new trace for a header it cannot read.
+_TRACE_HEADER = re.compile(
+    r"[A-Za-z0-9_.-]+=[\x21-\x3a\x3c\x3e-\x7e]*(?:; ?[A-Za-z0-9_.-]+=[\x21-\x3a\x3c\x3e-\x7e]*)*"
+)
+_TRACE_HEADER_LIMIT = 2048
 
 
 def routes(services: Callable[[], Services]) -> list[web.RouteDef]:
@@ -47,15 +60,32 @@ async def _dispatch(services: Services, request: web.Request) -> web.StreamRespo
     parts = [part for part in parts if part] if parts != [""] else []
     method = request.method
     if not parts and method == "GET":
-        return _list_functions(services)
+        return await _list_functions(services, request)
     if len(parts) == 1 and method == "GET":
+        await _authorize(services, request, parts[0], "get", "GetFunction")
         return _get_function(services, _resolve(services, request, parts[0]))
     if len(parts) == 2 and parts[1] == "configuration" and method == "GET":
+        await _authorize(services, request, parts[0], "get", "GetFunctionConfiguration")
         function = _resolve(services, request, parts[0])
         return web.json_response(_configuration(services, function))
     if len(parts) == 2 and parts[1] == "invocations" and method == "POST":
+        await _authorize(services, request, parts[0], "invoke", "InvokeFunction")
         return await _invoke(services, request, _resolve(services, request, parts[0]))
     raise ResourceNotFound(f"Unknown operation {method} {request.path}")
+
+
+async def _authorize(
+    services: Services, request: web.Request, raw_name: str, verb: str, action: str
+) -> None:
+    """Refuse a caller without ``verb`` on the function, whether or not the function exists."""
+    try:
+        ref = parse_function_name(raw_name, services.registry.default_namespace)
+    except (InvalidFunctionName, QualifierMismatch) as exc:
+        raise InvalidParameterValue(str(exc)) from exc
+    await auth.authorize(
+        request, auth.principal_of(request), verb, ref.namespace, ref.name,
+        action=action, resource=services.registry.arn(ref.namespace, ref.name),
+    )  # fmt: skip
 
 
 def _resolve(services: Services, request: web.Request, raw_name: str) -> Function:
@@ -85,19 +115,22 @@ async def _invoke(
             "expected RequestResponse, Event or DryRun"
         )
     limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
-    payload = _check_json(await read_body(request, limit))
+    payload = await _check_json(await auth.signed_body(request, limit))
     if invocation_type == "DryRun":
         return web.Response(status=204, headers={"x-amzn-RequestId": request_id})
     if invocation_type == "Event":
         event = AsyncEvent.new(function.key, payload, request_id=request_id)
-        await services.async_queue.put(event)
+        try:
+            await services.async_queue.accept(event)
+        except QueueFull as exc:
+            raise TooManyRequests(f"Rate Exceeded: {exc}", reason=CAPACITY_REASON) from exc
         services.metrics.async_received.labels(*_labels(function)).inc()
         return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
     options = InvokeOptions(
         request_id=request_id,
         log_tail=request.headers.get("X-Amz-Log-Type") == "Tail",
         client_context=_client_context(request.headers.get("X-Amz-Client-Context")),
-        trace_id=request.headers.get("X-Amzn-Trace-Id"),
+        trace_id=_trace_header(request.headers.get("X-Amzn-Trace-Id")),
     )
     result = await services.invoker.invoke(function.key, payload, options)
     headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"}
@@ -108,17 +141,23 @@ async def _invoke(
     return web.Response(body=result.payload, headers=headers, content_type="application/json")
 
 
-def _check_json(payload: bytes) -> bytes:
+async def _check_json(payload: bytes) -> bytes:
+    """The payload if it is UTF-8 JSON text of any depth, else ``InvalidRequestContent`` (400)."""
     if not payload.strip():
         return b"{}"
     try:
-        json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = payload.decode("utf-8")
+        if len(payload) > _INLINE_CHECK_BYTES:
+            await asyncio.to_thread(jsontext.check, text)
+        else:
+            jsontext.check(text)
+    except (jsontext.InvalidJson, UnicodeDecodeError) as exc:
         raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from exc
     return payload
 
 
 def _client_context(raw: str | None) -> str | None:
+    """The decoded client context re-encoded as compact ASCII JSON, safe in a header."""
     if raw is None:
         return None
     if len(raw) > CLIENT_CONTEXT_LIMIT:
@@ -126,11 +165,17 @@ def _client_context(raw: str | None) -> str | None:
             f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes (base64), got {len(raw)}"
         )
     try:
-        text = base64.b64decode(raw, validate=True).decode()
-        json.loads(text)
+        text = base64.b64decode(raw, validate=True).decode("utf-8")
+        jsontext.check(text)
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequestContent(f"Client context must be base64-encoded JSON: {exc}") from exc
-    return text
+    return jsontext.compact_ascii(text)
+
+
+def _trace_header(value: str | None) -> str | None:
+    if value is None or len(value) > _TRACE_HEADER_LIMIT or not _TRACE_HEADER.fullmatch(value):
+        return None
+    return value
 
 
 def _labels(function: Function) -> tuple[str, str]:
@@ -156,8 +201,18 @@ def _configuration(services: Services, function: Function) -> dict[str, Any]:
     }
 
 
-def _list_functions(services: Services) -> web.Response:
-    functions = [_configuration(services, fn) for fn in services.registry.list()]
+async def _list_functions(services: Services, request: web.Request) -> web.Response:
+    """The functions of the namespaces the caller may list; environments only with ``get``."""
+    principal = auth.principal_of(request)
+    functions = []
+    for function in services.registry.list():
+        namespace = function.metadata.namespace
+        if not await auth.allowed(request, principal, "list", namespace):
+            continue
+        configuration = _configuration(services, function)
+        if not await auth.allowed(request, principal, "get", namespace):
+            del configuration["Environment"]
+        functions.append(configuration)
     return web.json_response({"Functions": functions})
 
 

@@ -7,6 +7,7 @@ function's prefix. The function's reply is mapped back with the 2.0 response for
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 
@@ -14,10 +15,12 @@ from aiohttp import web
 
 from kfaas.events import http_api_event, http_response_from_result
 
-from .errors import Forbidden, ResourceNotFound
+from .errors import ResourceNotFound
 from .invoker import SYNC_PAYLOAD_LIMIT, InvokeOptions
 from .middleware import REQUEST_ID, read_body
 from .services import Services
+
+log = logging.getLogger("kfaas.gateway")
 
 
 def routes(services: Callable[[], Services]) -> list[web.RouteDef]:
@@ -37,12 +40,16 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
     http = function.spec.http
     if not http.enabled:
         raise ResourceNotFound(f"Function {key} has no HTTP trigger (spec.http.enabled is false)")
-    if http.auth != "NONE":
-        raise Forbidden(f"HTTP trigger auth {http.auth} is not supported by this gateway yet")
-    body = await read_body(request, SYNC_PAYLOAD_LIMIT)
+    request_id: str = request[REQUEST_ID]
+    # Before the body is read: an unauthenticated caller costs no buffering (trigger_auth.py).
+    verdict = await services.trigger_auth.check(function, request, request_id)
+    if verdict.refusal is not None:
+        return verdict.refusal
+    body = (
+        verdict.body if verdict.body is not None else await read_body(request, SYNC_PAYLOAD_LIMIT)
+    )
     prefix = f"/fn/{namespace}/{name}"
     raw_path = request.raw_path.split("?", 1)[0][len(prefix) :] or "/"
-    request_id: str = request[REQUEST_ID]
     peer = request.remote or "127.0.0.1"
     event = http_api_event(
         method=request.method,
@@ -53,6 +60,7 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
         source_ip=peer,
         request_id=request_id,
         domain_name=request.host,
+        authorizer=verdict.authorizer,
         now_ms=int(time.time() * 1000),
     )
     payload = json.dumps(event).encode()
@@ -65,6 +73,9 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
             headers={"x-amzn-RequestId": request_id},
         )
     response = http_response_from_result(result.payload)
+    if response.problem is not None:
+        # One line: `problem` quotes the function's values with repr, so CR/LF stay escaped.
+        log.warning("HTTP trigger %s answered 502: %s", key, response.problem)
     reply = web.Response(status=response.status, body=response.body)
     for header, value in response.headers:
         reply.headers.add(header, value)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict
 from urllib.parse import parse_qsl
+
+from kfaas import jsontext
 
 # -- HTTP API payload 2.0: the event ---------------------------------------------------------
 
@@ -29,9 +32,33 @@ class HttpDescription(TypedDict):
     userAgent: str
 
 
+class JwtAuthorizer(TypedDict):
+    # Every claim as API Gateway passes it: a string (lists as "[a b]").
+    claims: dict[str, str]
+    scopes: list[str] | None
+
+
+class IamAuthorizer(TypedDict):
+    accessKey: str
+    accountId: str
+    callerId: str
+    cognitoIdentity: None
+    principalOrgId: None
+    userArn: str
+    userId: str
+
+
+class HttpAuthorizer(TypedDict, total=False):
+    """`requestContext.authorizer` of payload 2.0: one member, named for the authorizer type."""
+
+    jwt: JwtAuthorizer
+    iam: IamAuthorizer
+
+
 class HttpRequestContext(TypedDict):
     accountId: str
     apiId: str
+    authorizer: NotRequired[HttpAuthorizer]
     domainName: str
     domainPrefix: str
     http: HttpDescription
@@ -96,6 +123,7 @@ def http_api_event(
     request_id: str,
     domain_name: str,
     path_parameters: dict[str, str] | None = None,
+    authorizer: HttpAuthorizer | None = None,
     now_ms: int,
 ) -> HttpApiEvent:
     """Build the HTTP API payload 2.0 event for one request, as a function URL would."""
@@ -146,6 +174,8 @@ def http_api_event(
         event["queryStringParameters"] = parameters
     if path_parameters is not None:
         event["pathParameters"] = path_parameters
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
     if body:
         text = _as_text(body) if _is_textual(joined.get("content-type")) else None
         if text is None:
@@ -171,9 +201,23 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    problem: str | None = field(default=None, compare=False)
+    """Why a 502 was answered for the function's result, in one line for the gateway's log."""
 
 
 _JSON = "application/json"
+# Framing and hop-by-hop headers belong to the gateway's own connection to its client: a function
+# that set them could mis-frame the answer for every proxy in front (API Gateway drops them too).
+_HOP_BY_HOP = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"}
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_STATUS_DIGITS = re.compile(r"[0-9]{3}")
+
+
+class _Malformed(ValueError):
+    pass
 
 
 def _header_value(value: Any) -> str:
@@ -186,35 +230,75 @@ def http_response_from_result(payload: bytes) -> HttpResponse:
 
     A JSON object with `statusCode` is the 2.0 response format; any other JSON value is a 200
     `application/json` response with the payload as its body; anything else is a 502, as API
-    Gateway answers a malformed integration response.
+    Gateway answers a malformed integration response, with the reason in `problem`: a status
+    outside 200-599, a header name that is not a token, a header or cookie value with a control
+    character (CR, LF, NUL...). Framing and hop-by-hop headers are dropped.
     """
     try:
         result = json.loads(payload)
+    except RecursionError:
+        # Too deep for Python's parser: valid JSON that is not an object is still passed on.
+        if not _is_json(payload) or payload.lstrip().startswith(b"{"):
+            return _bad_gateway("result nested too deeply to read a statusCode")
+        return HttpResponse(200, [("content-type", _JSON)], payload)
     except (ValueError, UnicodeDecodeError):
-        return _bad_gateway()
+        return _bad_gateway("result is not JSON")
     if not isinstance(result, dict) or "statusCode" not in result:
         return HttpResponse(200, [("content-type", _JSON)], payload)
     try:
         return _formatted_response(result)
-    except (TypeError, ValueError, AttributeError, binascii.Error):
-        return _bad_gateway()
+    except _Malformed as exc:
+        return _bad_gateway(str(exc))
+    except (TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        return _bad_gateway(f"malformed response: {type(exc).__name__}: {str(exc)[:120]!r}")
 
 
-def _bad_gateway() -> HttpResponse:
-    return HttpResponse(502, [("content-type", _JSON)], b'{"message":"Internal Server Error"}')
+def _is_json(payload: bytes) -> bool:
+    try:
+        jsontext.check(payload.decode("utf-8"))
+    except ValueError:
+        return False
+    return True
+
+
+def _bad_gateway(problem: str) -> HttpResponse:
+    return HttpResponse(
+        502, [("content-type", _JSON)], b'{"message":"Internal Server Error"}', problem
+    )
+
+
+def _status(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        status = value
+    elif isinstance(value, str) and _STATUS_DIGITS.fullmatch(value):
+        status = int(value)
+    else:
+        raise _Malformed(f"statusCode {str(value)[:40]!r} is not an integer")
+    if not 200 <= status <= 599:
+        raise _Malformed(f"statusCode {status} is outside 200-599")
+    return status
+
+
+def _checked_header(name: Any, value: Any) -> tuple[str, str] | None:
+    """The header as sent, None for one the gateway drops, ``_Malformed`` for one it cannot send."""
+    name, text = str(name), _header_value(value)
+    if not _HEADER_NAME.fullmatch(name):
+        raise _Malformed(f"header name {name[:60]!r} is not a token")
+    if _CONTROL.search(text):
+        raise _Malformed(f"header {name[:60]} has a control character: {text[:60]!r}")
+    lower = name.lower()
+    if lower in _HOP_BY_HOP or lower.startswith("proxy-"):
+        return None
+    return name, text
 
 
 def _formatted_response(result: dict[str, Any]) -> HttpResponse:
-    status = result["statusCode"]
-    if isinstance(status, bool) or not isinstance(status, int | str):
-        raise TypeError("statusCode must be an integer")
-    status = int(status)
-    if not 100 <= status <= 599:
-        raise ValueError("statusCode out of range")
-    headers = [(str(k), _header_value(v)) for k, v in (result.get("headers") or {}).items()]
+    status = _status(result["statusCode"])
+    pairs: list[tuple[Any, Any]] = list((result.get("headers") or {}).items())
     for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers.extend((str(name), _header_value(value)) for value in values)
-    headers.extend(("set-cookie", str(cookie)) for cookie in result.get("cookies") or [])
+        pairs.extend((name, value) for value in values)
+    pairs.extend(("set-cookie", str(cookie)) for cookie in result.get("cookies") or [])
+    headers = [header for name, value in pairs if (header := _checked_header(name, value))]
     if not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("content-type", _JSON))
     raw = result.get("body")

@@ -11,17 +11,29 @@ gateway forwards.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import http.client
+import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from devserver import DevServer, dev_server, make_lambda_client
+from runtime.instances import Starter, start
 
 from kfaas import wire
+from kfaas.gateway.api import _client_context as client_context
 from kfaas.runtime import http11
 from kfaas.upstream import UpstreamError, UpstreamPool
+
+__all__ = ["start"]  # the runtime tests' fixture: real instances on free ports
 
 FUNCTIONS = Path(__file__).parent / "framing_functions"
 INVOKE = "/2015-03-31/functions/echo-id/invocations"
@@ -369,3 +381,343 @@ async def test_upstream_refuses_headers_before_sending_anything(headers: dict[st
             await pool.post("127.0.0.1", server.port, "/invoke", b"{}", headers)
         assert server.connections == 0
     pool.close()
+
+
+# -- kfaas dev: many callers, hostile requests alongside ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[DevServer]:
+    with dev_server([FUNCTIONS]) as server:
+        yield server
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def send_raw(url: str, data: bytes, timeout: float = 30) -> Answer:
+    """Write ``data`` as it is (no client library would) and read one HTTP answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return Answer(response.status, response.msg, response.read())
+
+
+def invoke_raw(url: str, payload: bytes, headers: dict[str, bytes], path: str = INVOKE) -> Answer:
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % (path.encode(), len(payload))
+    head += b"".join(b"%s: %s\r\n" % (name.encode(), value) for name, value in headers.items())
+    return send_raw(url, head + b"Connection: close\r\n\r\n" + payload)
+
+
+def b64(text: str | bytes) -> bytes:
+    return base64.b64encode(text.encode() if isinstance(text, str) else text)
+
+
+SMUGGLED = (
+    "POST /invoke HTTP/1.1\r\nLambda-Runtime-Aws-Request-Id: smuggled\r\n"
+    "Content-Length: 2\r\n\r\n{}"
+)
+
+# Hostile Invoke API requests: header name → raw value. Each must be refused (4xx) or, for headers
+# Lambda ignores when unreadable, answered 200 with the caller's own request id.
+HOSTILE_INVOKE: dict[str, dict[str, bytes]] = {
+    "issue's client context": {"X-Amz-Client-Context": b64("{}\r\n\r\n" + SMUGGLED)},
+    "client context, CRLF and spaces": {"X-Amz-Client-Context": b64("{}\r\n\r\n      ")},
+    "client context, CRLF between tokens": {
+        "X-Amz-Client-Context": b64('{"custom":\r\n{"a":\r\n\r\n1}}\r\n')
+    },
+    "client context, CR in a string": {"X-Amz-Client-Context": b64('{"a":"x\ry"}')},
+    "client context, LF in a string": {
+        "X-Amz-Client-Context": b64('{"a":"x\n\r\nGET / HTTP/1.1"}')
+    },
+    "client context, escaped CRLF": {"X-Amz-Client-Context": b64('{"a":"\\r\\n\\r\\nGET /"}')},
+    "client context, NUL": {"X-Amz-Client-Context": b64('{"a":1}\0')},
+    "client context, escaped NUL": {"X-Amz-Client-Context": b64('{"a":"\\u0000"}')},
+    "client context, not UTF-8": {"X-Amz-Client-Context": b64(b'{"a":"\xff"}')},
+    "client context, not base64": {"X-Amz-Client-Context": b"{}\x7f"},
+    "client context, deep": {"X-Amz-Client-Context": b64("[" * 1300 + "]" * 1300)},
+    "client context, too long": {"X-Amz-Client-Context": b64("[" + "1," * 2000 + "1]")},
+    "trace, bare LF": {"X-Amzn-Trace-Id": b"Root=1\nLambda-Runtime-Aws-Request-Id: x"},
+    "trace, bare CR": {"X-Amzn-Trace-Id": b"Root=1\rX: y"},
+    "trace, NUL": {"X-Amzn-Trace-Id": b"Root=1\0"},
+    "trace, not Latin-1": {"X-Amzn-Trace-Id": "Root=日本;Sampled=1".encode()},
+    "trace, obs-text": {"X-Amzn-Trace-Id": b"Root=\xff\xfe"},
+    "trace, junk": {"X-Amzn-Trace-Id": b"\\r\\n;;==;"},
+    "log type, lower case": {"X-Amz-Log-Type": b"tail"},
+    "log type, UTF-8": {"X-Amz-Log-Type": "Tail日本".encode()},
+    "log type, bare LF": {"X-Amz-Log-Type": b"Tail\nX-Amz-Invocation-Type: Event"},
+    "traceparent, junk": {"traceparent": b"00-zz-\xff-01", "tracestate": b"a=\x01,,=="},
+    "traceparent, UTF-8": {"traceparent": "00-日本-01".encode(), "tracestate": "k=日本".encode()},
+    "traceparent, long": {"traceparent": b"00-" + b"a" * 8000, "tracestate": b"k=v," * 2000},
+    "invocation type": {"X-Amz-Invocation-Type": "Event日本".encode()},
+}
+HOSTILE_PAYLOADS = {
+    "invalid JSON": b'{"a": }',
+    "not UTF-8": b'{"a": "\xff"}',
+    "UTF-16": '{"a": 1}'.encode("utf-16"),
+    "NaN": b"[NaN]",
+    "extra data": b"{}\r\n\r\n" + SMUGGLED.encode(),
+}
+
+
+def _own(answer: Answer) -> bool:
+    """A 200 Invoke answer belongs to its caller: the handler's id is the gateway's id."""
+    body = answer.json()
+    if answer.headers.get("X-Amz-Function-Error"):
+        # The function could not read what it was given (a client context nested past Python's
+        # limit): its own error, answered to its own caller.
+        return body.get("errorType") == "Runtime.UnmarshalError"
+    return isinstance(body, dict) and body.get("request_id") == answer.headers["x-amzn-RequestId"]
+
+
+@pytest.mark.parametrize("headers", HOSTILE_INVOKE.values(), ids=HOSTILE_INVOKE.keys())
+def test_hostile_invoke_headers_are_4xx_or_harmless(
+    dev: DevServer, headers: dict[str, bytes]
+) -> None:
+    answer = invoke_raw(dev.url, b'{"who": "attacker"}', headers)
+    assert answer.status < 500, answer.body
+    if answer.status == 200:
+        assert _own(answer)
+        assert answer.headers.get("X-Amz-Function-Error") or answer.json()["event"] == {
+            "who": "attacker"
+        }
+
+
+@pytest.mark.parametrize("payload", HOSTILE_PAYLOADS.values(), ids=HOSTILE_PAYLOADS.keys())
+def test_invalid_payloads_are_invalid_request_content(dev: DevServer, payload: bytes) -> None:
+    for invocation_type in (b"RequestResponse", b"Event"):
+        answer = invoke_raw(dev.url, payload, {"X-Amz-Invocation-Type": invocation_type})
+        assert answer.status == 400, answer.body
+        assert answer.headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
+
+
+def test_json_of_any_depth_is_accepted(dev: DevServer) -> None:
+    """100,000 levels: valid JSON the gateway accepts; Python's parser in the handler cannot read
+    it, which is the function's own documented error, not the platform's."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = invoke_raw(dev.url, deep, {})
+    assert answer.status == 200
+    assert answer.headers["X-Amz-Function-Error"] == "Unhandled"
+    assert answer.json()["errorType"] == "Runtime.UnmarshalError"
+    assert invoke_raw(dev.url, deep, {"X-Amz-Invocation-Type": b"Event"}).status == 202
+    assert invoke_raw(dev.url, deep[:-1], {}).status == 400
+
+
+def test_utf8_client_context_reaches_the_handler(dev: DevServer) -> None:
+    client = make_lambda_client(dev.url)
+    context = '{"custom": {"user": "日本", "emoji": "😀", "line": "a\\r\\nb"}, "env": {}}'
+    reply = client.invoke(
+        FunctionName="echo-id",
+        Payload=b'{"n": 1}',
+        ClientContext=base64.b64encode(context.encode()).decode(),
+    )
+    body = json.loads(reply["Payload"].read())
+    assert body["custom"] == {"user": "日本", "emoji": "😀", "line": "a\r\nb"}
+    assert body["request_id"] == reply["ResponseMetadata"]["RequestId"]
+
+
+def test_trace_header_is_passed_when_valid_and_ignored_when_not(dev: DevServer) -> None:
+    valid = b"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    assert invoke_raw(dev.url, b"{}", {"X-Amzn-Trace-Id": valid}).json()["trace"] == valid.decode()
+    answer = invoke_raw(dev.url, b"{}", {"X-Amzn-Trace-Id": "Root=日本".encode()})
+    assert answer.status == 200 and "日本" not in (answer.json()["trace"] or "")
+
+
+def test_the_issues_attack_then_a_victim(dev: DevServer) -> None:
+    """The issue's reproduction: a client context of `{}`, CRLF CRLF and a smuggled request;
+    then victims on every pooled connection must each get their own answer."""
+    client = make_lambda_client(dev.url)
+    for context in ("{}\r\n\r\n" + SMUGGLED, "{}\r\n\r\n" + " " * 64):
+        attack = invoke_raw(dev.url, b'{"who": "attacker"}', {"X-Amz-Client-Context": b64(context)})
+        assert attack.status in (200, 400)
+        for n in range(24):
+            reply = client.invoke(FunctionName="echo-id", Payload=json.dumps({"victim": n}))
+            body = json.loads(reply["Payload"].read())
+            assert body["event"] == {"victim": n}
+            assert body["request_id"] == reply["ResponseMetadata"]["RequestId"]
+
+
+def _hostile_trigger_requests() -> list[bytes]:
+    get = b"GET /fn/default/web-id/ HTTP/1.1\r\nHost: x\r\n"
+    post = b"POST /fn/default/web-id/ HTTP/1.1\r\nHost: x\r\n"
+    return [
+        b"GET /fn/default/web-id/a%0d%0aX:%20y?q=%0d%0a%00&r=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        get + b'X-A: \xff\xfe\r\nCookie: a=\xe6\x97\xa5; b="\\r\\n"\r\n\r\n',
+        get + b"X-A: 1\nX-B: 2\r\n\r\n",
+        get + b"Cookie: a=1\rb=2\r\n\r\n",
+        get + b"X-A: \x00\r\n\r\n",
+        post + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        post + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
+        get + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        get + b" folded: 1\r\n\r\n",
+    ]
+
+
+def test_hostile_trigger_requests_are_4xx_or_harmless(dev: DevServer) -> None:
+    for data in _hostile_trigger_requests():
+        answer = send_raw(dev.url, data)
+        assert answer.status < 500, (data, answer.body)
+        if answer.status == 200:
+            assert answer.json()["request_id"] == answer.headers["x-amzn-RequestId"]
+
+
+class Caller(threading.Thread):
+    """Makes ``calls`` invocations, each with a unique payload, and counts answers not its own."""
+
+    def __init__(self, url: str, index: int, calls: int) -> None:
+        super().__init__(name=f"caller-{index}")
+        self.url, self.index, self.calls = url, index, calls
+        self.mismatches: list[str] = []
+        self.failures: list[BaseException] = []
+        self.answered = 0
+
+    def run(self) -> None:
+        try:
+            kind = self.index % 3
+            client = make_lambda_client(self.url) if kind == 1 else None
+            host, port = self.url.removeprefix("http://").split(":")
+            connection = http.client.HTTPConnection(host, int(port), timeout=60)
+            for n in range(self.calls):
+                nonce = f"{self.index}-{n}-{uuid.uuid4()}"
+                if kind == 0:
+                    self._invoke_http(connection, nonce)
+                elif kind == 1:
+                    assert client is not None
+                    self._invoke_boto3(client, nonce)
+                else:
+                    self._trigger(connection, nonce)
+            connection.close()
+        except BaseException as exc:
+            self.failures.append(exc)
+
+    def _check(self, ok: bool, what: str) -> None:
+        self.answered += 1
+        if not ok:
+            self.mismatches.append(what)
+
+    def _invoke_http(self, connection: http.client.HTTPConnection, nonce: str) -> None:
+        connection.request("POST", INVOKE, json.dumps({"nonce": nonce}).encode())
+        reply = connection.getresponse()
+        body = json.loads(reply.read())
+        self._check(reply.status == 200 and body["event"] == {"nonce": nonce}, f"payload {nonce}")
+        self._check(body["request_id"] == reply.headers["x-amzn-RequestId"], f"id {nonce}")
+
+    def _invoke_boto3(self, client: Any, nonce: str) -> None:
+        reply = client.invoke(FunctionName="echo-id", Payload=json.dumps({"nonce": nonce}))
+        body = json.loads(reply["Payload"].read())
+        self._check(body["event"] == {"nonce": nonce}, f"payload {nonce}")
+        self._check(body["request_id"] == reply["ResponseMetadata"]["RequestId"], f"id {nonce}")
+
+    def _trigger(self, connection: http.client.HTTPConnection, nonce: str) -> None:
+        path = f"/fn/default/web-id/{nonce}?nonce={nonce}"
+        connection.request("POST", path, nonce.encode(), {"X-Nonce": nonce, "Cookie": f"n={nonce}"})
+        reply = connection.getresponse()
+        body = json.loads(reply.read())
+        request_id = reply.headers["x-amzn-RequestId"]
+        self._check(
+            reply.status == 200
+            and body["rawPath"] == f"/{nonce}"
+            and body["rawQueryString"] == f"nonce={nonce}"
+            and body["headers"]["x-nonce"] == nonce
+            and body["cookies"] == [f"n={nonce}"]
+            and body["body"] == nonce,
+            f"trigger payload {nonce}",
+        )
+        self._check(
+            body["request_id"] == request_id
+            and reply.headers["x-echo-request-id"] == request_id
+            and reply.headers["set-cookie"] == f"seen={request_id}",
+            f"trigger id {nonce}",
+        )
+
+
+class Attacker(threading.Thread):
+    """Sends every hostile request in turn until told to stop; records any 5xx or foreign 200."""
+
+    def __init__(self, url: str, stop: threading.Event) -> None:
+        super().__init__(name="attacker")
+        self.url, self.stop = url, stop
+        self.sent = 0
+        self.problems: list[str] = []
+
+    def run(self) -> None:
+        requests = [
+            (name, b'{"who": "attacker"}', headers) for name, headers in HOSTILE_INVOKE.items()
+        ] + [(name, payload, {}) for name, payload in HOSTILE_PAYLOADS.items()]
+        while not self.stop.is_set():
+            for name, payload, headers in requests:
+                answer = invoke_raw(self.url, payload, headers)
+                self.sent += 1
+                if answer.status >= 500 or (answer.status == 200 and not _own(answer)):
+                    self.problems.append(f"{name}: {answer.status} {answer.body[:100]!r}")
+            for data in _hostile_trigger_requests():
+                answer = send_raw(self.url, data)
+                self.sent += 1
+                if answer.status >= 500:
+                    self.problems.append(f"trigger: {answer.status} {answer.body[:100]!r}")
+
+
+def test_concurrent_callers_get_their_own_answers_while_attacked(dev: DevServer) -> None:
+    """16 callers x 50 calls (raw HTTP, boto3, HTTP triggers), each checking its own payload and
+    request id, with hostile requests through every forwarded header running alongside."""
+    stop = threading.Event()
+    attackers = [Attacker(dev.url, stop) for _ in range(3)]
+    callers = [Caller(dev.url, index, 50) for index in range(16)]
+    for thread in attackers + callers:
+        thread.start()
+    for caller in callers:
+        caller.join(300)
+    stop.set()
+    for attacker in attackers:
+        attacker.join(120)
+    assert [c.failures for c in callers] == [[]] * len(callers)
+    mismatches = [m for caller in callers for m in caller.mismatches]
+    assert mismatches == [], mismatches[:10]
+    assert sum(caller.answered for caller in callers) == 16 * 50 * 2  # payload and id, each call
+    assert sum(attacker.sent for attacker in attackers) > 0
+    assert [p for attacker in attackers for p in attacker.problems] == []
+    # The gateway kept its log to warning lines, not a traceback per refused request.
+    assert "Traceback" not in dev.output()
+
+
+async def test_awslambdaric_reads_the_re_encoded_client_context(start: Starter) -> None:
+    """awslambdaric parses `Lambda-Runtime-Client-Context` as raw JSON: the gateway's ASCII
+    re-encoding (with `\\u` escapes) gives it the caller's UTF-8 text intact."""
+    files = {
+        "bootstrap": f"#!/bin/sh\nexec {sys.executable} -m awslambdaric app.handler\n",
+        "app.py": (
+            "def handler(event, context):\n"
+            "    if event.get('fail'):\n"
+            "        raise ValueError('日本 \\r\\n')\n"
+            "    return context.client_context.custom\n"
+        ),
+    }
+    instance = await start(files, KFAAS_RUNTIME="provided", _HANDLER="app.handler")
+    custom = {"user": "日本", "emoji": "😀", "quote": '"\\\r\n'}
+    raw = json.dumps({"custom": custom}, ensure_ascii=False, indent="\r\n")
+    header = client_context(base64.b64encode(raw.encode()).decode())
+    assert header is not None and wire.is_header_value(header)
+    reply = await instance.invoke({}, **{"Lambda-Runtime-Client-Context": header})
+    assert reply.status == 200 and not reply.function_error, reply.body
+    assert reply.json() == custom
+    # Its error report carries UTF-8 in an X-Ray header (obs-text), which the runtime accepts.
+    error = await instance.invoke({"fail": True})
+    assert error.function_error and error.json()["errorMessage"] == "日本 \r\n"
+
+
+async def test_runtime_refuses_values_its_runtime_api_could_not_pass_on(start: Starter) -> None:
+    instance = await start({"app.py": "def handler(event, context):\n    return event\n"})
+    for name in ("Lambda-Runtime-Trace-Id", "Lambda-Runtime-Client-Context"):
+        reply = await instance.invoke({"a": 1}, **{name: "Root=日本"})
+        assert reply.status == 400, reply.body
+        assert reply.headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
+    assert (await instance.invoke({"a": 1})).json() == {"a": 1}

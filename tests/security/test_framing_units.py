@@ -8,6 +8,7 @@ server to exactly one request carrying the same values; any body round-trips.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import sys
@@ -19,6 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kfaas import jsontext, wire
+from kfaas.gateway import api
+from kfaas.gateway.errors import InvalidRequestContent
 from kfaas.gateway.refusals import Refusals
 from kfaas.runtime import http11
 
@@ -338,3 +341,43 @@ def test_other_records_pass_unchanged() -> None:
     debug = _refused_record("quiet")
     debug.levelno = logging.DEBUG
     assert refusals.filter(debug) and debug.levelno == logging.DEBUG and debug.exc_info
+
+
+# -- what the gateway forwards -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "forwarded"),
+    [
+        ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1", True),
+        ("Root=1-a;Lineage=a87bd80c:1|68fd508a:5", True),
+        ("Root=1-a; Sampled=0", True),
+        ("Root=日本", False),
+        ("Root=1\r\nX: y", False),
+        ("Root=1\x00", False),
+        ("Root=1 ", False),
+        ("", False),
+        ("junk", False),
+        ("Root=" + "a" * 3000, False),
+    ],
+)
+def test_trace_header_is_forwarded_only_when_readable(value: str, forwarded: bool) -> None:
+    assert api._trace_header(value) == (value if forwarded else None)
+
+
+def test_client_context_is_checked_and_re_encoded() -> None:
+    raw = base64.b64encode('{"custom" :\r\n {"user": "日本"}}\r\n\r\n  '.encode()).decode()
+    assert api._client_context(raw) == '{"custom":{"user":"\\u65e5\\u672c"}}'
+    for bad in (b'{"a": "\xff"}', b"{}\r\n\r\nPOST / HTTP/1.1", b"", b"[1,]"):
+        with pytest.raises(InvalidRequestContent):
+            api._client_context(base64.b64encode(bad).decode())
+    with pytest.raises(InvalidRequestContent):
+        api._client_context("not base64!")
+
+
+async def test_payload_check_accepts_any_depth_and_refuses_the_rest() -> None:
+    for payload in (b"[" * 100_000 + b"]" * 100_000, b"[" * 30 + b"]" * 30, b"  ", b'"x"'):
+        assert await api._check_json(payload) in (payload, b"{}")
+    for bad in (b"[" * 100_000, b'{"a": "\xff"}', '{"a": 1}'.encode("utf-16"), b"[NaN]"):
+        with pytest.raises(InvalidRequestContent):
+            await api._check_json(bad)
