@@ -341,17 +341,18 @@ async def test_upstream_refuses_responses_it_cannot_frame(response: bytes) -> No
 
 
 async def test_upstream_does_not_reuse_a_connection_in_doubt() -> None:
-    gate = asyncio.Event()
+    arrived, gate = asyncio.Event(), asyncio.Event()
 
     async def slow_first(n: int, headers: dict[str, str], body: bytes) -> bytes:
         if n == 1:
+            arrived.set()
             await gate.wait()
         return answer(body, b"Connection: close\r\n" if body == b"close" else b"")
 
     pool = UpstreamPool()
     async with peer(slow_first) as server:
         call = asyncio.ensure_future(pool.post("127.0.0.1", server.port, "/", b"cancelled", {}))
-        await asyncio.sleep(0.05)
+        await arrived.wait()
         call.cancel()  # mid-request: the answer may still come, so the connection goes
         with pytest.raises(asyncio.CancelledError):
             await call
