@@ -45,7 +45,7 @@ from security.fuzz_strategies import SEED, collect_pool
 
 from runtime import instances
 
-pytestmark = [pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(900)]
 
 start = instances.start  # the runtime tests' fixture: real instances on free ports
 
