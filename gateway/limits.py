@@ -23,6 +23,7 @@ from kfaas.config import Settings
 from kfaas.events import api_error_body
 
 from .errors import ApiError, TooManyRequests
+from .metrics import GatewayMetrics
 
 # Lambda's reason for a throttle that is not one function's own limit: the platform is at capacity.
 CAPACITY_REASON = "ConcurrentInvocationLimitExceeded"
@@ -80,8 +81,11 @@ class BodyBudget:
 class BodyHold:
     """What one request holds of the budget; all of it goes back when the request ends."""
 
-    def __init__(self, budget: BodyBudget, limits: ServerLimits) -> None:
+    def __init__(
+        self, budget: BodyBudget, limits: ServerLimits, metrics: GatewayMetrics | None = None
+    ) -> None:
         self.budget = budget
+        self.metrics = metrics
         self.idle_timeout_seconds = limits.body_idle_timeout_seconds
         self.timeout_seconds = limits.body_timeout_seconds
         self.held_bytes = 0
@@ -101,11 +105,13 @@ class BodyHold:
                 message = f"The request body took longer than {self.timeout_seconds:g} seconds"
             else:
                 message = f"No request body bytes arrived for {self.idle_timeout_seconds:g} seconds"
+            self._refused("body_timeout")
             raise RequestTimeout(message) from None
 
     def take(self, size: int) -> None:
         """Count ``size`` more bytes of this request's body; 429 when the budget has no room."""
         if not self.budget.reserve(size):
+            self._refused("body_memory")
             raise TooManyRequests(
                 "Rate Exceeded. The gateway holds as many request bodies as its memory budget "
                 f"allows ({self.budget.limit_bytes} bytes); retry later.",
@@ -118,11 +124,15 @@ class BodyHold:
         self.budget.release(self.held_bytes)
         self.held_bytes = 0
 
+    def _refused(self, bound: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refusals.labels(bound).inc()
+
 
 BODY_HOLD = web.RequestKey("body_hold", BodyHold)
 
 
-def body_holds(limits: ServerLimits) -> Middleware:
+def body_holds(limits: ServerLimits, metrics: GatewayMetrics | None = None) -> Middleware:
     """A middleware giving each request a ``BodyHold`` that ``read_body`` counts against.
 
     It must wrap every middleware that reads a body (auth does), so it is chained right after
@@ -130,10 +140,12 @@ def body_holds(limits: ServerLimits) -> Middleware:
     """
 
     budget = BodyBudget(limits.body_memory_bytes)
+    if metrics is not None:
+        metrics.body_bytes_held.set_function(lambda: budget.held_bytes)
 
     @web.middleware
     async def hold_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
-        hold = BodyHold(budget, limits)
+        hold = BodyHold(budget, limits, metrics)
         request[BODY_HOLD] = hold
         try:
             return await handler(request)

@@ -25,7 +25,10 @@ from aiohttp.typedefs import Handler
 
 from .errors import ResourceNotFound
 from .limits import HEADER_TIMEOUT, OVER_CONNECTION_CAP, ServerLimits
+from .metrics import GatewayMetrics
 
+# The app's metrics, for what happens outside any request (connections, their timers).
+METRICS = web.AppKey("gateway_metrics", GatewayMetrics)
 Role = Literal["all", "invoke", "trigger"]
 ROLES: tuple[Role, ...] = ("all", "invoke", "trigger")
 _ADDRESS = re.compile(r"(?P<role>[a-z]+)=(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]\s]*):(?P<port>\d+)")
@@ -81,10 +84,16 @@ def path_role(path: str) -> Literal["invoke", "trigger", "both"]:
 class Connections:
     """Connections open across every listener of the process, against the cap."""
 
-    def __init__(self, limits: ServerLimits) -> None:
+    def __init__(self, limits: ServerLimits, metrics: GatewayMetrics | None = None) -> None:
         self.limits = limits
         self.open = 0
-        self.refused = 0
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.open_connections.set_function(lambda: self.open)
+
+    def refused(self, bound: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refusals.labels(bound).inc()
 
 
 class GuardedConnection(asyncio.Protocol):
@@ -102,7 +111,7 @@ class GuardedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream = cast(asyncio.Transport, transport)  # uvloop's are no asyncio subclasses
         if self._connections.open >= self._connections.limits.max_connections:
-            self._connections.refused += 1
+            self._connections.refused("connections")
             stream.write(OVER_CONNECTION_CAP)
             stream.close()
             return
@@ -155,6 +164,7 @@ class GuardedConnection(asyncio.Protocol):
     def _head_too_slow(self) -> None:
         self._head_timer = None
         if self._requests_running == 0 and self._transport is not None:
+            self._connections.refused("header_timeout")
             with contextlib.suppress(RuntimeError):
                 self._transport.write(HEADER_TIMEOUT)
             self._transport.close()
@@ -218,7 +228,7 @@ async def start_listeners(
     runner: web.AppRunner, listeners: Sequence[Listener], limits: ServerLimits
 ) -> list[GuardedSite]:
     """Serve ``runner``'s app on every listener, sharing one connection cap."""
-    connections = Connections(limits)
+    connections = Connections(limits, runner.app.get(METRICS))
     sites = [GuardedSite(runner, listener, connections) for listener in listeners]
     for site in sites:
         await site.start()

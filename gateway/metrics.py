@@ -76,6 +76,23 @@ class GatewayMetrics:
             registry=r,
         )
 
+        # The gateway's own bounds (ADR 010): what was refused where, and how close it is.
+        self.refusals = Counter(
+            "kfaas_gateway_refusals",
+            "Connections and requests refused at a bound: connections, body_memory, "
+            "async_queue (429), header_timeout, body_timeout (408)",
+            ("bound",),
+            registry=r,
+        )
+        self.open_connections = Gauge(
+            "kfaas_gateway_open_connections", "Client connections open now", registry=r
+        )
+        self.body_bytes_held = Gauge(
+            "kfaas_gateway_body_bytes_held",
+            "Request body bytes held now against the body memory budget",
+            registry=r,
+        )
+
     def record(self, namespace: str, name: str, result: InvokeResult) -> None:
         self.invocations.labels(namespace, name).inc()
         self.duration.labels(namespace, name).observe(result.duration_seconds)

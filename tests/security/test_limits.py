@@ -68,6 +68,13 @@ def _closed_by_server(sock: socket.socket, *, within: float, keep_sending: bytes
     raise AssertionError(f"the server kept the connection open; it sent {received[:200]!r}")
 
 
+def _refusals(url: str, bound: str) -> float:
+    """The gateway's ``kfaas_gateway_refusals_total`` for one bound, from /metrics."""
+    text = call(url, "/metrics", method="GET").body.decode()
+    prefix = f'kfaas_gateway_refusals_total{{bound="{bound}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
 def _throttle_answer_is_lambdas(answer: Answer) -> None:
     assert answer.status == 429, answer
     assert answer.headers["x-amzn-errortype"] == "TooManyRequestsException"
@@ -100,6 +107,7 @@ def test_event_flood_is_refused_past_the_queue_bound_and_rss_stays_under_the_lim
         _throttle_answer_is_lambdas(refusal)
     for valid in result.valid_calls:
         assert (valid.status, json.loads(valid.body)) == (200, {"valid": True}), valid
+    assert _refusals(flood_server.url, "async_queue") == result.statuses[429]
 
 
 def test_sync_flood_holds_at_most_the_body_budget_and_rss_stays_under_the_limit(
@@ -113,6 +121,11 @@ def test_sync_flood_holds_at_most_the_body_budget_and_rss_stays_under_the_limit(
         _throttle_answer_is_lambdas(refusal)
     for valid in result.valid_calls:
         assert (valid.status, json.loads(valid.body)) == (200, {"valid": True}), valid
+    # (A call that waited past the router's 60 s for the instance would be a 429 of its own.)
+    assert 1 <= _refusals(flood_server.url, "body_memory") <= result.statuses[429]
+    # Every body went back to the budget once its request was answered.
+    metrics = call(flood_server.url, "/metrics", method="GET").body.decode()
+    assert "kfaas_gateway_body_bytes_held 0.0" in metrics.splitlines()
 
 
 # -- slow and idle clients, with short timeouts --------------------------------------------------
@@ -136,6 +149,7 @@ def test_partial_headers_are_answered_408_and_closed(short_server: DevServer) ->
         sock.sendall(b"POST /2015-03-31/functions/echo/invocations HTTP/1.1\r\nHost: x\r\nX-A")
         received = _closed_by_server(sock, within=30)
     assert received.startswith(b"HTTP/1.1 408 "), received
+    assert _refusals(short_server.url, "header_timeout") >= 1
 
 
 def test_slowloris_connections_are_all_cut_off(short_server: DevServer) -> None:
@@ -188,6 +202,7 @@ def test_a_never_ending_chunked_body_is_cut_off(short_server: DevServer) -> None
         )
         received = _closed_by_server(sock, within=40, keep_sending=b"1\r\nx\r\n")
     assert received.startswith(b"HTTP/1.1 408 "), received
+    assert _refusals(short_server.url, "body_timeout") >= 1
 
 
 def test_bodies_within_the_timeouts_still_work(short_server: DevServer) -> None:
@@ -230,6 +245,7 @@ def test_past_the_connection_cap_a_client_gets_429_and_the_connection_closes(
     while call(server.url, "/healthz", method="GET").status != 200:
         assert time.monotonic() < deadline, "connections were not given back"
         time.sleep(0.1)
+    assert _refusals(server.url, "connections") >= 2
 
 
 def test_split_listeners_serve_only_their_own_half(split_server: tuple[DevServer, str]) -> None:
