@@ -123,6 +123,8 @@ async def _invoke(
         try:
             await services.async_queue.accept(event)
         except QueueFull as exc:
+            services.metrics.refusals.labels("async_queue").inc()
+            services.metrics.throttles.labels(*_labels(function)).inc()
             raise TooManyRequests(f"Rate Exceeded: {exc}", reason=CAPACITY_REASON) from exc
         services.metrics.async_received.labels(*_labels(function)).inc()
         return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
