@@ -29,6 +29,10 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from devserver import dev_server
 
+from kfaas import runtimetoken
+
+BENCH_KEY = "kfaas-bench-key"
+
 ECHO_SERVER = textwrap.dedent(
     """
     import sys
@@ -77,7 +81,12 @@ def manifests(folder: Path, cold_functions: int, workers: int) -> None:
 
 
 async def load(
-    session: aiohttp.ClientSession, url: str, body: bytes, concurrency: int, total: int
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    concurrency: int,
+    total: int,
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[float], float]:
     latencies: list[float] = []
     remaining = total
@@ -87,7 +96,7 @@ async def load(
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
-            async with session.post(url, data=body) as reply:
+            async with session.post(url, data=body, headers=headers) as reply:
                 await reply.read()
                 if reply.status != 200:
                     raise RuntimeError(f"{url} answered {reply.status}")
@@ -104,7 +113,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def measure(
-    targets: dict[str, str], requests: int
+    targets: dict[str, str], requests: int, headers: dict[str, dict[str, str]]
 ) -> dict[tuple[str, int], dict[str, float]]:
     results: dict[tuple[str, int], dict[str, float]] = {}
     body = b'{"hello": "world"}'
@@ -112,8 +121,10 @@ async def measure(
     async with aiohttp.ClientSession(connector=connector) as session:
         for concurrency in (1, 16):
             for name, url in targets.items():
-                await load(session, url, body, concurrency, max(50, requests // 10))  # warm-up
-                latencies, throughput = await load(session, url, body, concurrency, requests)
+                extra = headers.get(name)
+                warm_up = max(50, requests // 10)
+                await load(session, url, body, concurrency, warm_up, extra)
+                latencies, throughput = await load(session, url, body, concurrency, requests, extra)
                 results[(name, concurrency)] = {
                     "p50_ms": statistics.median(latencies) * 1000,
                     "p99_ms": percentile(latencies, 0.99) * 1000,
@@ -159,7 +170,8 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="kfaas-bench-"))
     manifests(folder, args.cold, args.workers)
     try:
-        with dev_server([folder]) as dev:
+        # A known platform key, so "direct" can present the instance's runtime token (ADR 011).
+        with dev_server([folder], env={runtimetoken.KEY_ENV: BENCH_KEY}) as dev:
             deadline = time.monotonic() + 60
             direct = None
             while direct is None and time.monotonic() < deadline:
@@ -172,7 +184,9 @@ def main() -> int:
                 "direct": direct,
                 "gateway": f"{dev.url}/2015-03-31/functions/noop/invocations",
             }
-            results = asyncio.run(measure(targets, args.requests))
+            token = runtimetoken.derive(BENCH_KEY, "default", "noop")
+            direct_headers = {"direct": {runtimetoken.HEADER: token}}
+            results = asyncio.run(measure(targets, args.requests, direct_headers))
             colds = asyncio.run(cold_starts(dev.url, args.cold))
     finally:
         echo.terminate()

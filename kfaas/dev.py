@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -20,6 +21,7 @@ from typing import TextIO
 
 from aiohttp import web
 
+from kfaas import runtimetoken
 from kfaas.config import Settings
 from kfaas.gateway.app import create_app
 from kfaas.gateway.asyncq import QueueError, make_queue, parse_queue_url
@@ -80,6 +82,7 @@ class DevServer:
             state_dir=self.state_dir,
             region=settings.region,
             stable_window_seconds=settings.scaling_stable_window_seconds,
+            runtime_token_key=os.environ.get(runtimetoken.KEY_ENV) or None,
         )
         self.registry.subscribe(self.backend.set_function)
         self.async_queue = async_queue

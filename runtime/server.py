@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac  # noqa: F401 -- runtimetoken.matches' import, paid here while the workers start
 import json
 import os
 import signal
