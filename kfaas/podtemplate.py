@@ -46,7 +46,7 @@ RESERVED_KEY_PATTERN: Final = (
     r"|io\.kubernetes\.)"
 )
 _RESERVED_RULE: Final = (
-    "kfaas.dev/…, *.security.alpha|beta.kubernetes.io/… and io.kubernetes.… keys are reserved"
+    "keys under kfaas.dev/, *.security.alpha|beta.kubernetes.io/ and io.kubernetes. are reserved"
 )
 # A Kubernetes quantity ("500m", "2", "1.5", "10Gi"): kept a string, as kubectl prints it.
 QUANTITY_PATTERN: Final = (

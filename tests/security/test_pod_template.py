@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +28,7 @@ from kfaas.operator.resources import function as fn
 from kfaas.podtemplate import ALLOWED_FIELDS
 
 KEY = "platform-key"
+KFAAS = str(Path(sys.executable).with_name("kfaas"))
 CONFIG = OperatorConfig(platform_namespace="platform", runtime_token_key=KEY)
 
 
@@ -93,6 +98,29 @@ def test_kfaas_dev_refuses_with_the_field_path(pod_template: Any, message: str) 
         function(pod_template)
     assert any(p.startswith(f"fn.yaml: {message}") or message in p for p in refused.value.problems)
     assert all(p.startswith("fn.yaml: spec.podTemplate") for p in refused.value.problems)
+
+
+def test_kfaas_dev_refuses_to_start_and_names_every_field(tmp_path: Path) -> None:
+    manifest = doc(
+        {
+            "hostNetwork": True,
+            "securityContext": {"runAsUser": 0},
+            "metadata": {"labels": {"kfaas.dev/function": "other"}},
+        }
+    )
+    (tmp_path / "fn.yaml").write_text(json.dumps(manifest))
+    done = subprocess.run(
+        [KFAAS, "dev", str(tmp_path), "--port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = (done.stdout + done.stderr).splitlines()
+    for expected in (
+        "fn.yaml: spec.podTemplate.hostNetwork: is not allowed in podTemplate (allowed: metadata,",
+        "fn.yaml: spec.podTemplate.securityContext: is not allowed in podTemplate",
+        "fn.yaml: spec.podTemplate.metadata: labels kfaas.dev/function: keys under kfaas.dev/",
+    ):
+        assert any(expected in line for line in lines), (expected, lines)
 
 
 def test_allowed_fields_parse() -> None:
