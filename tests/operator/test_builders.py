@@ -321,11 +321,21 @@ def test_disabled_mapping_runs_no_poller_and_secrets_stay_references() -> None:
     assert "kafka-credentials" not in json.dumps(env(deployment)["KFAAS_GATEWAY_URL"])
 
 
-def test_poller_role_allows_only_its_own_mapping_status() -> None:
+def test_poller_role_allows_only_its_own_mapping_status_and_invoking_its_function() -> None:
     role = esm.make_poller_role(mapping(), UID)
+    invoke = [rule for rule in role["rules"] if rule["resources"] == ["functions"]]
+    assert invoke == [
+        {
+            "apiGroups": ["kfaas.dev"],
+            "resources": ["functions"],
+            "resourceNames": [mapping().spec.function_name],
+            "verbs": ["invoke"],
+        }
+    ]
     for rule in role["rules"]:
-        assert rule["resourceNames"] == ["uploads"]
-        assert set(rule["verbs"]) <= {"get", "patch"}
+        if rule not in invoke:
+            assert rule["resourceNames"] == ["uploads"]
+            assert set(rule["verbs"]) <= {"get", "patch"}
     binding = esm.make_poller_role_binding(mapping(), UID)
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "uploads-poller", "namespace": "media"}
