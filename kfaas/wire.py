@@ -24,8 +24,11 @@ _REQUEST_LINE = re.compile(rb"(" + _TOKEN.encode() + rb") (/[\x21-\x7e]*) HTTP/1
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9]) [\t \x21-\x7e\x80-\xff]*")
 _TARGET = re.compile(r"/[\x21-\x7e]*")
 _DIGITS = re.compile(r"[0-9]{1,18}")
-# Names seen valid, so the hot path (the same few names on every request) skips the regex.
-_VALID_NAMES: set[str] = set()
+# Names seen valid, so the hot path (the same few names on every message) skips the regex: a name
+# as written (its `Name: ` prefix) and as read (lower-cased). Bounded, as names come from outside.
+_NAME_CACHE_SIZE = 4096
+_WRITTEN_NAMES: dict[str, bytes] = {}
+_READ_NAMES: dict[bytes, str] = {}
 
 
 class HeaderError(ValueError):
@@ -45,17 +48,19 @@ def encode_header(name: str, value: str) -> bytes:
 
     A value is printable ASCII (space included, tab not) without leading or trailing spaces.
     """
-    if name not in _VALID_NAMES:
+    prefix = _WRITTEN_NAMES.get(name)
+    if prefix is None:
         if not _NAME.fullmatch(name):
             raise HeaderError(f"invalid header name {name[:40]!r}")
-        if len(_VALID_NAMES) < 4096:
-            _VALID_NAMES.add(name)
+        prefix = name.encode("ascii") + b": "
+        if len(_WRITTEN_NAMES) < _NAME_CACHE_SIZE:
+            _WRITTEN_NAMES[name] = prefix
     if not is_header_value(value):
         raise HeaderError(
             f"header {name} must be printable ASCII without CR, LF, NUL or surrounding "
             f"whitespace: {value[:40]!r}"
         )
-    return b"%s: %s\r\n" % (name.encode("ascii"), value.encode("ascii"))
+    return prefix + value.encode("ascii") + b"\r\n"
 
 
 def is_header_value(value: str) -> bool:
@@ -89,11 +94,16 @@ def parse_head(head: bytes) -> tuple[bytes, Fields]:
     fields: Fields = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not _NAME_BYTES.fullmatch(name):
+        read = _READ_NAMES.get(name)
+        if read is None:
+            if not colon or not _NAME_BYTES.fullmatch(name):
+                raise FramingError(f"malformed header line {line[:60]!r}")
+            read = name.decode("ascii").lower()
+            if len(_READ_NAMES) < _NAME_CACHE_SIZE:
+                _READ_NAMES[name] = read
+        elif not colon:
             raise FramingError(f"malformed header line {line[:60]!r}")
-        fields.append(
-            (name.decode("ascii").lower(), value.strip(b" \t").decode("utf-8", "surrogateescape"))
-        )
+        fields.append((read, value.strip(b" \t").decode("utf-8", "surrogateescape")))
     return lines[0], fields
 
 
