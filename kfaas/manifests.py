@@ -47,6 +47,10 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 CONFIG_MAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # Lambda's rule for environment variable names.
 ENV_NAME_PATTERN = r"^[a-zA-Z]([a-zA-Z0-9_])*$"
+# Where a JWT trigger's keys may be fetched from: https, or plain http to this host only.
+JWKS_URL_PATTERN = r"^(https://[^\s/]+|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?)(/\S*)?$"
+# An OAuth scope (RFC 6750 scope-token): it is echoed in a www-authenticate header.
+SCOPE_PATTERN = r"^[!#-\[\]-~]+$"
 
 # What a failed pattern means, in the words a user can act on.
 _PATTERN_RULES = {
@@ -60,6 +64,8 @@ _PATTERN_RULES = {
     ),
     CONFIG_MAP_KEY_PATTERN: "must be a file name made of letters, digits, '-', '_' and '.'",
     ENV_NAME_PATTERN: "must start with a letter and hold only letters, digits and '_'",
+    JWKS_URL_PATTERN: "must be an https:// URL (http:// only to localhost or 127.0.0.1)",
+    SCOPE_PATTERN: "must be printable ASCII without spaces, quotes or backslashes",
 }
 
 DnsLabel = Annotated[str, StringConstraints(max_length=63, pattern=DNS_LABEL_PATTERN)]
@@ -214,11 +220,84 @@ class Cors(_Model):
     max_age: int = Field(default=0, ge=0, le=86400)
 
 
+class KeyRef(_Model):
+    """A Secret or ConfigMap holding trigger keys: every value, or only the value of `key`."""
+
+    name: DnsSubdomain
+    key: (
+        Annotated[str, StringConstraints(max_length=253, pattern=CONFIG_MAP_KEY_PATTERN)] | None
+    ) = None
+
+
+class ApiKeySource(_Model):
+    """Where an `API_KEY` trigger's valid keys are; exactly one source is set."""
+
+    secret_ref: KeyRef | None = None
+    # `kfaas dev` only: one key per line; relative to the manifest file in YAML.
+    file: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        _exactly_one(self, ("secret_ref", "file"))
+        return self
+
+
+class JwtKeySource(_Model):
+    """Public keys (a JWKS document or PEM keys) held in the cluster or, in `kfaas dev`, a file."""
+
+    secret_ref: KeyRef | None = None
+    config_map_ref: KeyRef | None = None
+    file: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        _exactly_one(self, ("secret_ref", "config_map_ref", "file"))
+        return self
+
+
+class Jwt(_Model):
+    """An API Gateway JWT authorizer: who issues the tokens, for whom, and their signing keys."""
+
+    issuer: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    audiences: list[Annotated[str, StringConstraints(min_length=1, max_length=2048)]] = Field(
+        min_length=1, max_length=50
+    )
+    # Plain http only to a loopback address: keys fetched in clear text could be swapped.
+    jwks_url: (
+        Annotated[str, StringConstraints(max_length=2048, pattern=JWKS_URL_PATTERN)] | None
+    ) = None
+    keys: JwtKeySource | None = None
+    # When set, a token must carry at least one of them (API Gateway's authorizationScopes).
+    scopes: list[Annotated[str, StringConstraints(max_length=256, pattern=SCOPE_PATTERN)]] = Field(
+        default_factory=list, max_length=50
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Self:
+        _exactly_one(self, ("jwks_url", "keys"))
+        return self
+
+
 class Http(_Model):
     # Opt-in, like a function URL: nothing is reachable over plain HTTP unless asked for.
     enabled: bool = False
-    auth: Literal["NONE", "API_KEY", "JWT"] = "NONE"
+    auth: Literal["NONE", "API_KEY", "JWT", "AWS_IAM"] = "NONE"
+    api_key: ApiKeySource | None = None
+    jwt: Jwt | None = None
     cors: Cors | None = None
+
+    @model_validator(mode="after")
+    def _auth_configured(self) -> Self:
+        # Configuration the chosen mode would ignore is refused: it reads as protection it is not.
+        for mode, name in (("API_KEY", "api_key"), ("JWT", "jwt")):
+            field = _alias(self, name)
+            if self.auth == mode and getattr(self, name) is None:
+                raise PydanticCustomError("kfaas_rule", f"auth {mode} requires {field}")
+            if self.auth != mode and getattr(self, name) is not None:
+                raise PydanticCustomError(
+                    "kfaas_rule", f"{field} is only used with auth {mode}, not {self.auth}"
+                )
+        return self
 
 
 class Tracing(_Model):
@@ -536,7 +615,15 @@ def _parse(doc: Any, source: str, folder: str | None) -> Manifest:
         code = manifest.spec.code
         if code.path is not None and not os.path.isabs(code.path):
             code.path = os.path.normpath(os.path.join(folder, code.path))
+        _resolve_key_files(manifest.spec.http, folder)
     return manifest
+
+
+def _resolve_key_files(http: Http, folder: str) -> None:
+    """Make `kfaas dev`'s key files (`apiKey.file`, `jwt.keys.file`) absolute, like `code.path`."""
+    for source in (http.api_key, http.jwt.keys if http.jwt else None):
+        if source is not None and source.file is not None and not os.path.isabs(source.file):
+            source.file = os.path.normpath(os.path.join(folder, source.file))
 
 
 def manifest_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:

@@ -24,11 +24,15 @@ from pydantic import BaseModel
 
 from kfaas.manifests import (
     API_GROUP,
+    ApiKeySource,
     Code,
     Destination,
     EnvFromSource,
     EventSourceMappingSpec,
     FunctionSpec,
+    Http,
+    Jwt,
+    JwtKeySource,
     Scaling,
     StreamDestination,
 )
@@ -45,6 +49,28 @@ def _exactly_one(*fields: str) -> dict[str, str]:
     return {
         "rule": f"[{present}].filter(x, x).size() == 1",
         "message": f"exactly one of {', '.join(fields)} must be set",
+    }
+
+
+def _auth_needs(mode: str, field: str) -> list[dict[str, str]]:
+    """`http.auth` MODE requires FIELD, and FIELD is refused with any other mode."""
+    auth = "(has(self.auth) ? self.auth : 'NONE')"
+    return [
+        {
+            "rule": f"{auth} != '{mode}' || has(self.{field})",
+            "message": f"auth {mode} requires {field}",
+        },
+        {
+            "rule": f"{auth} == '{mode}' || !has(self.{field})",
+            "message": f"{field} is only used with auth {mode}",
+        },
+    ]
+
+
+def _dev_only_file() -> dict[str, str]:
+    return {
+        "rule": "!has(self.file)",
+        "message": "file is for local `kfaas dev` only; in a cluster use a Secret or ConfigMap",
     }
 
 
@@ -74,6 +100,17 @@ CROSS_FIELD_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
         }
     ],
     EventSourceMappingSpec: [_exactly_one("kafka", "redis")],
+    Http: [*_auth_needs("API_KEY", "apiKey"), *_auth_needs("JWT", "jwt")],
+    ApiKeySource: [_exactly_one("secretRef", "file"), _dev_only_file()],
+    JwtKeySource: [_exactly_one("secretRef", "configMapRef", "file"), _dev_only_file()],
+    Jwt: [
+        _exactly_one("jwksUrl", "keys"),
+        {
+            # The models let kfaas dev fetch from http://localhost; a cluster gateway never does.
+            "rule": "!has(self.jwksUrl) || self.jwksUrl.startsWith('https://')",
+            "message": "jwksUrl must be https:// in a cluster (http://localhost is for kfaas dev)",
+        },
+    ],
     **POD_TEMPLATE_RULES,
 }
 
@@ -119,6 +156,7 @@ def _structural(
         "pattern",
         "minLength",
         "maxLength",
+        "minItems",
         "maxItems",
         "maxProperties",
         "default",
