@@ -233,3 +233,50 @@ def test_kfaas_dev_instances_refuse_direct_calls(snoop_dev: DevServer) -> None:
     # The gateway still serves after the refused calls.
     again = client.invoke(FunctionName="snoop", Payload=json.dumps({"token": "x"}))
     assert again["StatusCode"] == 200
+
+
+# -- the cluster gateway ----------------------------------------------------------------------
+
+
+def test_the_cluster_gateway_presents_each_function_its_own_token() -> None:
+    """KubernetesBackend derives the token from the platform key; nothing per function is kept."""
+    from kfaas.backends import Endpoint
+    from kfaas.gateway.kube_clients import KubernetesBackend
+    from kfaas.gateway.registry import FunctionRegistry
+    from kfaas.manifests import Function, parse_manifest
+
+    registry = FunctionRegistry()
+    for namespace, name in (("media", "thumb"), ("billing", "thumb")):
+        manifest = parse_manifest(
+            {
+                "apiVersion": "kfaas.dev/v1alpha1",
+                "kind": "Function",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"runtime": "python3.12", "handler": "a.b", "code": {"image": "x:1"}},
+            }
+        )
+        assert isinstance(manifest, Function)
+        registry.put(manifest)
+    backend = KubernetesBackend(
+        None,  # type: ignore[arg-type]  # _publish reads only what the watches stored
+        registry,
+        platform_namespace="platform",
+        replica="r",
+        runtime_token_key="platform-key",
+    )
+    for index, namespace in enumerate(("media", "billing")):
+        backend.slices.objects[f"{namespace}/thumb-fn-abc"] = {
+            "metadata": {"labels": {"kfaas.dev/function": "thumb"}},
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [f"10.0.0.{index}"], "conditions": {"ready": True}}],
+        }
+    published: dict[str, list[Endpoint]] = {}
+    backend.subscribe(lambda key, endpoints: published.__setitem__(key, endpoints))
+    backend._publish("media/thumb")
+    backend._publish("billing/thumb")
+    tokens = {key: [e.token for e in endpoints] for key, endpoints in published.items()}
+    assert tokens == {
+        "media/thumb": [runtimetoken.derive("platform-key", "media", "thumb")],
+        "billing/thumb": [runtimetoken.derive("platform-key", "billing", "thumb")],
+    }
+    assert "platform-key" not in repr(published) and tokens["media/thumb"][0] not in repr(published)
