@@ -8,7 +8,8 @@ bytes (``fuzz_requests``) built from a pool that hypothesis draws (``fuzz_strate
 a pool: hypothesis alone would spend minutes generating 100,000 examples). What must hold:
 
 - no 5xx except documented function errors: 502 on a trigger (function failed or answered
-  something API Gateway would refuse) and 502 ``ResourceNotReadyException`` on the Invoke API;
+  something API Gateway would refuse), 502 ``ResourceNotReadyException`` on the Invoke API, and
+  the status the ``reflect`` handler itself chose (no ``x-amzn-ErrorType``);
 - every complete request gets exactly one well-formed answer (no hang, no close without an
   answer, no garbled status line); a malformed one gets a 4xx or a close;
 - nobody gets another caller's answer: an ``echo`` that answers 200 answers the caller's own
@@ -17,9 +18,12 @@ a pool: hypothesis alone would spend minutes generating 100,000 examples). What 
 - nothing crashes (``kfaas dev`` and the instance still run and answer ``/healthz``) and the dev
   process's memory is flat: RSS at the end within ``RSS_GROWTH_LIMIT`` of RSS after the warm-up.
 
-``KFAAS_FUZZ_REQUESTS`` (default 100,000), ``KFAAS_FUZZ_CONNECTIONS`` and ``KFAAS_FUZZ_SEED`` tune
-a run; a failure prints each failing kind's first requests as exact bytes, which replay with
-``printf '...' | nc 127.0.0.1 PORT`` against ``kfaas dev tests/security/fuzz_functions``.
+The default 100,000 requests take about 95 s on the 2-vCPU reference machine (under two minutes
+with set-up, up to five on a machine loaded by other test runs); ``KFAAS_FUZZ_REQUESTS``,
+``KFAAS_FUZZ_CONNECTIONS`` (default 48) and ``KFAAS_FUZZ_SEED`` tune a run. A failure prints each
+failing kind's first requests as exact bytes, which replay with ``printf '...' | nc 127.0.0.1
+PORT`` against ``kfaas dev tests/security/fuzz_functions``; the sentinel, the error-level log
+records and RSS are checked too (a sentinel throttled with 429 retries, as boto3 would).
 """
 
 from __future__ import annotations
@@ -169,6 +173,7 @@ def gateway_log_records(dev_log: str) -> Iterator[tuple[str, str]]:
             yield record.get("level", ""), record.get("message", "") + record.get("exception", "")
 
 
+SENTINEL_RETRIES = 5
 SENTINEL_TOKEN = f"X-Kfaas-Runtime-Token: {RUNTIME_TOKEN}\r\n".encode()
 
 
@@ -214,6 +219,13 @@ async def _sentinel(
                 )
                 started = time.perf_counter()
                 answer = await connection.exchange(data, answer_within=ANSWER_TIMEOUT)
+                for _ in range(SENTINEL_RETRIES):
+                    if answer.status != 429:
+                        break
+                    # Throttled at capacity (a bound doing its job): retry as boto3 would.
+                    report.sentinel[f"{target} throttled, retried"] += 1
+                    await asyncio.sleep(0.5)  # back-off before the retry, not synchronisation
+                    answer = await connection.exchange(data, answer_within=ANSWER_TIMEOUT)
                 report.sentinel_ms.append((time.perf_counter() - started) * 1000)
                 expected = {"sentinel": nonce} if target != "trigger" else nonce
                 try:
@@ -298,7 +310,7 @@ async def test_generated_requests_get_their_own_answer_and_nothing_breaks(
     assert instance.process.poll() is None and instance_health.status == 200, instance.log()[-3000:]
     assert sum(report.statuses.values()) == TOTAL
     assert not report.failures, summary
-    assert all(key.endswith("own answer") for key in report.sentinel), summary
+    assert all(key.endswith(("own answer", "retried")) for key in report.sentinel), summary
     assert "FAILURE error-level" not in summary, summary
     growth = report.rss["end"] - report.rss.get("after warm-up", report.rss["start"])
     assert growth < RSS_GROWTH_LIMIT, summary
