@@ -28,7 +28,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +110,9 @@ async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> int:
     return failed
 
 
-async def hold(port: int, held: Held, first: bytes, drip: bytes, every: float, stop: asyncio.Event):
+async def hold(
+    port: int, held: Held, first: bytes, drip: bytes, every: float, stop: asyncio.Event
+) -> None:
     """Open a connection, send ``first``, then one ``drip`` every ``every`` s until the server
     answers or closes, or ``stop``."""
     try:
@@ -156,7 +158,7 @@ async def loop_requests(port: int, held: Held, data: bytes, stop: asyncio.Event)
         held.count(str(answer.status) if answer.status else answer.outcome)
 
 
-Attack = Callable[[int, Held, asyncio.Event, int], Awaitable[None]]
+Attack = Callable[[int, Held, asyncio.Event, int], Coroutine[None, None, None]]
 
 
 async def slowloris(port: int, held: Held, stop: asyncio.Event, connections: int) -> None:

@@ -76,7 +76,7 @@ async def read_answer(reader: asyncio.StreamReader, head: bool) -> Answer:
 
 
 async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size_line = (await reader.readuntil(b"\r\n"))[:-2].split(b";", 1)[0]
         try:
