@@ -11,7 +11,8 @@ time it held one before closing it (`>=` the attack time when it never did). Att
 - idle-flood: N connections opened at once, sending nothing;
 - header-flood: requests with 10,000 headers and requests with one 1 MB header, in a loop;
 - chunked-dribble: N requests whose chunked body gets one 1-byte chunk per second, forever;
-- body-flood: 48 concurrent 6 MB sync calls to a function that runs 2 at a time (1 s each);
+- body-flood: 48 connections (`--body-connections`) looping 6 MB sync calls to a function that
+  runs 2 at a time (1 s each);
 - event-flood: 800 Event calls of 1 MB to that function (the in-memory queue takes them all).
 
 Run: `.venv/bin/python bench/abuse.py` (about 2 minutes; `--seconds`, `--connections`).
@@ -189,10 +190,13 @@ async def header_flood(port: int, held: Held, stop: asyncio.Event, connections: 
     await asyncio.gather(*loops)
 
 
+BODY_LOOPS = 48  # --body-connections
+
+
 async def body_flood(port: int, held: Held, stop: asyncio.Event, connections: int) -> None:
     body = b'"' + b"b" * (6 * 1024 * 1024 - 100) + b'"'
     data = request(f"{INVOKE}/slow/invocations", body)
-    await asyncio.gather(*(loop_requests(port, held, data, stop) for _ in range(48)))
+    await asyncio.gather(*(loop_requests(port, held, data, stop) for _ in range(BODY_LOOPS)))
 
 
 async def event_flood(port: int, held: Held, stop: asyncio.Event, connections: int) -> None:
@@ -266,7 +270,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=12.0, help="duration of each attack")
     parser.add_argument("--connections", type=int, default=1000, help="slowloris/idle connections")
     parser.add_argument("--only", nargs="*", default=list(ATTACKS), help="attacks to run")
+    parser.add_argument(
+        "--body-connections", type=int, default=48, help="connections looping 6 MB bodies"
+    )
     args = parser.parse_args()
+    global BODY_LOOPS
+    BODY_LOOPS = args.body_connections
     print(
         f"# kfaas abuse benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}; {args.seconds:g} s per "
