@@ -158,7 +158,14 @@ class Mixer:
         return self.random.choice(HOSTILE_NAMES)
 
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(self.name(), self.value()) for _ in range(self.random.choice([0, 0, 1, 2, 5]))]
+        headers = [(self.name(), self.value()) for _ in range(self.random.choice([0, 0, 1, 2, 5]))]
+        if self.chance(0.03):  # the interim 100 answer must be followed by exactly one final one
+            headers.append((b"Expect", b"100-continue"))
+        if self.chance(0.03):
+            headers.append(
+                (b"Connection", self.random.choice([b"close", b"keep-alive", b"Upgrade"]))
+            )
+        return headers
 
     def segment(self) -> str:
         text = str(self.pick("segment"))
