@@ -32,12 +32,9 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -46,6 +43,7 @@ from devserver import DevServer, dev_server
 from security.fuzz_client import Answer, Connection, read_answer
 from security.fuzz_requests import INVOKE, FuzzRequest, Mixer, canonical
 from security.fuzz_strategies import SEED, collect_pool
+from security.fuzz_verdicts import EXAMPLES_KEPT, Report, judge
 
 from runtime import instances
 
@@ -60,117 +58,9 @@ POOL_EXAMPLES = 1500
 WEIGHTS = {"invoke": 0.4, "trigger": 0.3, "runtime": 0.2, "garbage": 0.1}
 ANSWER_TIMEOUT = 30.0
 RSS_GROWTH_LIMIT = 100 * 1024 * 1024
-EXAMPLES_KEPT = 3
 # The direct runtime target is started with this token (ADR 011); most requests present it, so
 # the fuzz reaches past the check, and those without it must be refused with a 4xx.
 RUNTIME_TOKEN = "fuzz-" + "0" * 59
-# A malformed request is the client's error: warning level, rate-limited, never an error record.
-GATEWAY_LOGGERS = ("aiohttp", "asyncio", "kfaas.gateway", "kfaas.dev", "kfaas.local")
-
-
-def judge(request: FuzzRequest, answer: Answer) -> str | None:
-    """The failure this answer shows, or None. Pure: unit-tested below."""
-    if answer.outcome == "timeout":
-        return "no answer (hang)"
-    if answer.outcome == "garbled":
-        return "garbled answer"
-    if answer.outcome == "closed":
-        return None if request.malformed else "complete request closed without an answer"
-    status = answer.status
-    if status >= 500:
-        error_type = answer.headers.get("x-amzn-errortype", "")
-        chosen = status == request.function_status and not error_type  # the function's own
-        documented = (
-            chosen
-            or (request.target == "trigger" and status == 502)
-            or (
-                request.target == "invoke"
-                and status == 502
-                and error_type.startswith("ResourceNotReady")
-            )
-        )
-        return None if documented else f"{status} {error_type}".strip()
-    if status != 200 or request.head or "x-amz-function-error" in answer.headers:
-        return None
-    if request.malformed:  # the server may see other requests in these bytes than we meant
-        return None
-    try:
-        if request.echo is not None and canonical(json.loads(answer.body)) != request.echo:
-            return "another caller's answer (echo payload differs)"
-        if request.fuzz_id is not None and json.loads(answer.body).get("id") != request.fuzz_id:
-            return "another caller's answer (trigger id differs)"
-    except (ValueError, AttributeError, RecursionError):
-        return "another caller's answer (not the JSON sent)"
-    return None
-
-
-@dataclass
-class Report:
-    statuses: Counter[tuple[str, str]] = field(default_factory=Counter)
-    failures: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    sentinel: Counter[str] = field(default_factory=Counter)
-    sentinel_ms: list[float] = field(default_factory=list)
-    rss: dict[str, int] = field(default_factory=dict)
-
-    def record(self, index: int, request: FuzzRequest, answer: Answer) -> None:
-        outcome = str(answer.status) if answer.outcome == "answered" else answer.outcome
-        self.statuses[(request.target, outcome)] += 1
-        failure = judge(request, answer)
-        if failure is None:
-            return
-        self.failures[failure] += 1
-        kept = self.examples.setdefault(failure, [])
-        if len(kept) < EXAMPLES_KEPT:
-            shown = request.data[:600]
-            more = f" (+{len(request.data) - 600} more bytes)" if len(request.data) > 600 else ""
-            kept.append(
-                f"#{index} {request.target} -> {outcome} {answer.detail} "
-                f"{answer.headers.get('x-amzn-errortype', '')} {answer.body[:200]!r}\n"
-                f"      request: {shown!r}{more}"
-            )
-
-    def summary(self, seconds: float, dev_log: str) -> str:
-        lines = [f"{sum(self.statuses.values())} requests in {seconds:.1f}s, seed {SEED}"]
-        for target in ("invoke", "trigger", "runtime"):
-            row = {o: n for (t, o), n in sorted(self.statuses.items()) if t == target}
-            lines.append(f"  {target}: {row}")
-        ms = sorted(self.sentinel_ms) or [0.0]
-        lines.append(
-            f"  sentinel: {dict(self.sentinel)}, p50 {statistics.median(ms):.1f} ms, "
-            f"p99 {ms[int(0.99 * (len(ms) - 1))]:.1f} ms"
-        )
-        mb = {k: round(v / 2**20, 1) for k, v in self.rss.items()}
-        levels = Counter(level for level, _ in gateway_log_records(dev_log))
-        lines.append(
-            f"  dev RSS MB: {mb}; dev log: {len(dev_log.splitlines())} lines, "
-            f"gateway records by level {dict(levels)}"
-        )
-        errors = [message for level, message in gateway_log_records(dev_log) if level == "error"]
-        if errors:
-            lines.append(f"FAILURE error-level gateway log records: {len(errors)}")
-            lines.extend(f"    {message[:300]!r}" for message in errors[:EXAMPLES_KEPT])
-        for name, examples in self.examples.items():
-            if name.startswith("sentinel"):
-                lines.append(f"FAILURE {name} did not get its own answer")
-                lines.extend(f"    {example}" for example in examples)
-        for failure, count in self.failures.most_common():
-            lines.append(f"FAILURE {failure}: {count}")
-            lines.extend(f"    {example}" for example in self.examples[failure])
-        return "\n".join(lines)
-
-
-def gateway_log_records(dev_log: str) -> Iterator[tuple[str, str]]:
-    """(level, message + exception) of what the gateway process itself logged (not functions)."""
-    for line in dev_log.splitlines():
-        if not line.startswith("{"):
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("logger", "").startswith(GATEWAY_LOGGERS):
-            yield record.get("level", ""), record.get("message", "") + record.get("exception", "")
 
 
 SENTINEL_RETRIES = 5
