@@ -103,7 +103,7 @@ class Report:
         errors = [message for level, message in gateway_log_records(dev_log) if level == "error"]
         if errors:
             lines.append(f"FAILURE error-level gateway log records: {len(errors)}")
-            lines.extend(f"    {message[:300]!r}" for message in errors[:EXAMPLES_KEPT])
+            lines.extend(f"    {_head_and_tail(message)!r}" for message in errors[:EXAMPLES_KEPT])
         for name, examples in self.examples.items():
             if name.startswith("sentinel"):
                 lines.append(f"FAILURE {name} did not get its own answer")
@@ -125,3 +125,9 @@ def gateway_log_records(dev_log: str) -> Iterator[tuple[str, str]]:
             continue
         if record.get("logger", "").startswith(GATEWAY_LOGGERS):
             yield record.get("level", ""), record.get("message", "") + record.get("exception", "")
+
+
+def _head_and_tail(message: str) -> str:
+    """A log record's first line and the end of its traceback, where the exception is named."""
+    first = message.split("\n", 1)[0]
+    return message if len(message) <= 400 else f"{first} ... {message[-300:]}"
