@@ -176,6 +176,21 @@ OVER_CONNECTION_CAP = canned_response(
         retry_after_seconds=RETRY_AFTER_SECONDS,
     ),
 )
+# A request head (request line and headers) may be this large: 64 KiB, as AWS's load balancers
+# allow. aiohttp alone would take 128 header lines of 8 KiB each, a megabyte per connection.
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class HeaderTooLarge(ApiError):
+    status = 431
+    error_type = "RequestHeaderFieldsTooLargeException"
+
+
+HEADER_TOO_LARGE = canned_response(
+    431,
+    "Request Header Fields Too Large",
+    HeaderTooLarge(f"The request head is larger than {MAX_HEAD_BYTES} bytes."),
+)
 HEADER_TIMEOUT = canned_response(
     408,
     "Request Timeout",

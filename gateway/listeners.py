@@ -23,9 +23,16 @@ from typing import Literal, cast
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .errors import ResourceNotFound
-from .limits import HEADER_TIMEOUT, OVER_CONNECTION_CAP, ServerLimits
+from .errors import ResourceNotFound, error_response
+from .limits import (
+    HEADER_TIMEOUT,
+    HEADER_TOO_LARGE,
+    MAX_HEAD_BYTES,
+    OVER_CONNECTION_CAP,
+    ServerLimits,
+)
 from .metrics import GatewayMetrics
+from .middleware import REQUEST_ID
 
 # The app's metrics, for what happens outside any request (connections, their timers).
 METRICS = web.AppKey("gateway_metrics", GatewayMetrics)
@@ -97,7 +104,7 @@ class Connections:
 
 
 class GuardedConnection(asyncio.Protocol):
-    """aiohttp's protocol for one connection, behind the connection cap and the header timeout."""
+    """aiohttp's protocol for one connection, behind the connection cap and the head's bounds."""
 
     def __init__(self, server: web.Server, connections: Connections, role: Role) -> None:
         self._server = server
@@ -107,6 +114,12 @@ class GuardedConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._requests_running = 0
+        # The request head being received: its size so far, whether its blank line was seen (what
+        # follows is a body), and its last bytes, in case that blank line is split across reads.
+        self._head_bytes = 0
+        self._head_done = False
+        self._head_tail = b""
+        self._answered = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream = cast(asyncio.Transport, transport)  # uvloop's are no asyncio subclasses
@@ -123,11 +136,29 @@ class GuardedConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
             return
-        if self._requests_running == 0 and self._head_timer is None:
-            self._head_timer = asyncio.get_running_loop().call_later(
-                self._connections.limits.header_timeout_seconds, self._head_too_slow
-            )
+        if self._requests_running == 0 and not self._head_done:
+            if self._head_timer is None:
+                self._head_timer = asyncio.get_running_loop().call_later(
+                    self._connections.limits.header_timeout_seconds, self._head_too_slow
+                )
+            if not self._count_head(data):
+                self._refuse(HEADER_TOO_LARGE, "header_size")
+                return
         self._inner.data_received(data)
+
+    def _count_head(self, data: bytes) -> bool:
+        """Count ``data`` into the head being received; False once it passes ``MAX_HEAD_BYTES``."""
+        if self._head_bytes == 0:
+            data = data.lstrip(b"\r\n")  # blank lines before a request line are allowed
+        seen = self._head_tail + data
+        ends = [i for i in (seen.find(b"\r\n\r\n"), seen.find(b"\n\n")) if i >= 0]
+        if ends:
+            self._head_done = True
+            self._head_bytes += min(ends) - len(self._head_tail)
+        else:
+            self._head_bytes += len(data)
+            self._head_tail = seen[-3:]
+        return self._head_bytes <= MAX_HEAD_BYTES
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._inner is not None else None
@@ -153,8 +184,13 @@ class GuardedConnection(asyncio.Protocol):
         self._requests_running += 1
         self._stop_head_timer()
 
-    def request_finished(self) -> None:
+    def request_finished(self, body_complete: bool) -> None:
+        """A handler answered; with its body not all read, aiohttp discards the rest and closes
+        (at most 10 s later), so what still arrives is that body and is neither counted nor timed.
+        """
         self._requests_running -= 1
+        self._answered += 1
+        self._head_bytes, self._head_done, self._head_tail = 0, not body_complete, b""
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -163,10 +199,20 @@ class GuardedConnection(asyncio.Protocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self._requests_running == 0 and self._transport is not None:
-            self._connections.refused("header_timeout")
-            with contextlib.suppress(RuntimeError):
-                self._transport.write(HEADER_TIMEOUT)
+        if self._requests_running == 0:
+            self._refuse(HEADER_TIMEOUT, "header_timeout")
+
+    def _refuse(self, answer: bytes, bound: str) -> None:
+        """Close the connection, with ``answer`` if nothing was answered on it before.
+
+        After an answer, the bytes that broke the bound may be the rest of a body its handler did
+        not read; a second answer there could be taken for the answer to a next request.
+        """
+        if self._transport is not None and not self._transport.is_closing():
+            self._connections.refused(bound)
+            if self._answered == 0:
+                with contextlib.suppress(RuntimeError):
+                    self._transport.write(answer)
             self._transport.close()
 
 
@@ -178,18 +224,35 @@ def _connection_of(request: web.Request) -> GuardedConnection | None:
 
 @web.middleware
 async def listener_roles(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Serve a request only on a listener of its role; mark it running for the header timer."""
+    """Serve a request only on a listener of its role, and keep its connection's head bounds.
+
+    Chained outside ``api_errors`` so that it sees every answer: when a handler answered without
+    reading the whole body, the connection is closed after it (once aiohttp has discarded the
+    rest), because the next head on it could not be told from that body.
+    """
     connection = _connection_of(request)
     if connection is None:
         return await handler(request)
     wanted = path_role(request.path)
     if connection.role != "all" and wanted not in (connection.role, "both"):
-        raise ResourceNotFound(f"{request.path} is not served on this listener")
+        refusal = ResourceNotFound(f"{request.path} is not served on this listener")
+        return error_response(refusal, request[REQUEST_ID])
     connection.request_started()
+    body_complete = False
     try:
-        return await handler(request)
+        response = await handler(request)
+    except web.HTTPException as exc:
+        body_complete = request.content.is_eof()
+        if not body_complete:
+            exc.force_close()
+        raise
+    else:
+        body_complete = request.content.is_eof()
+        if not body_complete:
+            response.force_close()
+        return response
     finally:
-        connection.request_finished()
+        connection.request_finished(body_complete)
 
 
 class GuardedSite(web.BaseSite):

@@ -176,6 +176,55 @@ def test_a_slow_but_steady_head_within_the_timeout_is_served(short_server: DevSe
         assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_head_over_64_kib_is_answered_431_and_closed(short_server: DevServer) -> None:
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"f" * 1000) for n in range(100))
+    with _socket(short_server.url) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + filler)
+        received = _closed_by_server(sock, within=30)
+    assert received.startswith(b"HTTP/1.1 431 "), received
+    assert _refusals(short_server.url, "header_size") >= 1
+    # A head under the bound (40 KB of headers) is served.
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"f" * 1000) for n in range(40))
+    with _socket(short_server.url) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + filler + b"\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_body_is_never_counted_as_head_even_when_the_blank_line_is_split(
+    short_server: DevServer,
+) -> None:
+    body = json.dumps({"pad": "p" * 200_000}).encode()
+    head = (
+        b"POST /2015-03-31/functions/echo/invocations HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: %d\r\n\r" % len(body)
+    )
+    with _socket(short_server.url) as sock:
+        for piece in (head, b"\n", body):
+            sock.sendall(piece)
+            time.sleep(0.2)
+        sock.settimeout(30)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:300]
+
+
+def test_an_answer_given_before_its_body_was_read_closes_the_connection(
+    short_server: DevServer,
+) -> None:
+    """The rest of that body could be taken for a next head, so none is read after it."""
+    body = b"{" + b" " * 200_000 + b"}"
+    with _socket(short_server.url) as sock:
+        sock.sendall(
+            b"POST /2015-03-31/functions/no-such-function/invocations HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+            + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )  # fmt: skip
+        received = _closed_by_server(sock, within=30)
+    assert received.startswith(b"HTTP/1.1 404 "), received
+    assert received.count(b"HTTP/1.1 ") == 1, received
+
+
 def test_idle_keepalive_connections_are_closed(short_server: DevServer) -> None:
     with _socket(short_server.url) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
