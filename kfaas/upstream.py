@@ -99,8 +99,9 @@ class _Connection(asyncio.Protocol):
         if self._request_id is not None:
             answered = head.headers.get(REQUEST_ID_HEADER)
             if answered != self._request_id and (answered is not None or head.status < 300):
+                # Not quoted: the caller must not learn another request's id either.
                 raise UpstreamError(
-                    f"response for request {answered!r}, not {self._request_id!r}: "
+                    f"the response to request {self._request_id} carries another request id: "
                     "the connection is out of step"
                 )
         assert self._waiter is not None
