@@ -17,6 +17,7 @@ description.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def _answer(status: int, message: str, request_id: str, challenge: str | None) -
         headers["www-authenticate"] = challenge
     return web.Response(
         status=status,
-        body=f'{{"message":"{message}"}}'.encode(),
+        body=json.dumps({"message": message}, separators=(",", ":")).encode(),
         content_type="application/json",
         headers=headers,
     )
@@ -100,7 +101,7 @@ def bearer_challenge(error: str | None = None, description: str = "", scope: str
 
 
 def iam_authorizer(request: web.Request, principal: Principal) -> IamAuthorizer:
-    """``requestContext.authorizer.iam`` of a function URL, for a Kubernetes user and groups."""
+    """``requestContext.authorizer.iam`` of a function URL; kfaas callers are Kubernetes users."""
     try:
         claim = verifier.parse_claim(signed_request(request), service=sigv4.SERVICE)
     except Unauthenticated:
