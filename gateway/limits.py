@@ -39,7 +39,7 @@ class ServerLimits:
     body_timeout_seconds: float = 120.0
     keepalive_timeout_seconds: float = 75.0
     max_connections: int = 1000
-    body_memory_bytes: int = 128 << 20
+    body_memory_bytes: int = 64 << 20
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerLimits:

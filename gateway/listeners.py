@@ -6,9 +6,10 @@ invoke=HOST:PORT``), so a public ingress reaches triggers only and the Invoke AP
 NetworkPolicy. /healthz and /readyz answer on every listener; /metrics on the Invoke API's only.
 
 Every connection is wrapped in a ``GuardedConnection`` around aiohttp's own protocol: it enforces
-the cap on open connections (answering 429 before reading anything) and the header timeout, which
-aiohttp does not have: a request head must be complete within the timeout of its first byte.
-Idle keep-alive connections are closed by aiohttp's ``keepalive_timeout``, set on the runner.
+the cap on open connections (answering 429 before reading anything) and the bounds of a request
+head, which aiohttp does not have: complete within the header timeout of the connection opening
+or of its first byte, and at most ``MAX_HEAD_BYTES``. Between requests, idle keep-alive
+connections are closed by aiohttp's ``keepalive_timeout``, set on the runner.
 """
 
 from __future__ import annotations
@@ -132,15 +133,15 @@ class GuardedConnection(asyncio.Protocol):
         self._transport = stream
         self._inner = self._server()
         self._inner.connection_made(stream)
+        # A new connection owes its first head within the header timeout, byte or no byte.
+        self._start_head_timer()
 
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
             return
         if self._requests_running == 0 and not self._head_done:
             if self._head_timer is None:
-                self._head_timer = asyncio.get_running_loop().call_later(
-                    self._connections.limits.header_timeout_seconds, self._head_too_slow
-                )
+                self._start_head_timer()
             if not self._count_head(data):
                 self._refuse(HEADER_TOO_LARGE, "header_size")
                 return
@@ -191,6 +192,11 @@ class GuardedConnection(asyncio.Protocol):
         self._requests_running -= 1
         self._answered += 1
         self._head_bytes, self._head_done, self._head_tail = 0, not body_complete, b""
+
+    def _start_head_timer(self) -> None:
+        self._head_timer = asyncio.get_running_loop().call_later(
+            self._connections.limits.header_timeout_seconds, self._head_too_slow
+        )
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:

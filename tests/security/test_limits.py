@@ -225,6 +225,14 @@ def test_an_answer_given_before_its_body_was_read_closes_the_connection(
     assert received.count(b"HTTP/1.1 ") == 1, received
 
 
+def test_a_new_connection_that_sends_nothing_is_closed_at_the_header_timeout(
+    short_server: DevServer,
+) -> None:
+    with _socket(short_server.url) as sock:
+        received = _closed_by_server(sock, within=30)
+    assert received.startswith(b"HTTP/1.1 408 "), received
+
+
 def test_idle_keepalive_connections_are_closed(short_server: DevServer) -> None:
     with _socket(short_server.url) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

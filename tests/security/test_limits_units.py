@@ -233,7 +233,7 @@ def test_bounds_have_documented_defaults() -> None:
         body_timeout_seconds=120,
         keepalive_timeout_seconds=75,
         max_connections=1000,
-        body_memory_bytes=128 << 20,
+        body_memory_bytes=64 << 20,
     )
     settings = Settings.from_env({})
     assert (settings.async_queue_max_events, settings.async_queue_max_bytes) == (10_000, 64 << 20)
