@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -342,3 +344,21 @@ def test_contradictory_auth_flags_are_refused(
         cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_a_presigned_url_reads_a_configuration_until_it_expires(dev: DevServer) -> None:
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{dev.url}/2015-03-31/functions/team-a%2Fecho/configuration?Qualifier=%24LATEST"
+    request = AWSRequest("GET", url)
+    SigV4QueryAuth(Credentials(*KEYS["alice"]), "lambda", "us-east-1", 60).add_auth(request)
+    with urllib.request.urlopen(request.url, timeout=10) as answer:
+        assert json.load(answer)["Environment"]["Variables"] == {"DB_PASSWORD": "team-a-password"}
+    tampered = request.url.replace("team-a%2Fecho", "team-b%2Fecho")
+    with pytest.raises(urllib.error.HTTPError) as refused, urllib.request.urlopen(tampered):
+        pass
+    with refused.value as error:
+        assert error.code == 403
+        assert error.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
