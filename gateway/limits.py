@@ -1,13 +1,14 @@
 """The gateway's resource bounds: timeouts, the connection cap and the request-body memory budget.
 
 Everything a client sends is held in the gateway's memory until it is answered, so each way of
-holding something has a bound (ADR 010): a request head must arrive within the header timeout, a
-body may not stall longer than the body idle timeout, an idle keep-alive connection is closed, the
-connections open at once are capped, and the request bodies held at once (read, or waiting for an
-instance) share one byte budget. Past a bound a client that sent a request gets Lambda's throttling
-answer, 429 ``TooManyRequestsException`` with a ``Reason`` and ``Retry-After``; a connection cut
-for slowness gets 408. The pure parts (the budget, the canned answers) are tested on their own; the
-per-connection timers live in ``listeners``.
+holding something has a bound (ADR 010): a request head must arrive within the header timeout
+and be at most ``MAX_HEAD_BYTES``, a body may neither stall longer than the body idle timeout nor
+take longer than the body timeout, an idle keep-alive connection is closed, the connections open
+at once are capped, and the request bodies held at once (read, or waiting for an instance) share
+one byte budget. Past a bound a client that sent a request gets Lambda's throttling answer, 429
+``TooManyRequestsException`` with a ``Reason`` and ``Retry-After``; a client cut off for slowness
+gets 408. The pure parts (the budget, the canned answers) are tested on their own; the
+per-connection bounds live in ``listeners``.
 """
 
 from __future__ import annotations
