@@ -11,7 +11,7 @@ from kfaas.backends import Endpoint, InstanceBackend
 from kfaas.config import Settings
 from kfaas.upstream import UpstreamPool
 
-from . import api, middleware, triggers
+from . import api, auth, limits, listeners, middleware, refusals, triggers
 from .asyncq import AsyncQueue, MemoryQueue
 from .dispatcher import DestinationSender, Dispatcher
 from .invoker import Invoker
@@ -19,6 +19,8 @@ from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
 from .routing import Router
 from .services import Services
+from .trigger_auth import TriggerAuth
+from .trigger_keys import KeySources, LocalKeyFiles
 
 SERVICES = web.AppKey("services", Services)
 
@@ -32,8 +34,15 @@ def create_app(
     destinations: DestinationSender | None = None,
     max_wait_seconds: float = 60.0,
     ready: Callable[[], bool] = lambda: True,
+    trigger_key_sources: KeySources | None = None,
+    authentication: auth.Auth | None = None,
 ) -> web.Application:
-    """The gateway app; its client session and dispatcher live as long as the app runs."""
+    """The gateway app; its client session and dispatcher live as long as the app runs.
+
+    ``trigger_key_sources`` reads the Secrets and ConfigMaps HTTP triggers name for their keys;
+    without it (`kfaas dev`) keys come from the files the manifests name.
+    """
+    refusals.install()  # malformed requests: one warning line each, rate-limited
     metrics = GatewayMetrics()
     router = Router(backend.demand, max_wait_seconds=max_wait_seconds)
 
@@ -42,9 +51,18 @@ def create_app(
         metrics.ready_instances.labels(*key.split("/", 1)).set(len(endpoints))
 
     backend.subscribe(endpoints_changed)
-    queue = async_queue or MemoryQueue()
+    queue = async_queue or MemoryQueue(
+        max_events=settings.async_queue_max_events, max_bytes=settings.async_queue_max_bytes
+    )
     app = web.Application(
-        middlewares=[middleware.request_ids, middleware.api_errors, middleware.tracing],
+        middlewares=[
+            middleware.request_ids,
+            listeners.listener_roles,
+            limits.body_holds(limits.ServerLimits.from_settings(settings), metrics),
+            middleware.api_errors,
+            middleware.tracing,
+            auth.authentication,
+        ],
         client_max_size=8 * 1024 * 1024,
     )
 
@@ -58,16 +76,22 @@ def create_app(
                 retry_base_seconds=settings.async_retry_base_seconds,
                 destinations=destinations,
             )
-            app[SERVICES] = Services(registry, router, invoker, metrics, queue, dispatcher)
+            trigger_auth = TriggerAuth(trigger_key_sources or LocalKeyFiles())
+            app[SERVICES] = Services(
+                registry, router, invoker, metrics, queue, dispatcher, trigger_auth
+            )
             await queue.start()
             dispatcher.start()
             yield
             await dispatcher.stop()
             await queue.close()
+            await trigger_auth.close()
         finally:
             upstream.close()
 
+    app[auth.AUTH] = authentication or auth.Auth("none")
     app.cleanup_ctx.append(lifecycle)
+    app[listeners.METRICS] = metrics
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok")

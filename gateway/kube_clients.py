@@ -11,14 +11,14 @@ otherwise at most once per ``report_interval`` and as a keep-alive while there i
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
-
-from aiohttp import web
 
 from kfaas import runtimetoken
 from kfaas.backends import Endpoint, EndpointsListener
@@ -29,8 +29,12 @@ from kfaas.manifests import API_GROUP, Function, ManifestError, parse_manifest
 
 from .app import create_app
 from .asyncq import make_queue
+from .auth_clients import ClusterAuth
 from .destinations_clients import ClientDestinations
+from .limits import ServerLimits
+from .listeners import Listener, make_runner, start_listeners
 from .registry import FunctionRegistry
+from .trigger_keys import KeySource, KeysUnavailable, selected
 
 log = logging.getLogger("kfaas.gateway.kubernetes")
 
@@ -213,6 +217,65 @@ class KubernetesBackend:
             )  # fmt: skip
 
 
+class KubernetesKeySources:
+    """HTTP trigger keys from the Secrets and ConfigMaps Functions name (``trigger_keys``).
+
+    The gateway gets them one by one and never lists them, so it reads only objects a Function
+    names. Each read is cached for ``ttl_seconds``, misses too: a rotated key takes effect within
+    that time, and a flood of requests costs one apiserver read per object per interval.
+    """
+
+    def __init__(self, client: KubeClient, *, ttl_seconds: float = 10.0) -> None:
+        self.client = client
+        self.ttl = ttl_seconds
+        self._cache: dict[tuple[str, str, str], tuple[float, dict[str, str] | KeysUnavailable]] = {}
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+    async def values(self, namespace: str, source: KeySource) -> list[str]:
+        if source.secret_ref is not None:
+            return selected(await self._data("secrets", namespace, source.secret_ref.name),
+                            source.secret_ref, "Secret")  # fmt: skip
+        config_map = getattr(source, "config_map_ref", None)
+        if config_map is not None:
+            data = await self._data("configmaps", namespace, config_map.name)
+            return selected(data, config_map, "ConfigMap")
+        raise KeysUnavailable("`file` is for kfaas dev only; in a cluster name a Secret")
+
+    async def _data(self, plural: str, namespace: str, name: str) -> dict[str, str]:
+        key = (plural, namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(key)
+            now = asyncio.get_running_loop().time()
+            if cached is None or now - cached[0] >= self.ttl:
+                cached = (now, await self._read(plural, namespace, name))
+                self._cache[key] = cached
+        if isinstance(cached[1], KeysUnavailable):
+            raise cached[1]
+        return cached[1]
+
+    async def _read(
+        self, plural: str, namespace: str, name: str
+    ) -> dict[str, str] | KeysUnavailable:
+        what = f"{'Secret' if plural == 'secrets' else 'ConfigMap'} {namespace}/{name}"
+        try:
+            body = await self.client.get("v1", plural, namespace, name)
+        except KubeError as exc:
+            if exc.status == 403:
+                return KeysUnavailable(
+                    f"{what}: the gateway may not read it; bind the chart's "
+                    f"<release>-gateway-trigger-keys ClusterRole to the gateway in {namespace}"
+                )
+            return KeysUnavailable(f"{what}: {exc.reason}")
+        data: dict[str, str] = {}
+        for entry, value in (body.get("data") or {}).items():
+            try:
+                data[entry] = base64.b64decode(value).decode() if plural == "secrets" else value
+            except (ValueError, UnicodeDecodeError):
+                log.warning("%s: key %s is not UTF-8 text; skipped", what, entry)
+        return data
+
+
 def _exit_on_failure(task: asyncio.Task[None]) -> None:
     """A watch or the reporter must never stop silently: without them the gateway is blind."""
     if task.cancelled():
@@ -230,10 +293,12 @@ async def run_kubernetes_gateway(
     watch_namespace: str | None = None,
     kubeconfig: str | None = None,
     async_queue: str = "memory",
+    listeners: Sequence[Listener] = (),
 ) -> int:
     """Serve the gateway with functions and instances from the cluster until interrupted.
 
-    ``async_queue`` is a queue URL (``memory``, ``redis://…``, ``kafka://…``) as for `kfaas dev`.
+    ``async_queue`` is a queue URL (``memory``, ``redis://…``, ``kafka://…``) as for `kfaas dev`;
+    ``listeners`` split the Invoke API and HTTP triggers (default: both on host:port).
     """
     replica = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     credentials = Credentials.load(kubeconfig)
@@ -249,26 +314,39 @@ async def run_kubernetes_gateway(
         destinations = ClientDestinations(
             redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
         )
+        cluster_auth = ClusterAuth(client, settings, platform_namespace)
         ready = False
         app = create_app(
             registry,
             backend,
             settings,
             async_queue=make_queue(
-                async_queue, redelivery_seconds=settings.async_redelivery_seconds
+                async_queue,
+                redelivery_seconds=settings.async_redelivery_seconds,
+                max_events=settings.async_queue_max_events,
+                max_bytes=settings.async_queue_max_bytes,
             ),
             destinations=destinations,
             ready=lambda: ready,
+            trigger_key_sources=KubernetesKeySources(client),
+            authentication=cluster_auth.auth,
         )
-        runner = web.AppRunner(app, access_log=None)
+        limits = ServerLimits.from_settings(settings)
+        runner = make_runner(app, limits)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        sites = await start_listeners(
+            runner, list(listeners) or [Listener("all", host, port)], limits
+        )
         try:
+            cluster_auth.start()
             await backend.start()
+            await cluster_auth.synced()
             ready = True
-            log.info("gateway %s serving on %s:%d", replica, host, port)
+            for site in sites:
+                log.info("gateway %s serving %s on %s", replica, site.listener.role, site.name)
             await asyncio.Event().wait()
         finally:
+            await cluster_auth.stop()
             await backend.stop()
             await runner.cleanup()
             await destinations.close()

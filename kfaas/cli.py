@@ -15,14 +15,102 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kfaas import __version__, aio
+
+if TYPE_CHECKING:
+    from kfaas.config import Settings
+    from kfaas.gateway.auth_rules import CredentialsFile
+    from kfaas.gateway.listeners import Listener
 
 ASYNC_QUEUE_HELP = (
     "where Event invocations wait: memory (default, lost on exit), "
     "redis://host:port/db[?prefix=kfaas:async] (Redis Streams) or "
     "kafka://host:port[,host:port]/[topic][?partitions=8] (default $KFAAS_ASYNC_QUEUE)"
 )
+
+
+# The gateway's bounds (docs/security.md, "Bounded resources"); each flag overrides its variable.
+BOUND_HELP = {
+    "--header-timeout": "seconds a request head may take from the connection opening or its "
+    "first byte; past it 408 (default 10, $KFAAS_HEADER_TIMEOUT_SECONDS)",
+    "--body-idle-timeout": "seconds a request body may stall before a 408 "
+    "(default 30, $KFAAS_BODY_IDLE_TIMEOUT_SECONDS)",
+    "--body-timeout": "seconds a whole request body may take before a 408 "
+    "(default 120, $KFAAS_BODY_TIMEOUT_SECONDS)",
+    "--keepalive-timeout": "seconds an idle keep-alive connection stays open "
+    "(default 75, $KFAAS_KEEPALIVE_TIMEOUT_SECONDS)",
+    "--max-connections": "connections open at once; more are answered 429 and closed "
+    "(default 1000, $KFAAS_MAX_CONNECTIONS)",
+    "--body-memory": "bytes of request bodies held at once, e.g. 128Mi; past it 429 "
+    "(default 64Mi, $KFAAS_BODY_MEMORY_BYTES)",
+    "--async-queue-max-events": "events the in-memory async queue holds; past it Event "
+    "invocations get 429 (default 10000, $KFAAS_ASYNC_QUEUE_MAX_EVENTS)",
+    "--async-queue-max-bytes": "payload bytes the in-memory async queue holds, e.g. 64Mi "
+    "(default 64Mi, $KFAAS_ASYNC_QUEUE_MAX_BYTES)",
+}
+LISTEN_HELP = (
+    "ROLE=HOST:PORT, repeatable: serve the Invoke API (invoke) and the HTTP triggers (trigger) on "
+    "separate addresses, or both (all); overrides --host/--port (default $KFAAS_LISTEN, "
+    "comma-separated)"
+)
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", action="append", metavar="ROLE=HOST:PORT", help=LISTEN_HELP)
+    for flag, text in BOUND_HELP.items():
+        unit = "SECONDS" if flag.endswith("timeout") else "N"
+        unit = "BYTES" if flag.endswith(("memory", "bytes")) else unit
+        parser.add_argument(flag, default=None, metavar=unit, help=text)
+
+
+def _server_options(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[Settings, list[Listener]]:
+    """Settings with the bound flags applied, and the listeners; ValueError naming a bad one."""
+    from kfaas.gateway.listeners import parse_listeners
+
+    flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in BOUND_HELP}
+    listen = args.listen or [v for v in os.environ.get("KFAAS_LISTEN", "").split(",") if v.strip()]
+    return settings.with_flags(flags), parse_listeners(listen, args.host, args.port)
+
+
+AUTH_HELP = (
+    "how Invoke API callers are checked: none (anyone who reaches the port may call) or sigv4 "
+    "(AWS Signature V4 keys or Kubernetes bearer tokens, then RBAC; docs/security.md) "
+    "(default $KFAAS_AUTH, else none; sigv4 when --credentials is given)"
+)
+CREDENTIALS_HELP = (
+    "YAML file of access keys and RBAC-shaped rules for --auth sigv4 without a cluster: "
+    "credentials: [{accessKeyId, secretAccessKey, user, groups}], "
+    "rules: [{users|groups, namespaces, verbs}] (docs/guide.md)"
+)
+
+
+def _add_auth_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--auth", choices=("none", "sigv4"), default=None, help=AUTH_HELP)
+    parser.add_argument("--credentials", metavar="FILE", default=None, help=CREDENTIALS_HELP)
+
+
+def _auth_options(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[Settings, CredentialsFile | None]:
+    """Settings with --auth applied and the parsed --credentials file (ValueError if unusable)."""
+    import dataclasses
+
+    from kfaas.gateway.auth_rules import load_credentials_file
+
+    mode = args.auth or ("sigv4" if args.credentials else settings.auth)
+    if args.credentials and mode == "none":
+        raise ValueError("--credentials needs --auth sigv4")
+    if args.credentials and getattr(args, "backend", "local") == "kubernetes":
+        raise ValueError(
+            "--credentials is for local gateways; in a cluster credentials are Secrets labelled "
+            "kfaas.dev/credentials=true (docs/security.md)"
+        )
+    document = load_credentials_file(args.credentials) if args.credentials else None
+    return dataclasses.replace(settings, auth=mode), document
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     dev.add_argument("--async-queue", default=None, help=ASYNC_QUEUE_HELP)
+    _add_server_flags(dev)
+    _add_auth_flags(dev)
 
     gateway = commands.add_parser(
         "gateway",
@@ -74,6 +164,8 @@ def _parser() -> argparse.ArgumentParser:
         help="with --backend kubernetes: serve the Functions of this namespace only "
         "(default: all namespaces)",
     )
+    _add_server_flags(gateway)
+    _add_auth_flags(gateway)
 
     operator = commands.add_parser(
         "operator",
@@ -156,9 +248,14 @@ def _serve(args: argparse.Namespace) -> int:
     from kfaas.dev import run_dev
     from kfaas.gateway.asyncq import parse_queue_url
 
-    settings = Settings.from_env()
+    try:
+        settings, listeners = _server_options(args, Settings.from_env())
+        settings, credentials = _auth_options(args, settings)
+        async_queue = async_queue_for(args.command, settings, args.async_queue)
+    except ValueError as exc:
+        print(f"kfaas {args.command}: {exc}", file=sys.stderr)
+        return 2
     telemetry.configure(args.command, settings.log_level)
-    async_queue = async_queue_for(args.command, settings, args.async_queue)
     try:
         parse_queue_url(async_queue)
     except ValueError as exc:
@@ -173,12 +270,12 @@ def _serve(args: argparse.Namespace) -> int:
                 port=args.port,
                 settings=settings,
                 async_queue=async_queue,
+                listeners=listeners,
+                credentials=credentials,
             )
         )
     except OSError as exc:
-        print(
-            f"kfaas {args.command}: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr
-        )
+        print(f"kfaas {args.command}: cannot serve: {exc}", file=sys.stderr)
         return 1
 
 
@@ -215,7 +312,8 @@ def _kubernetes_gateway(args: argparse.Namespace) -> int:
     from kfaas.kube_clients import KubeError
 
     try:
-        settings = Settings.from_env()
+        settings, listeners = _server_options(args, Settings.from_env())
+        settings, _ = _auth_options(args, settings)
         async_queue = async_queue_for("gateway", settings, args.async_queue)
         parse_queue_url(async_queue)
     except ValueError as exc:
@@ -231,13 +329,14 @@ def _kubernetes_gateway(args: argparse.Namespace) -> int:
                 platform_namespace=os.environ.get("KFAAS_PLATFORM_NAMESPACE", "kfaas-system"),
                 watch_namespace=args.namespace,
                 async_queue=async_queue,
+                listeners=listeners,
             )
         )
     except KubeError as exc:
         print(f"kfaas gateway: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"kfaas gateway: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"kfaas gateway: cannot serve: {exc}", file=sys.stderr)
         return 1
 
 
@@ -247,16 +346,23 @@ def _invoke(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kfaas invoke: --payload is not valid JSON: {exc}", file=sys.stderr)
         return 2
+    from kfaas import sigv4
+
     name = urllib.parse.quote(args.name, safe="")
-    request = urllib.request.Request(
-        f"{args.endpoint.rstrip('/')}/2015-03-31/functions/{name}/invocations",
-        data=args.payload.encode(),
-        method="POST",
-        headers={
-            "X-Amz-Invocation-Type": "Event" if args.event else "RequestResponse",
-            "X-Amz-Log-Type": "Tail" if args.tail and not args.event else "None",
-        },
-    )
+    url = f"{args.endpoint.rstrip('/')}/2015-03-31/functions/{name}/invocations"
+    payload = args.payload.encode()
+    sent = {
+        "Content-Type": "application/json",
+        "X-Amz-Invocation-Type": "Event" if args.event else "RequestResponse",
+        "X-Amz-Log-Type": "Tail" if args.tail and not args.event else "None",
+    }
+    credentials = sigv4.SigningCredentials.from_env(os.environ)
+    if credentials is not None:
+        # Signed like the AWS CLI signs, for a gateway with --auth sigv4 (ignored by --auth none).
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        # The Host signed is sent as is: urllib then adds none of its own.
+        sent = sigv4.sign("POST", url, sent, payload, credentials, region=region)
+    request = urllib.request.Request(url, data=payload, method="POST", headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=960) as reply:
             body = reply.read()

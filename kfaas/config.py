@@ -7,6 +7,7 @@ Reading them in one place gives one error message per bad variable instead of a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -31,6 +32,23 @@ def _seconds(environ: Mapping[str, str], variable: str, default: float) -> float
     return value
 
 
+_SIZE = re.compile(r"(\d+)\s*(Ki|Mi|Gi)?")
+_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+
+
+def _count(environ: Mapping[str, str], variable: str, default: int, *, size: bool = False) -> int:
+    """A whole number of at least 1 (``size``: bytes, optionally with a Ki, Mi or Gi suffix)."""
+    raw = environ.get(variable)
+    if raw is None or raw.strip() == "":
+        return default
+    match = (_SIZE if size else re.compile(r"(\d+)()")).fullmatch(raw.strip())
+    value = int(match.group(1)) * _UNITS[match.group(2) or None] if match else 0
+    if value < 1:
+        form = "a number of bytes such as 67108864 or 64Mi" if size else "a whole number, 1 or more"
+        raise ValueError(f"{variable}={raw!r} must be {form}")
+    return value
+
+
 def _matching(
     environ: Mapping[str, str], variables: tuple[str, ...], default: str, pattern: re.Pattern[str]
 ) -> str:
@@ -41,6 +59,17 @@ def _matching(
                 raise ValueError(f"{variable}={raw!r} is not a valid value")
             return raw
     return default
+
+
+AUTH_MODES = ("none", "sigv4")
+
+
+def _choice(environ: Mapping[str, str], variable: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first when unset); anything else names the variable."""
+    raw = environ.get(variable, "").strip()
+    if raw and raw not in choices:
+        raise ValueError(f"{variable}={raw!r} must be one of {', '.join(choices)}")
+    return raw or choices[0]
 
 
 @dataclass(frozen=True)
@@ -60,6 +89,19 @@ class Settings:
     # The platform's own Redis and Kafka, used by destinations that name no server of their own.
     redis_url: str | None = None
     kafka_bootstrap_servers: str | None = None
+    # Bounds of the gateway (ADR 010, docs/security.md "Bounded resources").
+    header_timeout_seconds: float = 10.0
+    body_idle_timeout_seconds: float = 30.0
+    body_timeout_seconds: float = 120.0
+    keepalive_timeout_seconds: float = 75.0
+    max_connections: int = 1000
+    body_memory_bytes: int = 64 << 20
+    async_queue_max_events: int = 10_000
+    async_queue_max_bytes: int = 64 << 20
+    # Invoke API authentication (ADR 009): none, or sigv4 (SigV4 keys, bearer tokens, RBAC).
+    auth: str = "none"
+    # How long a TokenReview or SubjectAccessReview answer is reused (0: ask every time).
+    auth_cache_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -88,7 +130,51 @@ class Settings:
             kafka_bootstrap_servers=(
                 environ.get("KFAAS_KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
             ),
+            **_bounds(environ),  # type: ignore[arg-type]
+            auth=_choice(environ, "KFAAS_AUTH", AUTH_MODES),
+            auth_cache_seconds=_seconds(environ, "KFAAS_AUTH_CACHE_SECONDS", 10.0),
         )
+
+    def with_flags(self, flags: Mapping[str, str | None]) -> Settings:
+        """These settings with the bounds given as command-line flags (``BOUND_FLAGS``) applied.
+
+        A flag is checked as its variable is, and a bad one raises ValueError naming the flag.
+        """
+        changes = {
+            field: _bound(flags, field, flag)
+            for flag, (field, _) in BOUND_FLAGS.items()
+            if flags.get(flag) is not None
+        }
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+# Flags of `kfaas dev` and `kfaas gateway` that set a bound: flag -> (Settings field, variable).
+BOUND_FLAGS: dict[str, tuple[str, str]] = {
+    "--header-timeout": ("header_timeout_seconds", "KFAAS_HEADER_TIMEOUT_SECONDS"),
+    "--body-idle-timeout": ("body_idle_timeout_seconds", "KFAAS_BODY_IDLE_TIMEOUT_SECONDS"),
+    "--body-timeout": ("body_timeout_seconds", "KFAAS_BODY_TIMEOUT_SECONDS"),
+    "--keepalive-timeout": ("keepalive_timeout_seconds", "KFAAS_KEEPALIVE_TIMEOUT_SECONDS"),
+    "--max-connections": ("max_connections", "KFAAS_MAX_CONNECTIONS"),
+    "--body-memory": ("body_memory_bytes", "KFAAS_BODY_MEMORY_BYTES"),
+    "--async-queue-max-events": ("async_queue_max_events", "KFAAS_ASYNC_QUEUE_MAX_EVENTS"),
+    "--async-queue-max-bytes": ("async_queue_max_bytes", "KFAAS_ASYNC_QUEUE_MAX_BYTES"),
+}
+
+
+def _bounds(environ: Mapping[str, str]) -> dict[str, float | int]:
+    return {field: _bound(environ, field, variable) for field, variable in BOUND_FLAGS.values()}
+
+
+def _bound(source: Mapping[str, str | None], field: str, name: str) -> float | int:
+    """One bound from ``source[name]`` (a variable or a flag), checked; errors name ``name``."""
+    present = {name: raw} if (raw := source.get(name)) is not None else {}
+    default = getattr(Settings, field)
+    if isinstance(default, float):
+        value = _seconds(present, name, default)
+        if value == 0:
+            raise ValueError(f"{name}={raw!r} must be more than 0 seconds")
+        return value
+    return _count(present, name, default, size=field.endswith("_bytes"))
 
 
 def async_queue_for(command: str, settings: Settings, flag: str | None = None) -> str:
@@ -96,11 +182,15 @@ def async_queue_for(command: str, settings: Settings, flag: str | None = None) -
 
     In a cluster the gateway defaults to Redis Streams on the platform's Redis (KFAAS_REDIS_URL),
     so replicas share durable work; ``kfaas dev`` and a gateway without Redis keep events in memory.
+    ``redis`` names that platform Redis explicitly (the chart's default): ValueError without it.
     """
-    if flag:
-        return flag
-    if settings.async_queue:
-        return settings.async_queue
+    chosen = flag or settings.async_queue
+    if chosen == "redis":
+        if not settings.redis_url:
+            raise ValueError("async queue 'redis' means the platform's Redis: set KFAAS_REDIS_URL")
+        return settings.redis_url
+    if chosen:
+        return chosen
     if command == "gateway" and settings.redis_url:
         return settings.redis_url
     return "memory"

@@ -19,13 +19,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from aiohttp import web
-
 from kfaas import runtimetoken
 from kfaas.config import Settings
 from kfaas.gateway.app import create_app
 from kfaas.gateway.asyncq import QueueError, make_queue, parse_queue_url
+from kfaas.gateway.auth_rules import CredentialsFile, dev_auth
 from kfaas.gateway.destinations_clients import ClientDestinations
+from kfaas.gateway.limits import ServerLimits
+from kfaas.gateway.listeners import Listener, make_runner, start_listeners
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.local import LocalBackend, generation_of
 from kfaas.manifests import (
@@ -69,10 +70,15 @@ class DevServer:
         settings: Settings,
         async_queue: str = "memory",
         out: TextIO = sys.stdout,
+        listeners: Sequence[Listener] = (),
+        credentials: CredentialsFile | None = None,
     ) -> None:
         self.paths = list(paths)
         self.host = host
         self.port = port
+        # One listener for everything unless the Invoke API and triggers are split (--listen).
+        self.listeners = list(listeners) or [Listener("all", host, port)]
+        self.trigger_url = ""
         self.out = out
         self.state_dir = Path(tempfile.mkdtemp(prefix="kfaas-dev-"))
         self.registry = FunctionRegistry(
@@ -85,6 +91,8 @@ class DevServer:
             runtime_token_key=os.environ.get(runtimetoken.KEY_ENV) or None,
         )
         self.registry.subscribe(self.backend.set_function)
+        # With --auth sigv4 the in-process pollers present a token made for this run.
+        self.auth, self._pollers_token = dev_auth(settings.auth, credentials)
         self.async_queue = async_queue
         self.destinations = ClientDestinations(
             redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
@@ -94,11 +102,16 @@ class DevServer:
             self.backend,
             settings,
             async_queue=make_queue(
-                async_queue, redelivery_seconds=settings.async_redelivery_seconds
+                async_queue,
+                redelivery_seconds=settings.async_redelivery_seconds,
+                max_events=settings.async_queue_max_events,
+                max_bytes=settings.async_queue_max_bytes,
             ),
             destinations=self.destinations,
+            authentication=self.auth,
         )
-        self.runner = web.AppRunner(self.app, access_log=None)
+        self.limits = ServerLimits.from_settings(settings)
+        self.runner = make_runner(self.app, self.limits)
         self.mappings: list[EventSourceMapping] = []
         self._generations: dict[str, str] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -115,12 +128,20 @@ class DevServer:
         manifests = load_manifests(self.paths)
         await self.backend.start()
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port)
-        await site.start()
-        if self.port == 0:
-            self.port = int(self.runner.addresses[0][1])
+        for site in await start_listeners(self.runner, self.listeners, self.limits):
+            url = f"http://{site.listener.host}:{site.port}"
+            if site.listener.role != "trigger":
+                # self.url is where the Invoke API is: the pollers and the summary use it.
+                self.host, self.port = site.listener.host, site.port
+            if site.listener.role != "invoke":
+                self.trigger_url = url
         self._apply(manifests)
-        self.pollers = PollerGroup(gateway_url=self.url, settings=self.settings)
+        token = self._pollers_token
+        self.pollers = PollerGroup(
+            gateway_url=self.url,
+            settings=self.settings,
+            gateway_authorization=(lambda: f"Bearer {token}") if token else None,
+        )
         await self.pollers.start()
         self._mapping_lines = await self.pollers.update(self.mappings)
         self._print_summary()
@@ -158,7 +179,17 @@ class DevServer:
 
     def _print_summary(self) -> None:
         print(f"kfaas dev: serving on {self.url}", file=self.out)
+        if self.trigger_url != self.url:
+            print(f"kfaas dev: serving HTTP triggers on {self.trigger_url}", file=self.out)
         print(f"  async queue: {_redacted(self.async_queue)}", file=self.out)
+        if self.auth.enabled:
+            print(f"  auth: {self.auth.mode} (Invoke API callers must sign)", file=self.out)
+        else:
+            print(
+                "  auth: none: the Invoke API is UNAUTHENTICATED, anyone who reaches "
+                f"{self.url} may invoke and read every function (--auth sigv4 --credentials FILE)",
+                file=self.out,
+            )
         for function in self.registry.list():
             name = function.metadata.name
             line = (
@@ -172,7 +203,7 @@ class DevServer:
                 )
             print(line, file=self.out)
             if function.spec.http.enabled:
-                print(f"  {'':<32} http:   {self.url}/fn/{function.key}/", file=self.out)
+                print(f"  {'':<32} http:   {self.trigger_url}/fn/{function.key}/", file=self.out)
         for line in self._mapping_lines:
             print(f"  {line}", file=self.out)
         self.out.flush()
@@ -212,10 +243,20 @@ async def run_dev(
     port: int,
     settings: Settings,
     async_queue: str = "memory",
+    listeners: Sequence[Listener] = (),
+    credentials: CredentialsFile | None = None,
 ) -> int:
     server: DevServer | None = None
     try:
-        server = DevServer(paths, host=host, port=port, settings=settings, async_queue=async_queue)
+        server = DevServer(
+            paths,
+            host=host,
+            port=port,
+            settings=settings,
+            async_queue=async_queue,
+            listeners=listeners,
+            credentials=credentials,
+        )
         await server.start()
     except ManifestError as exc:
         print(f"kfaas dev: invalid manifests\n{exc}", file=sys.stderr)
