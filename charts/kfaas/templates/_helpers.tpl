@@ -64,8 +64,38 @@ capabilities:
 - name: KFAAS_WATCH_NAMESPACE
   value: {{ .Values.watchNamespace | quote }}
 {{- end }}
+{{- if .Values.redis.urlSecret.name }}
+- name: KFAAS_REDIS_URL
+  valueFrom: {secretKeyRef: {name: {{ .Values.redis.urlSecret.name | quote }}, key: {{ .Values.redis.urlSecret.key | quote }}}}
+{{- else if .Values.redis.url }}
+- name: KFAAS_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
 {{- range $name, $value := .Values.extraEnv }}
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
+{{- end -}}
+
+
+{{/* The gateway's bounds (docs/security.md, "Bounded resources"). */}}
+{{- define "kfaas.gatewayLimitsEnv" -}}
+{{- with .Values.gateway.limits -}}
+- name: KFAAS_HEADER_TIMEOUT_SECONDS
+  value: {{ .headerTimeoutSeconds | quote }}
+- name: KFAAS_BODY_IDLE_TIMEOUT_SECONDS
+  value: {{ .bodyIdleTimeoutSeconds | quote }}
+- name: KFAAS_BODY_TIMEOUT_SECONDS
+  value: {{ .bodyTimeoutSeconds | quote }}
+- name: KFAAS_KEEPALIVE_TIMEOUT_SECONDS
+  value: {{ .keepaliveTimeoutSeconds | quote }}
+- name: KFAAS_MAX_CONNECTIONS
+  value: {{ .maxConnections | int | quote }}
+- name: KFAAS_BODY_MEMORY_BYTES
+  value: {{ .bodyMemory | quote }}
+- name: KFAAS_ASYNC_QUEUE_MAX_EVENTS
+  value: {{ .asyncQueueMaxEvents | int | quote }}
+- name: KFAAS_ASYNC_QUEUE_MAX_BYTES
+  value: {{ .asyncQueueMaxBytes | quote }}
+{{- end -}}
 {{- end -}}
