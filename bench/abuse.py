@@ -66,7 +66,7 @@ class Held:
 class Result:
     name: str
     probe_ms: list[float]
-    probe_failed: int
+    probe_failed: dict[str, int]
     rss: dict[str, float]
     held: Held
     seconds: float
@@ -83,15 +83,17 @@ class Result:
         longest_text = f">={self.seconds:.0f}" if still else f"{longest:.1f}"
         return (
             f"{self.name:<16} {statistics.median(ms):>8.1f} {p99:>8.1f} "
-            f"{len(self.probe_ms):>5}/{self.probe_failed:<4} "
+            f"{len(self.probe_ms):>5}/{sum(self.probe_failed.values()):<4} "
             f"{self.rss['before']:>6.0f} {self.rss['peak']:>6.0f} {self.rss['after']:>6.0f} "
             f"{len(self.held.opened):>6} {still:>6} {longest_text:>8}  {self.held.answers}"
+            + (f" probe failures: {self.probe_failed}" if self.probe_failed else "")
         )
 
 
-async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> int:
-    """A valid call on a new connection every 50 ms until ``stop``; returns how many failed."""
-    failed = 0
+async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> dict[str, int]:
+    """A valid call on a new connection every 50 ms until ``stop``; returns the failures by
+    status (or outcome)."""
+    failed: dict[str, int] = {}
     index = 0
     while not stop.is_set():
         index += 1
@@ -105,7 +107,8 @@ async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> int:
         if answer.status == 200 and json.loads(answer.body or b"null") == {"probe": index}:
             latencies.append((time.perf_counter() - started) * 1000)
         else:
-            failed += 1
+            outcome = str(answer.status or answer.outcome)
+            failed[outcome] = failed.get(outcome, 0) + 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.05)  # pacing
     return failed
