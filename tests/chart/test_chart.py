@@ -71,8 +71,36 @@ def test_optional_parts_and_namespaced_mode(helm: Path) -> None:
     kinds = {obj["kind"] for obj in objects}
     assert "ServiceMonitor" in kinds and "KopfPeering" in kinds
     cluster_roles = {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"}
-    assert cluster_roles == {"kfaas-operator-crds"}  # CRDs are cluster-scoped
+    # CRDs and the reviews the gateway asks for (auth: sigv4) are cluster-scoped; the example
+    # roles for Invoke API callers are ClusterRoles to bind per namespace.
+    assert {"kfaas-operator-crds", "kfaas-gateway-auth", "kfaas-invoker", "kfaas-viewer"} <= (
+        cluster_roles
+    )
+    assert not {"kfaas-operator", "kfaas-gateway"} & cluster_roles  # those are Roles now
     assert "HorizontalPodAutoscaler" not in kinds
+
+
+def test_auth_is_sigv4_by_default_with_the_rbac_it_needs(helm: Path) -> None:
+    objects = _documents(render(helm, "kfaas-system", include_crds=False))
+    kinds = {(obj["kind"], obj["metadata"]["name"]) for obj in objects}
+    assert {("Role", "kfaas-gateway-credentials"), ("ClusterRole", "kfaas-gateway-auth"),
+            ("ClusterRole", "kfaas-invoker"), ("ClusterRole", "kfaas-viewer")} <= kinds  # fmt: skip
+    gateway = next(
+        o for o in objects if o["kind"] == "Deployment" and "gateway" in o["metadata"]["name"]
+    )
+    env = {
+        e["name"]: e.get("value")
+        for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["KFAAS_AUTH"] == "sigv4" and env["KFAAS_AUTH_CACHE_SECONDS"] == "10"
+    open_objects = _documents(render(helm, "kfaas-system", "auth=none", include_crds=False))
+    names = {o["metadata"]["name"] for o in open_objects}
+    assert "kfaas-gateway-credentials" not in names and "kfaas-gateway-auth" not in names
+    done = subprocess.run(
+        [str(helm), "template", "kfaas", str(CHART), "--set", "auth=iam"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0 and "auth" in done.stderr
 
 
 def test_crds_ship_with_the_chart(helm: Path) -> None:
@@ -155,6 +183,7 @@ OPERATOR_ALLOWED = [
     ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "events"),
     ("patch", "clusterkopfpeerings.kopf.dev"),
+    ("invoke", "functions.kfaas.dev"),  # only to grant it to each mapping's pollers (ADR 009)
 ]
 OPERATOR_REFUSED = [
     ("get", "secrets"),
@@ -169,7 +198,13 @@ OPERATOR_REFUSED = [
     ("create", "namespaces"),
     ("patch", "nodes"),
 ]
-GATEWAY_ALLOWED = [("watch", "functions.kfaas.dev"), ("list", "endpointslices.discovery.k8s.io")]
+GATEWAY_ALLOWED = [
+    ("watch", "functions.kfaas.dev"),
+    ("list", "endpointslices.discovery.k8s.io"),
+    # auth: sigv4 (ADR 009): bearer tokens and RBAC questions go to the apiserver.
+    ("create", "tokenreviews.authentication.k8s.io"),
+    ("create", "subjectaccessreviews.authorization.k8s.io"),
+]
 GATEWAY_REFUSED = [
     ("patch", "functions.kfaas.dev"),
     ("get", "secrets"),
@@ -202,6 +237,9 @@ def test_service_accounts_can_do_exactly_what_they_need(platform: Platform) -> N
         platform, "kfaas-gateway", "patch", "leases.coordination.k8s.io", platform.namespace
     )
     assert not _can(platform, "kfaas-gateway", "patch", "leases.coordination.k8s.io", elsewhere)
+    # Credential Secrets (auth: sigv4): watched in the release namespace only.
+    assert _can(platform, "kfaas-gateway", "watch", "secrets", platform.namespace)
+    assert not _can(platform, "kfaas-gateway", "watch", "secrets", elsewhere)
     assert _can(
         platform, "kfaas-operator", "watch", "leases.coordination.k8s.io", platform.namespace
     )
