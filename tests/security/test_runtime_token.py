@@ -116,6 +116,9 @@ def _as_nobody_available() -> bool:
     return os.geteuid() == 0 and shutil.which("setpriv") is not None and same_python
 
 
+_NOT_SOURCE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A folder another user can read (pytest's tmp_path is private to root)."""
@@ -128,10 +131,15 @@ def shared_dir() -> Iterator[Path]:
 @pytest.mark.skipif(not _as_nobody_available(), reason="needs root, setpriv and a system python")
 def test_a_handler_running_as_another_user_cannot_read_its_parent(shared_dir: Path) -> None:
     """As in a pod (uid 65532, no capabilities): the runtime server is not dumpable."""
-    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
-    (shared_dir / "sitecustomize.py").write_text(
-        f"import site\nsite.addsitedir({site_packages!r})\n"
-    )
+    # The checkout and its .venv may sit in a folder only root can enter (CI clones into a
+    # mktemp -d): give the other user its own copy of the runtime, which needs the stdlib only.
+    import kfaas.runtime
+
+    package = shared_dir / "kfaas"
+    shutil.copytree(Path(kfaas.__file__).parent, package, ignore=_NOT_SOURCE)
+    shutil.copytree(Path(kfaas.runtime.__file__).parent, package / "runtime", ignore=_NOT_SOURCE)
+    for path in (package, *package.rglob("*")):
+        path.chmod(0o755)
     task_root = shared_dir / "task"
     task_root.mkdir()
     write_files(task_root, SNOOP)
@@ -150,6 +158,7 @@ def test_a_handler_running_as_another_user_cannot_read_its_parent(shared_dir: Pa
         "KFAAS_RUNTIME_API_PORT": "0",
         "KFAAS_READY_FD": str(write_fd),
         "KFAAS_RUNTIME_TOKEN": TOKEN,
+        "KFAAS_UVLOOP": "0",
     }
     stdout = shared_dir / "stdout.log"
     with stdout.open("wb") as out:
