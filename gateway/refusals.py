@@ -3,9 +3,11 @@
 aiohttp answers a malformed request (bad request line, invalid header, broken framing) with 400
 itself and logs it on ``aiohttp.server`` at error level with a full traceback: a flood of junk
 becomes a flood of tracebacks (issue 8 counted 9,595 in 20 s), which costs disk, CPU and the
-operator's attention. What the client did wrong is not the gateway's error, so :class:`Refusals`
-rewrites such a record into one warning line naming the peer and the reason, and lets at most one
-through per interval, counting the ones it held back. Records about anything else pass unchanged.
+operator's attention. The same goes for a client that goes away before its answer is written
+(aiohttp logs the failed write as an error). What the client did is not the gateway's error, so
+:class:`Refusals` rewrites such a record into one warning line naming the peer and the reason, and
+lets at most one through per interval, counting the ones it held back. Records about anything else
+pass unchanged.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ class Refusals(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, HttpProcessingError) or record.levelno < logging.WARNING:
+        if not isinstance(error, HttpProcessingError | ConnectionError):
+            return True
+        if record.levelno < logging.WARNING:
             return True
         now = self._clock()
         if now < self._next_report:
@@ -43,8 +47,16 @@ class Refusals(logging.Filter):
         self._next_report = now + self.interval_seconds
         peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
         held_back, self._held_back = self._held_back, 0
-        record.msg = "refused a malformed request from %s with %s: %s%s"
-        record.args = (peer, error.code, one_line(error.message), _held_back_note(held_back))
+        if isinstance(error, HttpProcessingError):
+            record.msg = "refused a malformed request from %s with %s: %s%s"
+            record.args = (peer, error.code, one_line(error.message), _held_back_note(held_back))
+        else:
+            record.msg = "a client (%s) went away before its answer was written: %s%s"
+            record.args = (
+                peer,
+                one_line(f"{type(error).__name__}: {error}"),
+                _held_back_note(held_back),
+            )
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True

@@ -15,6 +15,7 @@ import sys
 from typing import cast
 
 import pytest
+from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import BadHttpMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -332,6 +333,23 @@ def test_refused_requests_are_one_rate_limited_warning_line() -> None:
     record = _refused_record("later")
     assert refusals.filter(record)
     assert record.getMessage().endswith("later (5 more since the last report)")
+
+
+def test_a_client_gone_before_its_answer_is_one_warning_line() -> None:
+    try:
+        raise ClientConnectionResetError("Cannot write to closing transport")
+    except ClientConnectionResetError:
+        info = sys.exc_info()
+    record = logging.LogRecord(
+        "aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+        ("10.0.0.9",), info,
+    )  # fmt: skip
+    assert Refusals(clock=lambda: 0.0).filter(record)
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert record.getMessage() == (
+        "a client (10.0.0.9) went away before its answer was written: "
+        "ClientConnectionResetError: Cannot write to closing transport"
+    )
 
 
 def test_other_records_pass_unchanged() -> None:
