@@ -292,11 +292,30 @@ class RedisTools:
         except redis.exceptions.ResponseError:
             return -1
 
+    async def lag(self, stream: str, group: str) -> int:
+        """Entries not yet handed to the group; -1 while the stream or group does not exist."""
+        try:
+            groups = await self.client.xinfo_groups(stream)
+        except redis.exceptions.ResponseError:
+            return -1
+        for info in groups:
+            if info["name"] in (group, group.encode()):
+                return int(info["lag"] if info.get("lag") is not None else -1)
+        return -1
+
     async def wait_pending(
         self, stream: str, group: str, expected: int, within: float = 30
     ) -> None:
+        """Wait for ``expected`` entries pending; 0 also means every entry was handed out.
+
+        A group a poller has just created has nothing pending before its first read, so 0
+        pending alone does not mean the stream was worked off.
+        """
         deadline = time.monotonic() + within
-        while (found := await self.pending(stream, group)) != expected:
+        while (found := await self.pending(stream, group)) != expected or (
+            expected == 0 and (lag := await self.lag(stream, group)) != 0
+        ):
             if time.monotonic() > deadline:
-                raise AssertionError(f"{stream}/{group}: {found} pending, expected {expected}")
+                detail = f"{found} pending" if found != expected else f"lag {lag}"
+                raise AssertionError(f"{stream}/{group}: {detail}, expected {expected} pending")
             await asyncio.sleep(0.05)
