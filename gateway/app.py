@@ -58,7 +58,7 @@ def create_app(
         middlewares=[
             middleware.request_ids,
             listeners.listener_roles,
-            limits.body_holds(limits.ServerLimits.from_settings(settings), metrics),
+            limits.body_holds(settings, metrics),
             middleware.api_errors,
             middleware.tracing,
             auth.authentication,

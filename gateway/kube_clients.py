@@ -31,7 +31,6 @@ from .app import create_app
 from .asyncq import make_queue
 from .auth_clients import ClusterAuth
 from .destinations_clients import ClientDestinations
-from .limits import ServerLimits
 from .listeners import Listener, make_runner, start_listeners
 from .registry import FunctionRegistry
 from .trigger_keys import KeySource, KeysUnavailable, selected
@@ -331,11 +330,10 @@ async def run_kubernetes_gateway(
             trigger_key_sources=KubernetesKeySources(client),
             authentication=cluster_auth.auth,
         )
-        limits = ServerLimits.from_settings(settings)
-        runner = make_runner(app, limits)
+        runner = make_runner(app, settings)
         await runner.setup()
         sites = await start_listeners(
-            runner, list(listeners) or [Listener("all", host, port)], limits
+            runner, list(listeners) or [Listener("all", host, port)], settings
         )
         try:
             cluster_auth.start()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 
 from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler, Middleware
@@ -29,29 +28,6 @@ from .metrics import GatewayMetrics
 # Lambda's reason for a throttle that is not one function's own limit: the platform is at capacity.
 CAPACITY_REASON = "ConcurrentInvocationLimitExceeded"
 RETRY_AFTER_SECONDS = 1
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """The bounds of one gateway process (see ``kfaas.config.BOUND_FLAGS`` for their names)."""
-
-    header_timeout_seconds: float = 10.0
-    body_idle_timeout_seconds: float = 30.0
-    body_timeout_seconds: float = 120.0
-    keepalive_timeout_seconds: float = 75.0
-    max_connections: int = 1000
-    body_memory_bytes: int = 64 << 20
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ServerLimits:
-        return cls(
-            header_timeout_seconds=settings.header_timeout_seconds,
-            body_idle_timeout_seconds=settings.body_idle_timeout_seconds,
-            body_timeout_seconds=settings.body_timeout_seconds,
-            keepalive_timeout_seconds=settings.keepalive_timeout_seconds,
-            max_connections=settings.max_connections,
-            body_memory_bytes=settings.body_memory_bytes,
-        )
 
 
 class RequestTimeout(ApiError):
@@ -83,7 +59,7 @@ class BodyHold:
     """What one request holds of the budget; all of it goes back when the request ends."""
 
     def __init__(
-        self, budget: BodyBudget, limits: ServerLimits, metrics: GatewayMetrics | None = None
+        self, budget: BodyBudget, limits: Settings, metrics: GatewayMetrics | None = None
     ) -> None:
         self.budget = budget
         self.metrics = metrics
@@ -133,7 +109,7 @@ class BodyHold:
 BODY_HOLD = web.RequestKey("body_hold", BodyHold)
 
 
-def body_holds(limits: ServerLimits, metrics: GatewayMetrics | None = None) -> Middleware:
+def body_holds(limits: Settings, metrics: GatewayMetrics | None = None) -> Middleware:
     """A middleware giving each request a ``BodyHold`` that ``read_body`` counts against.
 
     It must wrap every middleware that reads a body (auth does), so it is chained right after

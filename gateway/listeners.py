@@ -24,13 +24,14 @@ from typing import Literal, cast
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from kfaas.config import Settings
+
 from .errors import ResourceNotFound, error_response
 from .limits import (
     HEADER_TIMEOUT,
     HEADER_TOO_LARGE,
     MAX_HEAD_BYTES,
     OVER_CONNECTION_CAP,
-    ServerLimits,
 )
 from .metrics import GatewayMetrics
 from .middleware import REQUEST_ID
@@ -92,7 +93,7 @@ def path_role(path: str) -> Literal["invoke", "trigger", "both"]:
 class Connections:
     """Connections open across every listener of the process, against the cap."""
 
-    def __init__(self, limits: ServerLimits, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(self, limits: Settings, metrics: GatewayMetrics | None = None) -> None:
         self.limits = limits
         self.open = 0
         self.metrics = metrics
@@ -288,13 +289,13 @@ class GuardedSite(web.BaseSite):
         self.port = int(self._server.sockets[0].getsockname()[1])
 
 
-def make_runner(app: web.Application, limits: ServerLimits) -> web.AppRunner:
+def make_runner(app: web.Application, limits: Settings) -> web.AppRunner:
     """The app's runner; aiohttp's keep-alive timer is the keep-alive idle timeout."""
     return web.AppRunner(app, access_log=None, keepalive_timeout=limits.keepalive_timeout_seconds)
 
 
 async def start_listeners(
-    runner: web.AppRunner, listeners: Sequence[Listener], limits: ServerLimits
+    runner: web.AppRunner, listeners: Sequence[Listener], limits: Settings
 ) -> list[GuardedSite]:
     """Serve ``runner``'s app on every listener, sharing one connection cap."""
     connections = Connections(limits, runner.app.get(METRICS))

@@ -25,7 +25,6 @@ from kfaas.gateway.app import create_app
 from kfaas.gateway.asyncq import QueueError, make_queue, parse_queue_url
 from kfaas.gateway.auth_rules import CredentialsFile, dev_auth
 from kfaas.gateway.destinations_clients import ClientDestinations
-from kfaas.gateway.limits import ServerLimits
 from kfaas.gateway.listeners import Listener, make_runner, start_listeners
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.local import LocalBackend, generation_of
@@ -110,8 +109,7 @@ class DevServer:
             destinations=self.destinations,
             authentication=self.auth,
         )
-        self.limits = ServerLimits.from_settings(settings)
-        self.runner = make_runner(self.app, self.limits)
+        self.runner = make_runner(self.app, settings)
         self.mappings: list[EventSourceMapping] = []
         self._generations: dict[str, str] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -128,7 +126,7 @@ class DevServer:
         manifests = load_manifests(self.paths)
         await self.backend.start()
         await self.runner.setup()
-        for site in await start_listeners(self.runner, self.listeners, self.limits):
+        for site in await start_listeners(self.runner, self.listeners, self.settings):
             url = f"http://{site.listener.host}:{site.port}"
             if site.listener.role != "trigger":
                 # self.url is where the Invoke API is: the pollers and the summary use it.

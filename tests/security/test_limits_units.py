@@ -19,7 +19,6 @@ from kfaas.gateway.limits import (
     OVER_CONNECTION_CAP,
     BodyBudget,
     BodyHold,
-    ServerLimits,
     body_holds,
 )
 from kfaas.gateway.listeners import Listener, parse_listeners, path_role
@@ -40,7 +39,7 @@ def test_budget_reserves_up_to_its_limit_and_takes_nothing_when_refusing() -> No
 
 def test_a_hold_refuses_with_lambdas_throttle_and_gives_everything_back() -> None:
     budget = BodyBudget(100)
-    first, second = BodyHold(budget, ServerLimits()), BodyHold(budget, ServerLimits())
+    first, second = BodyHold(budget, Settings()), BodyHold(budget, Settings())
     first.take(70)
     with pytest.raises(TooManyRequests) as refused:
         second.take(31)
@@ -60,7 +59,7 @@ def test_a_hold_refuses_with_lambdas_throttle_and_gives_everything_back() -> Non
 async def budget_server() -> AsyncIterator[tuple[TestServer, asyncio.Event]]:
     """An app whose handler reads the body and then waits until ``release`` is set."""
     release = asyncio.Event()
-    limits = ServerLimits(body_memory_bytes=1000, body_idle_timeout_seconds=0.5)
+    limits = Settings(body_memory_bytes=1000, body_idle_timeout_seconds=0.5)
 
     async def handler(request: web.Request) -> web.Response:
         body = await read_body(request, 6000)
@@ -226,16 +225,16 @@ def test_the_connection_cap_answer_matches_the_gateways_own_throttle() -> None:
 
 
 def test_bounds_have_documented_defaults() -> None:
-    limits = ServerLimits.from_settings(Settings.from_env({}))
-    assert limits == ServerLimits(
-        header_timeout_seconds=10,
-        body_idle_timeout_seconds=30,
-        body_timeout_seconds=120,
-        keepalive_timeout_seconds=75,
-        max_connections=1000,
-        body_memory_bytes=64 << 20,
-    )
     settings = Settings.from_env({})
+    bounds = (
+        settings.header_timeout_seconds,
+        settings.body_idle_timeout_seconds,
+        settings.body_timeout_seconds,
+        settings.keepalive_timeout_seconds,
+        settings.max_connections,
+        settings.body_memory_bytes,
+    )
+    assert bounds == (10, 30, 120, 75, 1000, 64 << 20)
     assert (settings.async_queue_max_events, settings.async_queue_max_bytes) == (10_000, 64 << 20)
 
 
