@@ -43,6 +43,26 @@ Body = dict[str, Any]
 RESERVED_PREFIX = "system:"
 
 
+class Reviews:
+    """Asks the apiserver a review (TokenReview, SubjectAccessReview), at most 16 at once.
+
+    One instance per gateway, shared by every kind of review, so the cap holds for all of them.
+    An apiserver that does not answer fails the check closed: a 500 for the caller.
+    """
+
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
+        self._in_flight = asyncio.Semaphore(MAX_REVIEWS_IN_FLIGHT)
+
+    async def ask(self, path: str, review: Body, failure: str) -> Body:
+        try:
+            async with self._in_flight:
+                return await self.client.request("POST", path, body=review)
+        except KubeError as exc:
+            log.warning("%s failed: %s", review["kind"], exc)
+            raise ServiceError(failure) from exc
+
+
 def credential_from_secret(body: Body) -> Credential | None:
     """The credential a labelled Secret holds, or None (logged) when it is not usable."""
     meta = body.get("metadata") or {}
@@ -74,12 +94,13 @@ def credential_from_secret(body: Body) -> Credential | None:
 class ClusterAuthenticator:
     """Access keys from watched Secrets, bearer tokens through TokenReview."""
 
-    def __init__(self, client: KubeClient, namespace: str, *, cache_seconds: float) -> None:
-        self.client = client
+    def __init__(
+        self, client: KubeClient, namespace: str, *, cache_seconds: float, reviews: Reviews
+    ) -> None:
         self.store = StaticCredentials()
         self._secrets: dict[str, Credential] = {}
         self._tokens: TtlCache[str, Principal | bool] = TtlCache(cache_seconds, CACHE_SIZE)
-        self._reviews = asyncio.Semaphore(MAX_REVIEWS_IN_FLIGHT)
+        self._reviews = reviews
         self.secrets = Informer(
             client, "v1", "secrets", self._secret_changed,
             namespace=namespace, label_selector=f"{CREDENTIALS_LABEL}=true",
@@ -109,14 +130,11 @@ class ClusterAuthenticator:
             "kind": "TokenReview",
             "spec": {"token": token},
         }
-        try:
-            async with self._reviews:
-                answer = await self.client.request(
-                    "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=review
-                )
-        except KubeError as exc:
-            log.warning("TokenReview failed: %s", exc)
-            raise ServiceError("The gateway could not check the bearer token.") from exc
+        answer = await self._reviews.ask(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            review,
+            "The gateway could not check the bearer token.",
+        )
         status = answer.get("status") or {}
         user = status.get("user") or {}
         principal: Principal | bool = False
@@ -129,10 +147,9 @@ class ClusterAuthenticator:
 class SubjectAccessReviews:
     """RBAC on functions.kfaas.dev, asked of the apiserver and cached briefly."""
 
-    def __init__(self, client: KubeClient, *, cache_seconds: float) -> None:
-        self.client = client
+    def __init__(self, reviews: Reviews, *, cache_seconds: float) -> None:
         self._answers: TtlCache[tuple[Any, ...], bool] = TtlCache(cache_seconds, CACHE_SIZE)
-        self._reviews = asyncio.Semaphore(MAX_REVIEWS_IN_FLIGHT)
+        self._reviews = reviews
 
     async def allowed(
         self, principal: Principal, verb: str, namespace: str, name: str | None
@@ -154,14 +171,11 @@ class SubjectAccessReviews:
                 "resourceAttributes": attributes,
             },
         }
-        try:
-            async with self._reviews:
-                answer = await self.client.request(
-                    "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review
-                )
-        except KubeError as exc:
-            log.warning("SubjectAccessReview failed: %s", exc)
-            raise ServiceError("The gateway could not check the caller's permissions.") from exc
+        answer = await self._reviews.ask(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            review,
+            "The gateway could not check the caller's permissions.",
+        )
         allowed = bool((answer.get("status") or {}).get("allowed"))
         self._answers.put(key, allowed)
         return allowed
@@ -177,11 +191,12 @@ class ClusterAuth:
             log.warning("the Invoke API is unauthenticated (--auth none / KFAAS_AUTH=none)")
             self.auth = Auth("none")
             return
+        reviews = Reviews(client)
         self.authenticator = ClusterAuthenticator(
-            client, platform_namespace, cache_seconds=settings.auth_cache_seconds
+            client, platform_namespace, cache_seconds=settings.auth_cache_seconds, reviews=reviews
         )
-        reviews = SubjectAccessReviews(client, cache_seconds=settings.auth_cache_seconds)
-        self.auth = Auth(settings.auth, self.authenticator, reviews)
+        access = SubjectAccessReviews(reviews, cache_seconds=settings.auth_cache_seconds)
+        self.auth = Auth(settings.auth, self.authenticator, access)
 
     def start(self) -> None:
         if self.authenticator is not None and self._task is None:
