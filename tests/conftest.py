@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-# redis_service, kafka_service, cluster_service: the real services (tests/services/fixtures.py).
+# redis_service, kafka_service, kwok_service: the real services (tests/services/fixtures.py).
 pytest_plugins = ["services.fixtures"]
 
 

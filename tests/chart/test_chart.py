@@ -154,11 +154,11 @@ def test_dockerfile_is_hadolint_clean() -> None:
 
 @pytest.fixture(scope="module")
 def platform(
-    helm: Path, cluster_service: Cluster, tmp_path_factory: pytest.TempPathFactory
+    helm: Path, kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    installed = install(helm, cluster_service, tmp_path_factory.mktemp("chart"))
+    installed = install(helm, kwok_service, tmp_path_factory.mktemp("chart"))
     yield installed
-    cluster_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
+    kwok_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
 
 
 def test_chart_applies_and_its_pods_become_ready(platform: Platform) -> None:

@@ -43,9 +43,9 @@ RUNTIME_TOKEN_KEY = "on-cluster-test-key"
 
 @pytest.fixture(scope="module")
 def platform(
-    helm: Path, cluster_service: Cluster, tmp_path_factory: pytest.TempPathFactory
+    helm: Path, kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    installed = install(helm, cluster_service, tmp_path_factory.mktemp("operator"))
+    installed = install(helm, kwok_service, tmp_path_factory.mktemp("operator"))
     installed.operator_metrics_port = _free_port()
     with operator_process(
         installed,
@@ -53,7 +53,7 @@ def platform(
         KFAAS_RUNTIME_TOKEN_KEY=RUNTIME_TOKEN_KEY,
     ):
         yield installed
-    cluster_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
+    kwok_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
 
 
 @pytest.fixture

@@ -59,9 +59,9 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(
-    cluster_service: Cluster, tmp_path_factory: pytest.TempPathFactory
+    kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
-    platform = install(helm_build.build(), cluster_service, tmp_path_factory.mktemp("auth"))
+    platform = install(helm_build.build(), kwok_service, tmp_path_factory.mktemp("auth"))
     port = _free_port()
     env = {
         **os.environ,
@@ -93,7 +93,7 @@ def gateway(
     finally:
         process.terminate()
         process.wait(timeout=20)
-        cluster_service.kubectl("delete", "namespace", platform.namespace, "--wait=false")
+        kwok_service.kubectl("delete", "namespace", platform.namespace, "--wait=false")
     errors = [line for line in log.read_text().splitlines() if "Traceback" in line]
     assert not errors, log.read_text()
 

@@ -34,20 +34,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def crd(cluster_service: Cluster) -> Cluster:
-    cluster_service.kubectl("apply", "-f", str(ROOT / "crds" / "functions.kfaas.dev.yaml"))
-    cluster_service.kubectl(
+def crd(kwok_service: Cluster) -> Cluster:
+    kwok_service.kubectl("apply", "-f", str(ROOT / "crds" / "functions.kfaas.dev.yaml"))
+    kwok_service.kubectl(
         "wait", "--for=condition=Established", "crd/functions.kfaas.dev", "--timeout=60s"
     )
-    return cluster_service
+    return kwok_service
 
 
 @pytest.fixture
-def namespace(cluster_service: Cluster) -> Iterator[str]:
+def namespace(kwok_service: Cluster) -> Iterator[str]:
     name = f"trigger-auth-{uuid.uuid4().hex[:6]}"
-    cluster_service.kubectl("create", "namespace", name)
+    kwok_service.kubectl("create", "namespace", name)
     yield name
-    cluster_service.kubectl("delete", "namespace", name, "--wait=false")
+    kwok_service.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def function_doc(namespace: str, **http: Any) -> dict[str, Any]:
@@ -122,9 +122,9 @@ async def status_of(auth: TriggerAuth, function: Function, headers: dict[str, st
 
 
 async def test_api_keys_from_a_secret_with_rotation(
-    cluster_service: Cluster, namespace: str
+    kwok_service: Cluster, namespace: str
 ) -> None:
-    cluster_service.kubectl(
+    kwok_service.kubectl(
         "-n", namespace, "create", "secret", "generic", "api-keys",
         "--from-literal=current=key-one", "--from-literal=previous=key-zero\nkey-older\n",
     )  # fmt: skip
@@ -133,7 +133,7 @@ async def test_api_keys_from_a_secret_with_rotation(
         namespace, auth="API_KEY", apiKey={"secretRef": {"name": "api-keys", "key": "current"}}
     )
     missing = manifest(namespace, auth="API_KEY", apiKey={"secretRef": {"name": "nope"}})
-    credentials = Credentials.load(str(cluster_service.kubeconfig))
+    credentials = Credentials.load(str(kwok_service.kubeconfig))
     async with KubeClient(credentials, field_manager="kfaas-test") as client:
         auth = TriggerAuth(KubernetesKeySources(client, ttl_seconds=0.5))
         try:
@@ -145,7 +145,7 @@ async def test_api_keys_from_a_secret_with_rotation(
             assert await status_of(auth, missing, {"x-api-key": "key-one"}) == 401
 
             patch = {"data": {"current": "a2V5LXR3bw=="}}  # key-two
-            cluster_service.kubectl(
+            kwok_service.kubectl(
                 "-n", namespace, "patch", "secret", "api-keys", "-p", json.dumps(patch)
             )
             await asyncio.sleep(0.6)  # the cache interval under test, not a wait for a condition
@@ -156,14 +156,14 @@ async def test_api_keys_from_a_secret_with_rotation(
 
 
 async def test_jwt_keys_from_a_config_map_and_a_secret(
-    cluster_service: Cluster, namespace: str
+    kwok_service: Cluster, namespace: str
 ) -> None:
     keys = Keys.generate()
-    cluster_service.kubectl(
+    kwok_service.kubectl(
         "-n", namespace, "create", "configmap", "jwks",
         f"--from-literal=jwks.json={json.dumps(keys.jwks())}", "--from-literal=other=ignored",
     )  # fmt: skip
-    cluster_service.kubectl(
+    kwok_service.kubectl(
         "-n",
         namespace,
         "create",
@@ -180,7 +180,7 @@ async def test_jwt_keys_from_a_config_map_and_a_secret(
     from_secret = manifest(
         namespace, auth="JWT", jwt={**config, "keys": {"secretRef": {"name": "pem"}}}
     )
-    credentials = Credentials.load(str(cluster_service.kubeconfig))
+    credentials = Credentials.load(str(kwok_service.kubeconfig))
     async with KubeClient(credentials, field_manager="kfaas-test") as client:
         auth = TriggerAuth(KubernetesKeySources(client))
         try:
@@ -214,25 +214,25 @@ def _chart_trigger_keys_role() -> dict[str, Any]:
 
 
 async def test_the_gateway_reads_keys_only_where_a_namespace_granted_it(
-    cluster_service: Cluster, namespace: str
+    kwok_service: Cluster, namespace: str
 ) -> None:
     role = _chart_trigger_keys_role()
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get"]}
     ]
-    cluster_service.kubectl("apply", "-f", "-", input=yaml.safe_dump(role))
-    cluster_service.kubectl("-n", namespace, "create", "serviceaccount", "gateway")
-    cluster_service.kubectl(
+    kwok_service.kubectl("apply", "-f", "-", input=yaml.safe_dump(role))
+    kwok_service.kubectl("-n", namespace, "create", "serviceaccount", "gateway")
+    kwok_service.kubectl(
         "-n", namespace, "create", "secret", "generic", "api-keys", "--from-literal=k=key-one"
     )
     function = manifest(namespace, auth="API_KEY", apiKey={"secretRef": {"name": "api-keys"}})
-    credentials = _token_credentials(cluster_service, namespace, "gateway")
+    credentials = _token_credentials(kwok_service, namespace, "gateway")
     async with KubeClient(credentials, field_manager="kfaas-test") as client:
         auth = TriggerAuth(KubernetesKeySources(client, ttl_seconds=0.2))
         try:
             assert await status_of(auth, function, {"x-api-key": "key-one"}) == 401
             # As docs/security.md says to grant it:
-            cluster_service.kubectl(
+            kwok_service.kubectl(
                 "create", "rolebinding", "kfaas-trigger-keys", "-n", namespace,
                 f"--clusterrole={role['metadata']['name']}",
                 f"--serviceaccount={namespace}:gateway",
@@ -241,7 +241,7 @@ async def test_the_gateway_reads_keys_only_where_a_namespace_granted_it(
             while await status_of(auth, function, {"x-api-key": "key-one"}) != 200:
                 assert asyncio.get_running_loop().time() < deadline, "the grant never took effect"
                 await asyncio.sleep(0.3)
-            listing = cluster_service.kubectl(
+            listing = kwok_service.kubectl(
                 "auth", "can-i", "list", "secrets", "-n", namespace,
                 f"--as=system:serviceaccount:{namespace}:gateway", check=False,
             )  # fmt: skip

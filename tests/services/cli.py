@@ -27,7 +27,7 @@ ServiceType = RedisServer | KafkaBroker | Cluster
 SERVICES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster]] = {
     "redis": RedisServer,
     "kafka": KafkaBroker,
-    "cluster": Cluster,
+    "kwok": Cluster,
 }
 
 

@@ -81,7 +81,7 @@ def _https_ok(port: int, path: str, context: ssl.SSLContext) -> bool:
 
 
 class Cluster:
-    name = "cluster"
+    name = "kwok"
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = ServiceDir(state_dir, self.name)

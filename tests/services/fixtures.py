@@ -29,9 +29,9 @@ from services.redis_server import RedisServer
 FIXTURES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster]] = {
     "redis_service": RedisServer,
     "kafka_service": KafkaBroker,
-    "cluster_service": Cluster,
+    "kwok_service": Cluster,
 }
-MARKERS = {"redis_service": "redis", "kafka_service": "kafka", "cluster_service": "cluster"}
+MARKERS = {"redis_service": "redis", "kafka_service": "kafka", "kwok_service": "kwok"}
 
 _S = TypeVar("_S", bound=Service)
 _build_failures: dict[str, ServiceError] = {}
@@ -43,7 +43,7 @@ def _in_ci() -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a service, so `-m "not cluster"` works across the suite."""
+    """Mark every test that uses a service, so `-m "not kafka"` works across the suite."""
     for item in items:
         for fixture, marker in MARKERS.items():
             if fixture in getattr(item, "fixturenames", ()):
@@ -125,9 +125,9 @@ def kafka_service(services_state_dir: Path) -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture(scope="session")
-def cluster_service(services_state_dir: Path) -> Iterator[Cluster]:
+def kwok_service(services_state_dir: Path) -> Iterator[Cluster]:
     """A Kubernetes control plane with two kwok nodes: `.kubeconfig`, `.kubectl(*args)`."""
-    yield from _running("cluster_service", Cluster(services_state_dir))
+    yield from _running("kwok_service", Cluster(services_state_dir))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,7 +16,7 @@ import pytest
 
 from services.cluster import NODES, POD_RANGE, Cluster
 
-pytestmark = pytest.mark.cluster
+pytestmark = pytest.mark.kwok
 
 WIDGETS = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -53,11 +53,11 @@ WIDGETS = {
 
 
 @pytest.fixture
-def namespace(cluster_service: Cluster) -> Iterator[str]:
+def namespace(kwok_service: Cluster) -> Iterator[str]:
     name = f"services-{uuid.uuid4().hex[:8]}"
-    cluster_service.kubectl("create", "namespace", name)
+    kwok_service.kubectl("create", "namespace", name)
     yield name
-    cluster_service.kubectl("delete", "namespace", name, "--wait=false")
+    kwok_service.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def _apply(cluster: Cluster, manifest: dict[str, Any], *, check: bool = True) -> str:
@@ -75,43 +75,43 @@ def _widget(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_custom_resource_schema_is_enforced_with_field_paths(
-    cluster_service: Cluster, namespace: str
+    kwok_service: Cluster, namespace: str
 ) -> None:
-    _apply(cluster_service, WIDGETS)
-    cluster_service.kubectl(
+    _apply(kwok_service, WIDGETS)
+    kwok_service.kubectl(
         "wait", "--for=condition=Established", "crd/widgets.services.kfaas.test", "--timeout=30s"
     )
 
-    assert "created" in _apply(cluster_service, _widget(namespace, "fine", {"size": 3}))
+    assert "created" in _apply(kwok_service, _widget(namespace, "fine", {"size": 3}))
 
-    too_big = _apply(cluster_service, _widget(namespace, "too-big", {"size": 42}), check=False)
+    too_big = _apply(kwok_service, _widget(namespace, "too-big", {"size": 42}), check=False)
     assert "spec.size: Invalid value: 42: spec.size in body should be less than or equal to 10" in (
         too_big
     )
     wrong_color = _apply(
-        cluster_service, _widget(namespace, "green", {"size": 1, "color": "green"}), check=False
+        kwok_service, _widget(namespace, "green", {"size": 1, "color": "green"}), check=False
     )
     assert 'spec.color: Unsupported value: "green"' in wrong_color
-    missing = _apply(cluster_service, _widget(namespace, "empty", {}), check=False)
+    missing = _apply(kwok_service, _widget(namespace, "empty", {}), check=False)
     assert "spec.size: Required value" in missing
 
     listed = json.loads(
-        cluster_service.kubectl("get", "widgets", "-n", namespace, "-o", "json").stdout
+        kwok_service.kubectl("get", "widgets", "-n", namespace, "-o", "json").stdout
     )
     assert [item["metadata"]["name"] for item in listed["items"]] == ["fine"]
 
 
 def test_deployment_pods_become_ready_on_kwok_nodes(
-    cluster_service: Cluster, namespace: str
+    kwok_service: Cluster, namespace: str
 ) -> None:
-    cluster_service.kubectl(
+    kwok_service.kubectl(
         "create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=3",
         "-n", namespace,
     )  # fmt: skip
-    cluster_service.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
+    kwok_service.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
 
     pods = json.loads(
-        cluster_service.kubectl(
+        kwok_service.kubectl(
             "get", "pods", "-n", namespace, "-l", "app=web", "-o", "json"
         ).stdout
     )["items"]
@@ -124,21 +124,21 @@ def test_deployment_pods_become_ready_on_kwok_nodes(
 
 
 def test_owned_object_is_garbage_collected_with_its_owner(
-    cluster_service: Cluster, namespace: str
+    kwok_service: Cluster, namespace: str
 ) -> None:
     _apply(
-        cluster_service,
+        kwok_service,
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "owner", "namespace": namespace},
         },
     )
-    owner_uid = cluster_service.kubectl(
+    owner_uid = kwok_service.kubectl(
         "get", "configmap", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
     ).stdout
     _apply(
-        cluster_service,
+        kwok_service,
         {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -153,26 +153,26 @@ def test_owned_object_is_garbage_collected_with_its_owner(
         },
     )
 
-    cluster_service.kubectl("delete", "configmap", "owner", "-n", namespace)
+    kwok_service.kubectl("delete", "configmap", "owner", "-n", namespace)
     # The garbage collector in kube-controller-manager, not kubectl, removes the dependent.
-    cluster_service.kubectl(
+    kwok_service.kubectl(
         "wait", "--for=delete", "secret/owned", "-n", namespace, "--timeout=60s"
     )
-    gone = cluster_service.kubectl("get", "secret", "owned", "-n", namespace, check=False)
+    gone = kwok_service.kubectl("get", "secret", "owned", "-n", namespace, check=False)
     assert 'secrets "owned" not found' in gone.stderr
 
 
 def test_service_account_tokens_authenticate_and_rbac_applies(
-    cluster_service: Cluster, namespace: str
+    kwok_service: Cluster, namespace: str
 ) -> None:
     """Operators and gateways run as ServiceAccounts: their tokens must work, within their RBAC."""
-    cluster_service.kubectl("create", "serviceaccount", "reader", "-n", namespace)
-    token = cluster_service.kubectl("create", "token", "reader", "-n", namespace).stdout.strip()
-    context = ssl.create_default_context(cafile=str(cluster_service.pki.ca_cert))
+    kwok_service.kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    token = kwok_service.kubectl("create", "token", "reader", "-n", namespace).stdout.strip()
+    context = ssl.create_default_context(cafile=str(kwok_service.pki.ca_cert))
 
     def status(path: str) -> int:
         request = urllib.request.Request(
-            cluster_service.server + path, headers={"Authorization": f"Bearer {token}"}
+            kwok_service.server + path, headers={"Authorization": f"Bearer {token}"}
         )
         try:
             with urllib.request.urlopen(request, context=context, timeout=10) as answer:
@@ -183,10 +183,10 @@ def test_service_account_tokens_authenticate_and_rbac_applies(
 
     pods = f"/api/v1/namespaces/{namespace}/pods"
     assert status(pods) == 403
-    cluster_service.kubectl(
+    kwok_service.kubectl(
         "create", "role", "pod-reader", "--verb=list", "--resource=pods", "-n", namespace
     )
-    cluster_service.kubectl(
+    kwok_service.kubectl(
         "create", "rolebinding", "reader", "--role=pod-reader",
         f"--serviceaccount={namespace}:reader", "-n", namespace,
     )  # fmt: skip

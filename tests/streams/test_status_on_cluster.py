@@ -23,10 +23,10 @@ def live_status(cluster: Any, name: str) -> dict[str, Any]:
 
 @pytest.mark.redis
 async def test_a_redis_poller_reports_lag_last_batch_and_result(
-    cluster_service: Any, project: Project, redis: RedisTools, pollers: Any
+    kwok_service: Any, project: Project, redis: RedisTools, pollers: Any
 ) -> None:
-    cluster_service.kubectl("apply", "--server-side", "-f", str(CRDS))
-    cluster_service.kubectl(
+    kwok_service.kubectl("apply", "--server-side", "-f", str(CRDS))
+    kwok_service.kubectl(
         "wait", "--for=condition=Established", "crd/eventsourcemappings.kfaas.dev"
     )
     stream, name = unique("s"), unique("status")
@@ -38,19 +38,19 @@ async def test_a_redis_poller_reports_lag_last_batch_and_result(
         maximumRetryAttempts=0,
     )
     project.documents.remove(mapping)
-    cluster_service.kubectl("apply", "-f", "-", input=json.dumps(mapping))
+    kwok_service.kubectl("apply", "-f", "-", input=json.dumps(mapping))
     await redis.add(stream, [{"body": str(n)} for n in range(3)])
     with dev_server([project.write()], env=FAST) as dev:
         poller = pollers(
             mapping,
             dev.url,
-            KUBECONFIG=str(cluster_service.kubeconfig),
+            KUBECONFIG=str(kwok_service.kubeconfig),
             KFAAS_POLLER_STATUS_SECONDS="1",
         )
         poller.start()
         ok = await eventually(
             lambda: (
-                (s := live_status(cluster_service, name)).get("lastProcessingResult") == "OK"
+                (s := live_status(kwok_service, name)).get("lastProcessingResult") == "OK"
                 and s.get("lag") == 0
                 and s
             ),
@@ -59,7 +59,7 @@ async def test_a_redis_poller_reports_lag_last_batch_and_result(
         assert ok["lastBatchAt"].endswith("Z")
         polling = next(c for c in ok["conditions"] if c["type"] == "Polling")
         assert (polling["status"], polling["reason"]) == ("True", "Polling")
-        table = cluster_service.kubectl("get", "eventsourcemapping", name).stdout
+        table = kwok_service.kubectl("get", "eventsourcemapping", name).stdout
         header, row = table.splitlines()[:2]
         # Source and State are the operator's (not running here): read LAG by its position.
         column = header.index("LAG")
@@ -69,11 +69,11 @@ async def test_a_redis_poller_reports_lag_last_batch_and_result(
         await redis.add(stream, [{"body": "poison"}])
         await eventually(
             lambda: (
-                live_status(cluster_service, name).get("lastProcessingResult")
+                live_status(kwok_service, name).get("lastProcessingResult")
                 == "PROBLEM: Function call failed"
             ),
             what="the failed batch in the status",
         )
         assert poller.stop() == 0
     assert "reporting status to EventSourceMapping" in poller.output()
-    cluster_service.kubectl("delete", "eventsourcemapping", name)
+    kwok_service.kubectl("delete", "eventsourcemapping", name)
