@@ -31,6 +31,12 @@ BINARIES = (
     "kubectl",
     "kwok",
 )
+# Not the `tool` meta-package: the module's tools include the real node's kubelet and kube-proxy,
+# which `node_build.py` builds separately (the kwok cluster does not need them).
+CONTROL_PLANE_PACKAGES = tuple(
+    f"k8s.io/kubernetes/cmd/{name}"
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+)
 MINIMUM_GO = (1, 24)  # the go directive of k8s.io/kubernetes v1.34
 
 
@@ -66,7 +72,7 @@ def find_go() -> Path:
     )
 
 
-def _go_environment(go: Path) -> dict[str, str]:
+def go_environment(go: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{go.parent}{os.pathsep}{env.get('PATH', '')}"
     env["CGO_ENABLED"] = "0"
@@ -76,7 +82,7 @@ def _go_environment(go: Path) -> dict[str, str]:
     return env
 
 
-def _version_flags() -> str:
+def version_flags() -> str:
     # Without these the binaries report v0.0.0-master and clients warn about version skew.
     major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
     flags = []
@@ -90,7 +96,7 @@ def _version_flags() -> str:
     return " ".join(["-s", "-w", *flags])
 
 
-def _run(argv: list[str], *, env: dict[str, str], cwd: Path | None = None) -> None:
+def run(argv: list[str], *, env: dict[str, str], cwd: Path | None = None) -> None:
     # Go's own progress ("go: downloading ...") goes to file descriptor 2, never to stdout, which
     # carries only export lines; under pytest, fd 2 is the terminal or pytest's capture file.
     done = subprocess.run(argv, env=env, cwd=cwd, stdout=2, stderr=2)
@@ -111,7 +117,7 @@ def build() -> Path:
 
 
 def _build(go: Path, target: Path) -> None:
-    env = _go_environment(go)
+    env = go_environment(go)
     partial = target.with_name("bin.partial")
     partial.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -120,14 +126,23 @@ def _build(go: Path, target: Path) -> None:
         f"kube-scheduler, kubectl) and etcd {ETCD_VERSION} into {target}; "
         "the first build takes several minutes"
     )
-    _run(
-        [str(go), "build", "-ldflags", _version_flags(), "-o", f"{partial}/", "tool", "./cmd/etcd"],
+    run(
+        [
+            str(go),
+            "build",
+            "-ldflags",
+            version_flags(),
+            "-o",
+            f"{partial}/",
+            *CONTROL_PLANE_PACKAGES,
+            "./cmd/etcd",
+        ],
         env=env,
         cwd=MODULE,
     )
     progress(f"building kwok {KWOK_VERSION}")
     kwok_env = dict(env, GOBIN=str(partial), GOFLAGS="-trimpath -buildvcs=false")
-    _run(
+    run(
         [
             str(go),
             "install",

@@ -1,15 +1,16 @@
 """Certificates and keys of the local control plane, made once with openssl and then kept.
 
-One CA signs one key pair that serves the API (SANs for the in-cluster names and 127.0.0.1) and
-authenticates every client as a member of `system:masters`; a separate RSA key signs
-service-account tokens. They live with the cluster's state, so a kubeconfig handed out before a
-`down` still works after the next `up`.
+One CA signs one key pair that serves the API (SANs for the in-cluster names, 127.0.0.1 and the
+addresses a cluster adds, such as the real node's bridge address) and authenticates every client
+as a member of `system:masters`; a separate RSA key signs service-account tokens. They live with
+the cluster's state, so a kubeconfig handed out before a `down` still works after the next `up`.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +21,14 @@ basicConstraints = CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth, clientAuth
 subjectAltName = DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, \
-DNS:kubernetes.default.svc.cluster.local, DNS:localhost, IP:127.0.0.1, IP:10.96.0.1
+DNS:kubernetes.default.svc.cluster.local, DNS:localhost, IP:127.0.0.1, IP:10.96.0.1{extra}
 """
 
 
 @dataclass(frozen=True)
 class Pki:
     folder: Path
+    addresses: Sequence[str] = ()  # more IP SANs for the serving certificate
 
     @property
     def ca_cert(self) -> Path:
@@ -64,7 +66,8 @@ class Pki:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)
         extensions = self.folder / "admin.ext"
-        extensions.write_text(_SERVER_AND_CLIENT)
+        extra = "".join(f", IP:{address}" for address in self.addresses)
+        extensions.write_text(_SERVER_AND_CLIENT.format(extra=extra))
         request = self.folder / "admin.csr"
         steps = [
             ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
