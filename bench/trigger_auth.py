@@ -64,7 +64,7 @@ def function(name: str, **http: Any) -> dict[str, Any]:
         "kind": "Function",
         "metadata": {"name": name},
         "spec": {
-            "runtime": "python3.12",
+            "runtime": "python3.11",
             "handler": "app.handler",
             "code": {"inline": {"app.py": NOOP}},
             "concurrency": {"perInstance": 16},

@@ -27,6 +27,7 @@ from kfaas.gateway.auth_rules import CredentialsFile, dev_auth
 from kfaas.gateway.destinations_clients import ClientDestinations
 from kfaas.gateway.listeners import Listener, make_runner, start_listeners
 from kfaas.gateway.registry import FunctionRegistry
+from kfaas.interpreters import RuntimeUnavailable
 from kfaas.local import LocalBackend, generation_of
 from kfaas.manifests import (
     EventSourceMapping,
@@ -122,8 +123,20 @@ class DevServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def check_runtimes(self, manifests: Iterable[Function | EventSourceMapping]) -> None:
+        """Raise RuntimeUnavailable for functions whose runtime no interpreter here runs."""
+        problems = []
+        for manifest in manifests:
+            if isinstance(manifest, Function):
+                found = self.backend.interpreters.resolve(manifest.spec.runtime)
+                if isinstance(found, str):
+                    problems.append(f"Function {manifest.key}: {found}")
+        if problems:
+            raise RuntimeUnavailable(problems)
+
     async def start(self) -> None:
         manifests = load_manifests(self.paths)
+        self.check_runtimes(manifests)
         await self.backend.start()
         await self.runner.setup()
         for site in await start_listeners(self.runner, self.listeners, self.settings):
@@ -216,7 +229,8 @@ class DevServer:
             previous = current
             try:
                 manifests = load_manifests(self.paths)
-            except ManifestError as exc:
+                self.check_runtimes(manifests)
+            except (ManifestError, RuntimeUnavailable) as exc:
                 log.error("manifests not reloaded: %s", exc)
                 continue
             for key in self._apply(manifests):
@@ -258,6 +272,11 @@ async def run_dev(
         await server.start()
     except ManifestError as exc:
         print(f"kfaas dev: invalid manifests\n{exc}", file=sys.stderr)
+        return 2
+    except RuntimeUnavailable as exc:
+        print(f"kfaas dev: runtime not available here\n{exc}", file=sys.stderr)
+        if server is not None:
+            shutil.rmtree(server.state_dir, ignore_errors=True)
         return 2
     except QueueError as exc:
         print(f"kfaas dev: async queue unavailable: {exc}", file=sys.stderr)

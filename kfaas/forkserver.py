@@ -120,9 +120,17 @@ def _run_child(request: dict[str, Any], passed: int | None) -> None:
 class ForkServer:
     """The parent's handle on a fork server process."""
 
-    def __init__(self, preload: list[str], python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        preload: list[str],
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``python`` runs the server; ``env`` is its environment (None: this process's), which
+        another interpreter needs to import kfaas (``kfaas.interpreters``)."""
         self.preload = preload
         self.python = python
+        self.env = dict(env) if env is not None else None
         self._process: asyncio.subprocess.Process | None = None
         self._requests: socket.socket | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -136,8 +144,11 @@ class ForkServer:
     async def start(self) -> None:
         ours, theirs = socket.socketpair()
         reply_read, reply_write = os.pipe()
+        # -P: the working directory does not shadow the kfaas that PYTHONPATH names.
+        isolation = ["-P"] if self.env is not None else []
         self._process = await asyncio.create_subprocess_exec(
             self.python,
+            *isolation,
             "-c",
             "import sys, kfaas.forkserver as f; "
             "f.serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(','))",
@@ -146,6 +157,7 @@ class ForkServer:
             ",".join(self.preload),
             pass_fds=(theirs.fileno(), reply_write),
             stdin=asyncio.subprocess.DEVNULL,
+            env=self.env,
         )
         theirs.close()
         os.close(reply_write)

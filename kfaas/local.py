@@ -30,6 +30,7 @@ from kfaas import runtimetoken
 from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.code import code_digest, write_inline
 from kfaas.forkserver import ForkServer
+from kfaas.interpreters import Interpreter, Interpreters
 from kfaas.manifests import Function
 from kfaas.runtimeenv import runtime_environment
 from kfaas.scaling import ScalingPolicy, ScalingState, desired_instances, record
@@ -46,6 +47,8 @@ RUNTIME_MODULES = [
     "uvloop",
     "ctypes",  # the runtime's prctl(PR_SET_DUMPABLE) (ADR 011): ~2 ms less per cold start
 ]
+# Another interpreter sees kfaas alone (kfaas.interpreters), without this one's uvloop.
+FOREIGN_RUNTIME_MODULES = [module for module in RUNTIME_MODULES if module != "uvloop"]
 
 
 @dataclass
@@ -98,6 +101,11 @@ class LocalBackend:
         self.stable_window_seconds = stable_window_seconds
         self.extra_environment = extra_environment or {}
         self._fork_server = ForkServer(RUNTIME_MODULES) if use_fork_server else None
+        # The interpreter of each runtime (ADR 016): instances of this Python's runtime fork from
+        # the fork server above, those of another Python from one of their own, started on use.
+        self.interpreters = Interpreters(state_dir)
+        self._foreign_servers: dict[str, ForkServer] = {}
+        self._foreign_lock = asyncio.Lock()
         self._functions: dict[str, LocalFunction] = {}
         self._demand: dict[str, int] = {}
         self._listeners: list[EndpointsListener] = []
@@ -145,6 +153,8 @@ class LocalBackend:
                 await asyncio.wait_for(process.wait(), 5)
         if self._fork_server is not None:
             await self._fork_server.stop()
+        for server in self._foreign_servers.values():
+            await server.stop()
 
     def set_function(self, key: str, function: Function | None) -> None:
         """Registry listener: a function was added, changed or removed."""
@@ -215,7 +225,8 @@ class LocalBackend:
             env = self._environment(function, instance.generation)
             read_fd, write_fd = os.pipe()
             try:
-                instance.pid = await self._spawn(env, write_fd)
+                interpreter = self.interpreters.require(function.spec.runtime)
+                instance.pid = await self._spawn(env, write_fd, interpreter)
             finally:
                 os.close(write_fd)
             self._by_pid[instance.pid] = (key, instance.instance_id)
@@ -267,17 +278,21 @@ class LocalBackend:
         )
         return env
 
-    async def _spawn(self, env: dict[str, str], ready_fd: int) -> int:
+    async def _spawn(self, env: dict[str, str], ready_fd: int, interpreter: Interpreter) -> int:
         cwd = env["LAMBDA_TASK_ROOT"]
-        if self._fork_server is not None:
-            return await self._fork_server.spawn(
+        server = self._fork_server
+        argv = [sys.executable, "-m", "kfaas.runtime"]
+        if not interpreter.own:
+            env = {**env, "PYTHONPATH": _joined(interpreter.python_path, env.get("PYTHONPATH"))}
+            argv = [interpreter.python, "-P", "-m", "kfaas.runtime"]
+            server = await self._foreign_server(interpreter) if server is not None else None
+        if server is not None:
+            return await server.spawn(
                 "kfaas.runtime", env=env, cwd=cwd, fd=ready_fd, fd_env="KFAAS_READY_FD"
             )
         env = {**env, "KFAAS_READY_FD": str(ready_fd)}
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "kfaas.runtime",
+            *argv,
             env=env,
             cwd=cwd,
             pass_fds=(ready_fd,),
@@ -289,6 +304,20 @@ class LocalBackend:
         self._tasks.add(waiter)
         waiter.add_done_callback(self._tasks.discard)
         return process.pid
+
+    async def _foreign_server(self, interpreter: Interpreter) -> ForkServer:
+        """The fork server of another interpreter, started on its first instance."""
+        async with self._foreign_lock:
+            server = self._foreign_servers.get(interpreter.python)
+            if server is None:
+                env = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
+                env["PYTHONPATH"] = _joined(interpreter.python_path, None)
+                env["PYTHONPYCACHEPREFIX"] = str(self.state_dir / "pycache" / interpreter.runtime)
+                server = ForkServer(FOREIGN_RUNTIME_MODULES, python=interpreter.python, env=env)
+                server.on_exit(self._exited)
+                await server.start()
+                self._foreign_servers[interpreter.python] = server
+            return server
 
     async def _wait_process(self, process: asyncio.subprocess.Process) -> None:
         status = await process.wait()
@@ -363,6 +392,10 @@ async def _read_line(fd: int) -> bytes:
         return await reader.readline()
     finally:
         transport.close()
+
+
+def _joined(first: str | None, rest: str | None) -> str:
+    return os.pathsep.join(path for path in (first, rest) if path)
 
 
 def _must_not_end(task: asyncio.Task[None]) -> None:

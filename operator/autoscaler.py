@@ -17,9 +17,10 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from kfaas import runtimes
 from kfaas.demand import DEMAND_LABEL, DEMAND_LABEL_VALUE, total_demand
 from kfaas.kube_clients import Informer, KubeClient, KubeError, running
 from kfaas.manifests import ManifestError
@@ -46,9 +47,13 @@ class Autoscaler:
         clock: Callable[[], float] = time.monotonic,
         metrics: OperatorMetrics | None = None,
         allow_service_account_token: bool = False,
+        images: Mapping[str, str] | None = None,
     ) -> None:
         self.client = client
         self.allow_service_account_token = allow_service_account_token
+        # The image of each runtime (OperatorConfig.images): a function whose runtime has none
+        # is refused (ADR 016) and never scaled up. None: every runtime is taken as runnable.
+        self.images = images
         self.interval = interval
         self.stable_window_seconds = stable_window_seconds
         self.clock = clock
@@ -118,6 +123,11 @@ class Autoscaler:
         template = function.spec.pod_template
         if template.automount_service_account_token and not self.allow_service_account_token:
             return  # refused (PodTemplateNotAllowed): its instances stay stopped
+        spec = function.spec
+        if self.images is not None and (
+            runtimes.function_image(spec.runtime, spec.code.image, self.images) is None
+        ):
+            return  # refused (RuntimeNotAvailable): its instances stay stopped
         namespace, name = function.metadata.namespace, function.metadata.name
         deployment = self.deployments.objects.get(f"{namespace}/{names.function_workload(name)}")
         if deployment is None:

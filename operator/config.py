@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kfaas import runtimes
 from kfaas.config import Settings
 
 
@@ -61,6 +62,10 @@ class OperatorConfig:
     # The kfaas image: runtime pods (unless code.image brings its own) and pollers run it.
     image: str = "kfaas:0.1.0"
     image_pull_policy: str = "IfNotPresent"
+    # The image of each runtime (KFAAS_RUNTIME_IMAGES, the chart's functions.runtimeImages) over
+    # the defaults: ``image`` for python3.11 and provided. A runtime missing here is refused
+    # (RuntimeNotAvailable, ADR 016); None: those defaults for ``image``.
+    runtime_images: tuple[tuple[str, str], ...] | None = None
     region: str = "us-east-1"
     # Where the gateway and the operator run, and how their pods are labelled: NetworkPolicies
     # admit exactly these, and pollers invoke through the gateway's URL.
@@ -86,13 +91,22 @@ class OperatorConfig:
     allow_service_account_token: bool = False
     egress: EgressConfig = field(default_factory=EgressConfig)
 
+    def images(self) -> dict[str, str]:
+        """The image of each runtime the platform can run (a runtime missing has none)."""
+        if self.runtime_images is None:
+            return runtimes.runtime_images("", self.image)
+        return dict(self.runtime_images)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> OperatorConfig:
         settings = Settings.from_env(environ)
         namespace = environ.get("KFAAS_PLATFORM_NAMESPACE") or cls.platform_namespace
         labels = environ.get("KFAAS_GATEWAY_POD_LABELS")
+        image = environ.get("KFAAS_IMAGE") or cls.image
+        images = runtimes.runtime_images(environ.get(runtimes.IMAGES_ENV, ""), image)
         return cls(
-            image=environ.get("KFAAS_IMAGE") or cls.image,
+            image=image,
+            runtime_images=tuple(sorted(images.items())),
             image_pull_policy=environ.get("KFAAS_IMAGE_PULL_POLICY") or cls.image_pull_policy,
             region=settings.region,
             platform_namespace=namespace,

@@ -121,6 +121,7 @@ async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
             stable_window_seconds=config.stable_window_seconds,
             metrics=metrics,
             allow_service_account_token=config.allow_service_account_token,
+            images=config.images(),
         )
         runner = None
         if options.metrics_port is not None:

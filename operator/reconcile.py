@@ -137,6 +137,16 @@ async def _reconcile_function(client: KubeClient, body: Body, config: OperatorCo
         return Result([invalid], generation)
     uid = body["metadata"]["uid"]
     outcomes: list[Outcome] = [Outcome("SpecValid", "True", "SpecValid")]
+    # A runtime with no image is never run on another one's interpreter (ADR 016).
+    missing = fn_resources.runtime_refusal(function, config)
+    if missing is not None:
+        missing += await _stop_refused(client, body)
+        outcomes.append(Outcome("RuntimeAvailable", "False", "RuntimeNotAvailable", missing))
+        return Result(outcomes, generation, {"url": fn_resources.function_url(function, config)})
+    image = fn_resources.function_image(function, config)
+    outcomes.append(
+        Outcome("RuntimeAvailable", "True", "ImageConfigured", f"{function.spec.runtime}: {image}")
+    )
 
     # The ConfigMap a `code.configMap` function names: its files are hashed into the template.
     code_config_map: Body | None = None
@@ -188,7 +198,8 @@ async def _reconcile_function(client: KubeClient, body: Body, config: OperatorCo
 
 
 async def _stop_refused(client: KubeClient, body: Body) -> str:
-    """Scale to zero the pods an earlier version built from a podTemplate now refused.
+    """Scale to zero the pods an earlier version built from a podTemplate (or for a runtime)
+    now refused.
 
     Only ``replicas`` is written, as the autoscaler (which skips refused Functions): the refused
     template itself is never applied. Returns what to add to the condition's message.

@@ -77,12 +77,24 @@ def _int(environ: Mapping[str, str], key: str, default: int, low: int, high: int
     return value
 
 
-def config_from_env(environ: Mapping[str, str]) -> RuntimeConfig:
-    default_runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
+def config_from_env(
+    environ: Mapping[str, str], interpreter: tuple[int, int] = sys.version_info[:2]
+) -> RuntimeConfig:
+    """The instance's configuration; ``interpreter`` is the (major, minor) Python it runs on."""
+    default_runtime = f"python{interpreter[0]}.{interpreter[1]}"
     runtime = environ.get("KFAAS_RUNTIME") or default_runtime
     if runtime not in (*PYTHON_RUNTIMES, PROVIDED):
         raise ConfigError(
             f"KFAAS_RUNTIME={runtime!r}: expected one of {PYTHON_RUNTIMES} or provided"
+        )
+    # Workers run this interpreter: a Python runtime is served by its own version only, so
+    # AWS_EXECUTION_ENV and the handler's sys.version tell the same (ADR 016).
+    if runtime != PROVIDED and runtime != default_runtime:
+        raise ConfigError(
+            f"KFAAS_RUNTIME={runtime} but this is Python {interpreter[0]}.{interpreter[1]} "
+            f"({sys.executable}): {runtime} functions need an image (or interpreter) of "
+            f"{runtime.replace('python', 'Python ')}; in a cluster set "
+            f"functions.runtimeImages.{runtime} in the chart values"
         )
     handler = environ.get("_HANDLER", "")
     if runtime != PROVIDED and not handler:

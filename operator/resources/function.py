@@ -11,7 +11,7 @@ import base64
 import math
 from typing import Any
 
-from kfaas import runtimetoken
+from kfaas import runtimes, runtimetoken
 from kfaas.code import code_digest, config_map_files, files_digest
 from kfaas.manifests import Function, ManifestError, parse_manifest
 from kfaas.podtemplate import PodTemplate
@@ -172,7 +172,9 @@ def make_deployment(
     spec = function.spec
     name = function.metadata.name
     digest = code_sha256(function, code)
-    image = spec.code.image or config.image
+    image = function_image(function, config)
+    if image is None:  # the reconciler refuses such a function before building anything
+        raise ValueError(runtimes.missing_image_message(spec.runtime))
     container: Body = {
         "name": "runtime",
         "image": image,
@@ -240,6 +242,19 @@ def make_deployment(
         },
     }
     return with_hash(deployment)
+
+
+def function_image(function: Function, config: OperatorConfig) -> str | None:
+    """The image of the function's pods: its code.image, else its runtime's (ADR 016)."""
+    spec = function.spec
+    return runtimes.function_image(spec.runtime, spec.code.image, config.images())
+
+
+def runtime_refusal(function: Function, config: OperatorConfig) -> str | None:
+    """Why the function's runtime cannot run here (no image for it), or None."""
+    if function_image(function, config) is not None:
+        return None
+    return runtimes.missing_image_message(function.spec.runtime)
 
 
 def _placement(template: PodTemplate) -> Body:

@@ -212,7 +212,7 @@ def test_list_and_get_function(lambda_client: Any) -> None:
     configuration = lambda_client.get_function(FunctionName="context")["Configuration"]
     assert configuration["MemorySize"] == 256
     assert configuration["Handler"] == "app.context_info"
-    assert configuration["Runtime"] == "python3.12"
+    assert configuration["Runtime"] == "python3.11"
     assert lambda_client.get_function(FunctionName="sleep")["Concurrency"] == {
         "ReservedConcurrentExecutions": 4
     }

@@ -26,7 +26,7 @@ def function(**spec: Any) -> Function:
         "kind": "Function",
         "metadata": {"name": "thumbnail", "namespace": "media"},
         "spec": {
-            "runtime": "python3.12",
+            "runtime": "python3.11",
             "handler": "app.handler",
             "code": {"inline": {"app.py": "def handler(e, c): return 1\n"}},
         }
@@ -74,7 +74,7 @@ def test_deployment_runs_the_runtime_with_adr_002_environment() -> None:
     assert variables["LAMBDA_TASK_ROOT"] == "/var/task"
     assert variables["AWS_LAMBDA_FUNCTION_NAME"] == "thumbnail"
     assert variables["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
-    assert variables["KFAAS_RUNTIME"] == "python3.12"
+    assert variables["KFAAS_RUNTIME"] == "python3.11"
     assert variables["KFAAS_RUNTIME_HOST"] == "0.0.0.0"
     assert variables["KFAAS_RUNTIME_PORT"] == "8080"
     assert variables["KFAAS_NAMESPACE"] == "media"

@@ -70,7 +70,7 @@ def function_doc(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
         "kind": "Function",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "runtime": "python3.12",
+            "runtime": "python3.11",
             "handler": "app.handler",
             "code": {"inline": {"app.py": "def handler(event, context):\n    return 1\n"}},
         }
@@ -123,7 +123,7 @@ def test_function_gets_its_children_and_turns_ready(platform: Platform, namespac
     # The printer columns show what users need.
     table = platform.kubectl("-n", namespace, "get", "function", "thumb")
     assert table.split("\n")[0].split() == ["NAME", "RUNTIME", "READY", "INSTANCES", "AGE"]
-    assert table.split("\n")[1].split()[:4] == ["thumb", "python3.12", "True", "2"]
+    assert table.split("\n")[1].split()[:4] == ["thumb", "python3.11", "True", "2"]
 
 
 def _model(body: dict[str, Any]) -> Function:
@@ -637,7 +637,7 @@ def test_gateway_process_serves_cluster_functions_with_local_throttling(
             names = {f["FunctionName"] for f in json.load(answer)["Functions"]}
         assert {"api", "off"} <= names
         with urllib.request.urlopen(f"{base}/2015-03-31/functions/api", timeout=5) as answer:
-            assert json.load(answer)["Configuration"]["Runtime"] == "python3.12"
+            assert json.load(answer)["Configuration"]["Runtime"] == "python3.11"
         dry = urllib.request.Request(
             f"{base}/2015-03-31/functions/api/invocations", data=b"{}", method="POST",
             headers={"X-Amz-Invocation-Type": "DryRun"},

@@ -88,7 +88,8 @@ def test_config_and_worker_environment() -> None:
             "KFAAS_PER_INSTANCE": "3",
             "MINE": "1",
             "_HANDLER_EXTRA": "x",
-        }
+        },
+        interpreter=(3, 12),
     )
     assert config.per_instance == 3 and config.region == "eu-west-1"
     env = worker_environment(config, "127.0.0.1:9001", "stream")
@@ -96,6 +97,11 @@ def test_config_and_worker_environment() -> None:
     assert not any(key.startswith("KFAAS_") for key in env)
     with pytest.raises(ConfigError):
         config_from_env({"_HANDLER": "a.b", "KFAAS_RUNTIME": "nodejs20.x"})
+    # A Python runtime runs on its own interpreter only; `provided` on any (its bootstrap's).
+    with pytest.raises(ConfigError, match=r"KFAAS_RUNTIME=python3\.13 but this is Python 3\.11"):
+        config_from_env({"_HANDLER": "a.b", "KFAAS_RUNTIME": "python3.13"}, interpreter=(3, 11))
+    assert config_from_env({"KFAAS_RUNTIME": "provided"}, interpreter=(3, 11)).runtime == "provided"
+    assert config_from_env({"_HANDLER": "a.b"}, interpreter=(3, 13)).runtime == "python3.13"
     with pytest.raises(ConfigError):
         config_from_env(
             {"KFAAS_RUNTIME": f"python{sys.version_info.major}.{sys.version_info.minor}"}

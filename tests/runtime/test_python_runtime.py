@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 
+import pytest
 from runtime.instances import Starter
 
 APP = """
@@ -110,10 +112,18 @@ async def test_event_context_and_environment(start: Starter) -> None:
     assert re.fullmatch(r"[0-9a-f-]{36}", second.headers["Lambda-Runtime-Aws-Request-Id"])
 
 
-async def test_requested_version_is_reported(start: Starter) -> None:
-    app = "import os\ndef handler(e, c):\n    return os.environ['AWS_EXECUTION_ENV']\n"
-    instance = await start({"app.py": app}, KFAAS_RUNTIME="python3.13")
-    assert (await instance.invoke({})).json() == "AWS_Lambda_python3.13"
+async def test_the_runtime_reported_is_the_interpreter_that_runs(start: Starter) -> None:
+    app = (
+        "import os, sys\ndef handler(e, c):\n"
+        "    return [os.environ['AWS_EXECUTION_ENV'], list(sys.version_info[:2])]\n"
+    )
+    own = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    instance = await start({"app.py": app}, KFAAS_RUNTIME=own)
+    assert (await instance.invoke({})).json() == [f"AWS_Lambda_{own}", [*sys.version_info[:2]]]
+    # Another Python runtime is not served by this interpreter under its name (ADR 016).
+    other = "python3.13" if own != "python3.13" else "python3.12"
+    with pytest.raises(AssertionError, match=f"KFAAS_RUNTIME={other} but this is Python"):
+        await start({"app.py": app}, KFAAS_RUNTIME=other)
 
 
 async def test_nested_module_handler_and_return_values(start: Starter) -> None:

@@ -113,7 +113,7 @@ def function_doc(name: str, namespace: str) -> dict[str, Any]:
         "kind": "Function",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "runtime": "python3.12", "handler": "app.handler",
+            "runtime": "python3.11", "handler": "app.handler",
             "code": {"inline": {"app.py": "def handler(event, context):\n    return 1\n"}},
             "environment": {"DB_PASSWORD": f"{namespace}-password"},
         },

@@ -51,7 +51,7 @@ apiVersion: kfaas.dev/v1alpha1
 kind: Function
 metadata: {{name: {name}, namespace: {namespace}}}
 spec:
-  runtime: python3.12
+  runtime: python3.11
   handler: app.echo
   code: {{path: ./src}}
   environment: {{DB_PASSWORD: {namespace}-password}}

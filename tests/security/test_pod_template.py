@@ -38,7 +38,7 @@ def doc(pod_template: Any, **spec: Any) -> dict[str, Any]:
         "kind": "Function",
         "metadata": {"name": "thumb", "namespace": "media", "uid": "u-1", "generation": 3},
         "spec": {
-            "runtime": "python3.12",
+            "runtime": "python3.11",
             "handler": "app.handler",
             "code": {"inline": {"app.py": "def handler(e, c): return 1\n"}},
             "podTemplate": pod_template,

@@ -192,7 +192,7 @@ apiVersion: kfaas.dev/v1alpha1
 kind: Function
 metadata: {name: snoop}
 spec:
-  runtime: python3.12
+  runtime: python3.11
   handler: app.handler
   code: {path: ./src}
 """

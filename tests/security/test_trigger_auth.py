@@ -80,7 +80,7 @@ def function(name: str, **http: Any) -> dict[str, Any]:
         "kind": "Function",
         "metadata": {"name": name},
         "spec": {
-            "runtime": "python3.12",
+            "runtime": "python3.11",
             "handler": "echo.handler",
             "code": {"path": str(HANDLER_CODE)},
             "http": {"enabled": True, **http},

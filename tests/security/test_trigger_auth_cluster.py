@@ -56,7 +56,7 @@ def function_doc(namespace: str, **http: Any) -> dict[str, Any]:
         "kind": "Function",
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {
-            "runtime": "python3.12",
+            "runtime": "python3.11",
             "handler": "app.handler",
             "code": {"image": "example/web:1"},
             "http": {"enabled": True, **http},
