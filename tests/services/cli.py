@@ -21,13 +21,15 @@ from pathlib import Path
 from services.base import MissingDependency, ServiceError, default_state_dir
 from services.cluster import Cluster
 from services.kafka_broker import KafkaBroker
+from services.node import NodeCluster
 from services.redis_server import RedisServer
 
-ServiceType = RedisServer | KafkaBroker | Cluster
-SERVICES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster]] = {
+ServiceType = RedisServer | KafkaBroker | Cluster | NodeCluster
+SERVICES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster] | type[NodeCluster]] = {
     "redis": RedisServer,
     "kafka": KafkaBroker,
     "kwok": Cluster,
+    "cluster": NodeCluster,
 }
 
 

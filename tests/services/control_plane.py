@@ -37,6 +37,7 @@ class Component:
     ready: Callable[[], bool]
     timeout: float
     program: Path | None = None  # default: the control plane's bin folder
+    then: Callable[[], None] | None = None  # run once it is ready, before the next one starts
 
 
 def https_ok(url: str, context: ssl.SSLContext) -> bool:
@@ -313,6 +314,8 @@ class ControlPlane:
                 log_file=log_file,
                 interval=0.2,
             )
+            if component.then is not None:
+                component.then()
 
     def up(self) -> Mapping[str, str]:
         if self.running():

@@ -20,18 +20,28 @@ from typing import TypeVar
 
 import pytest
 
-from services.base import MissingDependency, Service, ServiceError, tail
+from services.base import MissingDependency, Service, ServiceError, default_state_dir, tail
 from services.cluster import Cluster
 from services.kafka_broker import KafkaBroker
+from services.node import NodeCluster
 from services.processes import running_pid, stop
 from services.redis_server import RedisServer
 
-FIXTURES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster]] = {
+FIXTURES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster] | type[NodeCluster]] = {
     "redis_service": RedisServer,
     "kafka_service": KafkaBroker,
     "kwok_service": Cluster,
+    "cluster_service": NodeCluster,
 }
-MARKERS = {"redis_service": "redis", "kafka_service": "kafka", "kwok_service": "kwok"}
+MARKERS = {
+    "redis_service": "redis",
+    "kafka_service": "kafka",
+    "kwok_service": "kwok",
+    "cluster_service": "cluster",
+}
+# Use the real node `scripts/services up cluster` started (default state folder) instead of
+# starting one: one real node per machine, so parallel test runs share it. Never stopped here.
+REUSE_CLUSTER = "KFAAS_REUSE_CLUSTER"
 
 _S = TypeVar("_S", bound=Service)
 _build_failures: dict[str, ServiceError] = {}
@@ -39,6 +49,10 @@ _build_failures: dict[str, ServiceError] = {}
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
+
+
+def _reusing_cluster() -> bool:
+    return os.environ.get(REUSE_CLUSTER, "") == "1"
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -58,6 +72,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for fixture in FIXTURES
         if fixture in getattr(item, "fixturenames", ())
     }
+    if _reusing_cluster():
+        wanted.discard("cluster_service")
     if not wanted or session.config.option.collectonly:
         return
     capture = session.config.pluginmanager.get_plugin("capturemanager")
@@ -130,6 +146,23 @@ def kwok_service(services_state_dir: Path) -> Iterator[Cluster]:
     yield from _running("kwok_service", Cluster(services_state_dir))
 
 
+@pytest.fixture(scope="session")
+def cluster_service(services_state_dir: Path) -> Iterator[NodeCluster]:
+    """A control plane with one real node (containerd, kubelet, kube-proxy, CoreDNS):
+    `.kubeconfig`, `.kubectl(*args)`, `.import_image(archive)`, `.bridge_address`."""
+    if _reusing_cluster():
+        node = NodeCluster(default_state_dir())
+        if not node.running():
+            pytest.fail(
+                f"{REUSE_CLUSTER}=1 but no real node runs in {node.dir.root}: "
+                "start one with `scripts/services up cluster`",
+                pytrace=False,
+            )
+        yield node
+        return
+    yield from _running("cluster_service", NodeCluster(services_state_dir))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -147,6 +180,11 @@ def pytest_runtest_makereport(
 def _logs(service: object) -> list[tuple[str, Path]]:
     if isinstance(service, RedisServer | KafkaBroker):
         return [(service.name, service.log_path)]
+    if isinstance(service, NodeCluster):
+        return [
+            (component, service.dir.log_file(component))
+            for component in ("kube-apiserver", "kubelet", "containerd", "kube-proxy", "coredns")
+        ]
     if isinstance(service, Cluster):
         return [
             (component, service.dir.log_file(component))
