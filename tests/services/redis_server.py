@@ -1,4 +1,7 @@
-"""A private Redis: Debian's redis-server on a free loopback port, persisted append-only.
+"""A private Redis: Debian's redis-server on a free port, persisted append-only.
+
+It listens on loopback, or on another address of this machine when asked: `PodRedis` binds the
+real node's bridge address, where pods reach it (the chart's platform Redis in the node tests).
 
 Append-only persistence with RDB snapshots turned off means that data found after a restart can
 only have come back through the AOF, which is what kfaas's async queue relies on.
@@ -17,10 +20,10 @@ from services.processes import launch, running_pid, stop, wait_until
 EXECUTABLE = "redis-server"
 
 
-def _pong(port: int) -> bool:
+def _pong(host: str, port: int) -> bool:
     """PING over a raw socket, so readiness needs no client library and no password."""
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5) as conn:
+        with socket.create_connection((host, port), timeout=0.5) as conn:
             conn.sendall(b"PING\r\n")
             return conn.recv(64).startswith(b"+PONG")
     except OSError:
@@ -29,6 +32,7 @@ def _pong(port: int) -> bool:
 
 class RedisServer:
     name = "redis"
+    host = LOOPBACK
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = ServiceDir(state_dir, self.name)
@@ -49,7 +53,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def environment(self) -> Mapping[str, str]:
         return {"REDIS_URL": self.url}
@@ -59,12 +63,12 @@ class RedisServer:
             return self.environment()
         self.build()
         port = self.dir.ports(["port"])["port"]
-        progress(f"starting redis on {LOOPBACK}:{port}")
+        progress(f"starting redis on {self.host}:{port}")
         pid = launch(
             [
                 EXECUTABLE,
                 "--bind",
-                LOOPBACK,
+                self.host,
                 "--port",
                 str(port),
                 "--dir",
@@ -76,8 +80,9 @@ class RedisServer:
                 "",
                 "--daemonize",
                 "no",
+                # Protected mode refuses every address but loopback when there is no password.
                 "--protected-mode",
-                "yes",
+                "yes" if self.host == LOOPBACK else "no",
                 "--logfile",
                 "",
             ],
@@ -85,7 +90,7 @@ class RedisServer:
             log_file=self.log_path,
         )
         wait_until(
-            lambda: _pong(port),
+            lambda: _pong(self.host, port),
             what="redis",
             timeout=20,
             pid=pid,
@@ -107,3 +112,16 @@ class RedisServer:
     def wipe(self) -> None:
         self.down()
         self.dir.wipe()
+
+
+class PodRedis(RedisServer):
+    """A Redis that pods on the real node reach: bound on its bridge address (nothing else)."""
+
+    name = "pod-redis"
+
+    def __init__(self, state_dir: Path, host: str) -> None:
+        super().__init__(state_dir)
+        self.host = host
+
+    def environment(self) -> Mapping[str, str]:
+        return {"KFAAS_POD_REDIS_URL": self.url}

@@ -1,0 +1,73 @@
+"""The product on the real node: the chart installed once per run as docs/install.md says.
+
+`release` is the installed chart with its SigV4 caller; `platform_redis_url` the platform Redis
+(on the node's bridge address, where pods reach it); `kill_pod` SIGKILLs a pod's containers
+through the node's containerd, as an OOM kill or a crash would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart.fixtures import helm, pytest_collection_finish
+from kfaas_release import PLATFORM_NAMESPACE, RELEASE, Kubectl, Release, install
+from services.node import NodeCluster
+from services.redis_server import PodRedis
+
+__all__ = ["helm", "pytest_collection_finish"]
+
+
+@pytest.fixture(scope="session")
+def platform_redis_url(cluster_service: NodeCluster, services_state_dir: Path) -> Iterator[str]:
+    redis = PodRedis(services_state_dir, cluster_service.bridge_address)
+    redis.up()
+    try:
+        yield redis.url
+    finally:
+        redis.down()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster_service: NodeCluster) -> Kubectl:
+    return Kubectl(cluster_service.kubectl)
+
+
+def _uninstall(kubectl: Kubectl, cluster: NodeCluster, helm: Path) -> None:
+    """What a previous run left on a reused cluster (KFAAS_REUSE_CLUSTER=1) goes first."""
+    subprocess.run(
+        [str(helm), "uninstall", RELEASE, "-n", PLATFORM_NAMESPACE, "--wait",
+         "--kubeconfig", str(cluster.kubeconfig)],
+        capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    kubectl("delete", "namespace", "e2e", PLATFORM_NAMESPACE, "--ignore-not-found",
+            "--timeout=180s")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def release(
+    cluster_service: NodeCluster, kubectl: Kubectl, helm: Path, platform_redis_url: str
+) -> Iterator[Release]:
+    image = cluster_service.environment().get("KFAAS_IMAGE")
+    if not image:
+        pytest.fail("the cluster imported no kfaas image (services.images)", pytrace=False)
+    _uninstall(kubectl, cluster_service, helm)
+    installed = install(kubectl, cluster_service.kubeconfig, helm, image, platform_redis_url)
+    try:
+        yield installed
+    finally:
+        _uninstall(kubectl, cluster_service, helm)
+
+
+@pytest.fixture(scope="session")
+def kill_pod(cluster_service: NodeCluster) -> Callable[[dict[str, Any]], None]:
+    def kill(pod: dict[str, Any]) -> None:
+        for status in pod["status"].get("containerStatuses", []):
+            container = status.get("containerID", "").removeprefix("containerd://")
+            if container:
+                cluster_service.ctr("tasks", "kill", "--signal", "SIGKILL", container)
+
+    return kill
