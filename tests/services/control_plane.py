@@ -242,6 +242,8 @@ class ControlPlane:
                     f"--cluster-signing-cert-file={pki.ca_cert}",
                     f"--cluster-signing-key-file={pki.ca_key}",
                     "--controllers=*",
+                    # Default /usr/libexec/kubernetes/...: a host folder it would create.
+                    f"--flex-volume-plugin-dir={self.dir.data / 'volume-plugins'}",
                     "--profiling=false",
                 ],
                 lambda: https_ok(

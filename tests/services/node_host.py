@@ -131,11 +131,19 @@ def _rules(family: str) -> list[str]:
     if shutil.which(f"{family}-save") is None:
         return []
     dump = _run(f"{family}-save", check=False).stdout
-    return [
-        re.sub(r" \[\d+:\d+\]$", "", line)
-        for line in dump.splitlines()
-        if line and not line.startswith("#")
-    ]
+    rules: list[str] = []
+    for table in re.split(r"^(?=\*)", dump, flags=re.MULTILINE):
+        lines = [
+            re.sub(r" \[\d+:\d+\]$", "", line)
+            for line in table.splitlines()
+            if line and not line.startswith("#")
+        ]
+        # A table with only its built-in chains, all accepting, is as good as no table (the
+        # nf_tables backend keeps such a table once something created it).
+        if any(line.startswith("-") or (line.startswith(":") and not line.endswith(" ACCEPT"))
+               for line in lines):  # fmt: skip
+            rules += lines
+    return rules
 
 
 def host_state() -> dict[str, Any]:
@@ -300,7 +308,10 @@ def restore() -> None:
     _run("ip", "link", "delete", BRIDGE, check=False)
     for family in ("iptables", "ip6tables"):
         _iptables_cleanup(family)
-    before = recorded_before() or {"sysctls": {}, "paths": []}
+    before = recorded_before()
+    if before is None:
+        # Nothing recorded: no sysctl to set back, and no host folder is known to be ours.
+        before = {"sysctls": {}, "paths": list(HOST_PATHS)}
     for name, value in before["sysctls"].items():
         try:
             if _sysctl_path(name).read_text().strip() != value:
