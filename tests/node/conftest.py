@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from chart.fixtures import helm, pytest_collection_finish
 from kfaas_release import PLATFORM_NAMESPACE, RELEASE, Kubectl, Release, install
+from services import images
 from services.node import NodeCluster
 from services.redis_server import PodRedis
 
@@ -54,8 +55,15 @@ def release(
     image = cluster_service.environment().get("KFAAS_IMAGE")
     if not image:
         pytest.fail("the cluster imported no kfaas image (services.images)", pytrace=False)
+    # python3.13 functions run on an image of their own, as a platform team would configure it.
+    python313 = images.kfaas_image(python="3.13")
+    if not cluster_service.has_image(python313.ref):
+        cluster_service.import_image(python313.archive)
     _uninstall(kubectl, cluster_service, helm)
-    installed = install(kubectl, cluster_service.kubeconfig, helm, image, platform_redis_url)
+    installed = install(
+        kubectl, cluster_service.kubeconfig, helm, image, platform_redis_url,
+        f"functions.runtimeImages.python3\\.13={python313.ref}",
+    )  # fmt: skip
     try:
         yield installed
     finally:
