@@ -11,16 +11,22 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# Offline builds (tests/services/images.py: no registry) put wheels made on the host in the
+# context's wheelhouse/ and pass WHEELHOUSE=/src; `docker build` sends no wheelhouse
+# (.dockerignore), the glob matches nothing and pip uses the index as always.
+ARG WHEELHOUSE=""
+COPY pyproject.toml README.md wheelhous[e] ./
 RUN python -m venv /opt/kfaas \
-    && /opt/kfaas/bin/pip install --no-cache-dir "pip==24.3.1" "setuptools==75.6.0" "wheel==0.45.1"
-COPY pyproject.toml README.md ./
+    && /opt/kfaas/bin/pip install --no-cache-dir ${WHEELHOUSE:+--no-index --find-links "$WHEELHOUSE"} \
+       "pip==24.3.1" "setuptools==75.6.0" "wheel==0.45.1"
 COPY kfaas ./kfaas
 COPY runtime ./runtime
 COPY gateway ./gateway
 COPY operator ./operator
 COPY pollers ./pollers
-RUN /opt/kfaas/bin/pip install --no-cache-dir . \
-    && /opt/kfaas/bin/python -m compileall -q /opt/kfaas/lib
+# -I: not the current folder first on sys.path, where ./operator would shadow the stdlib's.
+RUN /opt/kfaas/bin/pip install --no-cache-dir ${WHEELHOUSE:+--no-index --find-links "$WHEELHOUSE"} . \
+    && /opt/kfaas/bin/python -I -m compileall -q /opt/kfaas/lib
 
 # -- final: the virtualenv on a clean interpreter, run as an unprivileged user --------------
 FROM ${PYTHON_IMAGE}

@@ -1,0 +1,3 @@
+module kfaas.dev/tests/pause
+
+go 1.22

@@ -1,0 +1,370 @@
+"""kfaas's container images, built on this machine from the project's own files (ADR 015).
+
+No registry is reachable where the tests run, so every image the real node runs is made here and
+handed over as a docker-archive tar that `ctr -n k8s.io images import` reads:
+
+- `base_image("3.11" | "3.13")`: Debian 12 or 13 from the mirror apt uses (`debootstrap
+  --variant=minbase`) with its packaged Python, packed by services.image_archive;
+- `kfaas_image(python)`: the repository's Dockerfile as it is, built by buildah FROM that base,
+  with the dependencies' wheels fetched on the host (services.wheelhouse);
+- `pause_image()`: the pod sandbox, a tiny static Go program (tests/cluster/pause);
+- `function_image(kfaas, code, ref)`: handler code baked into /var/task, for `code.image`.
+
+Archives are cached under `~/.cache/kfaas/images/`, keyed on what goes into them (the kfaas image
+on the Dockerfile and the package sources), written as `*.partial` and renamed, one build of each
+kind at a time per machine. `python -m services.images build` builds them by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from services import debian, wheelhouse
+from services.base import MissingDependency, ServiceError, build_lock, cache_root, progress
+from services.buildah import scratch
+from services.cluster_build import find_go
+from services.image_archive import WRITER_VERSION, ImageConfig, check_reference, write_archive
+from services.image_archive import write_layer as pack_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "kfaas",
+    "runtime",
+    "gateway",
+    "operator",
+    "pollers",
+)
+PAUSE_SOURCE = ROOT / "tests" / "cluster" / "pause"
+FUNCTION_DOCKERFILE = Path(__file__).with_name("function.Dockerfile")
+KFAAS_RECIPE = "1"  # bump when the way the kfaas image is built changes
+KEEP = 3  # kfaas and function archives kept per Python version (the most recently used)
+USER_ID = "65532"
+RunInImage = Callable[[str, list[str]], str]
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image as a docker-archive: `ref` is the name inside it, `size` the archive's bytes."""
+
+    ref: str
+    archive: Path
+    size: int
+
+
+def images_dir() -> Path:
+    return cache_root() / "images"
+
+
+def _log(name: str) -> Path:
+    log = images_dir() / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    return log
+
+
+def _cached(ref: str, archive: Path) -> Image | None:
+    if not archive.is_file():
+        return None
+    os.utime(archive)  # "recently used" for pruning
+    return Image(ref, archive, archive.stat().st_size)
+
+
+def _prune(pattern: str) -> None:
+    archives = sorted(images_dir().glob(pattern), key=lambda path: path.stat().st_mtime)
+    for old in archives[:-KEEP]:
+        old.unlink(missing_ok=True)
+
+
+def _digest(parts: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:12]
+
+
+def _tree_files(root: Path, names: Sequence[str]) -> list[Path]:
+    """The files a build context holds, as .dockerignore lets them through, sorted."""
+    found: list[Path] = []
+    for name in names:
+        top = root / name
+        candidates = [top] if top.is_file() else sorted(top.rglob("*"))
+        found += [
+            path
+            for path in candidates
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+        ]
+    return found
+
+
+def _tree_digest(root: Path, files: Sequence[Path], *extra: str) -> str:
+    parts = [item.encode() for item in extra]
+    for path in files:
+        parts += [path.relative_to(root).as_posix().encode(), path.read_bytes()]
+    return _digest(parts)
+
+
+def base_image(python: str = "3.11") -> Image:
+    """Debian's minimal system with its python3 (3.11: bookworm, 3.13: trixie)."""
+    release = debian.release_for(python)
+    key = _digest(
+        [release.suite.encode(), *map(str.encode, debian.PACKAGES), WRITER_VERSION.encode()]
+    )
+    key = _digest([key.encode(), debian.RECIPE_VERSION.encode()])
+    ref = f"localhost/kfaas-python:{python}-{key}"
+    archive = images_dir() / f"kfaas-python-{python}-{key}.tar"
+    image = _cached(ref, archive)
+    if image is not None:
+        return image
+    with build_lock(f"images-base-{python}"):
+        image = _cached(ref, archive)
+        if image is None:
+            image = _build_base(release, ref, archive)
+    return image
+
+
+def _build_base(release: debian.Release, ref: str, archive: Path) -> Image:
+    started = time.monotonic()
+    rootfs = archive.with_name(archive.stem + ".rootfs.partial")
+    log = _log(archive.stem)
+    try:
+        debian.bootstrap(release, rootfs, log)
+        layer = pack_folder(rootfs, archive.with_name(archive.stem + ".layer.partial"))
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+    config = ImageConfig(
+        cmd=("python3",),
+        labels={
+            "org.opencontainers.image.title": "kfaas-python",
+            "org.opencontainers.image.base.name": f"debian:{release.suite}",
+        },
+    )
+    try:
+        write_archive(archive, [layer], config, ref)
+    finally:
+        layer.path.unlink(missing_ok=True)
+    progress(f"base image {ref} built in {time.monotonic() - started:.0f} s")
+    return Image(ref, archive, archive.stat().st_size)
+
+
+def kfaas_image(python: str = "3.11") -> Image:
+    """The repository's Dockerfile built FROM base_image(python); rebuilt when the code changes."""
+    base = base_image(python)
+    files = _tree_files(ROOT, PACKAGE_SOURCES)
+    key = _tree_digest(ROOT, [ROOT / "Dockerfile", *files], base.ref, KFAAS_RECIPE)
+    ref = f"localhost/kfaas:{python}-{key}"
+    archive = images_dir() / f"kfaas-{python}-{key}.tar"
+    image = _cached(ref, archive)
+    if image is not None:
+        return image
+    with build_lock(f"images-kfaas-{python}"):
+        image = _cached(ref, archive)
+        if image is None:
+            image = _build_kfaas(base, python, files, ref, archive)
+            _prune(f"kfaas-{python}-*.tar")
+    return image
+
+
+def _stage_context(context: Path, files: Sequence[Path], wheels: Path) -> None:
+    """Only what the Dockerfile copies, plus the wheelhouse its WHEELHOUSE argument points at."""
+    shutil.rmtree(context, ignore_errors=True)
+    for path in files:
+        target = context / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    (context / "wheelhouse").mkdir()
+    for wheel in wheels.iterdir():
+        shutil.copy2(wheel, context / "wheelhouse" / wheel.name)
+
+
+def _build_kfaas(base: Image, python: str, files: Sequence[Path], ref: str, archive: Path) -> Image:
+    started = time.monotonic()
+    release = debian.release_for(python)
+    wheels = wheelhouse.build(
+        images_dir(), python, release.glibc_minor, ROOT / "pyproject.toml", ROOT / "Dockerfile"
+    )
+    log = _log(archive.stem)
+    context = archive.with_name(archive.stem + ".context.partial")
+    progress(f"building {ref} from the Dockerfile with buildah (log: {log})")
+    try:
+        _stage_context(context, files, wheels)
+        with scratch(images_dir(), log) as buildah:
+            buildah.pull(base.archive)
+            buildah.build(
+                context,
+                ROOT / "Dockerfile",
+                ref,
+                {"PYTHON_IMAGE": base.ref, "WHEELHOUSE": "/src"},
+            )
+            _smoke(buildah.run, ref, python)
+            buildah.push(ref, archive.with_name(archive.name + ".partial"))
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    archive.with_name(archive.name + ".partial").rename(archive)
+    progress(
+        f"built {ref} in {time.monotonic() - started:.0f} s ({archive.stat().st_size >> 20} MiB)"
+    )
+    return Image(ref, archive, archive.stat().st_size)
+
+
+def _smoke(run: RunInImage, ref: str, python: str) -> None:
+    """The image starts kfaas on the Python it claims, as the unprivileged user."""
+    shown = run(ref, ["python", "-c", SMOKE_SCRIPT])
+    expected = f"{python} {USER_ID}"
+    if shown.splitlines()[-1:] != [expected]:
+        raise ServiceError(f"{ref}: expected '{expected}' from the smoke check, got {shown!r}")
+    run(ref, ["kfaas", "--help"])
+
+
+SMOKE_SCRIPT = (
+    "import os, sys, aiohttp, kfaas.cli; "
+    "print(f'{sys.version_info[0]}.{sys.version_info[1]} {os.getuid()}')"
+)
+
+
+def pause_image() -> Image:
+    """The pod sandbox image: tests/cluster/pause, a static Go program that waits and reaps."""
+    files = sorted(path for path in PAUSE_SOURCE.iterdir() if path.is_file())
+    key = _tree_digest(PAUSE_SOURCE, files, WRITER_VERSION)
+    ref = f"localhost/kfaas-pause:{key}"
+    archive = images_dir() / f"kfaas-pause-{key}.tar"
+    image = _cached(ref, archive)
+    if image is not None:
+        return image
+    go = find_go()
+    with build_lock("images-pause"):
+        image = _cached(ref, archive)
+        if image is None:
+            image = _build_pause(go, ref, archive)
+            _prune("kfaas-pause-*.tar")
+    return image
+
+
+def _build_pause(go: Path, ref: str, archive: Path) -> Image:
+    rootfs = archive.with_name(archive.stem + ".rootfs.partial")
+    shutil.rmtree(rootfs, ignore_errors=True)
+    rootfs.mkdir(parents=True)
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-trimpath -buildvcs=false")
+    env["PATH"] = f"{go.parent}{os.pathsep}{env.get('PATH', '')}"
+    progress(f"building the pause program ({PAUSE_SOURCE}) into {ref}")
+    try:
+        done = subprocess.run(
+            [str(go), "build", "-ldflags=-s -w", "-o", str(rootfs / "pause"), "."],
+            cwd=PAUSE_SOURCE,
+            env=env,
+            stdout=2,
+            stderr=2,
+        )
+        if done.returncode != 0:
+            raise ServiceError(f"go build of {PAUSE_SOURCE} failed ({done.returncode})")
+        os.utime(rootfs / "pause", (0, 0))  # the same source gives the same layer
+        os.utime(rootfs, (0, 0))
+        layer = pack_folder(rootfs, archive.with_name(archive.stem + ".layer.partial"))
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+    # The user of Kubernetes' own pause image: nobody, with no group.
+    config = ImageConfig(entrypoint=("/pause",), user="65535:65535")
+    try:
+        write_archive(archive, [layer], config, ref)
+    finally:
+        layer.path.unlink(missing_ok=True)
+    return Image(ref, archive, archive.stat().st_size)
+
+
+def function_image(base: Image, code_dir: Path, ref: str) -> Image:
+    """`code_dir`'s files in /var/task of an image FROM `base` (tests/services/function.Dockerfile).
+
+    For Functions with `code.image`; cached on the base, the code and `ref`.
+    """
+    check_reference(ref)
+    files = _tree_files(code_dir, sorted(path.name for path in code_dir.iterdir()))
+    key = _tree_digest(code_dir, files, base.ref, ref, FUNCTION_DOCKERFILE.read_text())
+    archive = images_dir() / f"function-{key}.tar"
+    image = _cached(ref, archive)
+    if image is not None:
+        return image
+    with build_lock("images-function"):
+        image = _cached(ref, archive)
+        if image is None:
+            image = _build_function(base, code_dir, files, ref, archive)
+            _prune("function-*.tar")
+    return image
+
+
+def _build_function(
+    base: Image, code_dir: Path, files: Sequence[Path], ref: str, archive: Path
+) -> Image:
+    context = archive.with_name(archive.stem + ".context.partial")
+    shutil.rmtree(context, ignore_errors=True)
+    for path in files:
+        target = context / path.relative_to(code_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        # Readable by the function's user whatever the checkout's umask was; executable stays so.
+        target.chmod(0o755 if os.access(path, os.X_OK) else 0o644)
+    context.mkdir(exist_ok=True)
+    log = _log(archive.stem)
+    progress(f"building {ref} FROM {base.ref} with the code of {code_dir}")
+    partial = archive.with_name(archive.name + ".partial")
+    try:
+        with scratch(images_dir(), log) as buildah:
+            buildah.pull(base.archive)
+            buildah.build(context, FUNCTION_DOCKERFILE, ref, {"KFAAS_IMAGE": base.ref})
+            buildah.push(ref, partial)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    partial.rename(archive)
+    return Image(ref, archive, archive.stat().st_size)
+
+
+def run(image: Image, argv: list[str]) -> str:
+    """Run `argv` in a fresh container of `image` (buildah, chroot isolation); its stdout."""
+    with scratch(images_dir(), _log("run")) as buildah:
+        buildah.pull(image.archive)
+        return buildah.run(image.ref, argv)
+
+
+def build_all(pythons: Sequence[str]) -> list[Image]:
+    built = [pause_image()]
+    for python in pythons:
+        built += [base_image(python), kfaas_image(python)]
+    return built
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.images",
+        description="Build kfaas's images here (cached in ~/.cache/kfaas/images) and list them.",
+    )
+    parser.add_argument(
+        "--python",
+        action="append",
+        choices=sorted(debian.RELEASES),
+        help="the image's Python (repeatable; default: all)",
+    )
+    options = parser.parse_args(argv)
+    try:
+        for image in build_all(options.python or sorted(debian.RELEASES)):
+            print(f"{image.ref}\t{image.archive}\t{image.size >> 20} MiB")
+    except MissingDependency as missing:
+        print(f"images: missing dependency: {missing}", file=sys.stderr)
+        return 2
+    except ServiceError as failure:
+        print(f"images: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
