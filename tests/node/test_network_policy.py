@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 from kfaas_release import PLATFORM_NAMESPACE, RELEASE, Release, eventually
+from services import cluster_build
 from services.network_policy import NetworkPolicyEnforcer, leftovers
 
 PORT = 8080
+KUBECTL = str(cluster_build.bin_dir() / "kubectl")  # no version skew (docs/testing.md)
 # Exits 0 when a TCP connection to argv[1]:argv[2] opens within 2 s, 1 otherwise.
 CONNECT = (
     "import socket, sys\n"
@@ -51,7 +53,7 @@ class Pods:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         done = subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, *args],
+            [KUBECTL, f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, *args],
             input=input,
             capture_output=True,
             text=True,
@@ -95,7 +97,7 @@ class Pods:
 
     def connects(self, client: str, address: str, port: int = PORT) -> bool:
         done = subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, "exec", client,
+            [KUBECTL, f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, "exec", client,
              "--", "python3", "-c", CONNECT, address, str(port)],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -124,7 +126,7 @@ def _image(cluster: Any) -> str:
 def pods(cluster_service: Any, network_policy_enforcer: NetworkPolicyEnforcer) -> Iterator[Pods]:
     namespace = f"netpol-{uuid.uuid4().hex[:6]}"
     kubeconfig = Path(cluster_service.kubeconfig)
-    subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", "create", "namespace", namespace],
+    subprocess.run([KUBECTL, f"--kubeconfig={kubeconfig}", "create", "namespace", namespace],
                    check=True, capture_output=True)  # fmt: skip
     found = Pods(kubeconfig, _image(cluster_service), namespace)
     found.apply(
@@ -136,7 +138,7 @@ def pods(cluster_service: Any, network_policy_enforcer: NetworkPolicyEnforcer) -
     try:
         yield found
     finally:
-        subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", "delete", "namespace",
+        subprocess.run([KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "namespace",
                         namespace, "--wait=false"], capture_output=True)  # fmt: skip
 
 

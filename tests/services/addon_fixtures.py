@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,17 +56,11 @@ def _unavailable(fixture: str, failure: ServiceError) -> None:
     pytest.fail(f"{fixture}: {failure}", pytrace=False)
 
 
-def _node_name(kubeconfig: Path) -> str:
-    kubectl = shutil.which("kubectl") or "kubectl"
-    names = subprocess.run(
-        [kubectl, f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "name"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+def _node_name(cluster: Any) -> str:
+    names = cluster.kubectl("get", "nodes", "-o", "name").stdout.split()
     if len(names) != 1:
         raise ServiceError(f"expected the one real node, the cluster has {names}")
-    return names[0].removeprefix("node/")
+    return str(names[0]).removeprefix("node/")
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +79,7 @@ def network_policy_enforcer(
     enforcer = NetworkPolicyEnforcer(
         services_state_dir,
         kubeconfig=kubeconfig,
-        node_name=_node_name(kubeconfig),
+        node_name=_node_name(cluster_service),
         service_range=SERVICE_RANGE,
     )
     try:

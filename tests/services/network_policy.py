@@ -47,11 +47,11 @@ def cleanup_commands(filter_table: str, ipsets: list[str]) -> list[list[str]]:
             name = line[1:].split(" ", 1)[0]
             if name.startswith(CHAIN_PREFIXES):
                 chains.append(name)
-        elif line.startswith("-A "):
+        elif line.startswith("-A ") and line.split(" ", 2)[1] in BUILTIN:
             words = shlex.split(line)
-            chain, target = words[1], words[words.index("-j") + 1] if "-j" in words else ""
-            if chain in BUILTIN and target.startswith(CHAIN_PREFIXES):
-                jumps.append(["iptables", "-w", "-t", "filter", "-D", chain, *words[2:]])
+            target = words[words.index("-j") + 1] if "-j" in words else ""
+            if target.startswith(CHAIN_PREFIXES):
+                jumps.append(["iptables", "-w", "-t", "filter", "-D", words[1], *words[2:]])
     commands = jumps
     commands += [["iptables", "-w", "-t", "filter", "-F", chain] for chain in chains]
     commands += [["iptables", "-w", "-t", "filter", "-X", chain] for chain in chains]
