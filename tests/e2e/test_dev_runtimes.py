@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -166,3 +167,19 @@ def test_an_interpreter_that_cannot_import_the_runtime_is_refused(tmp_path: Path
     assert done.returncode == 2
     assert f"python{other}: {broken}/python{other} cannot import the kfaas runtime" in done.stderr
     assert "No module named 'kfaas'" in done.stderr, done.stderr
+
+
+def test_a_reload_to_a_runtime_with_no_interpreter_is_refused(tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", fn=OWN)
+    other = "python3.12" if OWN != "python3.12" else "python3.13"
+    shim = a_bin(tmp_path / "bin", **{other: "#!/bin/sh\necho 'not here' >&2\nexit 127\n"})
+    with dev_server([folder], env={"PATH": f"{shim}{os.pathsep}/usr/bin{os.pathsep}/bin"}) as dev:
+        before = invoke(dev, "fn")
+        manifest = folder / "functions.yaml"
+        manifest.write_text(manifest.read_text().replace(OWN, other))
+        refusal = f"Function default/fn: runtime {other} needs Python"
+        deadline = time.monotonic() + 30
+        while refusal not in dev.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "manifests not reloaded" in dev.output() and refusal in dev.output()
+        assert invoke(dev, "fn") == before  # still served as it was
