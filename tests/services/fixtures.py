@@ -32,12 +32,14 @@ FIXTURES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster] | type
     "kafka_service": KafkaBroker,
     "kwok_service": Cluster,
     "cluster_service": NodeCluster,
+    "pod_kafka_service": KafkaBroker,
 }
 MARKERS = {
     "redis_service": "redis",
     "kafka_service": "kafka",
     "kwok_service": "kwok",
     "cluster_service": "cluster",
+    "pod_kafka_service": "kafka",
 }
 # Use the real node `scripts/services up cluster` started (default state folder) instead of
 # starting one: one real node per machine, so parallel test runs share it. Never stopped here.
@@ -161,6 +163,16 @@ def cluster_service(services_state_dir: Path) -> Iterator[NodeCluster]:
         yield node
         return
     yield from _running("cluster_service", NodeCluster(services_state_dir))
+
+
+@pytest.fixture(scope="session")
+def pod_kafka_service(
+    cluster_service: NodeCluster, services_state_dir: Path
+) -> Iterator[KafkaBroker]:
+    """A Kafka broker with a listener on the real node's bridge address, for pods:
+    `.bootstrap_servers_for_pods` (and `.bootstrap_servers` for the tests themselves)."""
+    broker = KafkaBroker(services_state_dir, pod_address=cluster_service.bridge_address)
+    yield from _running("pod_kafka_service", broker)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -76,16 +76,26 @@ def _cluster_id() -> str:
             return text
 
 
-def _server_properties(data: Path, port: int, controller_port: int) -> str:
+def _server_properties(
+    data: Path, port: int, controller_port: int, pods: tuple[str, int] | None = None
+) -> str:
+    listeners = f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}"
+    advertised = f"PLAINTEXT://{LOOPBACK}:{port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if pods is not None:
+        # A listener for pods on the real node: clients are told to come back to that address.
+        listeners += f",PODS://{pods[0]}:{pods[1]}"
+        advertised += f",PODS://{pods[0]}:{pods[1]}"
+        protocols += ",PODS:PLAINTEXT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(data),
         # One broker: internal topics cannot have more replicas than brokers.
         "offsets.topic.replication.factor": "1",
@@ -159,7 +169,10 @@ def _fetch(libs: Path) -> None:
 class KafkaBroker:
     name = "kafka"
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, pod_address: str | None = None) -> None:
+        self.pod_address = pod_address  # the real node's bridge address: a listener for pods
+        if pod_address is not None:
+            self.name = "kafka-pods"
         self.dir = ServiceDir(state_dir, self.name)
         self.pid_file = self.dir.pid_file("kafka")
         self.log_path = self.dir.log_file("kafka")
@@ -188,7 +201,18 @@ class KafkaBroker:
     def bootstrap_servers(self) -> str:
         return f"{LOOPBACK}:{self.dir.saved_ports()['broker']}"
 
+    @property
+    def bootstrap_servers_for_pods(self) -> str:
+        if self.pod_address is None:
+            raise ServiceError("this broker listens on loopback only: no pod can reach it")
+        return f"{self.pod_address}:{self.dir.saved_ports()['pods']}"
+
     def environment(self) -> Mapping[str, str]:
+        if self.pod_address is not None:
+            return {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "KAFKA_BOOTSTRAP_SERVERS_FOR_PODS": self.bootstrap_servers_for_pods,
+            }
         return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
 
     def _java(self, main: str, *args: str, jvm: tuple[str, ...]) -> list[str]:
@@ -235,11 +259,13 @@ class KafkaBroker:
         if self.running():
             return self.environment()
         self.build()
-        ports = self.dir.ports(["broker", "controller"])
+        names = ["broker", "controller"] + (["pods"] if self.pod_address else [])
+        ports = self.dir.ports(names)
+        pods = (self.pod_address, ports["pods"]) if self.pod_address else None
         self.config_dir.mkdir(parents=True, exist_ok=True)
         properties = self.config_dir / "server.properties"
         properties.write_text(
-            _server_properties(self.dir.data, ports["broker"], ports["controller"])
+            _server_properties(self.dir.data, ports["broker"], ports["controller"], pods)
         )
         (self.config_dir / "log4j2.properties").write_text(_LOG4J2)
         self._format(properties)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from services import node_host
 from services.fixtures import REUSE_CLUSTER
+from services.kafka_broker import KafkaBroker
 from services.node import NodeCluster
 from services.node_config import BRIDGE_ADDRESS, NODE_NAME
 
@@ -44,12 +46,13 @@ def _run_to_completion(node: NodeCluster, namespace: str, image: str, script: st
         "--image-pull-policy=Never", "--restart=Never", "--command", "--",
         "python3", "-c", textwrap.dedent(script),
     )  # fmt: skip
-    done = node.kubectl(
-        "wait", f"--namespace={namespace}", f"pod/{pod}",
-        "--for=jsonpath={.status.phase}=Succeeded", "--timeout=90s", check=False,
-    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    phase = "Pending"
+    while phase not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        phase = node.api(f"/api/v1/namespaces/{namespace}/pods/{pod}")["status"]["phase"]
     logs = node.kubectl("logs", f"--namespace={namespace}", pod, check=False)
-    assert done.returncode == 0, f"the pod did not succeed: {done.stderr}\n{logs.stdout}"
+    assert phase == "Succeeded", f"the pod ended {phase}:\n{logs.stdout}{logs.stderr}"
     return logs.stdout
 
 
@@ -71,7 +74,7 @@ def test_a_pod_of_the_pause_image_runs(cluster_service: NodeCluster, namespace: 
         "--image-pull-policy=Never", "--restart=Never",
     )  # fmt: skip
     cluster_service.kubectl(
-        "wait", f"--namespace={namespace}", "pod/pause", "--for=condition=Ready", "--timeout=60s"
+        "wait", f"--namespace={namespace}", "pod/pause", "--for=condition=Ready", "--timeout=120s"
     )
     pod = json.loads(
         cluster_service.kubectl("get", f"--namespace={namespace}", "pod/pause", "-o", "json").stdout
@@ -115,7 +118,7 @@ def test_a_cluster_ip_service_reaches_its_pod(cluster_service: NodeCluster, name
         "python3", "-m", "http.server", "8080", "--directory", "/etc",
     )  # fmt: skip
     cluster_service.kubectl(
-        "wait", f"--namespace={namespace}", "pod/web", "--for=condition=Ready", "--timeout=60s"
+        "wait", f"--namespace={namespace}", "pod/web", "--for=condition=Ready", "--timeout=120s"
     )
     # From another pod, by the Service's DNS name.
     output = _run_to_completion(
@@ -123,10 +126,16 @@ def test_a_cluster_ip_service_reaches_its_pod(cluster_service: NodeCluster, name
         namespace,
         image,
         f"""
-        import urllib.request
+        import time, urllib.request
         url = "http://web.{namespace}.svc.cluster.local:8080/hostname"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            print(answer.status, answer.read().decode().strip())
+        for attempt in range(60):  # kube-proxy programs a new Service's rules within seconds
+            try:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    print(answer.status, answer.read().decode().strip())
+                    break
+            except OSError as error:
+                print("not yet:", error)
+                time.sleep(0.5)
         """,
     )
     assert output.split()[-2:] == ["200", "web"]
@@ -135,6 +144,32 @@ def test_a_cluster_ip_service_reaches_its_pod(cluster_service: NodeCluster, name
     url = f"http://{service['spec']['clusterIP']}:8080/hostname"
     with urllib.request.urlopen(url, timeout=10) as answer:
         assert answer.read().decode().strip() == "web"
+
+
+def test_a_pod_produces_to_kafka_through_its_listener_for_pods(
+    cluster_service: NodeCluster, pod_kafka_service: KafkaBroker, namespace: str
+) -> None:
+    pod_kafka_service.create_topic("from-pods")
+    output = _run_to_completion(
+        cluster_service,
+        namespace,
+        _kfaas_image(cluster_service),
+        f"""
+        import asyncio, aiokafka
+        async def main():
+            producer = aiokafka.AIOKafkaProducer(
+                bootstrap_servers="{pod_kafka_service.bootstrap_servers_for_pods}"
+            )
+            await producer.start()
+            try:
+                sent = await producer.send_and_wait("from-pods", b"hello")
+                print("offset", sent.offset)
+            finally:
+                await producer.stop()
+        asyncio.run(main())
+        """,
+    )
+    assert output.split()[-2:] == ["offset", "0"]
 
 
 def test_down_restores_the_host(cluster_service: NodeCluster) -> None:
