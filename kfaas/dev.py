@@ -213,6 +213,9 @@ class DevServer:
                     "/invocations"
                 )
             print(line, file=self.out)
+            found = self.backend.interpreters.resolve(function.spec.runtime)
+            if not isinstance(found, str) and not found.own:
+                print(f"  {'':<32} runs on: {found.python}", file=self.out)
             if function.spec.http.enabled:
                 print(f"  {'':<32} http:   {self.trigger_url}/fn/{function.key}/", file=self.out)
         for line in self._mapping_lines:

@@ -139,6 +139,8 @@ def test_each_runtime_runs_on_its_own_python(tmp_path: Path) -> None:
     folder = project(tmp_path / "p", mine=OWN, other=f"python{other}")
     path = f"{os.path.dirname(python)}{os.pathsep}/usr/bin{os.pathsep}/bin"
     with dev_server([folder], env={"PATH": path}) as dev:
+        assert f"runs on: {python}" in dev.output()  # the summary says which Python, once
+        assert dev.output().count("runs on:") == 1
         mine = invoke(dev, "mine")
         theirs = invoke(dev, "other")
         theirs_again = invoke(dev, "other")  # a warm instance answers the same
