@@ -200,33 +200,40 @@ def prepare_network() -> None:
         _run("iptables", "-I", "FORWARD", "1", "-j", FORWARD_CHAIN)
 
 
+def cleanup_script(table: str, dump: str) -> str | None:
+    """An `iptables-restore --noflush` script removing the node's chains from one table's dump
+    (`iptables-save -t table`): the jumps to them from other chains, then the chains; None when
+    the table has none."""
+    ours = [
+        line.split()[0][1:]
+        for line in dump.splitlines()
+        if line.startswith(":") and line[1:].startswith(OUR_CHAINS)
+    ]
+    jumps = []
+    for line in dump.splitlines():
+        if not line.startswith("-A "):
+            continue
+        words = shlex.split(line)
+        if words[1].startswith(OUR_CHAINS):
+            continue  # flushed with its chain
+        targets = [words[i + 1] for i, word in enumerate(words[:-1]) if word in ("-j", "-g")]
+        if any(target.startswith(OUR_CHAINS) for target in targets):
+            jumps.append("-D " + line[3:])
+    if not ours and not jumps:
+        return None
+    lines = [f"*{table}", *jumps, *(f"-F {c}" for c in ours), *(f"-X {c}" for c in ours)]
+    return "\n".join([*lines, "COMMIT", ""])
+
+
 def _iptables_cleanup(family: str) -> None:
     save, restore = f"{family}-save", f"{family}-restore"
     if shutil.which(save) is None:
         return
     for table in TABLES:
-        dump = _run(save, "-t", table, check=False).stdout
-        ours = [
-            line.split()[0][1:]
-            for line in dump.splitlines()
-            if line.startswith(":") and line[1:].startswith(OUR_CHAINS)
-        ]
-        jumps = []
-        for line in dump.splitlines():
-            words = shlex.split(line) if line.startswith("-A ") else []
-            if not words or words[1].startswith(OUR_CHAINS):
-                continue
-            targets = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-j", "-g")]
-            if any(target.startswith(OUR_CHAINS) for target in targets):
-                jumps.append("-D " + line[3:])
-        if not ours and not jumps:
+        script = cleanup_script(table, _run(save, "-t", table, check=False).stdout)
+        if script is None:
             continue
-        script = "\n".join(
-            [f"*{table}", *jumps, *(f"-F {c}" for c in ours), *(f"-X {c}" for c in ours), "COMMIT"]
-        )
-        done = subprocess.run(
-            [restore, "--noflush"], input=script + "\n", capture_output=True, text=True
-        )
+        done = subprocess.run([restore, "--noflush"], input=script, capture_output=True, text=True)
         if done.returncode != 0:
             raise ServiceError(f"{restore} could not remove the node's rules: {done.stderr}")
 
