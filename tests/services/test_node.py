@@ -11,10 +11,12 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from services import node_host
+from services.base import ServiceError
 from services.fixtures import REUSE_CLUSTER
 from services.kafka_broker import KafkaBroker
 from services.node import NodeCluster
@@ -170,6 +172,15 @@ def test_a_pod_produces_to_kafka_through_its_listener_for_pods(
         """,
     )
     assert output.split()[-2:] == ["offset", "0"]
+
+
+def test_a_second_node_is_refused_while_one_runs(
+    cluster_service: NodeCluster, tmp_path: Path
+) -> None:
+    with pytest.raises(ServiceError, match="a real node already runs on this machine"):
+        NodeCluster(tmp_path).up()
+    assert cluster_service.running()
+    assert not (tmp_path / "cluster" / "run").exists()
 
 
 def test_down_restores_the_host(cluster_service: NodeCluster) -> None:

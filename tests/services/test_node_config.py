@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.base import ServiceError
+from services import node_host
+from services.base import MissingDependency, ServiceError
 from services.node import image_ref
 from services.node_config import (
     BRIDGE_ADDRESS,
@@ -114,3 +115,11 @@ def test_an_archive_is_imported_under_its_first_tag(tmp_path: Path) -> None:
 def test_an_archive_without_a_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ServiceError, match="names no image"):
         image_ref(_archive(tmp_path / "a.tar", [{"RepoTags": None}]))
+
+
+def test_a_machine_without_the_runtime_is_a_missing_dependency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(node_host, "TOOLS", ("containerd", "no-such-runtime"))
+    with pytest.raises(MissingDependency, match="the real node needs no-such-runtime"):
+        node_host.check_machine()
