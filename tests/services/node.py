@@ -116,9 +116,13 @@ class NodeCluster(ControlPlane):
 
     @staticmethod
     def build() -> None:
+        """Programs and images, before any test's timeout starts (a cold kfaas image: minutes)."""
         node_host.check_machine()
         node_build.build()
         pause_archive()
+        images = _images()
+        if images is not None and hasattr(images, "kfaas_image"):
+            images.kfaas_image(python="3.11")
 
     # -- containerd ----------------------------------------------------------------------------
 
@@ -290,10 +294,15 @@ class NodeCluster(ControlPlane):
             node_host.restore()  # what a crashed or half-stopped node left behind
             node_host.record_before()
             node_host.claim(self.dir.root, self.paths.runc_root, self.paths.containerd_socket)
-            node_host.prepare_network()
-            self._images_file.unlink(missing_ok=True)
-            self._start()
-            self._wait_for_workloads()
+            try:
+                node_host.prepare_network()
+                self._images_file.unlink(missing_ok=True)
+                self._start()
+                self._wait_for_workloads()
+            except BaseException:
+                # Nothing half-started may hold the host; the logs stay for the post-mortem.
+                self._teardown()
+                raise
             progress(f"node {NODE_NAME} Ready {time.monotonic() - started:.1f} s after start")
 
     def has_image(self, ref: str) -> bool:
@@ -313,10 +322,14 @@ class NodeCluster(ControlPlane):
     def down(self) -> None:
         if not node_host.MACHINE_DIR.exists() and not self.running():
             return
-        started = time.monotonic()
         with node_host.machine_lock():
-            self._stop_components()
-            owner = node_host.owner()
-            if owner is not None and owner["root"] == str(self.dir.root):
-                node_host.restore()
-                progress(f"host restored in {time.monotonic() - started:.1f} s")
+            self._teardown()
+
+    def _teardown(self) -> None:
+        """Stop the processes and, if this node owns the host's changes, undo them (locked)."""
+        started = time.monotonic()
+        self._stop_components()
+        owner = node_host.owner()
+        if owner is not None and owner["root"] == str(self.dir.root):
+            node_host.restore()
+            progress(f"host restored in {time.monotonic() - started:.1f} s")
