@@ -279,16 +279,20 @@ class NodeCluster(ControlPlane):
         self._import_kfaas_image()
         return self.environment()
 
+    def _refuse_if_another_runs(self) -> None:
+        other = self._owned_elsewhere()
+        if other is not None:
+            raise ServiceError(
+                f"a real node already runs on this machine (state in {other}); only one can. "
+                "Stop it with `scripts/services down cluster` (with its --state-dir), or use "
+                "it from tests with KFAAS_REUSE_CLUSTER=1"
+            )
+
     def _start_node(self) -> None:
+        self._refuse_if_another_runs()  # before minutes of building, and again under the lock
         self.build()
         with node_host.machine_lock():
-            other = self._owned_elsewhere()
-            if other is not None:
-                raise ServiceError(
-                    f"a real node already runs on this machine (state in {other}); only one can. "
-                    "Stop it with `scripts/services down cluster` (with its --state-dir), or use "
-                    "it from tests with KFAAS_REUSE_CLUSTER=1"
-                )
+            self._refuse_if_another_runs()
             started = time.monotonic()
             self._stop_components()
             node_host.restore()  # what a crashed or half-stopped node left behind
