@@ -12,18 +12,14 @@ changes on the host is undone by `down` (`node_host.py`).
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import subprocess
-import tarfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from services import node_build, node_host
-from services.base import LOOPBACK, MissingDependency, ServiceError, progress
+from services.base import LOOPBACK, ServiceError, progress
 from services.control_plane import Component, ControlPlane, http_ok, ready_nodes
 from services.node_config import (
     BRIDGE_ADDRESS,
@@ -36,43 +32,10 @@ from services.node_config import (
     kubelet_config,
     resolv_conf,
 )
+from services.node_images import image_ref, kfaas_image, pause_archive
 from services.processes import running_pid
 
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
-
-
-def image_ref(archive: Path) -> str:
-    """The first tag a docker-archive's manifest.json names (what `ctr import` will call it)."""
-    with tarfile.open(archive) as packed:
-        member = packed.extractfile("manifest.json")
-        if member is None:
-            raise ServiceError(f"{archive} has no manifest.json")
-        manifest = json.load(member)
-    tags: list[str] = manifest[0].get("RepoTags") or []
-    if not tags:
-        raise ServiceError(f"{archive} names no image (RepoTags is empty)")
-    return tags[0]
-
-
-def _images() -> Any:
-    """services.images (helper "images" builds the pause and kfaas images), if present yet."""
-    try:
-        return importlib.import_module("services.images")
-    except ModuleNotFoundError:
-        return None
-
-
-def pause_archive() -> Path:
-    """The sandbox image's archive; KFAAS_PAUSE_ARCHIVE names one of your own instead."""
-    override = os.environ.get("KFAAS_PAUSE_ARCHIVE")
-    if override:
-        return Path(override)
-    images = _images()
-    if images is None or not hasattr(images, "pause_image"):
-        raise MissingDependency("services.images.pause_image() is not available yet")
-    made = images.pause_image()
-    archive = made[0] if isinstance(made, tuple) else getattr(made, "archive", made)
-    return Path(archive)
 
 
 class NodeCluster(ControlPlane):
@@ -120,9 +83,7 @@ class NodeCluster(ControlPlane):
         node_host.check_machine()
         node_build.build()
         pause_archive()
-        images = _images()
-        if images is not None and hasattr(images, "kfaas_image"):
-            images.kfaas_image(python="3.11")
+        kfaas_image()
 
     # -- containerd ----------------------------------------------------------------------------
 
@@ -314,13 +275,9 @@ class NodeCluster(ControlPlane):
 
     def _import_kfaas_image(self) -> None:
         """The image built from the repository's Dockerfile (KFAAS_IMAGE), unless imported."""
-        images = _images()
-        if images is None or not hasattr(images, "kfaas_image"):
-            progress("services.images.kfaas_image() is not available: no kfaas image imported")
-            return
-        image = images.kfaas_image(python="3.11")
+        image = kfaas_image()
         if not self.has_image(image.ref):
-            self.import_image(Path(image.archive))
+            self.import_image(image.archive)
         self._remember("kfaas", image.ref)
 
     def down(self) -> None:
