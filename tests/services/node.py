@@ -254,6 +254,8 @@ class NodeCluster(ControlPlane):
         self.build()
         with node_host.machine_lock():
             self._refuse_if_another_runs()
+            if self.running():
+                return  # another `up` of this same node got the lock first
             started = time.monotonic()
             self._stop_components()
             node_host.restore()  # what a crashed or half-stopped node left behind
