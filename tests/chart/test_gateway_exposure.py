@@ -72,6 +72,8 @@ def test_invoke_api_and_triggers_have_their_own_ports_and_services(helm: Path) -
     monitor = _objects(helm, "metrics.serviceMonitor.enabled=true")
     endpoints = _one(monitor, "ServiceMonitor", "kfaas")["spec"]["endpoints"]
     assert {e["port"] for e in endpoints} == {"http", "metrics"}
+    # kfaas's `namespace` label (the function's) must survive the scrape (docs/operating.md).
+    assert all(e["honorLabels"] is True for e in endpoints)
 
 
 def test_network_policy_admits_only_configured_peers_to_the_invoke_api(helm: Path) -> None:

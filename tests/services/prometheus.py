@@ -5,7 +5,9 @@ which the host reaches directly. What it scrapes is `scrape_configs()`, the same
 docs/operating.md gives to a Prometheus without the operator: the gateway and operator through
 their Services' endpoints (what the chart's ServiceMonitor selects), function and poller pods by
 their `kfaas.dev/component` label and named port. `honor_labels` keeps the `namespace` and
-`function` labels of kfaas's series (the function's, not the scraped pod's namespace).
+`function` labels of kfaas's series (the function's, not the scraped pod's namespace). A function
+pod's own counts of its invocations are dropped: the gateway counts the same invocations under the
+same names, and the dashboard's sums would count each twice.
 Scrapes and rule evaluation run every second, so a test sees data within seconds.
 """
 
@@ -23,6 +25,16 @@ from services.base import LOOPBACK, ServiceDir, ServiceError, progress
 from services.processes import launch, running_pid, stop, wait_until
 
 SCRAPE_INTERVAL = "1s"
+# What a function pod's /metrics and the gateway's both count, for the same invocations.
+GATEWAY_ALSO = (
+    "invocations",
+    "errors",
+    "duration_seconds",
+    "concurrent_executions",
+    "cold_starts",
+    "init_duration_seconds",
+)
+DUPLICATES = "|".join(GATEWAY_ALSO)
 
 
 def scrape_configs(kubeconfig: Path | None = None) -> list[dict[str, Any]]:
@@ -76,6 +88,15 @@ def scrape_configs(kubeconfig: Path | None = None) -> list[dict[str, Any]]:
                     "target_label": "component",
                 },
                 *pod_labels,
+            ],
+            # A function pod counts the invocations it runs under the gateway's names; the
+            # dashboard sums every series, so keep only what the gateway does not export.
+            "metric_relabel_configs": [
+                {
+                    "source_labels": ["component", "__name__"],
+                    "regex": f"runtime;kfaas_({DUPLICATES})(_total|_bucket|_sum|_count)?",
+                    "action": "drop",
+                }
             ],
         },
     ]

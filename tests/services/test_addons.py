@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from services.addons_build import KUBE_ROUTER, PROMETHEUS
 from services.network_policy import cleanup_commands
 from services.prometheus import configuration, scrape_configs
@@ -95,6 +97,12 @@ def test_prometheus_keeps_kfaas_labels_and_selects_what_the_servicemonitor_does(
     in_cluster = scrape_configs()
     assert "kubeconfig_file" not in in_cluster[0]["kubernetes_sd_configs"][0]
     assert configuration(Path("/k"))["global"]["scrape_interval"] == "1s"
+
+
+def test_the_documented_scrape_jobs_are_the_ones_the_tests_run() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operating.md").read_text()
+    block = text.split("```yaml\nscrape_configs:", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load("scrape_configs:" + block)["scrape_configs"] == scrape_configs()
 
 
 def test_builds_are_keyed_on_their_versions() -> None:
