@@ -24,9 +24,11 @@ COPY runtime ./runtime
 COPY gateway ./gateway
 COPY operator ./operator
 COPY pollers ./pollers
-# -I: not the current folder first on sys.path, where ./operator would shadow the stdlib's.
+# Bytecode checked by hash, not by the source's mtime: layer tars round mtimes to the second, so
+# about half the timestamped .pyc would be stale and recompiled at every start on a read-only
+# root. -I: the current folder is not put first on sys.path (./operator shadows the stdlib's).
 RUN /opt/kfaas/bin/pip install --no-cache-dir ${WHEELHOUSE:+--no-index --find-links "$WHEELHOUSE"} . \
-    && /opt/kfaas/bin/python -I -m compileall -q /opt/kfaas/lib
+    && /opt/kfaas/bin/python -I -m compileall -q -f --invalidation-mode unchecked-hash /opt/kfaas/lib
 
 # -- final: the virtualenv on a clean interpreter, run as an unprivileged user --------------
 FROM ${PYTHON_IMAGE}

@@ -15,8 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 # redis_service, kafka_service, kwok_service: the real services (tests/services/fixtures.py);
-# network_policy_enforcer, prometheus_service: the real node's add-ons (addon_fixtures.py).
-pytest_plugins = ["services.fixtures", "services.addon_fixtures"]
+# network_policy_enforcer, prometheus_service: the real node's add-ons (addon_fixtures.py);
+# kfaas_images: the images built here (image_fixtures.py).
+pytest_plugins = ["services.fixtures", "services.addon_fixtures", "services.image_fixtures"]
 
 
 EXPORTER = InMemorySpanExporter()

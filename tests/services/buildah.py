@@ -105,6 +105,12 @@ def _unmount_under(folder: Path) -> None:
 @contextmanager
 def scratch(parent: Path, log: Path) -> Iterator[Buildah]:
     """A Buildah with a new storage under `parent`, deleted (even after a failure) at the end."""
+    for left in parent.glob("buildah-*"):
+        # A build killed mid-way (a timeout, ^C) left its storage: several GB with vfs.
+        owner = left.name.removeprefix("buildah-")
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            _unmount_under(left)
+            shutil.rmtree(left, ignore_errors=True)
     storage = parent / f"buildah-{os.getpid()}"
     _unmount_under(storage)
     shutil.rmtree(storage, ignore_errors=True)

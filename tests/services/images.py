@@ -12,7 +12,7 @@ handed over as a docker-archive tar that `ctr -n k8s.io images import` reads:
 
 Archives are cached under `~/.cache/kfaas/images/`, keyed on what goes into them (the kfaas image
 on the Dockerfile and the package sources), written as `*.partial` and renamed, one build of each
-kind at a time per machine. `python -m services.images build` builds them by hand.
+kind at a time per machine. `scripts/images` builds them by hand.
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ def build_all(pythons: Sequence[str]) -> list[Image]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m services.images",
+        prog="scripts/images",
         description="Build kfaas's images here (cached in ~/.cache/kfaas/images) and list them.",
     )
     parser.add_argument(
