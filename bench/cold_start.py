@@ -25,8 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "node"))
-from kfaas_release import Kubectl, Release, connect
+from node.kfaas_release import Kubectl, Release, connect
 
 NOOP = {"app.py": "def handler(event, context):\n    return {'ok': True}\n"}
 

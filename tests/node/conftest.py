@@ -7,6 +7,7 @@ through the node's containerd, as an OOM kill or a crash would.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,16 +15,32 @@ from typing import Any
 
 import pytest
 from chart.fixtures import helm, pytest_collection_finish
-from kfaas_release import PLATFORM_NAMESPACE, RELEASE, Kubectl, Release, install
-from services import images
+from services.base import default_state_dir
+from services.fixtures import REUSE_CLUSTER
+from services.image_fixtures import BuiltImages
 from services.node import NodeCluster
 from services.redis_server import PodRedis
+
+from node.kfaas_release import (
+    PLATFORM_NAMESPACE,
+    RELEASE,
+    Kubectl,
+    Release,
+    install,
+    installed,
+)
 
 __all__ = ["helm", "pytest_collection_finish"]
 
 
 @pytest.fixture(scope="session")
 def platform_redis_url(cluster_service: NodeCluster, services_state_dir: Path) -> Iterator[str]:
+    if os.environ.get(REUSE_CLUSTER) == "1":
+        # Beside the reused node, kept running for the release a later run may reuse too.
+        redis = PodRedis(default_state_dir(), cluster_service.bridge_address)
+        redis.up()
+        yield redis.url
+        return
     redis = PodRedis(services_state_dir, cluster_service.bridge_address)
     redis.up()
     try:
@@ -50,24 +67,35 @@ def _uninstall(kubectl: Kubectl, cluster: NodeCluster, helm: Path) -> None:
 
 @pytest.fixture(scope="session")
 def release(
-    cluster_service: NodeCluster, kubectl: Kubectl, helm: Path, platform_redis_url: str
+    kfaas_images: BuiltImages,  # built before the first test, so no test's timeout cuts a build
+    cluster_service: NodeCluster,
+    kubectl: Kubectl,
+    helm: Path,
+    platform_redis_url: str,
 ) -> Iterator[Release]:
     image = cluster_service.environment().get("KFAAS_IMAGE")
     if not image:
         pytest.fail("the cluster imported no kfaas image (services.images)", pytrace=False)
     # python3.13 functions run on an image of their own, as a platform team would configure it.
-    python313 = images.kfaas_image(python="3.13")
+    python313 = kfaas_images.kfaas["3.13"]
     if not cluster_service.has_image(python313.ref):
         cluster_service.import_image(python313.archive)
+    reusing = os.environ.get(REUSE_CLUSTER) == "1"
+    kept = installed(kubectl, image) if reusing else None
+    if kept is not None and kept.deployed_image() == image:
+        # A developer's loop on a reused node: the release the last run left, same image.
+        yield kept
+        return
     _uninstall(kubectl, cluster_service, helm)
-    installed = install(
+    release = install(
         kubectl, cluster_service.kubeconfig, helm, image, platform_redis_url,
         f"functions.runtimeImages.python3\\.13={python313.ref}",
     )  # fmt: skip
     try:
-        yield installed
+        yield release
     finally:
-        _uninstall(kubectl, cluster_service, helm)
+        if not reusing:
+            _uninstall(kubectl, cluster_service, helm)
 
 
 @pytest.fixture(scope="session")

@@ -79,18 +79,18 @@ class Release:
 
     # -- where things are -------------------------------------------------------------------------
 
-    def service_url(self, name: str, port: int) -> str:
-        ip = self.kubectl("-n", PLATFORM_NAMESPACE, "get", "svc", name, "-o",
-                          "jsonpath={.spec.clusterIP}").strip()  # fmt: skip
-        return f"http://{ip}:{port}"
+    def service_url(self, name: str) -> str:
+        """http://CLUSTER-IP:PORT of a Service of the release (its first port)."""
+        found = self.kubectl.json("-n", PLATFORM_NAMESPACE, "get", "svc", name)
+        return f"http://{found['spec']['clusterIP']}:{found['spec']['ports'][0]['port']}"
 
     @property
     def gateway(self) -> str:
-        return self.service_url(f"{RELEASE}-gateway", 8080)
+        return self.service_url(f"{RELEASE}-gateway")
 
     @property
     def triggers(self) -> str:
-        return self.service_url(f"{RELEASE}-gateway-triggers", 8081)
+        return self.service_url(f"{RELEASE}-gateway-triggers")
 
     def lambda_client(self, *, read_timeout: float = 70, retries: int = 0) -> Any:
         """boto3's Lambda client on the gateway Service, signing with the e2e caller's key."""
@@ -114,6 +114,13 @@ class Release:
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
+
+    def deployed_image(self) -> str:
+        found = self.kubectl(
+            "-n", PLATFORM_NAMESPACE, "get", "deploy", f"{RELEASE}-gateway",
+            "-o", "jsonpath={.spec.template.spec.containers[0].image}", check=False,
+        )  # fmt: skip
+        return found.strip()
 
     # -- functions ------------------------------------------------------------------------------
 

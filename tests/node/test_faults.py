@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from kfaas_release import Release, eventually
+from node.kfaas_release import Release, eventually
 
 SLOW = """\
 import time

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kfaas_release import Release, eventually
+
+from node.kfaas_release import Release, eventually
 
 AWS = str(Path(sys.executable).with_name("aws"))
 
@@ -136,7 +137,7 @@ def test_aws_cli_invokes_through_the_gateway_service(
     done = subprocess.run(
         [AWS, "lambda", "invoke", "--endpoint-url", release.gateway,
          "--function-name", release.qualified(probe), "--payload", '{"from": "cli"}',
-         "--cli-binary-format", "raw-in-base64-out", str(out)],
+         str(out)],
         env={**os.environ, **release.aws_environment(), "AWS_MAX_ATTEMPTS": "1"},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -160,7 +161,7 @@ def handler(event, context):
 def test_configmap_code(release: Release) -> None:
     release.kubectl("-n", release.namespace, "create", "configmap", "cm-code",
                     f"--from-literal=app.py={CONFIGMAP_CODE}")  # fmt: skip
-    name = release.function(code={"configMap": {"name": "cm-code"}})
+    name = release.function(code={"configMap": "cm-code"})
     assert invoke(release, name)["Body"] == "from a configmap"
 
 

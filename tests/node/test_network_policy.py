@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kfaas_release import PLATFORM_NAMESPACE, RELEASE, Release, eventually
 from services import cluster_build
 from services.network_policy import NetworkPolicyEnforcer, leftovers
+
+from node.kfaas_release import PLATFORM_NAMESPACE, RELEASE, Release, eventually
 
 PORT = 8080
 KUBECTL = str(cluster_build.bin_dir() / "kubectl")  # no version skew (docs/testing.md)
@@ -241,13 +242,19 @@ def callers(cluster_service: Any, release: Release, pods: Pods) -> Iterator[Pods
         e2e.pod("np-fake-gateway", gateway_labels, WAIT),
     )
     pods.apply(pods.pod("fake-gateway", gateway_labels, WAIT))
+    # A pod of the platform namespace that is not the gateway (an in-cluster Prometheus, say).
+    platform = Pods(kubeconfig, pods.image, PLATFORM_NAMESPACE)
+    platform.apply(platform.pod("np-platform-stranger", {"app": "np-platform-stranger"}, WAIT))
     e2e.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "pod", "np-stranger",
                 "np-fake-gateway")  # fmt: skip
     pods.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "pod", "fake-gateway")
+    platform.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "pod",
+                     "np-platform-stranger")  # fmt: skip
     try:
         yield e2e
     finally:
         e2e.kubectl("delete", "pod", "np-stranger", "np-fake-gateway", "--wait=false")
+        platform.kubectl("delete", "pod", "np-platform-stranger", "--wait=false")
 
 
 def test_a_pod_outside_the_allowed_set_cannot_reach_a_function(
@@ -261,6 +268,9 @@ def test_a_pod_outside_the_allowed_set_cannot_reach_a_function(
     # The gateway's labels are not enough outside the platform namespace.
     assert callers.settles("np-fake-gateway", address, False)
     assert pods.settles("fake-gateway", address, False)
+    # Nor is the platform namespace without them: only the gateway's pods get in.
+    platform = Pods(callers.kubeconfig, "", PLATFORM_NAMESPACE)
+    assert platform.settles("np-platform-stranger", address, False)
 
 
 def test_the_gateway_reaches_the_function_and_invokes_it(

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import redis
 from botocore.exceptions import ClientError
-from kfaas_release import Release, eventually
 from services.prometheus import PrometheusServer
+
+from node.kfaas_release import Release, eventually
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "kfaas" / "dashboards" / "kfaas.json"
 RATE_INTERVAL = "30s"  # Grafana's $__rate_interval: at least 4 scrapes (1 s here)
@@ -122,14 +123,18 @@ def loaded(
 
     def events() -> None:
         n = 0
-        while not load.stop.wait(0.5):
+        while not load.stop.wait(1.0):
             n += 1
             for fail in (False, True):
-                client.invoke(
-                    FunctionName=release.qualified(name),
-                    InvocationType="Event",
-                    Payload=json.dumps({"fail": fail, "sleep": 0.01}).encode(),
-                )
+                try:
+                    client.invoke(
+                        FunctionName=release.qualified(name),
+                        InvocationType="Event",
+                        Payload=json.dumps({"fail": fail, "sleep": 0.01}).encode(),
+                    )
+                except ClientError as refused:  # a full async queue answers 429 too
+                    assert refused.response["Error"]["Code"] == "TooManyRequestsException"
+                    load.throttled += 1
             store.xadd(source, {"n": str(n), "kind": "poison" if n % 5 == 0 else "plain"})
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -140,6 +145,62 @@ def loaded(
             load.stop.set()
             for future in running:
                 future.result()
+
+
+# A stand-in for a function pod: /metrics with one series the gateway also exports (dropped by
+# the scrape job) and one only function pods have.
+FAKE_RUNTIME = """\
+import http.server, signal, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+BODY = (b'kfaas_invocations_total{namespace="sd",function="fake"} 3\\n'
+        b'kfaas_worker_restarts_total{namespace="sd",function="fake",reason="timeout"} 1\\n')
+class Metrics(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(BODY)
+http.server.HTTPServer(("0.0.0.0", 8080), Metrics).serve_forever()
+"""
+
+
+@pytest.fixture
+def fake_runtime_pod(cluster_service: Any) -> Iterator[str]:
+    namespace = f"prom-{uuid.uuid4().hex[:6]}"
+    image = cluster_service.environment()["KFAAS_IMAGE"]
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "fake-runtime", "namespace": namespace,
+                     "labels": {"kfaas.dev/component": "runtime"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "runtime", "image": image, "imagePullPolicy": "Never",
+            "command": ["python3", "-c", FAKE_RUNTIME],
+            "ports": [{"name": "http", "containerPort": 8080}],
+        }]},
+    }  # fmt: skip
+    cluster_service.kubectl("create", "namespace", namespace)
+    cluster_service.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        yield namespace
+    finally:
+        cluster_service.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_prometheus_finds_a_labelled_pod_on_the_bridge_and_scrapes_it(
+    prometheus_service: PrometheusServer, fake_runtime_pod: str
+) -> None:
+    """Kubernetes discovery through the kubeconfig, the pod's address on the bridge, the scrape
+    job's selection and its drop of a function pod's copies of the gateway's series."""
+    selector = f'pod_namespace="{fake_runtime_pod}",pod="fake-runtime"'
+    eventually(
+        lambda: prometheus_service.query(f'up{{{selector},component="runtime"}} == 1') or None,
+        within=60,
+        what="the fake runtime pod as an up target",
+    )
+    restarts = prometheus_service.query(f"kfaas_worker_restarts_total{{{selector}}}")
+    assert [s["value"][1] for s in restarts] == ["1"]
+    assert restarts[0]["metric"]["namespace"] == "sd"  # honour_labels: the series' own
+    assert prometheus_service.query(f"kfaas_invocations_total{{{selector}}}") == []
 
 
 def _components(prometheus: PrometheusServer) -> dict[str, list[dict[str, Any]]]:

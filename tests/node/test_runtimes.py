@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kfaas_release import Release, eventually
+from node.kfaas_release import Release, eventually
 from services import images
 from services.node import NodeCluster
 

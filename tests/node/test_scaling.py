@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kfaas_release import Release, eventually
+from node.kfaas_release import Release, eventually
 
 SLEEPER = """\
 import os, time

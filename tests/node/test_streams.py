@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from kfaas_release import Release, eventually
+from node.kfaas_release import Release, eventually
 
 # The handler notes every record it is given in a sink stream, so the test counts deliveries;
 # records whose payload says "poison" fail, to reach the mapping's dead-letter destination.

@@ -1,0 +1,1 @@
+"""The product tested on the real node (issue 9)."""
