@@ -84,6 +84,7 @@ def _prune(pattern: str) -> None:
     archives = sorted(images_dir().glob(pattern), key=lambda path: path.stat().st_mtime)
     for old in archives[:-KEEP]:
         old.unlink(missing_ok=True)
+        (images_dir() / "logs" / f"{old.stem}.log").unlink(missing_ok=True)
 
 
 def _digest(parts: Iterable[bytes]) -> str:
