@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from opentelemetry import propagate, trace
 
 from kfaas import runtimetoken
-from kfaas.upstream import UpstreamError, UpstreamPool
+from kfaas.upstream import UpstreamError, UpstreamPool, UpstreamUnreachable
 from kfaas.wire import HeaderError
 
 from .errors import InvalidParameterValue, RequestTooLarge, ServiceError, TooManyRequests
 from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
-from .routing import Router
+from .routing import FunctionPool, Router, Slot
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
+# Instances tried for one invocation when they refuse the connection (nothing was sent, so trying
+# another cannot run the function twice): a pod being replaced stops listening a moment before its
+# endpoint is withdrawn, and a crashed one until it is.
+CONNECT_ATTEMPTS = 3
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024
 
 tracer = trace.get_tracer("kfaas.gateway")
@@ -50,6 +54,14 @@ class InvokeResult:
     cold_start: bool
     init_duration_seconds: float | None
     duration_seconds: float
+
+
+class _Unreachable(Exception):
+    """An instance refused the connection; the invocation was not sent anywhere."""
+
+    def __init__(self, slot: Slot, message: str) -> None:
+        super().__init__(message)
+        self.slot = slot
 
 
 class Invoker:
@@ -80,6 +92,20 @@ class Invoker:
                 f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the Invoke operation"
             )
         pool = self.router.pool(key, function.spec.concurrency.reserved)
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                return await self._invoke_once(pool, namespace, name, payload, options)
+            except _Unreachable as unreachable:
+                pool.unreachable(unreachable.slot)
+                if attempt == CONNECT_ATTEMPTS:
+                    raise ServiceError(
+                        f"The function instance could not be reached: {unreachable}"
+                    ) from unreachable
+        raise AssertionError("unreachable")
+
+    async def _invoke_once(
+        self, pool: FunctionPool, namespace: str, name: str, payload: bytes, options: InvokeOptions
+    ) -> InvokeResult:
         try:
             slot = await pool.acquire()
         except TooManyRequests:
@@ -93,10 +119,13 @@ class Invoker:
                 kind=trace.SpanKind.CLIENT,
                 attributes={"faas.invoked_name": name, "faas.invocation_id": options.request_id},
             ):
-                headers = self._headers(function.metadata.namespace, name, options)
+                headers = self._headers(namespace, name, options)
                 if slot.endpoint.token:  # ADR 011: only the platform reaches a runtime
                     headers[runtimetoken.HEADER] = slot.endpoint.token
-                result = await self._send(slot.endpoint.url, payload, headers, options)
+                try:
+                    result = await self._send(slot.endpoint.url, payload, headers, options)
+                except UpstreamUnreachable as exc:
+                    raise _Unreachable(slot, str(exc)) from exc
         finally:
             pool.release(slot)
             self.metrics.concurrent.labels(namespace, name).dec()
@@ -127,6 +156,8 @@ class Invoker:
             reply = await self.upstream.post(
                 host, port, "/invoke", payload, headers, request_id=options.request_id
             )
+        except UpstreamUnreachable:
+            raise
         except HeaderError as exc:
             # Callers validate what they forward; this is the boundary's own refusal, still 4xx.
             raise InvalidParameterValue(

@@ -117,6 +117,13 @@ class FunctionPool:
         slot.in_flight += 1
         self.in_flight += 1
 
+    def unreachable(self, slot: Slot) -> None:
+        """Stop routing to an instance that refused a connection (it is going away: its pod was
+        deleted, or it crashed) until the backend lists it again."""
+        if self._slots.get(slot.endpoint.instance_id) is slot:
+            del self._slots[slot.endpoint.instance_id]
+            slot.retired = True
+
     def _pick(self) -> Slot | None:
         best: Slot | None = None
         for slot in self._slots.values():

@@ -36,6 +36,10 @@ class UpstreamError(Exception):
     """The instance could not be reached or answered something that is not HTTP/1.1."""
 
 
+class UpstreamUnreachable(UpstreamError):
+    """No connection could be made: nothing was sent, so the request may go elsewhere."""
+
+
 @dataclass
 class UpstreamResponse:
     status: int
@@ -206,7 +210,7 @@ class UpstreamPool:
         try:
             _, connection = await loop.create_connection(_Connection, host, port)
         except OSError as exc:
-            raise UpstreamError(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise UpstreamUnreachable(f"cannot connect to {host}:{port}: {exc}") from exc
         return connection, False
 
     def _release(self, host: str, port: int, connection: _Connection) -> None:
