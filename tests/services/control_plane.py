@@ -331,11 +331,16 @@ class ControlPlane:
         return self.environment()
 
     def _stop_components(self) -> None:
-        stopped = [
-            component
-            for component in reversed(self.components)
-            if stop(self.dir.pid_file(component))
-        ]
+        stopped = []
+        for component in reversed(self.components):
+            started = time.monotonic()
+            # The API server can sit 20 s and more after "Stopped listening" while clients
+            # (port-forwards, log streams) hold connections; it keeps no state of its own.
+            grace = 5.0 if component == "kube-apiserver" else 20.0
+            if stop(self.dir.pid_file(component), grace=grace):
+                stopped.append(component)
+            if time.monotonic() - started > 2:
+                progress(f"{component} took {time.monotonic() - started:.1f} s to stop")
         if stopped:
             progress(f"stopped {', '.join(stopped)}")
 

@@ -292,8 +292,6 @@ class NodeCluster(ControlPlane):
         """Stop the processes and, if this node owns the host's changes, undo them (locked)."""
         started = time.monotonic()
         self._stop_components()
-        if time.monotonic() - started > 2:
-            progress(f"stopping the processes took {time.monotonic() - started:.1f} s")
         owner = node_host.owner()
         if owner is not None and owner["root"] == str(self.dir.root):
             node_host.restore()

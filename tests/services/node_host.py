@@ -290,11 +290,24 @@ def _remove_cgroups() -> None:
             top = root / name
             if not top.is_dir():
                 continue
+            folders = [top, *(path for path in top.rglob("*") if path.is_dir())]
+            # Whatever still runs in a pod's cgroup goes, even if runc lost track of it (its
+            # state folder deleted with an old test run's temporary folder).
+            for folder in folders:
+                _kill_members(folder)
             # Deepest first; a cgroup goes only once its processes and children have.
-            for folder in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                if folder.is_dir():
-                    _rmdir_retrying(folder)
-            _rmdir_retrying(top)
+            for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+                _rmdir_retrying(folder)
+
+
+def _kill_members(cgroup: Path) -> None:
+    try:
+        pids = (cgroup / "cgroup.procs").read_text().split()
+    except OSError:
+        return
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def _rmdir_retrying(folder: Path) -> None:
