@@ -258,7 +258,10 @@ def callers(cluster_service: Any, release: Release, pods: Pods) -> Iterator[Pods
 
 
 def test_a_pod_outside_the_allowed_set_cannot_reach_a_function(
-    function: tuple[str, str], callers: Pods, pods: Pods
+    function: tuple[str, str],
+    callers: Pods,
+    pods: Pods,
+    network_policy_enforcer: NetworkPolicyEnforcer,
 ) -> None:
     _, address = function
     # The same pods reach a pod no policy selects: only kfaas's policy can be what stops them.
@@ -271,6 +274,13 @@ def test_a_pod_outside_the_allowed_set_cannot_reach_a_function(
     # Nor is the platform namespace without them: only the gateway's pods get in.
     platform = Pods(callers.kubeconfig, "", PLATFORM_NAMESPACE)
     assert platform.settles("np-platform-stranger", address, False)
+    # And it is the policy: with nobody enforcing it, the stranger gets through.
+    network_policy_enforcer.down()
+    try:
+        assert callers.settles("np-stranger", address, True)
+    finally:
+        network_policy_enforcer.up()
+    assert callers.settles("np-stranger", address, False)
 
 
 def test_the_gateway_reaches_the_function_and_invokes_it(
