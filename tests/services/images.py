@@ -18,22 +18,40 @@ kind at a time per machine. `scripts/images` builds them by hand.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services import debian, wheelhouse
-from services.base import MissingDependency, ServiceError, build_lock, cache_root, progress
+from services.base import MissingDependency, ServiceError, build_lock, progress
 from services.buildah import scratch
 from services.cluster_build import find_go
 from services.image_archive import WRITER_VERSION, ImageConfig, check_reference, write_archive
 from services.image_archive import write_layer as pack_folder
+from services.image_cache import (
+    Image,
+    cached,
+    digest,
+    fresh_log,
+    images_dir,
+    prune,
+    tree_digest,
+    tree_files,
+)
+
+__all__ = [
+    "Image",
+    "base_image",
+    "function_image",
+    "images_dir",
+    "kfaas_image",
+    "pause_image",
+    "run",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_SOURCES = (
@@ -48,88 +66,24 @@ PACKAGE_SOURCES = (
 PAUSE_SOURCE = ROOT / "tests" / "cluster" / "pause"
 FUNCTION_DOCKERFILE = Path(__file__).with_name("function.Dockerfile")
 KFAAS_RECIPE = "1"  # bump when the way the kfaas image is built changes
-KEEP = 3  # kfaas and function archives kept per Python version (the most recently used)
 USER_ID = "65532"
 RunInImage = Callable[[str, list[str]], str]
-
-
-@dataclass(frozen=True)
-class Image:
-    """An image as a docker-archive: `ref` is the name inside it, `size` the archive's bytes."""
-
-    ref: str
-    archive: Path
-    size: int
-
-
-def images_dir() -> Path:
-    return cache_root() / "images"
-
-
-def _log(name: str) -> Path:
-    log = images_dir() / "logs" / f"{name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    return log
-
-
-def _cached(ref: str, archive: Path) -> Image | None:
-    if not archive.is_file():
-        return None
-    os.utime(archive)  # "recently used" for pruning
-    return Image(ref, archive, archive.stat().st_size)
-
-
-def _prune(pattern: str) -> None:
-    archives = sorted(images_dir().glob(pattern), key=lambda path: path.stat().st_mtime)
-    for old in archives[:-KEEP]:
-        old.unlink(missing_ok=True)
-        (images_dir() / "logs" / f"{old.stem}.log").unlink(missing_ok=True)
-
-
-def _digest(parts: Iterable[bytes]) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.hexdigest()[:12]
-
-
-def _tree_files(root: Path, names: Sequence[str]) -> list[Path]:
-    """The files a build context holds, as .dockerignore lets them through, sorted."""
-    found: list[Path] = []
-    for name in names:
-        top = root / name
-        candidates = [top] if top.is_file() else sorted(top.rglob("*"))
-        found += [
-            path
-            for path in candidates
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-        ]
-    return found
-
-
-def _tree_digest(root: Path, files: Sequence[Path], *extra: str) -> str:
-    parts = [item.encode() for item in extra]
-    for path in files:
-        parts += [path.relative_to(root).as_posix().encode(), path.read_bytes()]
-    return _digest(parts)
 
 
 def base_image(python: str = "3.11") -> Image:
     """Debian's minimal system with its python3 (3.11: bookworm, 3.13: trixie)."""
     release = debian.release_for(python)
-    key = _digest(
+    key = digest(
         [release.suite.encode(), *map(str.encode, debian.PACKAGES), WRITER_VERSION.encode()]
     )
-    key = _digest([key.encode(), debian.RECIPE_VERSION.encode()])
+    key = digest([key.encode(), debian.RECIPE_VERSION.encode()])
     ref = f"localhost/kfaas-python:{python}-{key}"
     archive = images_dir() / f"kfaas-python-{python}-{key}.tar"
-    image = _cached(ref, archive)
+    image = cached(ref, archive)
     if image is not None:
         return image
     with build_lock(f"images-base-{python}"):
-        image = _cached(ref, archive)
+        image = cached(ref, archive)
         if image is None:
             image = _build_base(release, ref, archive)
     return image
@@ -138,7 +92,7 @@ def base_image(python: str = "3.11") -> Image:
 def _build_base(release: debian.Release, ref: str, archive: Path) -> Image:
     started = time.monotonic()
     rootfs = archive.with_name(archive.stem + ".rootfs.partial")
-    log = _log(archive.stem)
+    log = fresh_log(archive.stem)
     try:
         debian.bootstrap(release, rootfs, log)
         layer = pack_folder(rootfs, archive.with_name(archive.stem + ".layer.partial"))
@@ -162,18 +116,18 @@ def _build_base(release: debian.Release, ref: str, archive: Path) -> Image:
 def kfaas_image(python: str = "3.11") -> Image:
     """The repository's Dockerfile built FROM base_image(python); rebuilt when the code changes."""
     base = base_image(python)
-    files = _tree_files(ROOT, PACKAGE_SOURCES)
-    key = _tree_digest(ROOT, [ROOT / "Dockerfile", *files], base.ref, KFAAS_RECIPE)
+    files = tree_files(ROOT, PACKAGE_SOURCES)
+    key = tree_digest(ROOT, [ROOT / "Dockerfile", *files], base.ref, KFAAS_RECIPE)
     ref = f"localhost/kfaas:{python}-{key}"
     archive = images_dir() / f"kfaas-{python}-{key}.tar"
-    image = _cached(ref, archive)
+    image = cached(ref, archive)
     if image is not None:
         return image
     with build_lock(f"images-kfaas-{python}"):
-        image = _cached(ref, archive)
+        image = cached(ref, archive)
         if image is None:
             image = _build_kfaas(base, python, files, ref, archive)
-            _prune(f"kfaas-{python}-*.tar")
+            prune(f"kfaas-{python}-*.tar")
     return image
 
 
@@ -195,7 +149,7 @@ def _build_kfaas(base: Image, python: str, files: Sequence[Path], ref: str, arch
     wheels = wheelhouse.build(
         images_dir(), python, release.glibc_minor, ROOT / "pyproject.toml", ROOT / "Dockerfile"
     )
-    log = _log(archive.stem)
+    log = fresh_log(archive.stem)
     context = archive.with_name(archive.stem + ".context.partial")
     progress(f"building {ref} from the Dockerfile with buildah (log: {log})")
     try:
@@ -237,18 +191,18 @@ SMOKE_SCRIPT = (
 def pause_image() -> Image:
     """The pod sandbox image: tests/cluster/pause, a static Go program that waits and reaps."""
     files = sorted(path for path in PAUSE_SOURCE.iterdir() if path.is_file())
-    key = _tree_digest(PAUSE_SOURCE, files, WRITER_VERSION)
+    key = tree_digest(PAUSE_SOURCE, files, WRITER_VERSION)
     ref = f"localhost/kfaas-pause:{key}"
     archive = images_dir() / f"kfaas-pause-{key}.tar"
-    image = _cached(ref, archive)
+    image = cached(ref, archive)
     if image is not None:
         return image
     go = find_go()
     with build_lock("images-pause"):
-        image = _cached(ref, archive)
+        image = cached(ref, archive)
         if image is None:
             image = _build_pause(go, ref, archive)
-            _prune("kfaas-pause-*.tar")
+            prune("kfaas-pause-*.tar")
     return image
 
 
@@ -289,17 +243,17 @@ def function_image(base: Image, code_dir: Path, ref: str) -> Image:
     For Functions with `code.image`; cached on the base, the code and `ref`.
     """
     check_reference(ref)
-    files = _tree_files(code_dir, sorted(path.name for path in code_dir.iterdir()))
-    key = _tree_digest(code_dir, files, base.ref, ref, FUNCTION_DOCKERFILE.read_text())
+    files = tree_files(code_dir, sorted(path.name for path in code_dir.iterdir()))
+    key = tree_digest(code_dir, files, base.ref, ref, FUNCTION_DOCKERFILE.read_text())
     archive = images_dir() / f"function-{key}.tar"
-    image = _cached(ref, archive)
+    image = cached(ref, archive)
     if image is not None:
         return image
     with build_lock("images-function"):
-        image = _cached(ref, archive)
+        image = cached(ref, archive)
         if image is None:
             image = _build_function(base, code_dir, files, ref, archive)
-            _prune("function-*.tar")
+            prune("function-*.tar")
     return image
 
 
@@ -315,7 +269,7 @@ def _build_function(
         # Readable by the function's user whatever the checkout's umask was; executable stays so.
         target.chmod(0o755 if os.access(path, os.X_OK) else 0o644)
     context.mkdir(exist_ok=True)
-    log = _log(archive.stem)
+    log = fresh_log(archive.stem)
     progress(f"building {ref} FROM {base.ref} with the code of {code_dir}")
     partial = archive.with_name(archive.name + ".partial")
     try:
@@ -331,7 +285,7 @@ def _build_function(
 
 def run(image: Image, argv: list[str]) -> str:
     """Run `argv` in a fresh container of `image` (buildah, chroot isolation); its stdout."""
-    with scratch(images_dir(), _log("run")) as buildah:
+    with scratch(images_dir(), fresh_log("run")) as buildah:
         buildah.pull(image.archive)
         return buildah.run(image.ref, argv)
 

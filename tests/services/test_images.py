@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from services import images
+from services import image_cache, images
+from services.base import ServiceError
 from services.image_archive import read_archive
 from services.image_fixtures import BuiltImages
 
@@ -54,11 +55,14 @@ def test_kfaas_image_runs_kfaas_on_its_python_as_65532(
     assert shown.splitlines() == [f"{python} 65532", "stale: []", "help"]
 
 
-def test_kfaas_image_is_cached_on_the_tree(kfaas_images: BuiltImages) -> None:
+def test_built_images_are_found_again_without_a_build(kfaas_images: BuiltImages) -> None:
+    # The kfaas image is keyed on the working tree, which other work may change during a run;
+    # the base and pause images are keyed on what does not (test_a_changed_source_changes_the_key
+    # covers the kfaas image's key).
     started = time.monotonic()
-    again = images.kfaas_image("3.11")
-    assert again == kfaas_images.kfaas["3.11"]
-    assert time.monotonic() - started < 10  # a hash of the sources, no build
+    assert images.base_image("3.13") == kfaas_images.base["3.13"]
+    assert images.pause_image() == kfaas_images.pause
+    assert time.monotonic() - started < 10  # hashes and a stat, no build
 
 
 @pytest.mark.timeout(300)
@@ -141,33 +145,50 @@ def test_a_changed_source_changes_the_key(tmp_path: Path) -> None:
     (tmp_path / "kfaas").mkdir()
     (tmp_path / "kfaas" / "a.py").write_text("A = 1\n")
     (tmp_path / "kfaas" / "__pycache__").mkdir()
-    files = images._tree_files(tmp_path, ["kfaas"])
+    files = image_cache.tree_files(tmp_path, ["kfaas"])
     assert [path.name for path in files] == ["a.py"]
-    before = images._tree_digest(tmp_path, files, "base")
+    before = image_cache.tree_digest(tmp_path, files, "base")
     (tmp_path / "kfaas" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"ignored")
-    assert images._tree_digest(tmp_path, images._tree_files(tmp_path, ["kfaas"]), "base") == before
+    again = image_cache.tree_files(tmp_path, ["kfaas"])
+    assert image_cache.tree_digest(tmp_path, again, "base") == before
     (tmp_path / "kfaas" / "a.py").write_text("A = 2\n")
-    assert images._tree_digest(tmp_path, files, "base") != before
-    assert images._tree_digest(tmp_path, files, "other base") != images._tree_digest(
+    assert image_cache.tree_digest(tmp_path, files, "base") != before
+    assert image_cache.tree_digest(tmp_path, files, "other base") != image_cache.tree_digest(
         tmp_path, files, "base"
     )
 
 
 def test_only_the_latest_archives_stay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    folder = images.images_dir()
+    folder = image_cache.images_dir()
     folder.mkdir(parents=True)
     for age, name in enumerate(["kfaas-3.11-a.tar", "kfaas-3.11-b.tar", "kfaas-3.11-c.tar"]):
         (folder / name).write_bytes(b"")
         os.utime(folder / name, (1000 + age, 1000 + age))
     (folder / "kfaas-3.11-d.tar").write_bytes(b"")
     (folder / "kfaas-3.13-a.tar").write_bytes(b"")
-    images._prune("kfaas-3.11-*.tar")
+    image_cache.prune("kfaas-3.11-*.tar")
     left = sorted(path.name for path in folder.iterdir())
     assert left == ["kfaas-3.11-b.tar", "kfaas-3.11-c.tar", "kfaas-3.11-d.tar", "kfaas-3.13-a.tar"]
 
 
 def test_function_image_refuses_a_reference_that_is_not_name_tag(tmp_path: Path) -> None:
-    kfaas = images.Image("localhost/kfaas:3.11-0", tmp_path / "absent.tar", 0)
+    kfaas = image_cache.Image("localhost/kfaas:3.11-0", tmp_path / "absent.tar", 0)
     with pytest.raises(ValueError, match="not an image reference"):
         images.function_image(kfaas, tmp_path, "localhost/fn:1\nx")
+
+
+def test_a_symbolic_link_in_function_code_is_refused(tmp_path: Path) -> None:
+    """A link would copy whatever it points at on the building machine into the image."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(event, context):\n    return None\n")
+    (code / "secrets").symlink_to("/etc/shadow")
+    kfaas = image_cache.Image("localhost/kfaas:3.11-0", tmp_path / "absent.tar", 0)
+    with pytest.raises(ServiceError, match="secrets is a symbolic link"):
+        images.function_image(kfaas, code, "localhost/fn:1")
+    (code / "secrets").unlink()
+    (code / "lib").mkdir()
+    (code / "lib" / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(ServiceError, match="passwd is a symbolic link"):
+        images.function_image(kfaas, code, "localhost/fn:1")
