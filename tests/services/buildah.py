@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,7 +55,9 @@ class Buildah:
             log.write(f"$ {' '.join(argv)}\n")
             log.flush()
             stdout = subprocess.PIPE if output else log
+            started = time.monotonic()
             done = subprocess.run(argv, env=env, stdout=stdout, stderr=log, text=True)
+            log.write(f"# buildah {args[0]}: {time.monotonic() - started:.1f} s\n")
         if done.returncode != 0:
             ending = tail(self.log)
             raise ServiceError(
