@@ -65,6 +65,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _built.append(build())
     except ServiceError as failure:
         _failure.append(failure)
+    except Exception as failure:  # a bug in a build fails the image tests, not the whole run
+        _failure.append(ServiceError(f"building the images failed: {failure!r}"))
 
 
 @pytest.fixture(scope="session")
