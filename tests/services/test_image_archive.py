@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from services import debian, wheelhouse
-from services.buildah import scratch
+from services.base import MissingDependency
+from services.buildah import require_buildah, scratch
 from services.image_archive import (
     DEFAULT_PATH,
     ArchiveError,
@@ -225,3 +226,19 @@ def test_docker_build_sends_no_wheelhouse() -> None:
         check=True,
     )
     assert done.stdout == "pip .\n"
+
+
+def test_builds_need_root_and_their_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not root, or a tool missing: MissingDependency (a skip, a failure under CI=true)."""
+    release = debian.release_for("3.11")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(MissingDependency, match="needs root"):
+        debian.bootstrap(release, tmp_path / "rootfs", tmp_path / "log")
+    with pytest.raises(MissingDependency, match="need root"):
+        require_buildah()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MissingDependency, match="debootstrap is not installed"):
+        debian.bootstrap(release, tmp_path / "rootfs", tmp_path / "log")
+    with pytest.raises(MissingDependency, match="buildah is not installed"):
+        require_buildah()
+    assert not (tmp_path / "rootfs").exists()
