@@ -42,7 +42,8 @@ MARKERS = {
     "pod_kafka_service": "kafka",
 }
 # Use the real node `scripts/services up cluster` started (default state folder) instead of
-# starting one: one real node per machine, so parallel test runs share it. Never stopped here.
+# starting one: one real node per machine, so parallel test runs share it. Never stopped here;
+# the kfaas image of the sources as they are is built and imported into it, as `up` does.
 REUSE_CLUSTER = "KFAAS_REUSE_CLUSTER"
 
 _S = TypeVar("_S", bound=Service)
@@ -74,8 +75,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for fixture in FIXTURES
         if fixture in getattr(item, "fixturenames", ())
     }
-    if _reusing_cluster():
-        wanted.discard("cluster_service")
     if not wanted or session.config.option.collectonly:
         return
     capture = session.config.pluginmanager.get_plugin("capturemanager")
@@ -160,6 +159,10 @@ def cluster_service(services_state_dir: Path) -> Iterator[NodeCluster]:
                 "start one with `scripts/services up cluster`",
                 pytrace=False,
             )
+        failure = _build_failures.get("cluster_service")
+        if failure is not None:
+            raise failure
+        node.up()  # it runs: this only imports the kfaas image of today's sources if new
         yield node
         return
     yield from _running("cluster_service", NodeCluster(services_state_dir))
