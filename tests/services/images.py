@@ -113,64 +113,68 @@ def _build_base(release: debian.Release, ref: str, archive: Path) -> Image:
     return Image(ref, archive, archive.stat().st_size)
 
 
+def _kfaas_key(root: Path, base: Image) -> str:
+    files = tree_files(root, PACKAGE_SOURCES)
+    return tree_digest(root, [root / "Dockerfile", *files], base.ref, KFAAS_RECIPE)
+
+
+def _kfaas_names(python: str, key: str) -> tuple[str, Path]:
+    return f"localhost/kfaas:{python}-{key}", images_dir() / f"kfaas-{python}-{key}.tar"
+
+
 def kfaas_image(python: str = "3.11") -> Image:
     """The repository's Dockerfile built FROM base_image(python); rebuilt when the code changes."""
     base = base_image(python)
-    files = tree_files(ROOT, PACKAGE_SOURCES)
-    key = tree_digest(ROOT, [ROOT / "Dockerfile", *files], base.ref, KFAAS_RECIPE)
-    ref = f"localhost/kfaas:{python}-{key}"
-    archive = images_dir() / f"kfaas-{python}-{key}.tar"
+    ref, archive = _kfaas_names(python, _kfaas_key(ROOT, base))
     image = cached(ref, archive)
     if image is not None:
         return image
     with build_lock(f"images-kfaas-{python}"):
-        image = cached(ref, archive)
-        if image is None:
-            image = _build_kfaas(base, python, files, ref, archive)
-            prune(f"kfaas-{python}-*.tar")
+        context = images_dir() / f"kfaas-{python}.context.partial"
+        try:
+            _stage_context(context)
+            # Named after the copy, not the tree: the tree may change while the image builds.
+            ref, archive = _kfaas_names(python, _kfaas_key(context, base))
+            image = cached(ref, archive)
+            if image is None:
+                image = _build_kfaas(base, python, context, ref, archive)
+                prune(f"kfaas-{python}-*.tar")
+        finally:
+            shutil.rmtree(context, ignore_errors=True)
     return image
 
 
-def _stage_context(context: Path, files: Sequence[Path], wheels: Path) -> None:
-    """Only what the Dockerfile copies, plus the wheelhouse its WHEELHOUSE argument points at."""
+def _stage_context(context: Path) -> None:
+    """Only what the Dockerfile copies (as .dockerignore lets it through), and the Dockerfile."""
     shutil.rmtree(context, ignore_errors=True)
-    for path in files:
+    for path in [ROOT / "Dockerfile", *tree_files(ROOT, PACKAGE_SOURCES)]:
         target = context / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    (context / "wheelhouse").mkdir()
-    for wheel in wheels.iterdir():
-        shutil.copy2(wheel, context / "wheelhouse" / wheel.name)
 
 
-def _build_kfaas(base: Image, python: str, files: Sequence[Path], ref: str, archive: Path) -> Image:
+def _build_kfaas(base: Image, python: str, context: Path, ref: str, archive: Path) -> Image:
     started = time.monotonic()
     release = debian.release_for(python)
+    dockerfile = context / "Dockerfile"
     wheels = wheelhouse.build(
-        images_dir(), python, release.glibc_minor, ROOT / "pyproject.toml", ROOT / "Dockerfile"
+        images_dir(), python, release.glibc_minor, context / "pyproject.toml", dockerfile
     )
+    # The Dockerfile's WHEELHOUSE argument points pip at these (and nothing else: --no-index).
+    shutil.copytree(wheels, context / "wheelhouse")
     log = fresh_log(archive.stem)
-    context = archive.with_name(archive.stem + ".context.partial")
+    partial = archive.with_name(archive.name + ".partial")
     progress(f"building {ref} from the Dockerfile with buildah (log: {log})")
-    try:
-        _stage_context(context, files, wheels)
-        with scratch(images_dir(), log) as buildah:
-            buildah.pull(base.archive)
-            buildah.build(
-                context,
-                ROOT / "Dockerfile",
-                ref,
-                {"PYTHON_IMAGE": base.ref, "WHEELHOUSE": "/src"},
-            )
-            _smoke(buildah.run, ref, python)
-            buildah.push(ref, archive.with_name(archive.name + ".partial"))
-    finally:
-        shutil.rmtree(context, ignore_errors=True)
-    archive.with_name(archive.name + ".partial").rename(archive)
-    progress(
-        f"built {ref} in {time.monotonic() - started:.0f} s ({archive.stat().st_size >> 20} MiB)"
-    )
-    return Image(ref, archive, archive.stat().st_size)
+    with scratch(images_dir(), log) as buildah:
+        buildah.pull(base.archive)
+        build_args = {"PYTHON_IMAGE": base.ref, "WHEELHOUSE": "/src"}
+        buildah.build(context, dockerfile, ref, build_args)
+        _smoke(buildah.run, ref, python)
+        buildah.push(ref, partial)
+    partial.rename(archive)
+    size = archive.stat().st_size
+    progress(f"built {ref} in {time.monotonic() - started:.0f} s ({size >> 20} MiB)")
+    return Image(ref, archive, size)
 
 
 def _smoke(run: RunInImage, ref: str, python: str) -> None:
