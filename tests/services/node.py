@@ -99,10 +99,14 @@ class NodeCluster(ControlPlane):
         return done
 
     def import_image(self, archive: Path) -> str:
-        """Import a docker-archive into the node's containerd; returns the image's reference."""
+        """Import a docker-archive into the node's containerd unless it holds that reference
+        already; returns the reference. Test runs sharing the node may import at once."""
         ref = image_ref(archive)
-        started = time.monotonic()
-        self.ctr("images", "import", str(archive))
+        with node_host.machine_lock("import.lock"):
+            if self.has_image(ref):
+                return ref
+            started = time.monotonic()
+            self.ctr("images", "import", str(archive))
         progress(f"imported {ref} in {time.monotonic() - started:.1f} s")
         return ref
 
@@ -150,10 +154,7 @@ class NodeCluster(ControlPlane):
         )
 
     def _import_pause(self) -> None:
-        ref = image_ref(self._pause)
-        if not self.has_image(ref):
-            self.import_image(self._pause)
-        self._remember("pause", ref)
+        self._remember("pause", self.import_image(self._pause))
 
     def _extra(self, ports: Mapping[str, int]) -> list[Component]:
         paths, node_bin = self.paths, node_build.bin_dir()
@@ -277,10 +278,7 @@ class NodeCluster(ControlPlane):
 
     def _import_kfaas_image(self) -> None:
         """The image built from the repository's Dockerfile (KFAAS_IMAGE), unless imported."""
-        image = kfaas_image()
-        if not self.has_image(image.ref):
-            self.import_image(image.archive)
-        self._remember("kfaas", image.ref)
+        self._remember("kfaas", self.import_image(kfaas_image().archive))
 
     def down(self) -> None:
         if not node_host.MACHINE_DIR.exists() and not self.running():

@@ -87,10 +87,11 @@ def check_machine() -> None:
 
 
 @contextmanager
-def machine_lock() -> Iterator[None]:
-    """Held while a node starts or stops: two at once would fight over the same host state."""
+def machine_lock(name: str = "lock") -> Iterator[None]:
+    """Held while a node starts or stops: two at once would fight over the same host state.
+    ("import.lock": one image import at a time, as containerd refuses a second of the same.)"""
     MACHINE_DIR.mkdir(parents=True, exist_ok=True)
-    with (MACHINE_DIR / "lock").open("w") as lock:
+    with (MACHINE_DIR / name).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
