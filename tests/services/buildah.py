@@ -95,6 +95,13 @@ class Buildah:
         finally:
             self.command("rm", container)
 
+    def images(self) -> dict[str, str]:
+        """The images in this storage: ID → name:tag (`<none>:<none>` for unnamed ones)."""
+        shown = self.command(
+            "images", "--all", "--format", "{{.ID}} {{.Name}}:{{.Tag}}", output=True
+        )
+        return dict(line.split(maxsplit=1) for line in shown.splitlines() if line.strip())
+
 
 def _unmount_under(folder: Path) -> None:
     """chroot isolation bind-mounts into the storage while a step runs; never delete through one."""
@@ -123,3 +130,19 @@ def scratch(parent: Path, log: Path) -> Iterator[Buildah]:
     finally:
         _unmount_under(storage)
         shutil.rmtree(storage, ignore_errors=True)
+
+
+@contextmanager
+def kept(storage: Path, log: Path) -> Iterator[Buildah]:
+    """A Buildah whose storage stays for the next build; the caller holds a lock on it.
+
+    After a failure the storage is deleted, so that a half-finished one never breaks the next
+    build (which then starts from an empty storage, like `scratch`).
+    """
+    storage.mkdir(parents=True, exist_ok=True)
+    try:
+        yield Buildah(storage, log)
+    except BaseException:
+        _unmount_under(storage)
+        shutil.rmtree(storage, ignore_errors=True)
+        raise

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from services import debian, wheelhouse
 from services.base import MissingDependency, ServiceError, build_lock, progress
-from services.buildah import scratch
+from services.buildah import kept, scratch
 from services.cluster_build import find_go
 from services.image_archive import WRITER_VERSION, ImageConfig, check_reference, write_archive
 from services.image_archive import write_layer as pack_folder
@@ -277,10 +277,19 @@ def _build_function(
     progress(f"building {ref} FROM {base.ref} with the code of {code_dir}")
     partial = archive.with_name(archive.name + ".partial")
     try:
-        with scratch(images_dir(), log) as buildah:
-            buildah.pull(base.archive)
+        # One storage for all function builds, holding the kfaas image they start FROM: a pull
+        # into vfs copies 300 MB (15 s), which only a new kfaas image needs.
+        with kept(images_dir() / "buildah-functions", log) as buildah:
+            buildah.command("rm", "--all")  # containers a killed build left
+            present = buildah.images()
+            for image_id, name in present.items():
+                if name != base.ref:
+                    buildah.command("rmi", "--force", image_id)
+            if base.ref not in present.values():
+                buildah.pull(base.archive)
             buildah.build(context, FUNCTION_DOCKERFILE, ref, {"KFAAS_IMAGE": base.ref})
             buildah.push(ref, partial)
+            buildah.command("rmi", ref)
     finally:
         shutil.rmtree(context, ignore_errors=True)
     partial.rename(archive)
