@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -36,11 +37,13 @@ def create_app(
     ready: Callable[[], bool] = lambda: True,
     trigger_key_sources: KeySources | None = None,
     authentication: auth.Auth | None = None,
+    functions_known: asyncio.Event | None = None,
 ) -> web.Application:
     """The gateway app; its client session and dispatcher live as long as the app runs.
 
     ``trigger_key_sources`` reads the Secrets and ConfigMaps HTTP triggers name for their keys;
-    without it (`kfaas dev`) keys come from the files the manifests name.
+    without it (`kfaas dev`) keys come from the files the manifests name. ``functions_known``,
+    when given, holds async events back until it is set: the registry is complete.
     """
     refusals.install()  # malformed requests: one warning line each, rate-limited
     metrics = GatewayMetrics()
@@ -75,6 +78,7 @@ def create_app(
                 invoker,
                 retry_base_seconds=settings.async_retry_base_seconds,
                 destinations=destinations,
+                functions_known=functions_known,
             )
             trigger_auth = TriggerAuth(trigger_key_sources or LocalKeyFiles())
             app[SERVICES] = Services(

@@ -55,8 +55,12 @@ class Dispatcher:
         retry_base_seconds: float,
         concurrency: int = 16,
         destinations: DestinationSender | None = None,
+        functions_known: asyncio.Event | None = None,
     ) -> None:
         self.queue = queue
+        # Set once the registry holds every function (the Kubernetes backend's first list): an
+        # event taken before would find its function "gone" and be dropped after a restart.
+        self.functions_known = functions_known
         self.invoker = invoker
         self.retry_base_seconds = retry_base_seconds
         self.concurrency = concurrency
@@ -98,6 +102,8 @@ class Dispatcher:
         self._tasks.clear()
 
     async def _run(self) -> None:
+        if self.functions_known is not None:
+            await self.functions_known.wait()
         while not self._stopping:
             delivery = await self.queue.take()
             task = asyncio.current_task()

@@ -315,6 +315,7 @@ async def run_kubernetes_gateway(
         )
         cluster_auth = ClusterAuth(client, settings, platform_namespace)
         ready = False
+        functions_known = asyncio.Event()
         app = create_app(
             registry,
             backend,
@@ -329,6 +330,7 @@ async def run_kubernetes_gateway(
             ready=lambda: ready,
             trigger_key_sources=KubernetesKeySources(client),
             authentication=cluster_auth.auth,
+            functions_known=functions_known,
         )
         runner = make_runner(app, settings)
         await runner.setup()
@@ -338,6 +340,7 @@ async def run_kubernetes_gateway(
         try:
             cluster_auth.start()
             await backend.start()
+            functions_known.set()
             await cluster_auth.synced()
             ready = True
             for site in sites:
