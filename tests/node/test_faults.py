@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 import redis
+
 from node.kfaas_release import Release, eventually
+
+# Pods start, die and are replaced for real here: minutes, not the default 120 s.
+pytestmark = pytest.mark.timeout(420)
 
 SLOW = """\
 import time

@@ -9,7 +9,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from node.kfaas_release import Release, eventually
+
+# Pods start, die and are replaced for real here: minutes, not the default 120 s.
+pytestmark = pytest.mark.timeout(420)
 
 SLEEPER = """\
 import os, time

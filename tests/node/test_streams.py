@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from services.kafka_broker import KafkaBroker
+
 from node.kfaas_release import Release, eventually
+
+# Pods start, die and are replaced for real here: minutes, not the default 120 s.
+pytestmark = pytest.mark.timeout(420)
 
 # The handler notes every record it is given in a sink stream, so the test counts deliveries;
 # records whose payload says "poison" fail, to reach the mapping's dead-letter destination.
@@ -84,3 +92,98 @@ def test_redis_stream_poller_pod_killed_mid_stream_loses_nothing(
     ]
     failure = next(e for e in entries if e.get("kfaas-kind") == "failure-record")
     assert json.loads(failure["body"])["requestContext"]["condition"] == "RetryAttemptsExhausted"
+
+
+KAFKA_SINK = """\
+import base64, json, os
+import redis
+
+SINK = redis.Redis.from_url(os.environ["SINK_URL"])
+
+def handler(event, context):
+    for records in event["records"].values():
+        for record in records:
+            value = base64.b64decode(record["value"]).decode()
+            if value.startswith("poison"):
+                raise ValueError("poison record " + value)
+            SINK.xadd(os.environ["SINK_STREAM"], {"n": value})
+    return None
+"""
+
+
+def test_kafka_poller_pod_killed_mid_stream_loses_nothing(
+    release: Release,
+    platform_redis_url: str,
+    pod_kafka_service: KafkaBroker,
+    kill_pod: Callable[[dict[str, Any]], None],
+) -> None:
+    tag = str(time.monotonic_ns())
+    topic, dead, sink = f"orders-{tag}", f"dead-{tag}", f"sink-{tag}"
+    pod_kafka_service.create_topic(topic, partitions=2)
+    pod_kafka_service.create_topic(dead)
+    store = redis.Redis.from_url(platform_redis_url, decode_responses=True)
+    function = release.function(
+        {"app.py": KAFKA_SINK},
+        environment={"SINK_URL": platform_redis_url, "SINK_STREAM": sink},
+        timeoutSeconds=30,
+    )
+    servers = pod_kafka_service.bootstrap_servers_for_pods
+    _mapping(release, f"k-{tag[-8:]}", function, {
+        "kafka": {"bootstrapServers": servers, "topic": topic, "startingPosition": "TRIM_HORIZON"},
+        "batchSize": 10,
+        "maximumRetryAttempts": 1,
+        "destinationConfig": {"onFailure": {"kafka": {"topic": dead, "bootstrapServers": servers}}},
+    })  # fmt: skip
+    total = 200
+    produce(pod_kafka_service.bootstrap_servers, topic, [str(n) for n in range(total // 2)])
+    produce(pod_kafka_service.bootstrap_servers, topic, ["poison-1"])
+    poller = eventually(
+        lambda: (release.running_pods(function, "poller") or [None])[0],
+        within=120,
+        what="a running poller pod",
+    )
+    eventually(lambda: store.xlen(sink) > 20 or None, within=120, what="the first deliveries")
+    kill_pod(poller)
+    produce(pod_kafka_service.bootstrap_servers, topic, [str(n) for n in range(total // 2, total)])
+
+    def all_delivered() -> list[str] | None:
+        seen = [fields["n"] for _, fields in store.xrange(sink)]
+        return seen if set(seen) >= {str(n) for n in range(total)} else None
+
+    seen = eventually(all_delivered, within=240, what=f"all {total} records in the sink")
+    print(f"{total} records, {len(seen) - total} duplicates after killing poller {poller}")
+    dead_letters = eventually(
+        lambda: consume(pod_kafka_service.bootstrap_servers, dead) or None,
+        within=120,
+        what="the DLQ records",
+    )
+    assert b"poison-1" in dead_letters
+
+
+def produce(servers: str, topic: str, values: list[str]) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=servers)
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send(topic, value.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def consume(servers: str, topic: str) -> list[bytes]:
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=servers, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=3000)
+            return [record.value or b"" for records in batches.values() for record in records]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
