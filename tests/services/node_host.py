@@ -48,7 +48,8 @@ SYSCTLS = (
     "net.bridge.bridge-nf-call-iptables",
     "net.bridge.bridge-nf-call-ip6tables",
 )
-# Fixed host paths the node's programs create whatever they are told.
+# Fixed host paths the node's programs create whatever they are told. Not /etc/cni: the node
+# uses a private CNI config folder, and buildah keeps its own network config there.
 HOST_PATHS = (
     "/var/lib/kubelet",
     "/var/log/containers",
@@ -56,8 +57,6 @@ HOST_PATHS = (
     "/var/lib/cni",
     "/run/netns",
     "/run/containerd",
-    "/etc/cni",
-    "/opt/cni",
     "/opt/containerd",
     "/usr/libexec/kubernetes",
     "/etc/kubernetes",
