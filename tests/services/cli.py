@@ -1,7 +1,8 @@
 """`scripts/services`: start, stop and inspect the real services by hand, for demos and debugging.
 
     eval "$(scripts/services up redis kafka cluster)"  # sets REDIS_URL, KAFKA_BOOTSTRAP_SERVERS,
-                                                       # KUBECONFIG
+                                                       # KUBECONFIG, KFAAS_IMAGE (a real node)
+    scripts/services up kwok                          # a control plane with kwok's fake nodes
     scripts/services status
     scripts/services down                             # all of them; data stays
     scripts/services wipe kafka                       # stop it and delete its data
