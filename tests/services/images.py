@@ -8,7 +8,8 @@ handed over as a docker-archive tar that `ctr -n k8s.io images import` reads:
 - `kfaas_image(python)`: the repository's Dockerfile as it is, built by buildah FROM that base,
   with the dependencies' wheels fetched on the host (services.wheelhouse);
 - `pause_image()`: the pod sandbox, a tiny static Go program (tests/cluster/pause);
-- `function_image(kfaas, code, ref)`: handler code baked into /var/task, for `code.image`.
+- `function_image(kfaas, code, ref)`: handler code baked into /var/task, for `code.image`
+  (services.function_images).
 
 Archives are cached under `~/.cache/kfaas/images/`, keyed on what goes into them (the kfaas image
 on the Dockerfile and the package sources), written as `*.partial` and renamed, one build of each
@@ -28,9 +29,10 @@ from pathlib import Path
 
 from services import debian, wheelhouse
 from services.base import MissingDependency, ServiceError, build_lock, progress
-from services.buildah import kept, scratch
+from services.buildah import scratch
 from services.cluster_build import find_go
-from services.image_archive import WRITER_VERSION, ImageConfig, check_reference, write_archive
+from services.function_images import function_image
+from services.image_archive import WRITER_VERSION, ImageConfig, write_archive
 from services.image_archive import write_layer as pack_folder
 from services.image_cache import (
     Image,
@@ -64,7 +66,6 @@ PACKAGE_SOURCES = (
     "pollers",
 )
 PAUSE_SOURCE = ROOT / "tests" / "cluster" / "pause"
-FUNCTION_DOCKERFILE = Path(__file__).with_name("function.Dockerfile")
 KFAAS_RECIPE = "1"  # bump when the way the kfaas image is built changes
 USER_ID = "65532"
 RunInImage = Callable[[str, list[str]], str]
@@ -238,61 +239,6 @@ def _build_pause(go: Path, ref: str, archive: Path) -> Image:
         write_archive(archive, [layer], config, ref)
     finally:
         layer.path.unlink(missing_ok=True)
-    return Image(ref, archive, archive.stat().st_size)
-
-
-def function_image(base: Image, code_dir: Path, ref: str) -> Image:
-    """`code_dir`'s files in /var/task of an image FROM `base` (tests/services/function.Dockerfile).
-
-    For Functions with `code.image`; cached on the base, the code and `ref`.
-    """
-    check_reference(ref)
-    files = tree_files(code_dir, sorted(path.name for path in code_dir.iterdir()))
-    key = tree_digest(code_dir, files, base.ref, ref, FUNCTION_DOCKERFILE.read_text())
-    archive = images_dir() / f"function-{key}.tar"
-    image = cached(ref, archive)
-    if image is not None:
-        return image
-    with build_lock("images-function"):
-        image = cached(ref, archive)
-        if image is None:
-            image = _build_function(base, code_dir, files, ref, archive)
-            prune("function-*.tar")
-    return image
-
-
-def _build_function(
-    base: Image, code_dir: Path, files: Sequence[Path], ref: str, archive: Path
-) -> Image:
-    context = archive.with_name(archive.stem + ".context.partial")
-    shutil.rmtree(context, ignore_errors=True)
-    for path in files:
-        target = context / path.relative_to(code_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        # Readable by the function's user whatever the checkout's umask was; executable stays so.
-        target.chmod(0o755 if os.access(path, os.X_OK) else 0o644)
-    context.mkdir(exist_ok=True)
-    log = fresh_log(archive.stem)
-    progress(f"building {ref} FROM {base.ref} with the code of {code_dir}")
-    partial = archive.with_name(archive.name + ".partial")
-    try:
-        # One storage for all function builds, holding the kfaas image they start FROM: a pull
-        # into vfs copies 300 MB (15 s), which only a new kfaas image needs.
-        with kept(images_dir() / "buildah-functions", log) as buildah:
-            buildah.command("rm", "--all")  # containers a killed build left
-            present = buildah.images()
-            for image_id, name in present.items():
-                if name != base.ref:
-                    buildah.command("rmi", "--force", image_id)
-            if base.ref not in present.values():
-                buildah.pull(base.archive)
-            buildah.build(context, FUNCTION_DOCKERFILE, ref, {"KFAAS_IMAGE": base.ref})
-            buildah.push(ref, partial)
-            buildah.command("rmi", ref)
-    finally:
-        shutil.rmtree(context, ignore_errors=True)
-    partial.rename(archive)
     return Image(ref, archive, archive.stat().st_size)
 
 
