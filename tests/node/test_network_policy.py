@@ -222,11 +222,16 @@ HELLO = "def handler(event, context):\n    return {'hello': event.get('who', 'wo
 
 
 @pytest.fixture(scope="module")
-def function(release: Release, network_policy_enforcer: NetworkPolicyEnforcer) -> tuple[str, str]:
+def function(
+    release: Release, network_policy_enforcer: NetworkPolicyEnforcer
+) -> Iterator[tuple[str, str]]:
     """A function with a pod kept running (minInstances: 1): its name and the pod's address."""
     name = release.function({"app.py": HELLO}, scaling={"minInstances": 1})
     pod = eventually(lambda: release.running_pods(name), within=120, what=f"a pod of {name}")[0]
-    return name, str(pod["status"]["podIP"])
+    try:
+        yield name, str(pod["status"]["podIP"])
+    finally:
+        release.kubectl("-n", release.namespace, "delete", "--wait=false", f"function/{name}")
 
 
 @pytest.fixture(scope="module")

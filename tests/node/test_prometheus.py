@@ -160,6 +160,9 @@ def loaded(
             load.stop.set()
             for future in running:
                 future.result()
+            # A reused node keeps the release: leave no pods or poller behind for the next run.
+            release.kubectl("-n", release.namespace, "delete", "--wait=false",
+                            f"eventsourcemapping/{name}-stream", f"function/{name}")  # fmt: skip
 
 
 # A stand-in for a function pod: /metrics with one series the gateway also exports (dropped by
