@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from services.addons_build import KUBE_ROUTER
-from services.base import ServiceDir, ServiceError, cache_root, free_port, progress
+from services.base import ServiceDir, ServiceError, cache_root, progress
 from services.processes import launch, running_pid, stop, wait_until
 
 CHAIN_PREFIXES = ("KUBE-ROUTER-", "KUBE-POD-FW-", "KUBE-NWPLCY-")
@@ -120,7 +120,6 @@ class NetworkPolicyEnforcer:
             return
         remove_firewall()  # what a killed run left behind
         self.dir.create()
-        health = free_port()
         argv = [
             str(binary),
             f"--kubeconfig={self.kubeconfig}",
@@ -132,7 +131,7 @@ class NetworkPolicyEnforcer:
             "--enable-ibgp=false",
             "--enable-pod-egress=false",
             f"--service-cluster-ip-range={self.service_range}",
-            f"--health-port={health}",
+            "--health-port=0",  # no listener on the host's addresses (readiness: the chains)
             "--metrics-port=0",
             "--v=1",
         ]
