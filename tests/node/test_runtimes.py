@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from node.kfaas_release import Release, eventually
 from services import images
+from services.image_fixtures import BuiltImages
 from services.node import NodeCluster
+
+from node.kfaas_release import Release, eventually
 
 VERSION = """\
 import os, sys
@@ -54,13 +56,12 @@ def test_a_runtime_without_an_image_is_refused_with_the_value_to_set(release: Re
 
 
 def test_code_image_built_from_the_kfaas_image(
-    release: Release, cluster_service: NodeCluster, tmp_path: Path
+    release: Release, cluster_service: NodeCluster, kfaas_images: BuiltImages, tmp_path: Path
 ) -> None:
     code = tmp_path / "code"
     code.mkdir()
     (code / "app.py").write_text(VERSION)
-    kfaas = images.kfaas_image(python="3.11")
-    built = images.function_image(kfaas, code, "localhost/e2e-function:v1")
+    built = images.function_image(kfaas_images.kfaas["3.11"], code, "localhost/e2e-function:v1")
     cluster_service.import_image(built.archive)
     name = release.function(code={"image": built.ref})
     body = eventually(lambda: _invoke(release, name), within=60, what="the image's handler")

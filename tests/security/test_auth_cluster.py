@@ -58,9 +58,7 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
+def gateway(kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     platform = install(helm_build.build(), kwok_service, tmp_path_factory.mktemp("auth"))
     port = _free_port()
     env = {

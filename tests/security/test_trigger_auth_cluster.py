@@ -121,9 +121,7 @@ async def status_of(auth: TriggerAuth, function: Function, headers: dict[str, st
     return 200 if verdict.refusal is None else verdict.refusal.status
 
 
-async def test_api_keys_from_a_secret_with_rotation(
-    kwok_service: Cluster, namespace: str
-) -> None:
+async def test_api_keys_from_a_secret_with_rotation(kwok_service: Cluster, namespace: str) -> None:
     kwok_service.kubectl(
         "-n", namespace, "create", "secret", "generic", "api-keys",
         "--from-literal=current=key-one", "--from-literal=previous=key-zero\nkey-older\n",

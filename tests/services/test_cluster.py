@@ -101,9 +101,7 @@ def test_custom_resource_schema_is_enforced_with_field_paths(
     assert [item["metadata"]["name"] for item in listed["items"]] == ["fine"]
 
 
-def test_deployment_pods_become_ready_on_kwok_nodes(
-    kwok_service: Cluster, namespace: str
-) -> None:
+def test_deployment_pods_become_ready_on_kwok_nodes(kwok_service: Cluster, namespace: str) -> None:
     kwok_service.kubectl(
         "create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=3",
         "-n", namespace,
@@ -111,9 +109,7 @@ def test_deployment_pods_become_ready_on_kwok_nodes(
     kwok_service.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
 
     pods = json.loads(
-        kwok_service.kubectl(
-            "get", "pods", "-n", namespace, "-l", "app=web", "-o", "json"
-        ).stdout
+        kwok_service.kubectl("get", "pods", "-n", namespace, "-l", "app=web", "-o", "json").stdout
     )["items"]
     assert len(pods) == 3
     for pod in pods:
@@ -155,9 +151,7 @@ def test_owned_object_is_garbage_collected_with_its_owner(
 
     kwok_service.kubectl("delete", "configmap", "owner", "-n", namespace)
     # The garbage collector in kube-controller-manager, not kubectl, removes the dependent.
-    kwok_service.kubectl(
-        "wait", "--for=delete", "secret/owned", "-n", namespace, "--timeout=60s"
-    )
+    kwok_service.kubectl("wait", "--for=delete", "secret/owned", "-n", namespace, "--timeout=60s")
     gone = kwok_service.kubectl("get", "secret", "owned", "-n", namespace, check=False)
     assert 'secrets "owned" not found' in gone.stderr
 
