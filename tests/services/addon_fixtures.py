@@ -63,11 +63,14 @@ def _node_name(cluster: Any) -> str:
     return str(names[0]).removeprefix("node/")
 
 
-@pytest.fixture(scope="session")
+# Module scope: only the tests that ask for enforcement get it. On this node DNS, and the Redis and
+# Kafka pods use, sit on the API server's address, which function pods' egress policy denies
+# (docs/testing.md), so enforcement left on would break the node tests that follow.
+@pytest.fixture(scope="module")
 def network_policy_enforcer(
     cluster_service: Any, services_state_dir: Path
 ) -> Iterator[NetworkPolicyEnforcer]:
-    """kube-router's firewall enforcing NetworkPolicies on the real node until the session ends."""
+    """kube-router's firewall enforcing NetworkPolicies on the real node for one test module."""
     from services.control_plane import SERVICE_RANGE
 
     if "network_policy_enforcer" in _build_failures:
