@@ -161,11 +161,8 @@ def platform(
     kwok_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
 
 
-def test_chart_applies_and_its_pods_become_ready(platform: Platform) -> None:
-    platform.kubectl(
-        "-n", platform.namespace, "wait", "--for=condition=Available", "--timeout=90s",
-        "deployment/kfaas-operator", "deployment/kfaas-gateway",
-    )  # fmt: skip
+# That the chart's pods become Ready is shown for real on the real node (tests/node/conftest.py:
+# `helm install --wait` with the locally built image), where kwok's pods only pretended to.
 
 
 OPERATOR_ALLOWED = [
