@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from node.kfaas_release import Kubectl, Release, connect
+from services import cluster_build
 
 NOOP = {"app.py": "def handler(event, context):\n    return {'ok': True}\n"}
 
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--functions", type=int, default=20, help="cold starts measured")
     options = parser.parse_args()
     kubeconfig = Path(os.environ["KUBECONFIG"])
-    kubectl = Kubectl.for_kubeconfig(kubeconfig)
+    kubectl = Kubectl.for_kubeconfig(kubeconfig, str(cluster_build.bin_dir() / "kubectl"))
     release = connect(kubectl, kubeconfig, os.environ["KFAAS_IMAGE"])
     stamp = time.strftime("%H%M%S")
     names = [

@@ -230,7 +230,12 @@ def connect(kubectl: Kubectl, kubeconfig: Path, image: str) -> Release:
 
     redis_url = os.environ.get("KFAAS_POD_REDIS_URL")
     if not redis_url:
-        raise SystemExit(
-            "no kfaas release on this cluster and no KFAAS_POD_REDIS_URL to install one"
-        )
+        # A Redis on the node's bridge address, beside the node `scripts/services up` started.
+        from services.base import default_state_dir
+        from services.node_config import BRIDGE_ADDRESS
+        from services.redis_server import PodRedis
+
+        pod_redis = PodRedis(default_state_dir(), BRIDGE_ADDRESS)
+        pod_redis.up()
+        redis_url = pod_redis.url
     return install(kubectl, kubeconfig, helm_build.build(), image, redis_url)
