@@ -40,7 +40,9 @@ class Kubectl:
 
     @classmethod
     def for_kubeconfig(cls, kubeconfig: Path, executable: str = "kubectl") -> Kubectl:
-        def run(*args: str, input: str | None, check: bool) -> subprocess.CompletedProcess[str]:
+        def run(
+            *args: str, input: str | None = None, check: bool = True
+        ) -> subprocess.CompletedProcess[str]:
             argv = [executable, f"--kubeconfig={kubeconfig}", *args]
             done = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
             if check and done.returncode != 0:
