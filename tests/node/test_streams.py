@@ -44,6 +44,37 @@ def _mapping(release: Release, name: str, function: str, spec: dict[str, Any]) -
     })  # fmt: skip
 
 
+def _deliver_through_a_killed_poller(
+    release: Release,
+    function: str,
+    store: redis.Redis,
+    sink: str,
+    send: Callable[[range], None],
+    kill_pod: Callable[[dict[str, Any]], None],
+    *,
+    total: int,
+) -> None:
+    """Half the records, the poller pod SIGKILLed once it is delivering, the other half: every
+    record must reach the handler's sink stream (duplicates are counted, not refused)."""
+    send(range(total // 2))
+    poller = eventually(
+        lambda: (release.running_pods(function, "poller") or [None])[0],
+        within=120,
+        what="a running poller pod",
+    )
+    eventually(lambda: store.xlen(sink) > 20 or None, within=120, what="the first deliveries")
+    kill_pod(poller)
+    send(range(total // 2, total))
+
+    def all_delivered() -> list[str] | None:
+        seen = [fields["n"] for _, fields in store.xrange(sink)]
+        return seen if set(seen) >= {str(n) for n in range(total)} else None
+
+    seen = eventually(all_delivered, within=240, what=f"all {total} records in the sink")
+    killed = poller["metadata"]["name"]
+    print(f"{total} records, {len(seen) - total} duplicates after killing poller {killed}")
+
+
 def test_redis_stream_poller_pod_killed_mid_stream_loses_nothing(
     release: Release, platform_redis_url: str, kill_pod: Callable[[dict[str, Any]], None]
 ) -> None:
@@ -61,26 +92,12 @@ def test_redis_stream_poller_pod_killed_mid_stream_loses_nothing(
         "maximumRetryAttempts": 1,
         "destinationConfig": {"onFailure": {"redis": {"stream": dead, "url": platform_redis_url}}},
     })  # fmt: skip
-    total = 300
-    for n in range(total // 2):
-        store.xadd(source, {"n": str(n)})
-    poller = eventually(
-        lambda: (release.running_pods(function, "poller") or [None])[0],
-        within=120,
-        what="a running poller pod",
-    )
-    eventually(lambda: store.xlen(sink) > 20 or None, within=120, what="the first deliveries")
-    kill_pod(poller)
-    for n in range(total // 2, total):
-        store.xadd(source, {"n": str(n)})
 
-    def all_delivered() -> list[str] | None:
-        seen = [fields["n"] for _, fields in store.xrange(sink)]
-        return seen if set(seen) >= {str(n) for n in range(total)} else None
+    def send(numbers: range) -> None:
+        for n in numbers:
+            store.xadd(source, {"n": str(n)})
 
-    seen = eventually(all_delivered, within=240, what=f"all {total} records in the sink")
-    killed = poller["metadata"]["name"]
-    print(f"{total} records, {len(seen) - total} duplicates after killing poller {killed}")
+    _deliver_through_a_killed_poller(release, function, store, sink, send, kill_pod, total=300)
     # Last, alone in its batch: a failing batch goes to the DLQ whole, good records with it.
     store.xadd(source, {"n": "poison-1", "kind": "poison"})
 
@@ -136,24 +153,11 @@ def test_kafka_poller_pod_killed_mid_stream_loses_nothing(
         "maximumRetryAttempts": 1,
         "destinationConfig": {"onFailure": {"kafka": {"topic": dead, "bootstrapServers": servers}}},
     })  # fmt: skip
-    total = 200
-    produce(pod_kafka_service.bootstrap_servers, topic, [str(n) for n in range(total // 2)])
-    poller = eventually(
-        lambda: (release.running_pods(function, "poller") or [None])[0],
-        within=120,
-        what="a running poller pod",
-    )
-    eventually(lambda: store.xlen(sink) > 20 or None, within=120, what="the first deliveries")
-    kill_pod(poller)
-    produce(pod_kafka_service.bootstrap_servers, topic, [str(n) for n in range(total // 2, total)])
 
-    def all_delivered() -> list[str] | None:
-        seen = [fields["n"] for _, fields in store.xrange(sink)]
-        return seen if set(seen) >= {str(n) for n in range(total)} else None
+    def send(numbers: range) -> None:
+        produce(pod_kafka_service.bootstrap_servers, topic, [str(n) for n in numbers])
 
-    seen = eventually(all_delivered, within=240, what=f"all {total} records in the sink")
-    killed = poller["metadata"]["name"]
-    print(f"{total} records, {len(seen) - total} duplicates after killing poller {killed}")
+    _deliver_through_a_killed_poller(release, function, store, sink, send, kill_pod, total=200)
     # Last, alone in its batch: a failing batch goes to the DLQ whole, good records with it.
     produce(pod_kafka_service.bootstrap_servers, topic, ["poison-1"])
     dead_letters = eventually(
