@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.base import ServiceError, cache_root, progress
+from services.base import ServiceError, build_lock, cache_root, progress
 from services.cluster_build import find_go
 
 HELM_VERSION = "v3.19.0"
@@ -26,11 +26,22 @@ def helm_path() -> Path:
 
 
 def build() -> Path:
-    """The helm binary, built first if this version is not in the cache yet."""
+    """The helm binary, built first if this version is not in the cache yet.
+
+    One build per machine at a time (two test runs starting together once removed each other's
+    half-built folder and failed 37 chart and operator tests).
+    """
     target = helm_path()
     if target.exists():
         return target
     go = find_go()
+    with build_lock(target.parent.parent.name):
+        if not target.exists():
+            _build(go, target)
+    return target
+
+
+def _build(go: Path, target: Path) -> None:
     partial = target.parent.with_name("bin.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -55,7 +66,6 @@ def build() -> Path:
     shutil.rmtree(target.parent, ignore_errors=True)
     partial.rename(target.parent)
     progress(f"built Helm in {time.monotonic() - started:.0f} s")
-    return target
 
 
 def _environment(go: Path) -> dict[str, str]:
