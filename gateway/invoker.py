@@ -21,7 +21,7 @@ from kfaas.wire import HeaderError
 from .errors import InvalidParameterValue, RequestTooLarge, ServiceError, TooManyRequests
 from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
-from .routing import FunctionPool, Router, Slot
+from .routing import FunctionPool, Router
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 # Instances tried for one invocation when they refuse the connection (nothing was sent, so trying
@@ -56,14 +56,6 @@ class InvokeResult:
     duration_seconds: float
 
 
-class _Unreachable(Exception):
-    """An instance refused the connection; the invocation was not sent anywhere."""
-
-    def __init__(self, slot: Slot, message: str) -> None:
-        super().__init__(message)
-        self.slot = slot
-
-
 class Invoker:
     """Routes invocations to instances through the router and records them in metrics."""
 
@@ -95,8 +87,7 @@ class Invoker:
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
                 return await self._invoke_once(pool, namespace, name, payload, options)
-            except _Unreachable as unreachable:
-                pool.unreachable(unreachable.slot)
+            except UpstreamUnreachable as unreachable:
                 if attempt == CONNECT_ATTEMPTS:
                     raise ServiceError(
                         f"The function instance could not be reached: {unreachable}"
@@ -124,8 +115,10 @@ class Invoker:
                     headers[runtimetoken.HEADER] = slot.endpoint.token
                 try:
                     result = await self._send(slot.endpoint.url, payload, headers, options)
-                except UpstreamUnreachable as exc:
-                    raise _Unreachable(slot, str(exc)) from exc
+                except UpstreamUnreachable:
+                    # Out of routing before the slot is released, so no waiter is handed it.
+                    pool.unreachable(slot)
+                    raise
         finally:
             pool.release(slot)
             self.metrics.concurrent.labels(namespace, name).dec()
