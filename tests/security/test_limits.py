@@ -212,15 +212,25 @@ def test_a_body_is_never_counted_as_head_even_when_the_blank_line_is_split(
 def test_an_answer_given_before_its_body_was_read_closes_the_connection(
     short_server: DevServer,
 ) -> None:
-    """The rest of that body could be taken for a next head, so none is read after it."""
+    """The rest of that body could be taken for a next head, so none is read after it.
+
+    The body's last bytes are held back until the answer has come, so that the body is still
+    unread when it is given (sent whole, it may all be buffered before the handler runs, and a
+    buffered body has known bounds: a next request after it is then served, as it should be).
+    """
     body = b"{" + b" " * 200_000 + b"}"
     with _socket(short_server.url) as sock:
         sock.sendall(
             b"POST /2015-03-31/functions/no-such-function/invocations HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body) + body
-            + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body[:-1000]
         )  # fmt: skip
-        received = _closed_by_server(sock, within=30)
+        sock.settimeout(30)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536)
+        with contextlib.suppress(OSError):  # the server may have closed already
+            sock.sendall(body[-1000:] + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        received += _closed_by_server(sock, within=30)
     assert received.startswith(b"HTTP/1.1 404 "), received
     assert received.count(b"HTTP/1.1 ") == 1, received
 
