@@ -6,15 +6,25 @@ Throttles are counted in neither invocations nor errors, as in Lambda.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-if TYPE_CHECKING:
-    from .invoker import InvokeResult
-
 LABELS = ("namespace", "function")
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Outcome(Protocol):
+    """What the metrics read from an invocation's result (the invoker's ``InvokeResult``)."""
+
+    @property
+    def duration_seconds(self) -> float: ...
+    @property
+    def function_error(self) -> str | None: ...
+    @property
+    def cold_start(self) -> bool: ...
+    @property
+    def init_duration_seconds(self) -> float | None: ...
 
 
 class GatewayMetrics:
@@ -93,7 +103,7 @@ class GatewayMetrics:
             registry=r,
         )
 
-    def record(self, namespace: str, name: str, result: InvokeResult) -> None:
+    def record(self, namespace: str, name: str, result: Outcome) -> None:
         self.invocations.labels(namespace, name).inc()
         self.duration.labels(namespace, name).observe(result.duration_seconds)
         if result.function_error:
