@@ -9,8 +9,8 @@ import aiohttp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from kfaas.cli.dev import DevServer
 from kfaas.config import Settings
-from kfaas.dev import DevServer
 
 FUNCTIONS = Path(__file__).parent.parent / "functions"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

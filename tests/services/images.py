@@ -64,6 +64,7 @@ PACKAGE_SOURCES = (
     "gateway",
     "operator",
     "pollers",
+    "cli",
 )
 PAUSE_SOURCE = ROOT / "tests" / "cluster" / "pause"
 KFAAS_RECIPE = "1"  # bump when the way the kfaas image is built changes

@@ -244,8 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from kfaas import telemetry
+    from kfaas.cli.dev import run_dev
     from kfaas.config import Settings, async_queue_for
-    from kfaas.dev import run_dev
     from kfaas.gateway.asyncq import parse_queue_url
 
     try:
