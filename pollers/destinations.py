@@ -18,9 +18,10 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .kafka_clients import KafkaProducer
+from kfaas.brokers.kafka_clients import KafkaProducer
+from kfaas.brokers.redis_streams import RedisStreams
+
 from .records import StreamRecord
-from .redis_clients import RedisStreams
 from .sqs_events import entry_body
 
 KafkaMessageTuple = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]

@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kfaas.brokers.kafka_clients import KafkaConsumer, KafkaMessage, Partition
+
 from .batches import BatchLimits, read_retry_note, retry_note, should_flush, take_batch
 from .delivery import BatchDelivery, DeliveryConfig, Invoke, Position
 from .destinations import Destination
 from .errors import CommitError, DestinationError, SourceError
 from .filters import RecordFilter
-from .kafka_clients import KafkaConsumer, KafkaMessage, Partition
 from .kafka_events import encode_kafka_event, kafka_stream_record
 from .metrics import PollerMetrics
 from .records import StreamRecord

@@ -20,13 +20,14 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kfaas.brokers.redis_streams import Entry, RedisStreams
+
 from .batches import BatchLimits, take_batch
 from .delivery import BatchDelivery, DeliveryConfig, Invoke, Position
 from .destinations import Destination
 from .filters import RecordFilter
 from .metrics import PollerMetrics
 from .records import StreamRecord
-from .redis_clients import Entry, RedisStreams
 from .sqs_events import decode_fields, encode_sqs_event, entry_sequence, redis_stream_record
 
 log = logging.getLogger("kfaas.pollers.redis")

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from kfaas.brokers.kafka_clients import topic_partition_count
 from kfaas.config import Settings
 from kfaas.manifests import EventSourceMapping
 
@@ -27,7 +28,6 @@ from .destinations import Destination, KafkaTopicDestination, RedisStreamDestina
 from .errors import MappingError, SourceError
 from .filters import FilterPatternError, compile_filters
 from .invoking import Authorization, GatewayInvoker
-from .kafka_clients import topic_partition_count
 from .kafka_poller import KafkaMappingState, KafkaPoller, KafkaSettings
 from .metrics import PollerMetrics, metrics_app
 from .records import function_arn, kafka_topic_arn, redis_stream_arn

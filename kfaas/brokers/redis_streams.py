@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from .errors import DestinationError, SourceError
+from kfaas.pollers.errors import DestinationError, SourceError
 
 Entry = tuple[str, dict[bytes, bytes]]
 

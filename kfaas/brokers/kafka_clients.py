@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from .errors import CommitError, DestinationError, SourceError
+from kfaas.pollers.errors import CommitError, DestinationError, SourceError
 
 Partition = tuple[str, int]
 PartitionsCallback = Callable[[list[Partition]], Awaitable[None]]
