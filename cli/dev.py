@@ -21,12 +21,11 @@ from typing import TextIO
 
 from kfaas import runtimetoken
 from kfaas.config import Settings
-from kfaas.gateway.app import create_app
-from kfaas.gateway.asyncq import QueueError, make_queue, parse_queue_url
+from kfaas.gateway.asyncq import QueueError, parse_queue_url
 from kfaas.gateway.auth_rules import CredentialsFile, dev_auth
-from kfaas.gateway.destinations_clients import ClientDestinations
-from kfaas.gateway.listeners import Listener, make_runner, start_listeners
+from kfaas.gateway.listeners import Listener
 from kfaas.gateway.registry import FunctionRegistry
+from kfaas.gateway.serving import compose_gateway
 from kfaas.interpreters import RuntimeUnavailable
 from kfaas.local import LocalBackend, generation_of
 from kfaas.manifests import (
@@ -94,23 +93,13 @@ class DevServer:
         # With --auth sigv4 the in-process pollers present a token made for this run.
         self.auth, self._pollers_token = dev_auth(settings.auth, credentials)
         self.async_queue = async_queue
-        self.destinations = ClientDestinations(
-            redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
-        )
-        self.app = create_app(
+        self.gateway = compose_gateway(
             self.registry,
             self.backend,
             settings,
-            async_queue=make_queue(
-                async_queue,
-                redelivery_seconds=settings.async_redelivery_seconds,
-                max_events=settings.async_queue_max_events,
-                max_bytes=settings.async_queue_max_bytes,
-            ),
-            destinations=self.destinations,
+            async_queue=async_queue,
             authentication=self.auth,
         )
-        self.runner = make_runner(self.app, settings)
         self.mappings: list[EventSourceMapping] = []
         self._generations: dict[str, str] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -138,8 +127,7 @@ class DevServer:
         manifests = load_manifests(self.paths)
         self.check_runtimes(manifests)
         await self.backend.start()
-        await self.runner.setup()
-        for site in await start_listeners(self.runner, self.listeners, self.settings):
+        for site in await self.gateway.serve(self.listeners):
             url = f"http://{site.listener.host}:{site.port}"
             if site.listener.role != "trigger":
                 # self.url is where the Invoke API is: the pollers and the summary use it.
@@ -164,8 +152,7 @@ class DevServer:
             await asyncio.gather(self._watcher, return_exceptions=True)
         if self.pollers is not None:
             await self.pollers.stop()
-        await self.runner.cleanup()
-        await self.destinations.close()
+        await self.gateway.close()
         await self.backend.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 

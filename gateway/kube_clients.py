@@ -21,18 +21,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from kfaas import runtimetoken
+from kfaas.api_objects import from_api_object
 from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.config import Settings
 from kfaas.demand import LEASE_SECONDS, demand_lease, lease_name
 from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
-from kfaas.manifests import API_GROUP, Function, ManifestError, parse_manifest
+from kfaas.manifests import API_GROUP, Function, ManifestError
 
-from .app import create_app
-from .asyncq import make_queue
 from .auth_clients import ClusterAuth
-from .destinations_clients import ClientDestinations
-from .listeners import Listener, make_runner, start_listeners
+from .listeners import Listener
 from .registry import FunctionRegistry
+from .serving import compose_gateway
 from .trigger_keys import KeySource, KeysUnavailable, selected
 
 log = logging.getLogger("kfaas.gateway.kubernetes")
@@ -64,18 +63,11 @@ def endpoints_of(slices: list[Body], capacity: int, token: str = "") -> list[End
 
 
 def function_from(body: Body) -> Function | None:
-    doc = {
-        "apiVersion": body.get("apiVersion", f"{API_GROUP}/v1alpha1"),
-        "kind": "Function",
-        "metadata": body["metadata"],
-        "spec": body.get("spec", {}),
-    }
     try:
-        manifest = parse_manifest(doc, source=f"Function {body['metadata'].get('name')}")
+        return from_api_object(body, Function)
     except ManifestError as exc:
         log.warning("ignoring an invalid Function: %s", exc)
         return None
-    return manifest if isinstance(manifest, Function) else None
 
 
 class KubernetesBackend:
@@ -310,33 +302,20 @@ async def run_kubernetes_gateway(
             watch_namespace=watch_namespace,
             runtime_token_key=os.environ.get(runtimetoken.KEY_ENV) or None,
         )  # fmt: skip
-        destinations = ClientDestinations(
-            redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
-        )
         cluster_auth = ClusterAuth(client, settings, platform_namespace)
         ready = False
         functions_known = asyncio.Event()
-        app = create_app(
+        gateway = compose_gateway(
             registry,
             backend,
             settings,
-            async_queue=make_queue(
-                async_queue,
-                redelivery_seconds=settings.async_redelivery_seconds,
-                max_events=settings.async_queue_max_events,
-                max_bytes=settings.async_queue_max_bytes,
-            ),
-            destinations=destinations,
+            async_queue=async_queue,
+            authentication=cluster_auth.auth,
             ready=lambda: ready,
             trigger_key_sources=KubernetesKeySources(client),
-            authentication=cluster_auth.auth,
             functions_known=functions_known,
         )
-        runner = make_runner(app, settings)
-        await runner.setup()
-        sites = await start_listeners(
-            runner, list(listeners) or [Listener("all", host, port)], settings
-        )
+        sites = await gateway.serve(list(listeners) or [Listener("all", host, port)])
         try:
             cluster_auth.start()
             await backend.start()
@@ -349,6 +328,5 @@ async def run_kubernetes_gateway(
         finally:
             await cluster_auth.stop()
             await backend.stop()
-            await runner.cleanup()
-            await destinations.close()
+            await gateway.close()
     return 0

@@ -1,0 +1,81 @@
+"""One gateway, composed once: the app, its async queue, destinations, runner and listeners.
+
+`kfaas dev` (local instances, manifests from files) and the cluster gateway (instances and
+Functions from the API) differ in where functions and instances come from and in how callers are
+authenticated; everything else is the same gateway. ``compose_gateway`` builds that common part
+from the pieces that differ, so a bound, a queue option or a shutdown step is wired in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from kfaas.backends import InstanceBackend
+from kfaas.config import Settings
+
+from . import auth
+from .app import create_app
+from .asyncq import make_queue
+from .destinations_clients import ClientDestinations
+from .listeners import GuardedSite, Listener, make_runner, start_listeners
+from .registry import FunctionRegistry
+from .trigger_keys import KeySources
+
+
+@dataclass
+class Gateway:
+    """A composed gateway: ``serve`` opens its listeners, ``close`` releases all it holds."""
+
+    app: web.Application
+    runner: web.AppRunner
+    destinations: ClientDestinations
+    settings: Settings
+
+    async def serve(self, listeners: Sequence[Listener]) -> list[GuardedSite]:
+        await self.runner.setup()
+        return await start_listeners(self.runner, listeners, self.settings)
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+        await self.destinations.close()
+
+
+def compose_gateway(
+    registry: FunctionRegistry,
+    backend: InstanceBackend,
+    settings: Settings,
+    *,
+    async_queue: str,
+    authentication: auth.Auth,
+    ready: Callable[[], bool] = lambda: True,
+    trigger_key_sources: KeySources | None = None,
+    functions_known: asyncio.Event | None = None,
+) -> Gateway:
+    """The gateway over ``registry`` and ``backend``, its queue a URL (memory, redis://, kafka://).
+
+    Destinations that name no server of their own go to the platform's Redis or Kafka (settings).
+    """
+    destinations = ClientDestinations(
+        redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
+    )
+    app = create_app(
+        registry,
+        backend,
+        settings,
+        async_queue=make_queue(
+            async_queue,
+            redelivery_seconds=settings.async_redelivery_seconds,
+            max_events=settings.async_queue_max_events,
+            max_bytes=settings.async_queue_max_bytes,
+        ),
+        destinations=destinations,
+        ready=ready,
+        trigger_key_sources=trigger_key_sources,
+        authentication=authentication,
+        functions_known=functions_known,
+    )
+    return Gateway(app, make_runner(app, settings), destinations, settings)
