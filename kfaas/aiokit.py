@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import logging
+import os
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn, TypedDict, TypeVar, Unpack
 
 T = TypeVar("T")
 
@@ -60,7 +63,8 @@ async def retry_until_deadline(
         except retried as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            _stop_if_cancelling()
+            if _cancelling():
+                raise asyncio.CancelledError from exc
             if loop.time() + delay > deadline:
                 raise DeadlinePassed(
                     f"gave up after {attempts} attempt(s) in {within_seconds:g} s: {exc!r}"
@@ -71,15 +75,14 @@ async def retry_until_deadline(
             delay = min(delay * 2, max_delay)
 
 
-def _stop_if_cancelling() -> None:
-    """Raise CancelledError if this task is being cancelled.
+def _cancelling() -> bool:
+    """Whether this task is being cancelled.
 
     A client library may turn our cancellation into its own error (redis-py can, mid-read): the
-    stop was still asked for, so it must not be taken for a failure to retry or restart.
+    stop was still asked for, so that error must not be taken for a failure to retry or restart.
     """
     current = asyncio.current_task()
-    if current is not None and current.cancelling():
-        raise asyncio.CancelledError
+    return current is not None and current.cancelling() > 0
 
 
 async def wait_event(what: asyncio.Event | Awaitable[Any], seconds: float | None) -> bool:
@@ -104,3 +107,190 @@ async def wait_event(what: asyncio.Event | Awaitable[Any], seconds: float | None
             raise  # the awaitable's own TimeoutError, not our limit
         return False
     return True
+
+
+# -- Guarded tasks -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Pauses between restarts: ``first``, doubling, at most ``most`` seconds.
+
+    A run that lasted ``healthy_after`` seconds before it failed was healthy: the next pause is
+    ``first`` again.
+    """
+
+    first: float
+    most: float
+    healthy_after: float = float("inf")
+
+    def delay(self, failures: int) -> float:
+        """The pause after the ``failures``-th failure in a row (1 for the first)."""
+        return min(self.first * 2.0 ** min(failures - 1, 64), self.most)
+
+
+class TaskEnded(Exception):
+    """A guarded task that must run until cancelled returned on its own."""
+
+
+FatalHandler = Callable[[str, BaseException], None]
+
+
+class GuardOptions(TypedDict, total=False):
+    """How ``supervise`` and ``guarded_task`` treat the ends of a run (see ``supervise``)."""
+
+    restart: Backoff | None
+    expected: tuple[type[Exception], ...]
+    restart_on: tuple[type[Exception], ...]
+    fatal: tuple[type[Exception], ...]
+    on_return: Literal["end", "restart", "fatal"]
+    on_fatal: FatalHandler | None
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    log: logging.Logger | None,
+    restart: Backoff | None = None,
+    expected: tuple[type[Exception], ...] = (),
+    restart_on: tuple[type[Exception], ...] = (Exception,),
+    fatal: tuple[type[Exception], ...] = (),
+    on_return: Literal["end", "restart", "fatal"] = "end",
+    on_fatal: FatalHandler | None = None,
+) -> None:
+    """Await ``run()`` under guard, so that it never stops silently (STYLE 10).
+
+    With a ``restart`` backoff, a run that fails with an error in ``expected`` (logged in one line)
+    or ``restart_on`` (logged with its traceback) is started again after the backoff's pause; an
+    error in ``fatal``, or any other, ends the guard. Without ``restart`` every failure ends it.
+    A run that returns ends the guard quietly (``on_return="end"``: its loop saw it should stop),
+    is restarted like a failure (``"restart"``), or is fatal (``"fatal"``, as TaskEnded).
+
+    A fatal end goes to ``on_fatal(name, error)`` if given (to log it and stop the process, see
+    ``exit_process``; the guard then returns), else the error is raised to whoever awaits.
+    Cancellation always stops the guard, also when a library turned it into its own error.
+    """
+    loop = asyncio.get_running_loop()
+    failures = 0
+    while True:
+        started = loop.time()
+        error: Exception
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+            again = isinstance(exc, (*expected, *restart_on)) and not isinstance(exc, fatal)
+        else:
+            if on_return == "end":
+                return
+            error = TaskEnded(f"{name} returned on its own")
+            again = on_return == "restart"
+        if _cancelling():
+            if log is not None:
+                log.debug("%s stopped while being cancelled: %r", name, error)
+            raise asyncio.CancelledError from error
+        if restart is None or not again:
+            if on_fatal is None:
+                raise error
+            on_fatal(name, error)
+            return
+        if loop.time() - started >= restart.healthy_after:
+            failures = 0
+        failures += 1
+        delay = restart.delay(failures)
+        if log is not None:
+            if isinstance(error, TaskEnded):
+                log.error("%s stopped on its own; restarting in %.1f s", name, delay)
+            elif isinstance(error, expected):
+                log.warning("%s failed, restarting in %.1f s: %s", name, delay, error)
+            else:
+                log.error("%s failed; restarting in %.1f s", name, delay, exc_info=error)
+        await asyncio.sleep(delay)
+
+
+def guarded_task(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    log: logging.Logger | None,
+    **options: Unpack[GuardOptions],
+) -> asyncio.Task[None]:
+    """``supervise(name, run, ...)`` as a task of that name (the options are ``supervise``'s)."""
+    return asyncio.create_task(supervise(name, run, log=log, **options), name=name)
+
+
+def exit_process(log: logging.Logger, status: int = 1) -> FatalHandler:
+    """A fatal handler that logs the end at CRITICAL and ends the process with ``status`` at once.
+
+    For tasks the process is blind without (the gateway's watches): ``os._exit`` rather than an
+    exception, since nothing awaits them and a clean shutdown could hang on what failed.
+    """
+    return _ExitProcess(log, status, os._exit)
+
+
+@dataclass(frozen=True)
+class _ExitProcess:
+    log: logging.Logger
+    status: int
+    exit: Callable[[int], NoReturn]
+
+    def __call__(self, name: str, error: BaseException) -> None:
+        self.log.critical("%s stopped: %r; exiting", name, error)
+        self.exit(self.status)
+
+
+# -- Stopping --------------------------------------------------------------------------------------
+
+
+async def stop_tasks(
+    tasks: Collection[asyncio.Task[Any]],
+    grace_seconds: float = 5.0,
+    *,
+    cancelled_seconds: float | None = None,
+    log: logging.Logger | None = None,
+) -> None:
+    """Let tasks that saw their closing flag end within ``grace_seconds``, cancel the rest, wait.
+
+    ``cancelled_seconds`` bounds the wait after cancelling (None: as long as it takes): a task
+    still running then swallowed its cancellation (a client library can); it is logged as a
+    warning and left to end when its resources close, its outcome retrieved whenever that is.
+    """
+    if not tasks:
+        return
+    if grace_seconds > 0:
+        await asyncio.wait(tasks, timeout=grace_seconds)
+    for task in tasks:
+        task.cancel()
+    _, stuck = await asyncio.wait(tasks, timeout=cancelled_seconds)
+    for task in stuck:
+        if log is not None:
+            log.warning("%s did not stop when cancelled", task.get_name())
+        task.add_done_callback(_retrieve)
+    for task in tasks:
+        if task.done():
+            _retrieve(task)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a task's outcome as seen, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+# -- Running -------------------------------------------------------------------------------------
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a long-lived server: uvloop when it is installed, asyncio's own loop otherwise.
+
+    uvloop makes aiohttp's server and client markedly faster on the invoke path; nothing depends
+    on it.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
