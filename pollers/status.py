@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from kfaas.api_objects import status_differs
+
 from .errors import StatusError
 from .metrics import PollerMetrics
 
@@ -112,19 +114,6 @@ def mapping_status(report: PollerReport, live: Mapping[str, Any], *, now: dateti
     if report.last_batch_at is not None:
         status["lastBatchAt"] = rfc3339(report.last_batch_at)
     return status
-
-
-def status_differs(live: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-    """Whether writing `status` changes anything but the condition's transition time."""
-
-    def comparable(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: comparable(v) for k, v in value.items() if k != "lastTransitionTime"}
-        if isinstance(value, list):
-            return [comparable(v) for v in value]
-        return value
-
-    return any(comparable(live.get(key)) != comparable(value) for key, value in status.items())
 
 
 class StatusStore(Protocol):
