@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import dataclasses
 import heapq
 import itertools
@@ -27,6 +26,10 @@ import urllib.parse
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from kfaas import aiokit
+from kfaas.aiokit import stop_tasks as stop_tasks
+from kfaas.aiokit import wait_event as wait_event
 
 
 class QueueError(Exception):
@@ -356,52 +359,19 @@ class OffsetTracker:
 # -- Background loops of the durable queues -----------------------------------------------------
 
 
-async def wait_event(event: asyncio.Event, seconds: float) -> bool:
-    """Wait until ``event`` is set or ``seconds`` pass; True if it was set.
-
-    ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` can swallow a
-    cancellation that arrives as the event is set, and the loop it runs in would never stop.
-    """
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    return event.is_set()
-
-
-_RESTART_SECONDS = 1.0
+# A queue's loop (mover, heartbeat, fetcher, dispatcher) that keeps failing restarts once a second.
+LOOP_RESTART = aiokit.Backoff(first=1.0, most=1.0)
 
 
 def guarded_task(
     name: str, loop: Callable[[], Coroutine[Any, Any, None]], log: logging.Logger
 ) -> asyncio.Task[None]:
-    """Run ``loop`` as a named task that is logged and restarted if it ever dies.
+    """A queue's loop under ``aiokit``'s guard: logged and restarted if it ever dies (STYLE 10).
 
-    The queues' movers, heartbeats and fetchers must never stall silently (STYLE 10); a loop that
-    keeps failing is restarted at most once a second.
+    A loop returns only when its queue is closing. Kept for the queue modules' calls until they
+    call ``aiokit.guarded_task(name, loop, log=log, restart=LOOP_RESTART)`` themselves.
     """
-
-    async def supervise() -> None:
-        while True:
-            try:
-                await loop()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s died; restarting it in %.0f s", name, _RESTART_SECONDS)
-            else:
-                return  # a loop returns only when its queue is closing
-            await asyncio.sleep(_RESTART_SECONDS)
-
-    return asyncio.create_task(supervise(), name=name)
-
-
-async def stop_tasks(tasks: list[asyncio.Task[None]], grace_seconds: float = 5.0) -> None:
-    """Let loops that saw their closing flag return, then cancel whatever is left."""
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    return aiokit.guarded_task(name, loop, log=log, restart=LOOP_RESTART)
 
 
 def make_queue(

@@ -17,11 +17,12 @@ import time
 import uuid
 from typing import Any, Literal, Protocol
 
+from kfaas import aiokit
 from kfaas.events import invocation_record
 from kfaas.manifests import Function
 from kfaas.retries import next_async_step
 
-from .asyncq import AsyncEvent, AsyncQueue, Delivery, guarded_task
+from .asyncq import LOOP_RESTART, AsyncEvent, AsyncQueue, Delivery
 from .errors import ApiError, ResourceNotFound, TooManyRequests
 from .invoker import InvokeOptions, Invoker, InvokeResult
 
@@ -71,7 +72,9 @@ class Dispatcher:
 
     def start(self) -> None:
         self._tasks = [
-            guarded_task(f"kfaas-async-dispatcher-{index}", self._run, log)
+            aiokit.guarded_task(
+                f"kfaas-async-dispatcher-{index}", self._run, log=log, restart=LOOP_RESTART
+            )
             for index in range(self.concurrency)
         ]
 
@@ -82,23 +85,17 @@ class Dispatcher:
         delivers it again (to another replica, or to this one after a restart).
         """
         self._stopping = True
+        busy = [task for task in self._tasks if task in self._busy]
         for task in self._tasks:
             if task not in self._busy:
                 task.cancel()
-        busy = [task for task in self._tasks if task in self._busy]
         if busy:
             await asyncio.wait(busy, timeout=drain_seconds)
-        for task in self._tasks:
-            task.cancel()
-        _, stuck = (
-            await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
-            if self._tasks
-            else (set(), set())
+        # A task still running after STOP_GRACE_SECONDS swallowed its cancellation (a client
+        # library can): it is logged, and the queue's close ends it.
+        await aiokit.stop_tasks(
+            self._tasks, grace_seconds=0, cancelled_seconds=STOP_GRACE_SECONDS, log=log
         )
-        for task in stuck:
-            # A client library swallowed the cancellation; the queue's close ends the task.
-            log.warning("dispatcher task %s did not stop when cancelled", task.get_name())
-            task.add_done_callback(_retrieve)
         self._tasks.clear()
 
     async def _run(self) -> None:
@@ -239,11 +236,6 @@ class Dispatcher:
                 destination,
                 exc,
             )
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def _json_or_text(payload: bytes) -> Any:
