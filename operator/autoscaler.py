@@ -21,14 +21,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kfaas import runtimes
+from kfaas.api_objects import from_api_object
 from kfaas.demand import DEMAND_LABEL, DEMAND_LABEL_VALUE, total_demand
 from kfaas.kube_clients import Informer, KubeClient, KubeError, running
-from kfaas.manifests import ManifestError
+from kfaas.manifests import Function, ManifestError
 from kfaas.scaling import ScalingPolicy, ScalingState, desired_instances, record
 
 from . import names
 from .metrics import OperatorMetrics
-from .resources.function import make_replicas, parse_function
+from .resources.function import make_replicas
 
 log = logging.getLogger("kfaas.operator.autoscaler")
 
@@ -117,7 +118,7 @@ class Autoscaler:
 
     async def _scale(self, key: str, body: Body, concurrency: int, now: float) -> None:
         try:
-            function = parse_function(body)
+            function = from_api_object(body, Function)
         except ManifestError:
             return
         template = function.spec.pod_template

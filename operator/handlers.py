@@ -19,15 +19,18 @@ from typing import Any
 
 import kopf
 
+from kfaas.api_objects import from_api_object
 from kfaas.kube_clients import KubeClient, KubeError
-from kfaas.manifests import API_GROUP, ManifestError
+from kfaas.manifests import API_GROUP, Function, ManifestError
 
 from . import names
+from .applier import Applier
 from .conditions import rolled_out
 from .config import OperatorConfig
 from .metrics import OperatorMetrics
-from .reconcile import Result, prune_code, reconcile_function, reconcile_mapping, write_status
-from .resources.function import parse_function
+from .reconcile import prune_code, reconcile_function, reconcile_mapping
+from .status import Result
+from .status_writes import write_status
 
 log = logging.getLogger("kfaas.operator")
 
@@ -132,7 +135,7 @@ def register(
                 found = await client.find(f"{API_GROUP}/{VERSION}", "functions", namespace, name)
                 if found is not None:
                     with contextlib.suppress(ManifestError):
-                        await prune_code(client, parse_function(found))
+                        await prune_code(Applier(client), from_api_object(found, Function))
         except KubeError as exc:
             # The next Deployment event or the owner's own handler brings the status up to date.
             log.warning("cannot refresh the status of %s %s/%s: %s", kind, namespace, name, exc)

@@ -1,17 +1,33 @@
-"""What the operator (and the pollers) write under ``status``, as models the CRD schemas come from.
+"""What the operator (and the pollers) write under ``status``: its models, and how it is computed.
 
 The spec models live in ``kfaas.manifests`` because `kfaas dev` reads them too; the status is a
-cluster-only matter, so its shape is defined here, next to the code that writes it. ``crdgen``
+cluster-only matter, so its shape is defined here, next to the code that computes it. ``crdgen``
 renders both into the CRDs' openAPIV3Schema, so the status the API server stores is checked the
-same way the spec is.
+same way the spec is. ``function_status`` and ``mapping_status`` compute the body the operator
+writes from a reconcile pass's ``Result`` and the live Deployment: pure functions (the clock
+comes in as ``now``), kept out of the reconciler by the import-linter purity contract.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from . import names
+from .conditions import (
+    Outcome,
+    instances_outcome,
+    merge_conditions,
+    poller_outcome,
+    ready,
+    rolled_out,
+)
+
+Body = dict[str, Any]
 
 
 class _Status(BaseModel):
@@ -52,3 +68,113 @@ class MappingStatus(_Status):
     lag: int | None = None
     last_processing_result: str | None = None
     last_batch_at: str | None = None
+
+
+# -- The status body: what a reconcile pass and the Deployment say, merged (pure) --------------
+
+
+@dataclass
+class Result:
+    """What a reconcile pass found: step outcomes, status fields, failures to report as Events."""
+
+    outcomes: list[Outcome]
+    generation: int | None
+    extra: Body = field(default_factory=dict)
+    # The objects this pass wrote ("Deployment/x-fn"): none when everything was already right.
+    written: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.status == "False"]
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _running_code(deployment: Body | None) -> str | None:
+    """The code digest the pods run: the template's, once the rollout is complete."""
+    if deployment is None or not rolled_out(deployment):
+        return None
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    value = annotations.get(names.CODE_SHA256_ANNOTATION)
+    return str(value) if value else None
+
+
+def _counts(deployment: Body | None) -> Body:
+    if deployment is None:
+        return {}
+    return {
+        "instances": int(deployment.get("spec", {}).get("replicas", 0)),
+        "readyInstances": int(deployment.get("status", {}).get("readyReplicas", 0)),
+    }
+
+
+def _steps(owner: Body, result: Result | None, own: str) -> list[Outcome]:
+    """The step outcomes: the stored ones, overridden by a fresh reconcile pass."""
+    conditions = (owner.get("status") or {}).get("conditions") or []
+    steps = {
+        c["type"]: Outcome(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
+        for c in conditions
+        if c.get("type") not in ("Ready", own)
+    }
+    for outcome in result.outcomes if result else []:
+        steps[outcome.type] = outcome
+    return list(steps.values())
+
+
+def _status(
+    owner: Body,
+    result: Result | None,
+    watched: Outcome,
+    ready_message: str,
+    extra: Body,
+    now: str,
+) -> Body:
+    steps = _steps(owner, result, watched.type)
+    summary = ready([*steps, watched], ready_message)
+    live = owner.get("status") or {}
+    generation = result.generation if result else live.get("observedGeneration")
+    status: Body = {
+        "conditions": merge_conditions(
+            live.get("conditions") or [],
+            [summary, *steps, watched],
+            generation=generation,
+            now=now,
+        ),
+    }
+    if result is not None:
+        status["observedGeneration"] = result.generation
+        status.update(result.extra)
+    status.update({key: value for key, value in extra.items() if value is not None})
+    return status
+
+
+def function_status(
+    owner: Body, result: Result | None, deployment: Body | None, *, now: str
+) -> Body:
+    """A Function's status from its last reconcile pass (if any) and its runtime Deployment."""
+    watched = instances_outcome(deployment, owner["metadata"]["name"])
+    extra = {"codeSha256": _running_code(deployment), **_counts(deployment)}
+    return _status(owner, result, watched, "the function can be invoked", extra, now)
+
+
+def mapping_status(
+    owner: Body, result: Result | None, deployment: Body | None, *, now: str
+) -> Body:
+    """A mapping's status from its last reconcile pass (if any) and its poller Deployment."""
+    enabled = bool((owner.get("spec") or {}).get("enabled", True))
+    watched = poller_outcome(deployment, owner["metadata"]["name"], enabled)
+    steps = _steps(owner, result, watched.type)
+    extra = {"state": mapping_state([*steps, watched], enabled)}
+    return _status(owner, result, watched, "pollers are running", extra, now)
+
+
+def mapping_state(outcomes: list[Outcome], enabled: bool) -> str:
+    if any(o.status == "False" for o in outcomes):
+        return "Failed"
+    if not enabled:
+        return "Disabled"
+    if any(o.status == "Unknown" for o in outcomes):
+        return "Creating"
+    return "Enabled"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Any
 
 from kfaas import runtimes, runtimetoken
 from kfaas.code import code_digest, config_map_files, files_digest
@@ -431,16 +430,3 @@ def function_url(function: Function, config: OperatorConfig) -> str:
     if function.spec.http.enabled:
         return f"{base}/fn/{meta.namespace}/{meta.name}"
     return f"{base}/2015-03-31/functions/{meta.namespace}%2F{meta.name}/invocations"
-
-
-def parse_function(body: dict[str, Any]) -> Function:
-    """A Function read from the API as the shared model (raises ManifestError if invalid)."""
-    doc = {
-        "apiVersion": body.get("apiVersion", "kfaas.dev/v1alpha1"),
-        "kind": "Function",
-        "metadata": body["metadata"],
-        "spec": body.get("spec", {}),
-    }
-    manifest = parse_manifest(doc, source=f"Function {body['metadata'].get('name')}")
-    assert isinstance(manifest, Function)
-    return manifest

@@ -10,9 +10,8 @@ nothing else.
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from kfaas.manifests import API_GROUP, EventSourceMapping, parse_manifest
+from kfaas.manifests import API_GROUP, EventSourceMapping
 
 from .. import names
 from ..config import OperatorConfig
@@ -165,15 +164,3 @@ def make_poller_role_binding(mapping: EventSourceMapping, uid: str) -> Body:
             ],
         }
     )
-
-
-def parse_mapping(body: dict[str, Any]) -> EventSourceMapping:
-    doc = {
-        "apiVersion": body.get("apiVersion", "kfaas.dev/v1alpha1"),
-        "kind": "EventSourceMapping",
-        "metadata": body["metadata"],
-        "spec": body.get("spec", {}),
-    }
-    manifest = parse_manifest(doc, source=f"EventSourceMapping {body['metadata'].get('name')}")
-    assert isinstance(manifest, EventSourceMapping)
-    return manifest

@@ -1,0 +1,63 @@
+"""Writing an owner's status: computed from fresh reads, sent with the owner's resourceVersion.
+
+Both the owner's handler (after a reconcile pass) and the Deployment watcher write a Function's or
+a mapping's status. Each write is computed (``operator/status.py``) from the owner and its
+Deployment as they are now and carries the owner's resourceVersion, retried on a conflict, so the
+last write always rests on the latest state: no lost condition, no stale count. A write that
+would change nothing but transition times is skipped (``kfaas.api_objects.status_differs``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kfaas.api_objects import status_differs
+from kfaas.kube_clients import KubeClient, KubeError
+
+from . import names
+from .status import Result, function_status, mapping_status, rfc3339
+
+Body = dict[str, Any]
+
+FUNCTIONS = ("kfaas.dev/v1alpha1", "functions")
+MAPPINGS = ("kfaas.dev/v1alpha1", "eventsourcemappings")
+
+
+async def write_status(
+    client: KubeClient,
+    kind: str,
+    namespace: str,
+    name: str,
+    result: Result | None,
+    *,
+    attempts: int = 5,
+) -> Body | None:
+    """Write the owner's status from fresh reads; returns its Deployment as read.
+
+    None when the owner is gone, or when every attempt met someone else's newer write.
+    """
+    api_version, plural = FUNCTIONS if kind == "Function" else MAPPINGS
+    workload = names.function_workload(name) if kind == "Function" else names.poller(name)
+    builder = function_status if kind == "Function" else mapping_status
+    for _ in range(attempts):
+        owner = await client.find(api_version, plural, namespace, name)
+        if owner is None:
+            return None
+        deployment = await client.find("apps/v1", "deployments", namespace, workload)
+        now = rfc3339(datetime.datetime.now(datetime.UTC))
+        status = builder(owner, result, deployment, now=now)
+        if not status_differs(owner.get("status") or {}, status):
+            return deployment
+        version = owner["metadata"]["resourceVersion"]
+        try:
+            await client.patch(
+                api_version, plural, namespace, name,
+                {"metadata": {"resourceVersion": version}, "status": status},
+                subresource="status",
+            )  # fmt: skip
+            return deployment
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+    return None
