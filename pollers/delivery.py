@@ -27,6 +27,8 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Link
 
+from kfaas.brokers.errors import DestinationError
+
 from .batches import (
     BatchResponse,
     Condition,
@@ -37,7 +39,6 @@ from .batches import (
     next_step,
     read_batch_response,
 )
-from .errors import DestinationError
 from .metrics import PollerMetrics
 from .records import StreamRecord, failure_record
 

@@ -18,8 +18,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from kfaas.brokers.kafka_clients import KafkaProducer
-from kfaas.brokers.redis_streams import RedisStreams
+from kfaas.brokers.destinations import DestinationSender
+from kfaas.brokers.policies import BLOCKING_READS
 
 from .records import StreamRecord
 from .sqs_events import entry_body
@@ -82,23 +82,27 @@ class Destination(Protocol):
 
 class KafkaTopicDestination:
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
         self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers)
+        # One attempt per send: the mapping keeps the records and retries on its own schedule.
+        self.sender = DestinationSender(redis_policy=BLOCKING_READS)
 
     async def send(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> None:
-        await self.producer.send(self.topic, as_kafka_messages(records, failure))
+        messages = as_kafka_messages(records, failure)
+        await self.sender.to_topic(self.bootstrap_servers, self.topic, messages)
 
     async def close(self) -> None:
-        await self.producer.stop()
+        await self.sender.close()
 
 
 class RedisStreamDestination:
     def __init__(self, url: str, stream: str) -> None:
+        self.url = url
         self.stream = stream
-        self.client = RedisStreams(url)
+        self.sender = DestinationSender(redis_policy=BLOCKING_READS)
 
     async def send(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> None:
-        await self.client.add(self.stream, as_stream_entries(records, failure))
+        await self.sender.to_stream(self.url, self.stream, as_stream_entries(records, failure))
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.sender.close()

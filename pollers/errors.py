@@ -1,7 +1,9 @@
-"""The pollers' own error vocabulary: client errors are translated into these at the boundary.
+"""The pollers' own errors, beside the broker vocabulary they share with the gateway.
 
-Only `*_clients` modules know aiokafka's and redis-py's exceptions; everything above them handles
-these few, each saying what the poller should do next.
+Kafka and Redis failures arrive as `kfaas.brokers.errors` exceptions (ADR 019): a `BrokerError`
+from the source means reconnect and retry, a `DestinationError` means the on-failure destination
+did not take the records (they are kept and the send retried). The errors here say what else the
+poller should do next.
 """
 
 from __future__ import annotations
@@ -13,18 +15,6 @@ class PollerError(Exception):
 
 class MappingError(PollerError):
     """The mapping cannot run as written (bad filter, missing settings); the poller exits."""
-
-
-class SourceError(PollerError):
-    """Kafka or Redis could not be read from or committed to; the poller reconnects and retries."""
-
-
-class CommitError(SourceError):
-    """An offset commit was refused (e.g. the partition moved to another consumer)."""
-
-
-class DestinationError(PollerError):
-    """The on-failure destination did not take the records; they are kept and the send retried."""
 
 
 class StatusError(PollerError):

@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kfaas.brokers.errors import BrokerError, DestinationError
 from kfaas.brokers.kafka_clients import KafkaConsumer, KafkaMessage, Partition
+from kfaas.brokers.policies import poller_consumer
 
 from .batches import BatchLimits, read_retry_note, retry_note, should_flush, take_batch
 from .delivery import BatchDelivery, DeliveryConfig, Invoke, Position
 from .destinations import Destination
-from .errors import CommitError, DestinationError, SourceError
 from .filters import RecordFilter
 from .kafka_events import encode_kafka_event, kafka_stream_record
 from .metrics import PollerMetrics
@@ -122,7 +123,7 @@ class _Lane:
         try:
             await self.poller.consumer.commit(self.partition, next_offset, metadata)
             self.committed = next_offset
-        except CommitError as exc:
+        except BrokerError as exc:
             # The next commit covers this one; a crash before it only means redelivery.
             self.poller.metrics.source_errors.labels(*self.poller.metrics.labels).inc()
             log.warning("commit failed (records may be delivered again): %s", exc)
@@ -206,9 +207,9 @@ class KafkaPoller:
         self.backlog_limit = max(2 * settings.limits.batch_size, 500)
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
-            topic=settings.topic,
+            topics=[settings.topic],
             group_id=settings.group_id,
-            from_beginning=settings.from_beginning,
+            policy=poller_consumer(from_beginning=settings.from_beginning),
             client_id=settings.client_id,
             max_records=max(settings.limits.batch_size, 500),
             on_assigned=self._assigned,
@@ -219,7 +220,7 @@ class KafkaPoller:
         return self.filter.matches(record.filter_data)
 
     async def run(self) -> None:
-        """Consume until cancelled; a SourceError leaves (the supervisor starts a new member)."""
+        """Consume until cancelled; a BrokerError leaves (the supervisor starts a new member)."""
         await self.consumer.start()
         loop = asyncio.get_running_loop()
         next_lag = loop.time()
@@ -287,7 +288,7 @@ class KafkaPoller:
         """Take over the retry count a previous owner committed with the checkpoint."""
         try:
             committed, metadata = await self.consumer.committed(partition)
-        except SourceError as exc:
+        except BrokerError as exc:
             log.warning("cannot read the checkpoint of %s: %s", partition, exc)
             return
         attempts = read_retry_note(metadata, committed)

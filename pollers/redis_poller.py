@@ -146,7 +146,7 @@ class RedisPoller:
         return self.filter.matches(record.filter_data)
 
     async def run(self) -> None:
-        """Consume until cancelled; a SourceError leaves (the supervisor reconnects).
+        """Consume until cancelled; a BrokerError leaves (the supervisor reconnects).
 
         One batch is read ahead while the previous one is delivered, so reading and encoding
         overlap the invocation; batches are still delivered one at a time, in order.
@@ -209,7 +209,7 @@ class RedisPoller:
         cursor = "0-0"
         idle_ms = int(s.claim_idle_seconds * 1000)
         while True:
-            cursor, entries = await self.client.autoclaim(
+            claimed = await self.client.autoclaim(
                 s.stream,
                 s.group,
                 s.consumer,
@@ -217,6 +217,7 @@ class RedisPoller:
                 start=cursor,
                 count=s.limits.batch_size,
             )
+            cursor, entries = claimed.cursor, claimed.entries
             if entries:
                 log.warning("reclaimed %d entries left pending by another consumer", len(entries))
                 await ready.put(await self._records(entries, redelivered=True))

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from kfaas.brokers.destinations import platform_kafka, platform_redis
+from kfaas.brokers.errors import BrokerError, DestinationError
 from kfaas.brokers.kafka_clients import topic_partition_count
 from kfaas.config import Settings
 from kfaas.manifests import EventSourceMapping
@@ -25,7 +27,7 @@ from kfaas.manifests import EventSourceMapping
 from .batches import BatchLimits, RetryPolicy, effective_parallelism
 from .delivery import DeliveryConfig, Position
 from .destinations import Destination, KafkaTopicDestination, RedisStreamDestination
-from .errors import MappingError, SourceError
+from .errors import MappingError
 from .filters import FilterPatternError, compile_filters
 from .invoking import Authorization, GatewayInvoker
 from .kafka_poller import KafkaMappingState, KafkaPoller, KafkaSettings
@@ -53,7 +55,7 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
             log.error("%s stopped on its own; restarting", name)
         except MappingError:
             raise
-        except SourceError as exc:
+        except BrokerError as exc:
             log.warning("%s lost its source; reconnecting: %s", name, exc)
         except Exception:
             log.exception("%s failed; restarting", name)
@@ -138,25 +140,23 @@ class MappingRunner:
         target = config.on_failure if config else None
         if target is None:
             return None
+        # A destination without a server of its own uses the source's, when the source is of the
+        # same kind, and the platform's otherwise.
         source = self.mapping.spec
-        if target.kafka is not None:
-            servers = target.kafka.bootstrap_servers or (
-                source.kafka.bootstrap_servers if source.kafka else self.kafka_default
-            )
-            if not servers:
-                raise MappingError(
-                    f"{self.mapping.key}: destinationConfig.onFailure.kafka needs bootstrapServers "
-                    "(the source is Redis and KFAAS_KAFKA_BOOTSTRAP_SERVERS is not set)"
+        what = f"{self.mapping.key}: destinationConfig.onFailure"
+        try:
+            if target.kafka is not None:
+                named = target.kafka.bootstrap_servers or (
+                    source.kafka.bootstrap_servers if source.kafka else None
                 )
-            return KafkaTopicDestination(servers, target.kafka.topic)
-        assert target.redis is not None
-        url = target.redis.url or (source.redis.url if source.redis else self.redis_default)
-        if not url:
-            raise MappingError(
-                f"{self.mapping.key}: destinationConfig.onFailure.redis needs a url "
-                "(the source is Kafka and KFAAS_REDIS_URL is not set)"
-            )
-        return RedisStreamDestination(url, target.redis.stream)
+                servers = platform_kafka(named, self.kafka_default, what=f"{what}.kafka")
+                return KafkaTopicDestination(servers, target.kafka.topic)
+            assert target.redis is not None
+            named = target.redis.url or (source.redis.url if source.redis else None)
+            url = platform_redis(named, self.redis_default, what=f"{what}.redis")
+            return RedisStreamDestination(url, target.redis.stream)
+        except DestinationError as exc:
+            raise MappingError(str(exc)) from None
 
     async def run(self) -> None:
         """Run the mapping's consumers until cancelled (or a MappingError)."""
@@ -203,7 +203,7 @@ class MappingRunner:
         while True:
             try:
                 return await topic_partition_count(kafka.bootstrap_servers, kafka.topic)
-            except SourceError as exc:
+            except BrokerError as exc:
                 log.warning("cannot read partitions of %s yet: %s", kafka.topic, exc)
                 self.metrics.activity.source_failed(str(exc))
                 await asyncio.sleep(RESTART_FIRST_SECONDS)
@@ -262,7 +262,7 @@ class MappingRunner:
     async def _reporting_source_errors(self, run: Awaitable[None]) -> None:
         try:
             await run
-        except SourceError as exc:
+        except BrokerError as exc:
             self.metrics.activity.source_failed(str(exc))
             raise
 

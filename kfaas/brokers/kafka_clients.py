@@ -1,23 +1,25 @@
-"""The Kafka consumer and producer the pollers use, with aiokafka's errors translated.
+"""The Kafka clients kfaas uses — a consumer-group member, a producer, topic set-up.
 
-The only module of the pollers that imports aiokafka. Partitions are `(topic, partition)` tuples
-and messages plain dataclasses, so the poller above needs none of aiokafka's types; every aiokafka
-error becomes a `SourceError`, `CommitError` or (when producing to an on-failure topic)
-`DestinationError`.
+Partitions are ``(topic, partition)`` tuples and records plain dataclasses, so the gateway's async
+queue and the pollers above need none of aiokafka's types; every aiokafka error leaves as a
+``kfaas.brokers.errors`` exception. The one rebalance adapter hands partitions assigned and revoked
+to the member's owner as such tuples.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from kfaas.pollers.errors import CommitError, DestinationError, SourceError
+from .errors import kafka_errors
+from .policies import ConsumerPolicy, open_consumer, open_producer
 
 Partition = tuple[str, int]
 PartitionsCallback = Callable[[list[Partition]], Awaitable[None]]
@@ -35,19 +37,11 @@ class KafkaMessage:
     headers: tuple[tuple[str, bytes], ...]
 
 
-@contextmanager
-def _translated(what: str, error: type[Exception] = SourceError) -> Iterator[None]:
-    try:
-        yield
-    except (KafkaError, IllegalStateError, OSError) as exc:
-        raise error(f"kafka: {what}: {exc!r}") from exc
-
-
 def _partitions(tps: Any) -> list[Partition]:
     return sorted((tp.topic, tp.partition) for tp in tps)
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, assigned: PartitionsCallback, revoked: PartitionsCallback) -> None:
         self.assigned = assigned
         self.revoked = revoked
@@ -60,51 +54,38 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaConsumer:
-    """A consumer-group member that commits only what it is told to."""
+    """A consumer-group member of ``topics`` that commits only what it is told to."""
 
     def __init__(
         self,
         *,
         bootstrap_servers: str,
-        topic: str,
+        topics: Sequence[str],
         group_id: str,
-        from_beginning: bool,
-        client_id: str,
-        max_records: int,
+        policy: ConsumerPolicy,
         on_assigned: PartitionsCallback,
         on_revoked: PartitionsCallback,
+        client_id: str | None = None,
+        max_records: int | None = None,
     ) -> None:
-        self.topic = topic
+        self.topics = list(topics)
         self.max_records = max_records
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-            # Lambda's poller fetches up to 6 MB; the per-partition default (1 MB) is the bottleneck
-            # for big batches.
-            max_partition_fetch_bytes=6 * 1024 * 1024,
-            fetch_max_bytes=50 * 1024 * 1024,
-            # Batches may retry for a long time; processing happens outside poll, so the only
-            # limit that matters is the heartbeat's session timeout.
-            max_poll_interval_ms=24 * 3600 * 1000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
-        )
-        self._listener = _Listener(on_assigned, on_revoked)
+        self._consumer = open_consumer(bootstrap_servers, group_id, policy, client_id=client_id)
+        self._listener = _Rebalance(on_assigned, on_revoked)
 
     async def start(self) -> None:
-        with _translated("starting the consumer"):
-            self._consumer.subscribe([self.topic], listener=self._listener)
+        with kafka_errors("starting the consumer"):
+            self._consumer.subscribe(self.topics, listener=self._listener)
             await self._consumer.start()
 
     async def stop(self) -> None:
-        with _translated("stopping the consumer"):
+        """Leave the group, which hands our partitions over at once, not after a timeout."""
+        with kafka_errors("stopping the consumer"):
             await self._consumer.stop()
 
     async def fetch(self, timeout_ms: int) -> list[KafkaMessage]:
-        with _translated("fetching"):
+        """Records fetched within ``timeout_ms``, in offset order within each partition."""
+        with kafka_errors("fetching"):
             batches = await self._consumer.getmany(
                 timeout_ms=timeout_ms, max_records=self.max_records
             )
@@ -124,22 +105,24 @@ class KafkaConsumer:
         ]
 
     async def commit(self, partition: Partition, next_offset: int, metadata: str = "") -> None:
-        """Commit `next_offset` (the offset of the next record to read) for one partition."""
-        try:
-            await self._consumer.commit({TopicPartition(*partition): (next_offset, metadata)})
-        except (CommitFailedError, IllegalStateError) as exc:
-            raise CommitError(f"kafka: commit refused for {partition}: {exc!r}") from exc
-        except (KafkaError, OSError) as exc:
-            raise CommitError(f"kafka: commit failed for {partition}: {exc!r}") from exc
+        """Commit ``next_offset`` (the offset of the next record to read) for one partition."""
+        await self.commit_offsets({partition: (next_offset, metadata)})
+
+    async def commit_offsets(self, offsets: Mapping[Partition, int | tuple[int, str]]) -> None:
+        """Commit next offsets (with metadata, optionally) of several partitions at once."""
+        with kafka_errors(f"committing {sorted(offsets)}"):
+            await self._consumer.commit(
+                {TopicPartition(*partition): point for partition, point in offsets.items()}
+            )
 
     def assignment(self) -> list[Partition]:
         return _partitions(self._consumer.assignment())
 
-    def pause(self, partition: Partition) -> None:
-        self._consumer.pause(TopicPartition(*partition))
+    def pause(self, *partitions: Partition) -> None:
+        self._consumer.pause(*(TopicPartition(*p) for p in partitions))
 
-    def resume(self, partition: Partition) -> None:
-        self._consumer.resume(TopicPartition(*partition))
+    def resume(self, *partitions: Partition) -> None:
+        self._consumer.resume(*(TopicPartition(*p) for p in partitions))
 
     def highwater(self, partition: Partition) -> int | None:
         value: int | None = self._consumer.highwater(TopicPartition(*partition))
@@ -148,7 +131,7 @@ class KafkaConsumer:
     async def committed(self, partition: Partition) -> tuple[int | None, str]:
         """The group's committed offset for a partition and the metadata committed with it."""
         tp = TopicPartition(*partition)
-        with _translated("reading committed offsets"):
+        with kafka_errors("reading committed offsets"):
             # The public committed() drops the metadata; the coordinator's answer keeps it.
             found = await self._consumer._coordinator.fetch_committed_offsets([tp])
         if tp not in found or found[tp].offset < 0:
@@ -159,7 +142,7 @@ class KafkaConsumer:
 async def topic_partition_count(bootstrap_servers: str, topic: str) -> int | None:
     """Partitions of a topic, asked through a short-lived consumer without a group."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
-    with _translated("reading topic metadata"):
+    with kafka_errors("reading topic metadata"):
         await consumer.start()
         try:
             partitions = consumer.partitions_for_topic(topic)
@@ -171,38 +154,77 @@ async def topic_partition_count(bootstrap_servers: str, topic: str) -> int | Non
     return len(partitions) if partitions else None
 
 
-class KafkaProducer:
-    """Writes given-up records and failure records to an on-failure topic (acks=all)."""
+async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int) -> None:
+    """Create those of ``topics`` that do not exist, replicated on up to three brokers."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    with kafka_errors(f"creating topics {', '.join(topics)}"):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in topics if t not in existing]
+            if not missing:
+                return
+            cluster = await admin.describe_cluster()
+            replication = min(3, len(cluster["brokers"]))
+            new = [NewTopic(t, partitions, replication) for t in missing]
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+        finally:
+            await admin.close()
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
-        )
-        self._started = False
+
+KafkaMessageTuple = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
+
+
+class KafkaProducer:
+    """Writes records with ``acks=all``; opened on first use, so an unused one holds nothing."""
+
+    def __init__(self, bootstrap_servers: str, *, request_timeout_ms: int | None = None) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.request_timeout_ms = request_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
-    async def _ensure_started(self) -> None:
+    async def start(self) -> None:
         async with self._lock:
-            if not self._started:
-                with _translated("starting the producer", DestinationError):
-                    await self._producer.start()
-                self._started = True
+            if self._producer is not None:
+                return
+            producer = open_producer(
+                self.bootstrap_servers, request_timeout_ms=self.request_timeout_ms
+            )
+            try:
+                with kafka_errors("starting the producer"):
+                    await producer.start()
+            except BaseException:
+                # A producer cannot be started again once stopped: the next attempt opens anew.
+                with contextlib.suppress(KafkaError, OSError):
+                    await producer.stop()
+                raise
+            self._producer = producer
 
-    async def send(
-        self,
-        topic: str,
-        messages: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]],
-    ) -> None:
-        """Send (key, value, headers) messages and wait until the broker has them all."""
-        await self._ensure_started()
-        with _translated(f"producing to {topic}", DestinationError):
+    async def _started(self) -> AIOKafkaProducer:
+        await self.start()
+        assert self._producer is not None
+        return self._producer
+
+    async def send(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
+        """Write one record and wait until the broker has confirmed it."""
+        producer = await self._started()
+        with kafka_errors(f"producing to {topic}"):
+            await producer.send_and_wait(topic, value, key=key)
+
+    async def send_all(self, topic: str, messages: Sequence[KafkaMessageTuple]) -> None:
+        """Write (key, value, headers) records and wait until the broker has them all."""
+        producer = await self._started()
+        with kafka_errors(f"producing to {topic}"):
             pending = [
-                await self._producer.send(topic, value=value, key=key, headers=list(headers))
+                await producer.send(topic, value=value, key=key, headers=list(headers) or None)
                 for key, value, headers in messages
             ]
             await asyncio.gather(*pending)
 
     async def stop(self) -> None:
-        if self._started:
-            with _translated("stopping the producer", DestinationError):
-                await self._producer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with kafka_errors("stopping the producer"):
+                await producer.stop()

@@ -12,9 +12,9 @@ from typing import Any, Literal
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from kfaas.brokers.errors import DestinationError
 from kfaas.pollers.batches import RetryPolicy
 from kfaas.pollers.delivery import BatchDelivery, DeliveryConfig, InvokeAnswer, Position
-from kfaas.pollers.errors import DestinationError
 from kfaas.pollers.metrics import PollerMetrics
 from kfaas.pollers.records import StreamRecord
 

@@ -1,0 +1,169 @@
+"""Sending records to destinations: Kafka topics and Redis streams, with the platform's fallback.
+
+Both the gateway (Lambda's invocation records, ``DestinationConfig`` of a function) and the
+stream pollers (given-up records, a mapping's ``onFailure``) write to destinations. They share
+``DestinationSender``: one producer per Kafka cluster and one client per Redis server, opened on
+first use and kept; a write that fails raises ``DestinationError`` naming the destination. With
+``retry_seconds`` a sender rides out a short outage itself (the gateway's, which has nowhere to
+keep a record); without, it tries once and its caller keeps the records and retries (the pollers).
+
+A destination that names no server of its own uses the platform's Redis or Kafka — values its
+caller passes in (``KFAAS_REDIS_URL``, ``KFAAS_KAFKA_BOOTSTRAP_SERVERS`` read by the settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from kfaas.aiokit import DeadlinePassed, retry_until_deadline
+from kfaas.manifests import Destination
+
+from .errors import BrokerError, BrokerUnavailable, DestinationError
+from .kafka_clients import KafkaMessageTuple, KafkaProducer
+from .policies import BOUNDED_CALLS, RedisPolicy
+from .redis_streams import RedisStreams
+
+# The field a Redis destination's entry carries the record in: what the Redis event-source
+# poller hands handlers as the SQS record's ``body``.
+REDIS_FIELD = "body"
+
+
+def platform_kafka(named: str | None, platform: str | None, *, what: str) -> str:
+    """The Kafka cluster ``what`` writes to: the one it names, else the platform's."""
+    servers = named or platform
+    if not servers:
+        raise DestinationError(
+            f"{what} needs bootstrapServers: it names none and the platform's Kafka "
+            "(KFAAS_KAFKA_BOOTSTRAP_SERVERS) is not set"
+        )
+    return servers
+
+
+def platform_redis(named: str | None, platform: str | None, *, what: str) -> str:
+    """The Redis server ``what`` writes to: the one it names, else the platform's."""
+    url = named or platform
+    if not url:
+        raise DestinationError(
+            f"{what} needs a url: it names none and the platform's Redis (KFAAS_REDIS_URL) "
+            "is not set"
+        )
+    return url
+
+
+class DestinationSender:
+    """Writes records to Kafka topics and Redis streams on any number of clusters and servers."""
+
+    def __init__(
+        self, *, redis_policy: RedisPolicy = BOUNDED_CALLS, retry_seconds: float = 0.0
+    ) -> None:
+        self.redis_policy = redis_policy
+        self.retry_seconds = retry_seconds
+        self._producers: dict[str, KafkaProducer] = {}
+        self._redis: dict[str, RedisStreams] = {}
+
+    async def to_topic(
+        self, servers: str, topic: str, messages: Sequence[KafkaMessageTuple]
+    ) -> None:
+        """Write (key, value, headers) records to ``topic``; returns once all are stored."""
+        producer = self._producers.get(servers)
+        if producer is None:
+            producer = self._producers[servers] = KafkaProducer(servers)
+        await self._delivering(
+            f"kafka topic {topic!r} at {servers}", lambda: producer.send_all(topic, messages)
+        )
+
+    async def to_stream(
+        self, url: str, stream: str, entries: Sequence[Mapping[str, str | bytes]]
+    ) -> None:
+        """Add entries to ``stream`` (several in one MULTI/EXEC); returns once all are stored."""
+        client = self._redis.get(url)
+        if client is None:
+            client = self._redis[url] = RedisStreams(url, self.redis_policy)
+
+        async def add() -> None:
+            if len(entries) == 1:
+                await client.add(stream, entries[0])
+            else:
+                await client.add_all(stream, entries)
+
+        await self._delivering(f"redis stream {stream!r} at {url}", add)
+
+    async def close(self) -> None:
+        for producer in self._producers.values():
+            with contextlib.suppress(BrokerError):
+                await producer.stop()
+        for client in self._redis.values():
+            await client.close()
+        self._producers.clear()
+        self._redis.clear()
+
+    async def _delivering(self, where: str, operation: Callable[[], Awaitable[None]]) -> None:
+        try:
+            if not self.retry_seconds:
+                await operation()
+                return
+            # The whole send is bounded too: an attempt hung inside a client ends at the deadline.
+            async with asyncio.timeout(self.retry_seconds):
+                await retry_until_deadline(
+                    operation,
+                    retry_on=(BrokerUnavailable,),
+                    within_seconds=self.retry_seconds,
+                    first_delay=0.1,
+                    max_delay=2.0,
+                    attempt_timeout=self.retry_seconds,
+                )
+        except (DeadlinePassed, TimeoutError) as exc:
+            last = exc.__cause__ or exc
+            raise DestinationError(
+                f"{where}: not delivered within {self.retry_seconds:g} s: {last}"
+            ) from last
+        except BrokerError as exc:
+            raise DestinationError(f"{where}: {exc}") from exc
+
+
+class ClientDestinations:
+    """The gateway's ``DestinationSender`` for a function's Kafka and Redis destinations.
+
+    Kafka records are keyed by the request id; a Redis entry carries the record as JSON in the
+    field ``body``. A short outage is ridden out until ``deadline_seconds``.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        kafka_bootstrap_servers: str | None = None,
+        deadline_seconds: float = 15.0,
+    ) -> None:
+        self.redis_url = redis_url
+        self.kafka_bootstrap_servers = kafka_bootstrap_servers
+        self.sender = DestinationSender(redis_policy=BOUNDED_CALLS, retry_seconds=deadline_seconds)
+
+    async def send(self, destination: Any, record: dict[str, Any]) -> None:
+        if not isinstance(destination, Destination):
+            raise DestinationError(f"not a Kafka or Redis destination: {destination!r}")
+        body = json.dumps(record).encode()
+        request_id = str(record.get("requestContext", {}).get("requestId", ""))
+        if destination.kafka is not None:
+            topic = destination.kafka.topic
+            servers = platform_kafka(
+                destination.kafka.bootstrap_servers,
+                self.kafka_bootstrap_servers,
+                what=f"kafka destination {topic!r}",
+            )
+            await self.sender.to_topic(servers, topic, [(request_id.encode() or None, body, ())])
+        elif destination.redis is not None:
+            stream = destination.redis.stream
+            url = platform_redis(
+                destination.redis.url, self.redis_url, what=f"redis destination {stream!r}"
+            )
+            await self.sender.to_stream(url, stream, [{REDIS_FIELD: body}])
+        else:
+            raise DestinationError(f"not a Kafka or Redis destination: {destination!r}")
+
+    async def close(self) -> None:
+        await self.sender.close()
