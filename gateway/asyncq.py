@@ -7,7 +7,7 @@ delay followed by ``done`` on the old delivery, never the other way round, so a 
 can only duplicate an event, not lose it (at least once, as Lambda).
 
 The in-memory queue serves ``kfaas dev`` and unit tests; the durable Redis Streams and Kafka
-queues (``redis_queue_clients``, ``kafka_queue_clients``, ADR 005) share the pure parts kept here:
+queues (``redis_queue``, ``kafka_queue``, ADR 005) share the pure parts kept here:
 the wire encoding of an event, the queue URL, and which Kafka offsets are safe to commit.
 """
 
@@ -388,11 +388,11 @@ def make_queue(
     """
     spec = parse_queue_url(raw)
     if spec.kind == "redis":
-        from .redis_queue_clients import RedisQueue
+        from .redis_queue import RedisQueue
 
         return RedisQueue(spec, redelivery_seconds=redelivery_seconds)
     if spec.kind == "kafka":
-        from .kafka_queue_clients import KafkaQueue
+        from .kafka_queue import KafkaQueue
 
         return KafkaQueue(spec, redelivery_seconds=redelivery_seconds)
     return MemoryQueue(max_events=max_events, max_bytes=max_bytes)
