@@ -1,13 +1,18 @@
-"""The operator's configuration: what it puts into every function pod and poller it creates.
+"""The operator's settings: what it puts into every pod it creates, and how the process runs.
 
-Read once from ``KFAAS_*`` variables (the chart sets them) so the builders stay pure functions of
-(manifest, config).
+``OperatorConfig`` is what every function pod and poller gets; ``OperatorOptions`` is how the
+process itself runs (namespace, peering, identity, probes). Both are read once, from ``KFAAS_*``
+variables (the chart sets them) and flags, at the entry point, and passed down: the builders stay
+pure functions of (manifest, config), and no other operator module reads the environment. A bad
+value raises ValueError naming the variable and the expected form (``kfaas operator`` exits 2).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import random
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -119,6 +124,54 @@ class OperatorConfig:
             allow_service_account_token=_flag(environ, "KFAAS_ALLOW_SERVICE_ACCOUNT_TOKEN", False),
             egress=EgressConfig.from_env(environ),
         )
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespace: str | None = None  # None: every namespace
+    peering_name: str = "kfaas"
+    identity: str = ""
+    priority: int = 0
+    kubeconfig: str | None = None
+    # Kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz (the chart's probe).
+    health_address: str | None = None
+    # Where /metrics is served (all interfaces); None: not served.
+    metrics_port: int | None = None
+    # No peering at all: this process reconciles and scales alone (``--standalone``).
+    standalone: bool = False
+
+    @classmethod
+    def from_env(
+        cls,
+        namespace: str | None,
+        kubeconfig: str | None = None,
+        *,
+        standalone: bool = False,
+        environ: Mapping[str, str] = os.environ,
+    ) -> OperatorOptions:
+        identity = environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        raw = environ.get("KFAAS_OPERATOR_PRIORITY", "").strip()
+        if raw and not raw.lstrip("-").isdigit():
+            raise ValueError(f"KFAAS_OPERATOR_PRIORITY={raw!r} must be an integer")
+        priority = int(raw) if raw else random.randint(1, 2**31 - 1)
+        return cls(
+            namespace=namespace,
+            peering_name=environ.get("KFAAS_PEERING_NAME", "kfaas"),
+            identity=identity,
+            priority=priority,
+            kubeconfig=kubeconfig,
+            health_address=environ.get("KFAAS_OPERATOR_HEALTH_ADDRESS") or None,
+            metrics_port=_port(environ.get("KFAAS_OPERATOR_METRICS_PORT")),
+            standalone=standalone,
+        )
+
+
+def _port(raw: str | None) -> int | None:
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"KFAAS_OPERATOR_METRICS_PORT={raw!r} must be a port number")
+    return int(raw)
 
 
 def _labels(text: str, variable: str = "KFAAS_GATEWAY_POD_LABELS") -> tuple[tuple[str, str], ...]:

@@ -2,8 +2,11 @@
 
 Replicas find each other through Kopf peering: each starts with a distinct priority (random unless
 ``KFAAS_OPERATOR_PRIORITY`` is set), Kopf pauses all but the highest, and the autoscaler follows
-the same decision (``peering.is_active``). The three loops are guarded: if the autoscaler or the
-peering watch dies, the process exits non-zero and Kubernetes restarts it; nothing stalls silently.
+the same decision (``peering.is_active``). The peering object must exist: without it Kopf would
+pause every replica for good, so the operator refuses to start (``PeeringMissing``, exit 2) and
+says what to create, unless it runs ``--standalone`` (no peering: it alone reconciles and scales).
+The three loops are guarded (``kfaas.aiokit``): if the autoscaler or the peering watch dies, the
+process exits non-zero and Kubernetes restarts it; nothing stalls silently.
 """
 
 from __future__ import annotations
@@ -11,60 +14,27 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import os
-import random
-import socket
-from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
 from aiohttp import web
 
+from kfaas import aiokit
 from kfaas.kube_clients import Credentials, KubeClient, KubeError
 
 from . import handlers, names
 from .autoscaler import Autoscaler
-from .config import OperatorConfig
+from .config import OperatorConfig, OperatorOptions
 from .metrics import OperatorMetrics
-from .peering import CLUSTER_PEERING, NAMESPACED_PEERING, is_active
+from .peering import is_active, missing_peering, peering_resource
+
+__all__ = ["OperatorOptions", "PeeringMissing", "PeeringWatch", "run_operator"]
 
 log = logging.getLogger("kfaas.operator")
 
 
-@dataclass(frozen=True)
-class OperatorOptions:
-    namespace: str | None = None  # None: every namespace
-    peering_name: str = "kfaas"
-    identity: str = ""
-    priority: int = 0
-    kubeconfig: str | None = None
-    # Kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz (the chart's probe).
-    health_address: str | None = None
-    # Where /metrics is served (all interfaces); None: not served.
-    metrics_port: int | None = None
-
-    @classmethod
-    def from_env(cls, namespace: str | None, kubeconfig: str | None = None) -> OperatorOptions:
-        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-        raw = os.environ.get("KFAAS_OPERATOR_PRIORITY")
-        priority = int(raw) if raw else random.randint(1, 2**31 - 1)
-        return cls(
-            namespace=namespace,
-            peering_name=os.environ.get("KFAAS_PEERING_NAME", "kfaas"),
-            identity=identity,
-            priority=priority,
-            kubeconfig=kubeconfig,
-            health_address=os.environ.get("KFAAS_OPERATOR_HEALTH_ADDRESS") or None,
-            metrics_port=_port(os.environ.get("KFAAS_OPERATOR_METRICS_PORT")),
-        )
-
-
-def _port(raw: str | None) -> int | None:
-    if not raw:
-        return None
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ValueError(f"KFAAS_OPERATOR_METRICS_PORT={raw!r} must be a port number")
-    return int(raw)
+class PeeringMissing(Exception):
+    """The peering object the replicas meet in does not exist; the message says what to do."""
 
 
 class PeeringWatch:
@@ -83,9 +53,10 @@ class PeeringWatch:
         self.interval = interval
         self.active = False
         self._reported: bool | None = None
+        self._missing = False
 
     async def run(self) -> None:
-        api_version, plural = NAMESPACED_PEERING if self.options.namespace else CLUSTER_PEERING
+        api_version, plural = peering_resource(self.options.namespace)
         while True:
             try:
                 peering = await self.client.find(
@@ -94,6 +65,7 @@ class PeeringWatch:
                 peers = (peering or {}).get("status") or {}
                 now = datetime.datetime.now(datetime.UTC)
                 active = is_active(peers, self.options.identity, self.options.priority, now)
+                self._note_missing(peering is None)
             except KubeError as exc:
                 log.warning("cannot read the peering object: %s", exc)
                 active = False
@@ -104,16 +76,34 @@ class PeeringWatch:
             self.metrics.active.set(1 if active else 0)
             await asyncio.sleep(self.interval)
 
+    def _note_missing(self, missing: bool) -> None:
+        """Deleted while we run, the peering object pauses every replica: say so, once."""
+        if missing and not self._missing:
+            namespace = self.options.namespace
+            log.warning("%s", missing_peering(self.options.peering_name, namespace))
+        self._missing = missing
+
+
+async def require_peering(client: KubeClient, options: OperatorOptions) -> None:
+    """Raise ``PeeringMissing`` unless the peering object exists (or we run standalone)."""
+    if options.standalone:
+        return
+    api_version, plural = peering_resource(options.namespace)
+    found = await client.find(api_version, plural, options.namespace, options.peering_name)
+    if found is None:
+        raise PeeringMissing(missing_peering(options.peering_name, options.namespace))
+
 
 async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
+    """Run until Kopf stops (0) or a loop dies (1); raises PeeringMissing before starting."""
     # Kopf logs every handled Deployment event at INFO: keep its successes out of the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     credentials = Credentials.load(options.kubeconfig)
     async with KubeClient(credentials, field_manager=names.FIELD_MANAGER) as client:
+        await require_peering(client, options)
         metrics = OperatorMetrics()
         registry = kopf.OperatorRegistry()
         handlers.register(registry, client, config, metrics)
-        peering = PeeringWatch(client, options, metrics)
         autoscaler = Autoscaler(
             client,
             platform_namespace=config.platform_namespace,
@@ -129,24 +119,42 @@ async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
             await runner.setup()
             await web.TCPSite(runner, "0.0.0.0", options.metrics_port).start()
         namespaces = [options.namespace] if options.namespace else []
-        reactor = asyncio.create_task(
-            kopf.operator(
+        reactor = aiokit.guarded_task(
+            "kopf-reactor",
+            lambda: kopf.operator(
                 registry=registry,
                 clusterwide=options.namespace is None,
                 namespaces=namespaces,
                 identity=cast("Any", options.identity),
                 priority=options.priority,
-                peering_name=options.peering_name,
-                standalone=False,
+                # Standalone: no peering name, else Kopf makes peering mandatory and pauses.
+                peering_name=None if options.standalone else options.peering_name,
+                standalone=options.standalone,
                 liveness_endpoint=options.health_address,
             ),
-            name="kopf-reactor",
+            log=log,
         )
-        loops = [
-            reactor,
-            asyncio.create_task(peering.run(), name="peering-watch"),
-            asyncio.create_task(autoscaler.run(lambda: peering.active), name="autoscaler"),
-        ]
+        loops = [reactor]
+        peering = None if options.standalone else PeeringWatch(client, options, metrics)
+        if peering is None:
+            log.warning(
+                "running standalone (--standalone): no peering, so this process reconciles and "
+                "scales alone; a second operator on the same cluster would fight it"
+            )
+            metrics.active.set(1)
+        else:
+            loops.append(
+                aiokit.guarded_task("peering-watch", peering.run, log=log, on_return="fatal")
+            )
+
+        def active() -> bool:
+            return peering is None or peering.active
+
+        loops.append(
+            aiokit.guarded_task(
+                "autoscaler", lambda: autoscaler.run(active), log=log, on_return="fatal"
+            )
+        )
         log.info(
             "operator %s (priority %d) watching %s",
             options.identity,
@@ -154,9 +162,7 @@ async def run_operator(config: OperatorConfig, options: OperatorOptions) -> int:
             options.namespace or "all namespaces",
         )
         done, pending = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await aiokit.stop_tasks(pending, grace_seconds=0)
         if runner is not None:
             await runner.cleanup()
         for task in done:

@@ -45,3 +45,23 @@ def is_active(
         if int(info.get("priority", 0)) >= priority:
             return False
     return True
+
+
+def peering_resource(namespace: str | None) -> tuple[str, str]:
+    """(apiVersion, plural) of the peering object: namespaced for a one-namespace operator."""
+    return NAMESPACED_PEERING if namespace else CLUSTER_PEERING
+
+
+def missing_peering(name: str, namespace: str | None) -> str:
+    """What to do when the peering object is absent (Kopf would pause this replica forever)."""
+    what = (
+        f"KopfPeering {name!r} in namespace {namespace!r}"
+        if namespace
+        else (f"ClusterKopfPeering {name!r}")
+    )
+    return (
+        f"no {what}: every replica would wait in it forever. Create it (the chart does: "
+        "charts/kfaas/templates/peering.yaml, with the CRDs of charts/kfaas/crds/"
+        "kopfpeerings.kopf.dev.yaml), set KFAAS_PEERING_NAME to the one that exists, "
+        "or pass --standalone to run this process as the only operator"
+    )
