@@ -173,13 +173,20 @@ def _parser() -> argparse.ArgumentParser:
         "role)",
         description="The operator role: runs Kopf handlers for Function and EventSourceMapping "
         "and the autoscaler. Uses in-cluster credentials or $KUBECONFIG; replicas elect one "
-        "active operator through Kopf peering. Configuration: KFAAS_IMAGE, "
+        "active operator through Kopf peering, which needs the ClusterKopfPeering (KopfPeering "
+        "with --namespace) named by KFAAS_PEERING_NAME: without it the operator exits 2 "
+        "naming what to create, unless --standalone. Configuration: KFAAS_IMAGE, "
         "KFAAS_PLATFORM_NAMESPACE, KFAAS_GATEWAY_URL (see docs/operating.md).",
     )
     operator.add_argument(
         "--namespace",
         default=os.environ.get("KFAAS_WATCH_NAMESPACE") or None,
         help="watch this namespace only (default: all namespaces)",
+    )
+    operator.add_argument(
+        "--standalone",
+        action="store_true",
+        help="run without peering: this process alone reconciles and scales (never run two)",
     )
     gateway.add_argument(
         "--async-queue",
@@ -284,18 +291,21 @@ def _operator(args: argparse.Namespace) -> int:
     from kfaas.config import Settings
     from kfaas.kube_clients import KubeError
     from kfaas.operator.config import OperatorConfig
-    from kfaas.operator.main import OperatorOptions, run_operator
+    from kfaas.operator.main import OperatorOptions, PeeringMissing, run_operator
 
     try:
         settings = Settings.from_env()
         config = OperatorConfig.from_env()
-        options = OperatorOptions.from_env(args.namespace)
+        options = OperatorOptions.from_env(args.namespace, standalone=args.standalone)
     except ValueError as exc:
         print(f"kfaas operator: {exc}", file=sys.stderr)
         return 2
     telemetry.configure("operator", settings.log_level)
     try:
         return aio.run(run_operator(config, options))
+    except PeeringMissing as exc:
+        print(f"kfaas operator: {exc}", file=sys.stderr)
+        return 2
     except KubeError as exc:
         print(f"kfaas operator: {exc}", file=sys.stderr)
         return 1
