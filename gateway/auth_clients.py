@@ -21,6 +21,7 @@ import logging
 import re
 from typing import Any
 
+from kfaas import aiokit
 from kfaas.config import Settings
 from kfaas.kube_clients import Informer, KubeClient, KubeError
 from kfaas.manifests import API_GROUP
@@ -200,8 +201,14 @@ class ClusterAuth:
 
     def start(self) -> None:
         if self.authenticator is not None and self._task is None:
-            self._task = asyncio.create_task(
-                self.authenticator.secrets.run(), name="gateway-credentials"
+            # Like the gateway's other watches: without it credentials go stale, so it must not
+            # end silently; if it ends (it retries on its own), the process does.
+            self._task = aiokit.guarded_task(
+                "gateway-credentials",
+                self.authenticator.secrets.run,
+                log=log,
+                on_return="fatal",
+                on_fatal=aiokit.exit_process(log, status=1),
             )
 
     async def synced(self) -> None:
@@ -211,5 +218,4 @@ class ClusterAuth:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await aiokit.stop_tasks([self._task], grace_seconds=0)

@@ -15,12 +15,10 @@ import base64
 import contextlib
 import datetime
 import logging
-import os
-import socket
 from collections.abc import Sequence
 from typing import Any
 
-from kfaas import runtimetoken
+from kfaas import aiokit, runtimetoken
 from kfaas.api_objects import from_api_object
 from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.config import Settings
@@ -164,8 +162,7 @@ class KubernetesBackend:
     async def _report_demand(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), timeout=self.report_interval)
+            await aiokit.wait_event(self._urgent, self.report_interval)
             self._urgent.clear()
             figures = {key: value for key, value in self._concurrency.items() if value > 0}
             stale = loop.time() - self._reported_at > LEASE_SECONDS / 3
@@ -186,21 +183,23 @@ class KubernetesBackend:
             self._reported_at = loop.time()
 
     async def start(self) -> None:
-        for name, coroutine in (
-            ("functions", self.functions.run()),
-            ("endpointslices", self.slices.run()),
-            ("demand-reporter", self._report_demand()),
+        # A watch or the reporter must never stop silently: without them the gateway is blind, so
+        # one that ends (they retry on their own) ends the process.
+        exit_gateway = aiokit.exit_process(log, status=1)
+        for name, run in (
+            ("functions", self.functions.run),
+            ("endpointslices", self.slices.run),
+            ("demand-reporter", self._report_demand),
         ):
-            task = asyncio.create_task(coroutine, name=f"gateway-{name}")
-            task.add_done_callback(_exit_on_failure)
-            self._tasks.append(task)
+            self._tasks.append(
+                aiokit.guarded_task(
+                    f"gateway-{name}", run, log=log, on_return="fatal", on_fatal=exit_gateway
+                )
+            )
         await asyncio.gather(self.functions.synced.wait(), self.slices.synced.wait())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.remove_done_callback(_exit_on_failure)
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await aiokit.stop_tasks(self._tasks, grace_seconds=0)
         with contextlib.suppress(KubeError):
             await self.client.delete(
                 "coordination.k8s.io/v1", "leases", self.platform_namespace,
@@ -267,14 +266,6 @@ class KubernetesKeySources:
         return data
 
 
-def _exit_on_failure(task: asyncio.Task[None]) -> None:
-    """A watch or the reporter must never stop silently: without them the gateway is blind."""
-    if task.cancelled():
-        return
-    log.critical("%s stopped: %r; exiting", task.get_name(), task.exception())
-    os._exit(1)
-
-
 async def run_kubernetes_gateway(
     *,
     host: str,
@@ -285,13 +276,14 @@ async def run_kubernetes_gateway(
     kubeconfig: str | None = None,
     async_queue: str = "memory",
     listeners: Sequence[Listener] = (),
+    replica: str,
 ) -> int:
     """Serve the gateway with functions and instances from the cluster until interrupted.
 
     ``async_queue`` is a queue URL (``memory``, ``redis://…``, ``kafka://…``) as for `kfaas dev`;
-    ``listeners`` split the Invoke API and HTTP triggers (default: both on host:port).
+    ``listeners`` split the Invoke API and HTTP triggers (default: both on host:port); ``replica``
+    names this gateway in its demand Lease (the pod's name).
     """
-    replica = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     credentials = Credentials.load(kubeconfig)
     async with KubeClient(credentials, field_manager="kfaas-gateway") as client:
         registry = FunctionRegistry(
@@ -300,7 +292,7 @@ async def run_kubernetes_gateway(
         backend = KubernetesBackend(
             client, registry, platform_namespace=platform_namespace, replica=replica,
             watch_namespace=watch_namespace,
-            runtime_token_key=os.environ.get(runtimetoken.KEY_ENV) or None,
+            runtime_token_key=settings.runtime_token_key,
         )  # fmt: skip
         cluster_auth = ClusterAuth(client, settings, platform_namespace)
         ready = False

@@ -231,6 +231,18 @@ def exit_process(log: logging.Logger, status: int = 1) -> FatalHandler:
     return _ExitProcess(log, status, os._exit)
 
 
+def log_end(log: logging.Logger) -> FatalHandler:
+    """A fatal handler that logs the end with its traceback and lets the task end.
+
+    For tasks the process survives without, degraded, whose loss must still not be silent.
+    """
+
+    def handler(name: str, error: BaseException) -> None:
+        log.error("%s stopped: %r", name, error, exc_info=error)
+
+    return handler
+
+
 @dataclass(frozen=True)
 class _ExitProcess:
     log: logging.Logger

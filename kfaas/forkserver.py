@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import os
 import runpy
 import selectors
@@ -26,6 +27,10 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from kfaas import aiokit
+
+log = logging.getLogger("kfaas.forkserver")
 
 ExitListener = Callable[[int, int], None]
 
@@ -166,19 +171,28 @@ class ForkServer:
         await asyncio.get_running_loop().connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(reply_read, "rb")
         )
-        self._reader_task = asyncio.create_task(self._read(reader), name="kfaas-forkserver")
+        # It ends when the server exits; if it fails instead, that is logged, never silent.
+        self._reader_task = aiokit.guarded_task(
+            "kfaas-forkserver",
+            lambda: self._read(reader),
+            log=log,
+            on_fatal=aiokit.log_end(log),
+        )
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        while line := await reader.readline():
-            message = json.loads(line)
-            if "exited" in message:
-                for listener in self._exit_listeners:
-                    listener(message["exited"], message["status"])
-            elif (waiter := self._waiting.pop(message["id"], None)) and not waiter.done():
-                waiter.set_result(message["pid"])
-        for waiter in self._waiting.values():
-            if not waiter.done():
-                waiter.set_exception(RuntimeError("the fork server exited"))
+        try:
+            while line := await reader.readline():
+                message = json.loads(line)
+                if "exited" in message:
+                    for listener in self._exit_listeners:
+                        listener(message["exited"], message["status"])
+                elif (waiter := self._waiting.pop(message["id"], None)) and not waiter.done():
+                    waiter.set_result(message["pid"])
+        finally:
+            # Nobody would answer them any more (the server exited, or this reader failed).
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(RuntimeError("the fork server exited"))
 
     async def spawn(
         self,
@@ -206,11 +220,8 @@ class ForkServer:
         if self._requests is not None:
             self._requests.close()
             self._requests = None
-        if self._process is not None:
-            try:
-                await asyncio.wait_for(self._process.wait(), 5)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+        if self._process is not None and not await aiokit.wait_event(self._process.wait(), 5):
+            self._process.kill()
+            await self._process.wait()
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)

@@ -23,10 +23,11 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kfaas import runtimetoken
+from kfaas import aiokit, config, runtimetoken
 from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.code import code_digest, write_inline
 from kfaas.forkserver import ForkServer
@@ -39,6 +40,9 @@ log = logging.getLogger("kfaas.local")
 
 PASSED_ENVIRONMENT = ("PATH", "LANG", "HOME", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH")
 READY_TIMEOUT_SECONDS = 60.0
+# An instance that failed to start waits 1, 2, 4 … at most 30 s before the next is forked, so that
+# a function that cannot start does not fork in a tight loop.
+START_BACKOFF = aiokit.Backoff(first=1.0, most=30.0)
 # Imported once by the fork server so that a new instance starts with them already loaded.
 RUNTIME_MODULES = [
     "kfaas.runtime.config",
@@ -94,8 +98,13 @@ class LocalBackend:
         stable_window_seconds: float = 60.0,
         extra_environment: dict[str, str] | None = None,
         runtime_token_key: str | None = None,
+        host_environment: Mapping[str, str] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        # What instances inherit of this process's environment comes from this one copy.
+        self.host_environment = dict(
+            config.host_environment() if host_environment is None else host_environment
+        )
         self.region = region
         self.tick_seconds = tick_seconds
         self.stable_window_seconds = stable_window_seconds
@@ -103,7 +112,7 @@ class LocalBackend:
         self._fork_server = ForkServer(RUNTIME_MODULES) if use_fork_server else None
         # The interpreter of each runtime (ADR 016): instances of this Python's runtime fork from
         # the fork server above, those of another Python from one of their own, started on use.
-        self.interpreters = Interpreters(state_dir)
+        self.interpreters = Interpreters(state_dir, environment=self.host_environment)
         self._foreign_servers: dict[str, ForkServer] = {}
         self._foreign_lock = asyncio.Lock()
         self._functions: dict[str, LocalFunction] = {}
@@ -135,22 +144,23 @@ class LocalBackend:
         if self._fork_server is not None:
             self._fork_server.on_exit(self._exited)
             await self._fork_server.start()
-        self._ticker = asyncio.create_task(self._tick_forever(), name="kfaas-local-scaler")
-        self._ticker.add_done_callback(_must_not_end)
+        # Without the scaler no instance starts or stops: if it ever ends, so does the process.
+        self._ticker = aiokit.guarded_task(
+            "kfaas-local-scaler",
+            self._tick_forever,
+            log=log,
+            on_return="fatal",
+            on_fatal=aiokit.exit_process(log, status=70),
+        )
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.remove_done_callback(_must_not_end)
-            self._ticker.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        ticker = [self._ticker] if self._ticker is not None else []
+        await aiokit.stop_tasks([*ticker, *self._tasks], grace_seconds=0)
         for local in self._functions.values():
             for instance in list(local.instances.values()):
                 self._terminate(instance)
         for process in list(self._processes.values()):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 5)
+            await aiokit.wait_event(process.wait(), 5)
         if self._fork_server is not None:
             await self._fork_server.stop()
         for server in self._foreign_servers.values():
@@ -260,8 +270,9 @@ class LocalBackend:
                     "kfaas dev runs code.path or code.inline only, not code.image or code.configMap"
                 )
             root = write_inline(function, self.state_dir / "code" / function.key)
-        env = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
-        env.update({name: value for name, value in os.environ.items() if name.startswith("OTEL_")})
+        host = self.host_environment
+        env = {name: host[name] for name in PASSED_ENVIRONMENT if name in host}
+        env.update({name: value for name, value in host.items() if name.startswith("OTEL_")})
         env.update(self.extra_environment)
         env.update(runtime_environment(function, task_root=str(root), region=self.region))
         env[runtimetoken.TOKEN_ENV] = self._token(function.key)
@@ -310,7 +321,8 @@ class LocalBackend:
         async with self._foreign_lock:
             server = self._foreign_servers.get(interpreter.python)
             if server is None:
-                env = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
+                host = self.host_environment
+                env = {name: host[name] for name in PASSED_ENVIRONMENT if name in host}
                 env["PYTHONPATH"] = _joined(interpreter.python_path, None)
                 env["PYTHONPYCACHEPREFIX"] = str(self.state_dir / "pycache" / interpreter.runtime)
                 server = ForkServer(FOREIGN_RUNTIME_MODULES, python=interpreter.python, env=env)
@@ -342,8 +354,7 @@ class LocalBackend:
         self._terminate(instance)
         if not instance.ready:
             local.failures += 1
-            # Back off so that a function that cannot start does not fork in a tight loop.
-            local.retry_after = time.monotonic() + min(30.0, 0.5 * 2 ** min(local.failures, 6))
+            local.retry_after = time.monotonic() + START_BACKOFF.delay(local.failures)
         self._publish(key)
 
     def _stop_instance(self, key: str, instance: LocalInstance) -> None:
@@ -396,9 +407,3 @@ async def _read_line(fd: int) -> bytes:
 
 def _joined(first: str | None, rest: str | None) -> str:
     return os.pathsep.join(path for path in (first, rest) if path)
-
-
-def _must_not_end(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        log.critical("the local scaler stopped: %r", task.exception())
-        os._exit(70)

@@ -165,6 +165,14 @@ class TestEnds:
         assert record.levelno == logging.CRITICAL
         assert record.getMessage() == "gateway-functions stopped: OSError('watch gone'); exiting"
 
+    async def test_log_end_logs_the_error_with_its_traceback(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await guarded_task("reader", Runs(OSError("closed")), log=log, on_fatal=aiokit.log_end(log))
+        [record] = caplog.records
+        assert record.getMessage() == "reader stopped: OSError('closed')"
+        assert record.levelno == logging.ERROR and record.exc_info is not None
+
 
 class TestCancellation:
     async def test_cancelling_stops_the_guard(self) -> None:
