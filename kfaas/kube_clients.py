@@ -22,6 +22,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from kfaas import aiokit
+
 log = logging.getLogger("kfaas.kube")
 
 Body = dict[str, Any]
@@ -296,14 +298,19 @@ def object_key(obj: Body) -> str:
 
 Listener = Callable[[str, Body | None], None]
 
+# Like client-go's reflector: a failed list or watch is retried after 0.5 s, doubling up to 30 s;
+# a watch that ran this long was healthy and the next failure starts from 0.5 s again.
+WATCH_RESTART = aiokit.Backoff(first=0.5, most=30.0, healthy_after=10.0)
+
 
 class Informer:
     """An in-memory copy of one kind, kept current by list + watch; tells a listener of changes.
 
     ``listener(key, obj)`` is called with ``namespace/name`` and the new object, or None when it
     was deleted. After a relist (the watch expired) deletions missed meanwhile are reported too.
-    ``synced`` is set once the first list has been delivered. Failures are logged and retried with
-    a capped backoff; the task never ends by itself.
+    ``synced`` is set once the first list has been delivered. API failures and malformed answers
+    are logged and retried under ``aiokit``'s guard (``WATCH_RESTART``); ``run`` ends only when
+    cancelled or on an error of another kind (a listener's bug), which it raises.
     """
 
     def __init__(
@@ -326,21 +333,24 @@ class Informer:
         self.synced = asyncio.Event()
 
     async def run(self) -> None:
-        delay = 0.5
+        await aiokit.supervise(
+            f"watch of {self.plural}",
+            self._list_and_watch,
+            log=log,
+            restart=WATCH_RESTART,
+            expected=(KubeError,),
+            restart_on=(ValueError, KeyError, TypeError),  # an unexpected answer
+        )
+
+    async def _list_and_watch(self) -> None:
+        version = await self._relist()
         while True:
             try:
-                version = await self._relist()
-                delay = 0.5
-                while True:
-                    version = await self._watch(version)
+                version = await self._watch(version)
             except KubeError as exc:
-                if exc.gone:
-                    continue  # the watch fell too far behind: list again
-                log.warning("watching %s failed, retrying in %.1fs: %s", self.plural, delay, exc)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.exception("unexpected answer watching %s: %r", self.plural, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+                if not exc.gone:
+                    raise
+                version = await self._relist()  # the watch fell too far behind: list again
 
     async def _relist(self) -> str:
         answer = await self.client.list(
@@ -395,6 +405,4 @@ async def running(*informers: Informer) -> AsyncIterator[list[asyncio.Task[None]
     try:
         yield tasks
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await aiokit.stop_tasks(tasks, grace_seconds=0)
