@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer
 from devserver import DevServer, dev_server
 from services.kafka_broker import KafkaBroker, run_coroutine
 from services.redis_server import RedisServer
+from waiting import eventually
 
 from kfaas.gateway.asyncq import AsyncEvent, make_queue
 
@@ -104,15 +105,6 @@ def phases(record: Path, phase: str) -> Counter[str]:
         if entry["phase"] == phase:
             counts[str(entry["id"])] += 1
     return counts
-
-
-def eventually(check: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll ``check`` until it holds, failing after ``seconds`` with ``what``."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        time.sleep(0.05)
 
 
 # -- fixtures and helpers of the end-to-end tests ----------------------------------------------
@@ -200,7 +192,11 @@ def test_202_means_stored_even_if_the_gateway_dies_right_after(
         kill_dispatcher(first)
     ran_before_kill = len(phases(record, "end"))
     with dev_server([tmp_path], env=platform, args=["--async-queue", queue_url]):
-        eventually(lambda: set(phases(record, "end")) >= set(ids), 60, "every accepted event ran")
+        eventually(
+            lambda: set(phases(record, "end")) >= set(ids),
+            within=60,
+            what="every accepted event ran",
+        )
     ends = phases(record, "end")
     report(
         "202-then-kill",
@@ -251,9 +247,19 @@ def test_retries_then_kafka_and_redis_destinations_get_the_invocation_record(
     with dev_server([tmp_path], env=platform, args=["--async-queue", queue_url]) as dev:
         good = send_event_with_id(dev.url, {"id": "good"})
         bad = send_event_with_id(dev.url, {"id": "bad", "fail": True})
-        eventually(lambda: phases(record, "start")["bad"] >= 3, 30, "two retries of bad")
-        eventually(lambda: record_for(destination(on_success), good) is not None, 30, "onSuccess")
-        eventually(lambda: record_for(destination(on_failure), bad) is not None, 30, "onFailure")
+        eventually(
+            lambda: phases(record, "start")["bad"] >= 3, within=30, what="two retries of bad"
+        )
+        eventually(
+            lambda: record_for(destination(on_success), good) is not None,
+            within=30,
+            what="onSuccess",
+        )
+        eventually(
+            lambda: record_for(destination(on_failure), bad) is not None,
+            within=30,
+            what="onFailure",
+        )
 
     assert phases(record, "start")["bad"] == 3  # one attempt and maximumRetryAttempts (2)
     success = record_for(destination(on_success), good)
@@ -306,8 +312,8 @@ def test_an_event_older_than_its_maximum_age_goes_to_on_failure_unrun(
             lambda: (
                 record_for(redis_records(redis_service.url, stream), stale.request_id) is not None
             ),
-            30,
-            "the EventAgeExceeded record",
+            within=30,
+            what="the EventAgeExceeded record",
         )
     expired = record_for(redis_records(redis_service.url, stream), stale.request_id)
     assert expired is not None
@@ -330,17 +336,21 @@ def test_dispatcher_killed_mid_invocation_redelivers_and_loses_nothing(
     with dev_server([tmp_path], env=platform, args=["--async-queue", queue_url]) as first:
         for event_id in ids:
             assert send_event(first.url, {"id": event_id, "sleep": 2}) == 202
-        eventually(lambda: len(phases(record, "start")) >= 8, 30, "invocations under way")
+        eventually(
+            lambda: len(phases(record, "start")) >= 8, within=30, what="invocations under way"
+        )
         in_flight = len(phases(record, "start")) - len(phases(record, "end"))
         kill_dispatcher(first)
     with dev_server([tmp_path], env=platform, args=["--async-queue", queue_url]):
-        eventually(lambda: set(phases(record, "end")) >= set(ids), 90, "every event finished")
+        eventually(
+            lambda: set(phases(record, "end")) >= set(ids), within=90, what="every event finished"
+        )
         # The killed dispatcher's instances may finish its events on their way out; the events it
         # never acknowledged must still come back (Kafka: after the group's rebalance).
         eventually(
             lambda: sum(phases(record, "start").values()) >= len(ids) + in_flight,
-            90,
-            "unacknowledged events redelivered",
+            within=90,
+            what="unacknowledged events redelivered",
         )
     starts, ends = phases(record, "start"), phases(record, "end")
     figures = {
@@ -399,7 +409,11 @@ def _restart_while_flowing(
     with dev_server([folder], env=platform, args=["--async-queue", queue]) as dev:
         started = time.monotonic()
         refused, restart_seconds = _flow_through_a_restart(dev.url, ids, restart)
-        eventually(lambda: set(phases(record, "end")) >= set(ids), 120, "every accepted event ran")
+        eventually(
+            lambda: set(phases(record, "end")) >= set(ids),
+            within=120,
+            what="every accepted event ran",
+        )
         elapsed = time.monotonic() - started
     ends = phases(record, "end")
     figures = {

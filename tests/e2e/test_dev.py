@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from devserver import DevServer, dev_server
+from waiting import eventually
 
 MANIFEST = """
 apiVersion: kfaas.dev/v1alpha1
@@ -68,14 +68,6 @@ def ready_instances(dev: DevServer, name: str) -> int:
     return int(float(found.group(1))) if found else 0
 
 
-def eventually(check: Callable[[], bool], seconds: float = 20, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[tuple[Path, DevServer]]:
     write(tmp_path, 1)
@@ -93,13 +85,13 @@ def test_scale_from_zero_up_and_back_to_zero(project: tuple[Path, DevServer]) ->
             r["pid"] for r in pool.map(lambda _: invoke(dev, "version", {"sleep": 1}), range(6))
         }
     assert len(pids) >= 2, "concurrent demand beyond one worker must add instances"
-    eventually(lambda: ready_instances(dev, "version") >= 2, what="scaled up")
-    eventually(lambda: ready_instances(dev, "version") == 0, seconds=30, what="scaled to zero")
+    eventually(lambda: ready_instances(dev, "version") >= 2, within=20, what="scaled up")
+    eventually(lambda: ready_instances(dev, "version") == 0, within=30, what="scaled to zero")
 
 
 def test_provisioned_instance_is_ready_without_requests(project: tuple[Path, DevServer]) -> None:
     _, dev = project
-    eventually(lambda: ready_instances(dev, "warm") == 1)
+    eventually(lambda: ready_instances(dev, "warm") == 1, within=20, what="one warm instance")
 
 
 def test_code_and_manifest_changes_reload(project: tuple[Path, DevServer]) -> None:
@@ -108,13 +100,13 @@ def test_code_and_manifest_changes_reload(project: tuple[Path, DevServer]) -> No
     assert (first["version"], first["label"]) == (1, "first")
     write(folder, 2)
     try:
-        eventually(lambda: invoke(dev, "version")["version"] == 2)
+        eventually(lambda: invoke(dev, "version")["version"] == 2, within=20, what="version 2")
     except AssertionError:
         print(dev.output())
         raise
     manifest = folder / "functions.yaml"
     manifest.write_text(manifest.read_text().replace("LABEL: first", "LABEL: second"))
-    eventually(lambda: invoke(dev, "version")["label"] == "second")
+    eventually(lambda: invoke(dev, "version")["label"] == "second", within=20, what="label second")
 
 
 def test_invalid_manifest_keeps_serving_the_last_good_one(project: tuple[Path, DevServer]) -> None:
@@ -122,7 +114,9 @@ def test_invalid_manifest_keeps_serving_the_last_good_one(project: tuple[Path, D
     assert invoke(dev, "version")["version"] == 1
     manifest = folder / "functions.yaml"
     manifest.write_text(manifest.read_text().replace("maxInstances: 3", "maxInstances: -1"))
-    eventually(lambda: "spec.scaling.maxInstances" in dev.output())
+    eventually(
+        lambda: "spec.scaling.maxInstances" in dev.output(), within=20, what="the field refused"
+    )
     assert invoke(dev, "version")["version"] == 1
 
 

@@ -14,12 +14,11 @@ import json
 import os
 import secrets
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -29,7 +28,6 @@ CHART = ROOT / "charts" / "kfaas"
 RELEASE = "kfaas"
 PLATFORM_NAMESPACE = "kfaas-system"
 USER = "e2e-caller"
-T = TypeVar("T")
 
 
 class Kubectl:
@@ -56,18 +54,6 @@ class Kubectl:
 
     def json(self, *args: str) -> Any:
         return json.loads(self._run(*args, "-o", "json").stdout)
-
-
-def eventually(check: Callable[[], T | None], *, within: float, what: str) -> T:
-    """Poll ``check`` until it returns something other than None/False; fail naming ``what``."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
-        time.sleep(0.25)
 
 
 @dataclass

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import redis
+from waiting import eventually
 
-from node.kfaas_release import Release, eventually
+from node.kfaas_release import Release
 
 # Pods start, die and are replaced for real here: minutes, not the default 120 s.
 pytestmark = pytest.mark.timeout(420)

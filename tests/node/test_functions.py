@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import eventually
 
-from node.kfaas_release import Release, eventually
+from node.kfaas_release import Release
 
 AWS = str(Path(sys.executable).with_name("aws"))
 

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from services import cluster_build
 from services.network_policy import NetworkPolicyEnforcer, leftovers
+from waiting import eventually
 
-from node.kfaas_release import PLATFORM_NAMESPACE, RELEASE, Release, eventually
+from node.kfaas_release import PLATFORM_NAMESPACE, RELEASE, Release
 
 PORT = 8080
 KUBECTL = str(cluster_build.bin_dir() / "kubectl")  # no version skew (docs/testing.md)

@@ -25,8 +25,9 @@ import pytest
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
 from services.prometheus import PrometheusServer
+from waiting import eventually
 
-from node.kfaas_release import Release, eventually
+from node.kfaas_release import Release
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "kfaas" / "dashboards" / "kfaas.json"
 RATE_INTERVAL = "30s"  # Grafana's $__rate_interval: at least 4 scrapes (1 s here)

@@ -9,8 +9,9 @@ from pathlib import Path
 from services import images
 from services.image_fixtures import BuiltImages
 from services.node import NodeCluster
+from waiting import eventually
 
-from node.kfaas_release import Release, eventually
+from node.kfaas_release import Release
 
 VERSION = """\
 import os, sys

@@ -12,8 +12,9 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from services.kafka_broker import KafkaBroker
+from waiting import eventually
 
-from node.kfaas_release import Release, eventually
+from node.kfaas_release import Release
 
 # Pods start, die and are replaced for real here: minutes, not the default 120 s.
 pytestmark = pytest.mark.timeout(420)

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -29,6 +28,7 @@ from botocore.exceptions import ClientError
 from chart import helm_build
 from chart.platform import Platform, install
 from services.cluster import Cluster
+from waiting import eventually
 
 from kfaas.manifests import EventSourceMapping, parse_manifest
 from kfaas.operator.resources import mapping as esm
@@ -77,16 +77,13 @@ def gateway(kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
-            time.sleep(0.1)
+
+        def ready() -> bool:
+            assert process.poll() is None, log.read_text()
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
+                return answer.status == 200
+
+        eventually(ready, within=60, what=f"the gateway ready (log: {log})", ignoring=(OSError,))
         yield Gateway(url, platform, log)
     finally:
         process.terminate()
@@ -116,16 +113,6 @@ def function_doc(name: str, namespace: str) -> dict[str, Any]:
             "environment": {"DB_PASSWORD": f"{namespace}-password"},
         },
     }  # fmt: skip
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.2)
 
 
 def outcome(call: Callable[[], Any]) -> str:
@@ -162,13 +149,15 @@ def test_a_rolebinding_grants_invoke_and_its_removal_takes_it_back(
     assert dry_run() == "UnrecognizedClientException"
     add_credential(platform, f"{user}-key", key, secret, user)
     # A new Secret counts without a restart; without a binding RBAC refuses.
-    assert eventually(lambda: dry_run() != "UnrecognizedClientException", "the new key")
+    assert eventually(
+        lambda: dry_run() != "UnrecognizedClientException", within=30, what="the new key"
+    )
     assert dry_run() == "AccessDeniedException"
     platform.kubectl(
         "-n", namespace, "create", "rolebinding", "alice-invokes",
         "--clusterrole=kfaas-invoker", f"--user={user}",
     )  # fmt: skip
-    eventually(lambda: dry_run() == "ok", "invoke granted by the RoleBinding")
+    eventually(lambda: dry_run() == "ok", within=30, what="invoke granted by the RoleBinding")
     answer = alice.invoke(FunctionName=f"{namespace}/api", InvocationType="DryRun")
     assert answer["StatusCode"] == 204
     assert outcome(lambda: alice.get_function(FunctionName=f"{namespace}/api")) == (
@@ -178,9 +167,11 @@ def test_a_rolebinding_grants_invoke_and_its_removal_takes_it_back(
         FunctionName=f"{namespace}/api", InvocationType="DryRun"
     )) == "InvalidSignatureException"  # fmt: skip
     platform.kubectl("-n", namespace, "delete", "rolebinding", "alice-invokes")
-    eventually(lambda: dry_run() == "AccessDeniedException", "invoke taken back")
+    eventually(lambda: dry_run() == "AccessDeniedException", within=30, what="invoke taken back")
     platform.kubectl("-n", platform.namespace, "delete", "secret", f"{user}-key")
-    eventually(lambda: dry_run() == "UnrecognizedClientException", "the deleted key")
+    eventually(
+        lambda: dry_run() == "UnrecognizedClientException", within=30, what="the deleted key"
+    )
 
 
 def test_viewers_list_their_namespaces_and_read_environments(
@@ -206,7 +197,9 @@ def test_viewers_list_their_namespaces_and_read_environments(
             return {}
         return {f["Description"]: f.get("Environment") for f in functions}
 
-    seen = eventually(lambda: listed().get(f"{namespace}/api") and listed(), "the listing")
+    seen = eventually(
+        lambda: listed().get(f"{namespace}/api") and listed(), within=30, what="the listing"
+    )
     assert f"{other}/api" not in seen
     assert seen[f"{namespace}/api"] == {"Variables": {"DB_PASSWORD": f"{namespace}-password"}}
     assert outcome(lambda: viewer.get_function_configuration(FunctionName=f"{other}/api")) == (
@@ -239,7 +232,9 @@ def test_a_service_account_token_authenticates_pods(gateway: Gateway, namespace:
     # The TokenRequest API, as a pod's projected token is made.
     token = platform.kubectl("-n", namespace, "create", "token", "caller").strip()
     assert eventually(
-        lambda: _bearer_dry_run(gateway, f"{namespace}/api", token) == (204, ""), "bearer token"
+        lambda: _bearer_dry_run(gateway, f"{namespace}/api", token) == (204, ""),
+        within=30,
+        what="bearer token",
     )
     assert _bearer_dry_run(gateway, f"{namespace}/api", token[:-4] + "AAAA") == (
         403, "UnrecognizedClientException",
@@ -268,7 +263,9 @@ def test_the_poller_role_the_operator_builds_lets_pollers_invoke_their_function_
     account = esm.make_poller_service_account(manifest, "0")["metadata"]["name"]
     token = platform.kubectl("-n", namespace, "create", "token", account).strip()
     assert eventually(
-        lambda: _bearer_dry_run(gateway, f"{namespace}/api", token) == (204, ""), "poller invokes"
+        lambda: _bearer_dry_run(gateway, f"{namespace}/api", token) == (204, ""),
+        within=30,
+        what="poller invokes",
     )
     assert _bearer_dry_run(gateway, f"{namespace}/other", token) == (403, "AccessDeniedException")
 
@@ -290,10 +287,12 @@ def test_the_aws_cli_is_judged_by_rbac_too(gateway: Gateway, namespace: str) -> 
             env=env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
-    eventually(lambda: "AccessDeniedException" in cli().stderr, "the key, refused by RBAC")
+    eventually(
+        lambda: "AccessDeniedException" in cli().stderr, within=30, what="the key, refused by RBAC"
+    )
     platform.kubectl(
         "-n", namespace, "create", "rolebinding", "cli-invokes", "--clusterrole=kfaas-invoker",
         f"--user={user}",
     )  # fmt: skip
-    done = eventually(lambda: (r := cli()).returncode == 0 and r, "the CLI allowed")
+    done = eventually(lambda: (r := cli()).returncode == 0 and r, within=30, what="the CLI allowed")
     assert json.loads(done.stdout)["StatusCode"] == 204

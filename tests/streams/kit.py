@@ -13,15 +13,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.exceptions
 import yaml
+from waiting import eventually_async
 
 FUNCTIONS = Path(__file__).parent / "functions"
 KFAAS = str(Path(sys.executable).with_name("kfaas"))
@@ -31,34 +31,9 @@ FAST = {
     "KFAAS_POLLER_CLAIM_IDLE_SECONDS": "1",
 }
 
-T = TypeVar("T")
-
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def eventually(check: Callable[[], T], *, within: float = 30.0, what: str = "it") -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def until(
-    check: Callable[[], Awaitable[bool]], *, within: float = 30.0, what: str = "it"
-) -> None:
-    """`eventually` for checks that must await (a Redis or Kafka query)."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -76,7 +51,7 @@ class Output:
         return [value for call in self.invocations() for value in call["values"]]
 
     async def wait_values(self, count: int, within: float = 30.0) -> list[str]:
-        await eventually(
+        await eventually_async(
             lambda: len(self.values()) >= count,
             within=within,
             what=f"{count} records delivered to {self.path.name} (got {len(self.values())})",
@@ -258,14 +233,15 @@ class KafkaTools:
     async def wait_committed(
         self, group: str, topic: str, expected: list[int], within: float = 30
     ) -> None:
-        deadline = time.monotonic() + within
-        while True:
+
+        async def committed() -> bool:
             found = await self.committed(group, topic, len(expected))
-            if found == expected:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{group} committed {found}, expected {expected}")
-            await asyncio.sleep(0.1)
+            assert found == expected, f"{group} committed {found}, expected {expected}"
+            return True
+
+        await eventually_async(
+            committed, within=within, what=f"{group}'s commits", ignoring=(AssertionError,)
+        )
 
 
 class RedisTools:
@@ -311,11 +287,17 @@ class RedisTools:
         A group a poller has just created has nothing pending before its first read, so 0
         pending alone does not mean the stream was worked off.
         """
-        deadline = time.monotonic() + within
-        while (found := await self.pending(stream, group)) != expected or (
-            expected == 0 and (lag := await self.lag(stream, group)) != 0
-        ):
-            if time.monotonic() > deadline:
-                detail = f"{found} pending" if found != expected else f"lag {lag}"
-                raise AssertionError(f"{stream}/{group}: {detail}, expected {expected} pending")
-            await asyncio.sleep(0.05)
+
+        async def pending() -> bool:
+            found = await self.pending(stream, group)
+            assert found == expected, f"{found} pending"
+            if expected == 0:
+                assert (lag := await self.lag(stream, group)) == 0, f"lag {lag}"
+            return True
+
+        await eventually_async(
+            pending,
+            within=within,
+            what=f"{stream}/{group}: {expected} pending",
+            ignoring=(AssertionError,),
+        )

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 from devserver import dev_server
+from waiting import eventually_async
 
-from streams.kit import FAST, KafkaTools, Output, Project, RedisTools, eventually, unique
+from streams.kit import FAST, KafkaTools, Output, Project, RedisTools, unique
 
 pytestmark = pytest.mark.faults
 
@@ -185,7 +186,9 @@ async def test_kafka_broker_restart_mid_stream(project: Project, kafka: KafkaToo
         await kafka.produce(topic, values(600, 1200), partition=lambda n: n % partitions)
         await out.wait_values(1200, within=120)
         await kafka.wait_committed(group, topic, [400] * partitions, within=90)
-        await eventually(lambda: "serving on" in dev.output(), what="dev still serving")
+        await eventually_async(
+            lambda: "serving on" in dev.output(), within=30, what="dev still serving"
+        )
     figures = report("kafka broker restart", out, 1200)
     assert figures["lost"] == 0
     assert_partition_order(out, partitions)
@@ -217,7 +220,7 @@ async def test_kafka_rebalances_as_pollers_join_and_leave(
         first.start()
         await out.wait_values(total // 4, within=60)
         second.start()  # the group rebalances: partitions move to the newcomer mid-batch
-        await eventually(
+        await eventually_async(
             lambda: "partitions assigned" in second.output(), within=60, what="a rebalance"
         )
         await out.wait_values(total // 2, within=60)
@@ -269,8 +272,9 @@ async def test_sigterm_lets_the_batches_in_flight_finish(
         from_redis.start()
         from_kafka.start()
         # SIGTERM while both batches are inside the handler (it sleeps 1.5 s).
-        await eventually(
+        await eventually_async(
             lambda: started.exists() and len(started.read_text().splitlines()) == 2,
+            within=30,
             what="both batches in flight",
         )
         assert from_redis.stop() == 0
@@ -303,7 +307,9 @@ async def test_kafka_retry_counts_survive_a_crash(
         # Retries half a second apart, so the poller can be killed between two of them.
         first = pollers(mapping, dev.url, KFAAS_STREAM_RETRY_BASE_SECONDS="0.5")
         first.start()
-        await eventually(lambda: first.output().count("retrying") >= 2, what="two failed attempts")
+        await eventually_async(
+            lambda: first.output().count("retrying") >= 2, within=30, what="two failed attempts"
+        )
         first.kill()
         second = pollers(mapping, dev.url, KFAAS_STREAM_RETRY_BASE_SECONDS="0.5")
         second.start()
@@ -345,7 +351,9 @@ async def test_redis_retry_counts_survive_a_crash(
             KFAAS_POLLER_CONSUMER_NAME="first",
         )
         first.start()
-        await eventually(lambda: first.output().count("retrying") >= 2, what="two failed attempts")
+        await eventually_async(
+            lambda: first.output().count("retrying") >= 2, within=30, what="two failed attempts"
+        )
         first.kill()
         # Another consumer reclaims the entry once it has been idle for a second.
         second = pollers(

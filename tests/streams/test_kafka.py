@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from typing import Any
@@ -10,8 +9,9 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent
 from devserver import dev_server
+from waiting import eventually_async
 
-from streams.kit import FAST, KafkaTools, Project, eventually, unique
+from streams.kit import FAST, KafkaTools, Project, unique
 
 pytestmark = pytest.mark.kafka
 
@@ -212,12 +212,15 @@ async def test_latest_skips_what_was_there_and_disabled_mappings_do_not_poll(
         assert "mapping default/disabled: disabled" in dev.output()
 
         # LATEST starts at the end once the group has joined: produce until one arrives.
-        deadline = time.monotonic() + 30
-        while "after" not in latest.values():
-            assert time.monotonic() < deadline, "the LATEST mapping delivered nothing"
+        async def delivered() -> bool:
+            if "after" in latest.values():
+                return True
             await kafka.produce(latest_topic, [b"after"])
-            with contextlib.suppress(AssertionError):
-                await eventually(lambda: "after" in latest.values(), within=1, what="after")
+            return False
+
+        await eventually_async(
+            delivered, within=30, what="a delivery by the LATEST mapping", interval=0.5
+        )
     assert "before" not in latest.values()
     assert disabled.invocations() == []
 
@@ -250,7 +253,7 @@ async def test_throttles_wait_for_concurrency_instead_of_failing(
     await kafka.produce(topic, [b"patient"])
     folder = project.write()
     with dev_server([folder], env={**FAST, "KFAAS_POLLER_METRICS_PORT": "0"}) as dev:
-        await eventually(
+        await eventually_async(
             lambda: "throttled" in dev.output(), within=30, what="a throttled batch in the log"
         )
         # Lifting the cap (kfaas dev reloads the manifest) lets the same record through.

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from devserver import dev_server
+from waiting import eventually_async
 
-from streams.kit import FAST, KFAAS, KafkaTools, Project, RedisTools, eventually, unique
+from streams.kit import FAST, KFAAS, KafkaTools, Project, RedisTools, unique
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -161,7 +162,9 @@ async def test_metrics_of_a_kafka_poller(
         poller = pollers(mapping, dev.url, KFAAS_POLLER_METRICS_PORT=str(port))
         poller.start()
         await kafka.wait_committed(group, topic, [7])
-        await eventually(lambda: "metrics on" in poller.output(), what="the metrics line")
+        await eventually_async(
+            lambda: "metrics on" in poller.output(), within=30, what="the metrics line"
+        )
         text = scrape(port)
         assert poller.stop() == 0
     labels = '{function="measured",mapping="measured",namespace="default"}'

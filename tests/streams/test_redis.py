@@ -9,8 +9,9 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from devserver import dev_server
 from redis.exceptions import ResponseError
+from waiting import eventually_async
 
-from streams.kit import FAST, Project, RedisTools, eventually, unique, until
+from streams.kit import FAST, Project, RedisTools, unique
 
 pytestmark = pytest.mark.redis
 
@@ -77,7 +78,7 @@ async def test_batching_window_gathers_entries_into_one_invocation(
                 return False
             return any(g["name"] == group for g in groups)
 
-        await until(group_exists, what="the consumer group")
+        await eventually_async(group_exists, within=30, what="the consumer group")
         await redis.add(stream, [{"body": f"m{n}"} for n in range(5)])
         await out.wait_values(5)
         await redis.wait_pending(stream, group, 0)
@@ -180,7 +181,9 @@ async def test_filters_match_the_body(project: Project, redis: RedisTools) -> No
     await redis.add(stream, [{"body": json.dumps(b)} for b in bodies])
     with dev_server([project.write()], env=FAST):
         await redis.wait_pending(stream, group, 0)
-        await eventually(lambda: len(out.values()) >= 2, what="two matching entries")
+        await eventually_async(
+            lambda: len(out.values()) >= 2, within=30, what="two matching entries"
+        )
     assert [json.loads(v) for v in out.values()] == [bodies[0], bodies[2]]
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from devserver import dev_server
+from waiting import eventually_async
 
-from streams.kit import FAST, Project, RedisTools, eventually, unique
+from streams.kit import FAST, Project, RedisTools, unique
 
 CRDS = Path(__file__).parents[2] / "crds"
 
@@ -46,12 +47,13 @@ async def test_a_redis_poller_reports_lag_last_batch_and_result(
             KFAAS_POLLER_STATUS_SECONDS="1",
         )
         poller.start()
-        ok = await eventually(
+        ok = await eventually_async(
             lambda: (
                 (s := live_status(kwok_service, name)).get("lastProcessingResult") == "OK"
                 and s.get("lag") == 0
                 and s
             ),
+            within=30,
             what="status with lag 0 and an OK result",
         )
         assert ok["lastBatchAt"].endswith("Z")
@@ -65,11 +67,12 @@ async def test_a_redis_poller_reports_lag_last_batch_and_result(
 
         # A failing batch is reported soon after, not only at the next tick.
         await redis.add(stream, [{"body": "poison"}])
-        await eventually(
+        await eventually_async(
             lambda: (
                 live_status(kwok_service, name).get("lastProcessingResult")
                 == "PROBLEM: Function call failed"
             ),
+            within=30,
             what="the failed batch in the status",
         )
         assert poller.stop() == 0
