@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 import urllib.error
 import urllib.parse
@@ -20,9 +19,7 @@ from typing import TYPE_CHECKING
 from kfaas import __version__, aio
 
 if TYPE_CHECKING:
-    from kfaas.config import Settings
-    from kfaas.gateway.auth_rules import CredentialsFile
-    from kfaas.gateway.listeners import Listener
+    from kfaas.cli.settings import ServerSettings
 
 ASYNC_QUEUE_HELP = (
     "where Event invocations wait: memory (default, lost on exit), "
@@ -65,17 +62,6 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, default=None, metavar=unit, help=text)
 
 
-def _server_options(
-    args: argparse.Namespace, settings: Settings
-) -> tuple[Settings, list[Listener]]:
-    """Settings with the bound flags applied, and the listeners; ValueError naming a bad one."""
-    from kfaas.gateway.listeners import parse_listeners
-
-    flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in BOUND_HELP}
-    listen = args.listen or [v for v in os.environ.get("KFAAS_LISTEN", "").split(",") if v.strip()]
-    return settings.with_flags(flags), parse_listeners(listen, args.host, args.port)
-
-
 AUTH_HELP = (
     "how Invoke API callers are checked: none (anyone who reaches the port may call) or sigv4 "
     "(AWS Signature V4 keys or Kubernetes bearer tokens, then RBAC; docs/security.md) "
@@ -91,26 +77,6 @@ CREDENTIALS_HELP = (
 def _add_auth_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auth", choices=("none", "sigv4"), default=None, help=AUTH_HELP)
     parser.add_argument("--credentials", metavar="FILE", default=None, help=CREDENTIALS_HELP)
-
-
-def _auth_options(
-    args: argparse.Namespace, settings: Settings
-) -> tuple[Settings, CredentialsFile | None]:
-    """Settings with --auth applied and the parsed --credentials file (ValueError if unusable)."""
-    import dataclasses
-
-    from kfaas.gateway.auth_rules import load_credentials_file
-
-    mode = args.auth or ("sigv4" if args.credentials else settings.auth)
-    if args.credentials and mode == "none":
-        raise ValueError("--credentials needs --auth sigv4")
-    if args.credentials and getattr(args, "backend", "local") == "kubernetes":
-        raise ValueError(
-            "--credentials is for local gateways; in a cluster credentials are Secrets labelled "
-            "kfaas.dev/credentials=true (docs/security.md)"
-        )
-    document = load_credentials_file(args.credentials) if args.credentials else None
-    return dataclasses.replace(settings, auth=mode), document
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,20 +113,19 @@ def _parser() -> argparse.ArgumentParser:
         "given manifests as local processes, like `kfaas dev` without reloading.",
     )
     gateway.add_argument("paths", nargs="*", metavar="PATH", help="manifest files or folders")
-    gateway.add_argument("--host", default=os.environ.get("KFAAS_GATEWAY_HOST", "127.0.0.1"))
-    gateway.add_argument(
-        "--port", type=int, default=int(os.environ.get("KFAAS_GATEWAY_PORT", "8080"))
-    )
+    # Defaults: $KFAAS_GATEWAY_HOST, _PORT and _BACKEND, read (and checked) in cli.settings.
+    gateway.add_argument("--host", default=None)
+    gateway.add_argument("--port", type=int, default=None)
     gateway.add_argument(
         "--backend",
         choices=["local", "kubernetes"],
-        default=os.environ.get("KFAAS_GATEWAY_BACKEND", "local"),
+        default=None,
         help="where instances run: local processes from the manifests in PATHs (default), or "
         "the cluster's Functions and runtime pods (in-cluster role; $KFAAS_GATEWAY_BACKEND)",
     )
     gateway.add_argument(
         "--namespace",
-        default=os.environ.get("KFAAS_WATCH_NAMESPACE") or None,
+        default=None,
         help="with --backend kubernetes: serve the Functions of this namespace only "
         "(default: all namespaces)",
     )
@@ -180,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     operator.add_argument(
         "--namespace",
-        default=os.environ.get("KFAAS_WATCH_NAMESPACE") or None,
+        default=None,
         help="watch this namespace only (default: all namespaces)",
     )
     operator.add_argument(
@@ -224,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--tail", action="store_true", help="print the log tail to stderr")
     invoke.add_argument(
         "--endpoint",
-        default=os.environ.get("KFAAS_ENDPOINT", "http://127.0.0.1:8080"),
+        default=None,
         help="gateway URL (default $KFAAS_ENDPOINT or http://127.0.0.1:8080)",
     )
     return parser
@@ -240,47 +205,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _invoke(args)
     if args.command == "operator":
         return _operator(args)
-    if args.command == "gateway" and args.backend == "kubernetes":
-        return _kubernetes_gateway(args)
     if args.command == "poller":
         from kfaas.pollers.main import main as poller_main
 
         return poller_main(args.mapping)
-    return _serve(args)
-
-
-def _serve(args: argparse.Namespace) -> int:
     from kfaas import telemetry
-    from kfaas.cli.dev import run_dev
-    from kfaas.config import Settings, async_queue_for
-    from kfaas.gateway.asyncq import parse_queue_url
+    from kfaas.cli.settings import server_settings
 
     try:
-        settings, listeners = _server_options(args, Settings.from_env())
-        settings, credentials = _auth_options(args, settings)
-        async_queue = async_queue_for(args.command, settings, args.async_queue)
+        server = server_settings(args)
     except ValueError as exc:
         print(f"kfaas {args.command}: {exc}", file=sys.stderr)
         return 2
-    telemetry.configure(args.command, settings.log_level)
+    telemetry.configure(args.command, server.settings)
+    if server.backend == "kubernetes":
+        return _kubernetes_gateway(server)
+    return _serve(args, server)
+
+
+def _serve(args: argparse.Namespace, server: ServerSettings) -> int:
+    from kfaas.cli.dev import run_dev
+
     try:
-        parse_queue_url(async_queue)
-    except ValueError as exc:
-        print(f"kfaas {args.command}: --async-queue: {exc}", file=sys.stderr)
-        return 2
-    paths = args.paths or ["."]
-    try:
-        return aio.run(
-            run_dev(
-                paths,
-                host=args.host,
-                port=args.port,
-                settings=settings,
-                async_queue=async_queue,
-                listeners=listeners,
-                credentials=credentials,
-            )
-        )
+        return aio.run(run_dev(args.paths or ["."], server))
     except OSError as exc:
         print(f"kfaas {args.command}: cannot serve: {exc}", file=sys.stderr)
         return 1
@@ -300,7 +247,7 @@ def _operator(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kfaas operator: {exc}", file=sys.stderr)
         return 2
-    telemetry.configure("operator", settings.log_level)
+    telemetry.configure("operator", settings)
     try:
         return aio.run(run_operator(config, options))
     except PeeringMissing as exc:
@@ -314,32 +261,21 @@ def _operator(args: argparse.Namespace) -> int:
         return 1
 
 
-def _kubernetes_gateway(args: argparse.Namespace) -> int:
-    from kfaas import telemetry
-    from kfaas.config import Settings, async_queue_for
-    from kfaas.gateway.asyncq import parse_queue_url
+def _kubernetes_gateway(server: ServerSettings) -> int:
     from kfaas.gateway.kube_clients import run_kubernetes_gateway
     from kfaas.kube_clients import KubeError
 
     try:
-        settings, listeners = _server_options(args, Settings.from_env())
-        settings, _ = _auth_options(args, settings)
-        async_queue = async_queue_for("gateway", settings, args.async_queue)
-        parse_queue_url(async_queue)
-    except ValueError as exc:
-        print(f"kfaas gateway: {exc}", file=sys.stderr)
-        return 2
-    telemetry.configure("gateway", settings.log_level)
-    try:
         return aio.run(
             run_kubernetes_gateway(
-                host=args.host,
-                port=args.port,
-                settings=settings,
-                platform_namespace=os.environ.get("KFAAS_PLATFORM_NAMESPACE", "kfaas-system"),
-                watch_namespace=args.namespace,
-                async_queue=async_queue,
-                listeners=listeners,
+                host=server.host,
+                port=server.port,
+                settings=server.settings,
+                platform_namespace=server.platform_namespace,
+                watch_namespace=server.watch_namespace,
+                replica=server.replica,
+                async_queue=server.async_queue,
+                listeners=server.listeners,
             )
         )
     except KubeError as exc:
@@ -357,21 +293,21 @@ def _invoke(args: argparse.Namespace) -> int:
         print(f"kfaas invoke: --payload is not valid JSON: {exc}", file=sys.stderr)
         return 2
     from kfaas import sigv4
+    from kfaas.cli.settings import invoke_settings
 
+    invoke = invoke_settings(args.endpoint)
     name = urllib.parse.quote(args.name, safe="")
-    url = f"{args.endpoint.rstrip('/')}/2015-03-31/functions/{name}/invocations"
+    url = f"{invoke.endpoint.rstrip('/')}/2015-03-31/functions/{name}/invocations"
     payload = args.payload.encode()
     sent = {
         "Content-Type": "application/json",
         "X-Amz-Invocation-Type": "Event" if args.event else "RequestResponse",
         "X-Amz-Log-Type": "Tail" if args.tail and not args.event else "None",
     }
-    credentials = sigv4.SigningCredentials.from_env(os.environ)
-    if credentials is not None:
+    if invoke.credentials is not None:
         # Signed like the AWS CLI signs, for a gateway with --auth sigv4 (ignored by --auth none).
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         # The Host signed is sent as is: urllib then adds none of its own.
-        sent = sigv4.sign("POST", url, sent, payload, credentials, region=region)
+        sent = sigv4.sign("POST", url, sent, payload, invoke.credentials, region=invoke.region)
     request = urllib.request.Request(url, data=payload, method="POST", headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=960) as reply:
@@ -385,7 +321,7 @@ def _invoke(args: argparse.Namespace) -> int:
         )
         return 2
     except urllib.error.URLError as error:
-        print(f"kfaas invoke: cannot reach {args.endpoint}: {error.reason}", file=sys.stderr)
+        print(f"kfaas invoke: cannot reach {invoke.endpoint}: {error.reason}", file=sys.stderr)
         return 2
     if args.tail and headers.get("X-Amz-Log-Result"):
         sys.stderr.write(base64.b64decode(headers["X-Amz-Log-Result"]).decode(errors="replace"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -19,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from kfaas import runtimetoken
 from kfaas.config import Settings
 from kfaas.gateway.asyncq import QueueError, parse_queue_url
 from kfaas.gateway.auth_rules import CredentialsFile, dev_auth
@@ -36,6 +34,9 @@ from kfaas.manifests import (
     manifest_files,
 )
 from kfaas.pollers.runner import PollerGroup
+from kfaas.pollers.settings import PollerSettings
+
+from .settings import ServerSettings
 
 log = logging.getLogger("kfaas.dev")
 
@@ -71,6 +72,7 @@ class DevServer:
         out: TextIO = sys.stdout,
         listeners: Sequence[Listener] = (),
         credentials: CredentialsFile | None = None,
+        poller: PollerSettings | None = None,
     ) -> None:
         self.paths = list(paths)
         self.host = host
@@ -87,7 +89,7 @@ class DevServer:
             state_dir=self.state_dir,
             region=settings.region,
             stable_window_seconds=settings.scaling_stable_window_seconds,
-            runtime_token_key=os.environ.get(runtimetoken.KEY_ENV) or None,
+            runtime_token_key=settings.runtime_token_key,
         )
         self.registry.subscribe(self.backend.set_function)
         # With --auth sigv4 the in-process pollers present a token made for this run.
@@ -104,6 +106,7 @@ class DevServer:
         self._generations: dict[str, str] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.settings = settings
+        self.poller_settings = poller or PollerSettings()
         # Stream pollers for the mappings found, started once the gateway's URL is known.
         self.pollers: PollerGroup | None = None
         self._mapping_lines: list[str] = []
@@ -139,6 +142,7 @@ class DevServer:
         self.pollers = PollerGroup(
             gateway_url=self.url,
             settings=self.settings,
+            poller=self.poller_settings,
             gateway_authorization=(lambda: f"Bearer {token}") if token else None,
         )
         await self.pollers.start()
@@ -238,26 +242,19 @@ def _redacted(queue: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
-async def run_dev(
-    paths: Sequence[str],
-    *,
-    host: str,
-    port: int,
-    settings: Settings,
-    async_queue: str = "memory",
-    listeners: Sequence[Listener] = (),
-    credentials: CredentialsFile | None = None,
-) -> int:
+async def run_dev(paths: Sequence[str], options: ServerSettings) -> int:
+    """`kfaas dev` (and a local `kfaas gateway`) with the settings read at the command's start."""
     server: DevServer | None = None
     try:
         server = DevServer(
             paths,
-            host=host,
-            port=port,
-            settings=settings,
-            async_queue=async_queue,
-            listeners=listeners,
-            credentials=credentials,
+            host=options.host,
+            port=options.port,
+            settings=options.settings,
+            async_queue=options.async_queue,
+            listeners=options.listeners,
+            credentials=options.credentials,
+            poller=options.poller,
         )
         await server.start()
     except ManifestError as exc:

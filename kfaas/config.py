@@ -3,6 +3,11 @@
 Each component has its own flags too; these are the few values every component needs to agree on
 (how fast retries go, which namespace a bare function name means, which region ARNs name).
 Reading them in one place gives one error message per bad variable instead of a crash deep inside.
+
+This is one of the few settings modules allowed to read the process environment (ruff TID251,
+ADR 020); each role builds its settings once at its entry point and passes them down. The parsers
+below (``seconds``, ``count``, ``port``, ``choice``, ``http_url``) are shared by the roles' own
+settings modules so that every bad value reads ``NAME='value' must be <form>``.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from kfaas import runtimetoken
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _REGION = re.compile(r"[a-z0-9-]+")
 
 
-def _seconds(environ: Mapping[str, str], variable: str, default: float) -> float:
+def seconds(environ: Mapping[str, str], variable: str, default: float) -> float:
+    """Zero or more seconds (a float); unset or blank: ``default``."""
     raw = environ.get(variable)
     if raw is None or raw.strip() == "":
         return default
@@ -36,7 +45,7 @@ _SIZE = re.compile(r"(\d+)\s*(Ki|Mi|Gi)?")
 _UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
 
 
-def _count(environ: Mapping[str, str], variable: str, default: int, *, size: bool = False) -> int:
+def count(environ: Mapping[str, str], variable: str, default: int, *, size: bool = False) -> int:
     """A whole number of at least 1 (``size``: bytes, optionally with a Ki, Mi or Gi suffix)."""
     raw = environ.get(variable)
     if raw is None or raw.strip() == "":
@@ -64,12 +73,57 @@ def _matching(
 AUTH_MODES = ("none", "sigv4")
 
 
-def _choice(environ: Mapping[str, str], variable: str, choices: tuple[str, ...]) -> str:
+def choice(environ: Mapping[str, str], variable: str, choices: tuple[str, ...]) -> str:
     """One of ``choices`` (the first when unset); anything else names the variable."""
     raw = environ.get(variable, "").strip()
     if raw and raw not in choices:
         raise ValueError(f"{variable}={raw!r} must be one of {', '.join(choices)}")
     return raw or choices[0]
+
+
+def port(environ: Mapping[str, str], variable: str, default: int) -> int:
+    """A TCP port, 0 to 65535; unset or blank: ``default``."""
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ValueError(f"{variable}={raw!r} must be a port number, 0 to 65535")
+    return int(raw)
+
+
+def http_url(environ: Mapping[str, str], variable: str, default: str = "") -> str:
+    """An ``http://host[:port][/path]`` URL; unset or blank: ``default``."""
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{variable}={raw!r} must be a URL such as http://host:port")
+    return raw
+
+
+def wants_otlp(environ: Mapping[str, str]) -> bool:
+    """Whether the standard OpenTelemetry variables ask for traces exported over OTLP."""
+    return bool(
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or environ.get("OTEL_TRACES_EXPORTER", "").lower() == "otlp"
+    )
+
+
+def host_environment() -> dict[str, str]:
+    """A copy of this process's environment: what `kfaas dev` hands on, in part, to the instances
+    and interpreter probes it starts (PATH, HOME, OTEL_*…), taken once by whoever starts them."""
+    return dict(os.environ)
+
+
+def in_a_pod(environ: Mapping[str, str] = os.environ) -> bool:
+    """Inside a Kubernetes pod, where its service account's credentials apply (the kubelet says)."""
+    return bool(environ.get("KUBERNETES_SERVICE_HOST"))
 
 
 @dataclass(frozen=True)
@@ -102,6 +156,11 @@ class Settings:
     auth: str = "none"
     # How long a TokenReview or SubjectAccessReview answer is reused (0: ask every time).
     auth_cache_seconds: float = 10.0
+    # The key runtime tokens are derived from (ADR 011); None: a random key per start.
+    runtime_token_key: str | None = dataclasses.field(default=None, repr=False)
+    # Export traces over OTLP (the standard OTEL_* variables ask for it), as this service.
+    otlp_traces: bool = False
+    otel_service_name: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -113,9 +172,9 @@ class Settings:
                 f"{', '.join(LOG_LEVELS)}"
             )
         return cls(
-            async_retry_base_seconds=_seconds(environ, "KFAAS_ASYNC_RETRY_BASE_SECONDS", 60.0),
-            stream_retry_base_seconds=_seconds(environ, "KFAAS_STREAM_RETRY_BASE_SECONDS", 1.0),
-            scaling_stable_window_seconds=_seconds(
+            async_retry_base_seconds=seconds(environ, "KFAAS_ASYNC_RETRY_BASE_SECONDS", 60.0),
+            stream_retry_base_seconds=seconds(environ, "KFAAS_STREAM_RETRY_BASE_SECONDS", 1.0),
+            scaling_stable_window_seconds=seconds(
                 environ, "KFAAS_SCALING_STABLE_WINDOW_SECONDS", 60.0
             ),
             default_namespace=_matching(
@@ -125,14 +184,17 @@ class Settings:
             region=_matching(environ, ("KFAAS_REGION", "AWS_REGION"), "us-east-1", _REGION),
             log_level=log_level,
             async_queue=environ.get("KFAAS_ASYNC_QUEUE", "").strip(),
-            async_redelivery_seconds=_seconds(environ, "KFAAS_ASYNC_REDELIVERY_SECONDS", 30.0),
+            async_redelivery_seconds=seconds(environ, "KFAAS_ASYNC_REDELIVERY_SECONDS", 30.0),
             redis_url=environ.get("KFAAS_REDIS_URL", "").strip() or None,
             kafka_bootstrap_servers=(
                 environ.get("KFAAS_KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
             ),
             **_bounds(environ),  # type: ignore[arg-type]
-            auth=_choice(environ, "KFAAS_AUTH", AUTH_MODES),
-            auth_cache_seconds=_seconds(environ, "KFAAS_AUTH_CACHE_SECONDS", 10.0),
+            auth=choice(environ, "KFAAS_AUTH", AUTH_MODES),
+            auth_cache_seconds=seconds(environ, "KFAAS_AUTH_CACHE_SECONDS", 10.0),
+            runtime_token_key=environ.get(runtimetoken.KEY_ENV) or None,
+            otlp_traces=wants_otlp(environ),
+            otel_service_name=environ.get("OTEL_SERVICE_NAME") or None,
         )
 
     def with_flags(self, flags: Mapping[str, str | None]) -> Settings:
@@ -170,11 +232,11 @@ def _bound(source: Mapping[str, str | None], field: str, name: str) -> float | i
     present = {name: raw} if (raw := source.get(name)) is not None else {}
     default = getattr(Settings, field)
     if isinstance(default, float):
-        value = _seconds(present, name, default)
+        value = seconds(present, name, default)
         if value == 0:
             raise ValueError(f"{name}={raw!r} must be more than 0 seconds")
         return value
-    return _count(present, name, default, size=field.endswith("_bytes"))
+    return count(present, name, default, size=field.endswith("_bytes"))
 
 
 def async_queue_for(command: str, settings: Settings, flag: str | None = None) -> str:

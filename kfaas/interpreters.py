@@ -12,15 +12,14 @@ no interpreter here can run is refused with a message saying what is missing (AD
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfaas import runtimes
+from kfaas import config, runtimes
 
 PROBE_TIMEOUT_SECONDS = 30.0
 # What a runtime instance imports of kfaas: if these import, the runtime runs.
@@ -62,8 +61,11 @@ class Interpreters:
         own: tuple[int, int] = (sys.version_info.major, sys.version_info.minor),
         which: Callable[[str], str | None] = shutil.which,
         run: Run = subprocess.run,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        # The environment probes run in (less PYTHONPATH): this process's, copied once.
+        self.environment = dict(config.host_environment() if environment is None else environment)
         self.own = own
         self._which = which
         self._run = run
@@ -115,7 +117,7 @@ class Interpreters:
     def _probe(
         self, python: str, code: str, python_path: str | None
     ) -> subprocess.CompletedProcess[str]:
-        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        env = {key: value for key, value in self.environment.items() if key != "PYTHONPATH"}
         if python_path is not None:
             env["PYTHONPATH"] = python_path
         # Bytecode of the probe goes to the state directory, not next to the sources.

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from kfaas import aiokit
+from kfaas.config import in_a_pod
 
 log = logging.getLogger("kfaas.kube")
 
@@ -63,7 +63,7 @@ class Credentials:
 
         configuration = client.Configuration()
         try:
-            if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            if kubeconfig is None and in_a_pod():
                 config.load_incluster_config(client_configuration=configuration)
             else:
                 config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)

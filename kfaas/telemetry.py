@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
-from collections.abc import Mapping
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from kfaas.config import Settings
 
 RESERVED = set(vars(logging.makeLogRecord({})))
 
@@ -53,23 +53,16 @@ def configure_logging(component: str, level: str = "info") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def wants_otlp(environ: Mapping[str, str]) -> bool:
-    return bool(
-        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        or environ.get("OTEL_TRACES_EXPORTER", "").lower() == "otlp"
-    )
-
-
-def configure_tracing(service_name: str, environ: Mapping[str, str] = os.environ) -> None:
+def configure_tracing(service_name: str, settings: Settings) -> None:
     """Install a tracer provider that exports over OTLP/HTTP, when the environment asks for it.
 
     Otherwise the API's no-op tracer stays: spans cost nothing on the invoke path, and the W3C
-    context a client sent is still handed on unchanged (its trace id reaches the handler).
+    context a client sent is still handed on unchanged (its trace id reaches the handler). The
+    exporter reads its own ``OTEL_EXPORTER_OTLP_*`` variables, as OpenTelemetry specifies.
     """
-    if not wants_otlp(environ):
+    if not settings.otlp_traces:
         return
-    resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME", service_name)})
+    resource = Resource.create({"service.name": settings.otel_service_name or service_name})
     provider = TracerProvider(resource=resource)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -77,6 +70,6 @@ def configure_tracing(service_name: str, environ: Mapping[str, str] = os.environ
     trace.set_tracer_provider(provider)
 
 
-def configure(component: str, level: str = "info") -> None:
-    configure_logging(component, level)
-    configure_tracing(f"kfaas-{component}")
+def configure(component: str, settings: Settings) -> None:
+    configure_logging(component, settings.log_level)
+    configure_tracing(f"kfaas-{component}", settings)

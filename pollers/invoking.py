@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -53,10 +52,10 @@ def token_file_authorization(path: str | Path) -> Authorization:
     return authorization
 
 
-def gateway_authorization(environ: Mapping[str, str] = os.environ) -> Authorization | None:
-    """How `kfaas poller` authenticates to the gateway: KFAAS_GATEWAY_TOKEN_FILE, else the pod's
-    ServiceAccount token when there is one, else not at all (a gateway with ``--auth none``)."""
-    path = environ.get("KFAAS_GATEWAY_TOKEN_FILE", "").strip()
+def gateway_authorization(path: str = "") -> Authorization | None:
+    """How `kfaas poller` authenticates to the gateway: the token file ``path``
+    (KFAAS_GATEWAY_TOKEN_FILE), else the pod's ServiceAccount token when there is one, else not at
+    all (a gateway with ``--auth none``)."""
     if path:
         return token_file_authorization(path)
     if Path(SERVICE_ACCOUNT_TOKEN).is_file():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -30,25 +29,25 @@ from .errors import MappingError
 from .invoking import gateway_authorization
 from .metrics import PollerMetrics, metrics_app
 from .runner import MappingRunner, describe
-from .status import REPORT_SECONDS, SETTLE_SECONDS, report_status
+from .settings import DEFAULT_METRICS_PORT, PollerSettings, poller_settings
+from .status import SETTLE_SECONDS, report_status
 from .status_clients import connect
 
 log = logging.getLogger("kfaas.pollers")
-DEFAULT_METRICS_PORT = 9090
 
 
 class PollerConfigError(ValueError):
     """The poller's configuration is missing or wrong; the message says which setting."""
 
 
-def load_mapping(environ: Mapping[str, str], mapping_file: str | None = None) -> EventSourceMapping:
+def load_mapping(poller: PollerSettings, mapping_file: str | None = None) -> EventSourceMapping:
     if mapping_file:
         try:
             text, source = Path(mapping_file).read_text(encoding="utf-8"), mapping_file
         except OSError as exc:
             raise PollerConfigError(f"--mapping {mapping_file}: cannot be read: {exc}") from None
-    elif environ.get("KFAAS_MAPPING"):
-        text, source = environ["KFAAS_MAPPING"], "KFAAS_MAPPING"
+    elif poller.mapping:
+        text, source = poller.mapping, "KFAAS_MAPPING"
     else:
         raise PollerConfigError("no mapping: set KFAAS_MAPPING or pass --mapping FILE")
     try:
@@ -65,33 +64,23 @@ def load_mapping(environ: Mapping[str, str], mapping_file: str | None = None) ->
     return manifest
 
 
-def metrics_address(environ: Mapping[str, str]) -> tuple[str, int]:
-    raw = environ.get("KFAAS_POLLER_METRICS_PORT", "").strip()
-    try:
-        port = int(raw) if raw else DEFAULT_METRICS_PORT
-    except ValueError:
-        raise PollerConfigError(f"KFAAS_POLLER_METRICS_PORT={raw!r} must be a port") from None
-    if not 0 <= port <= 65535:
-        raise PollerConfigError(f"KFAAS_POLLER_METRICS_PORT={raw!r} must be a port")
-    return environ.get("KFAAS_POLLER_METRICS_HOST", "127.0.0.1"), port
-
-
 async def serve(
     mapping: EventSourceMapping,
     *,
     gateway_url: str,
     settings: Settings,
+    poller: PollerSettings,
     host: str,
     port: int,
-    environ: Mapping[str, str] = os.environ,
 ) -> int:
     metrics = PollerMetrics()
     runner = MappingRunner(
         mapping,
         gateway_url=gateway_url,
         settings=settings,
+        poller=poller,
         metrics=metrics,
-        gateway_authorization=gateway_authorization(environ),
+        gateway_authorization=gateway_authorization(poller.gateway_token_file),
     )
     site_runner: web.AppRunner | None = None
     if port:
@@ -101,7 +90,7 @@ async def serve(
         print(f"kfaas poller: metrics on http://{host}:{port}/metrics", flush=True)
     print(f"kfaas poller: {describe(mapping)} via {gateway_url}", flush=True)
     task = asyncio.create_task(runner.run(), name=f"mapping-{mapping.key}")
-    reporter = start_status_reports(mapping, runner.metrics, environ)
+    reporter = start_status_reports(mapping, runner.metrics, poller)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, task.cancel)
@@ -123,13 +112,18 @@ async def serve(
 
 
 def start_status_reports(
-    mapping: EventSourceMapping, metrics: PollerMetrics, environ: Mapping[str, str]
+    mapping: EventSourceMapping, metrics: PollerMetrics, poller: PollerSettings
 ) -> asyncio.Task[None] | None:
     """Report lag and outcomes in the mapping's status when Kubernetes credentials are at hand."""
-    store = connect(environ, mapping.metadata.namespace, mapping.metadata.name)
+    store = connect(
+        mapping.metadata.namespace,
+        mapping.metadata.name,
+        in_a_pod=poller.in_a_pod,
+        kubeconfig=poller.kubeconfig,
+    )
     if store is None:
         return None
-    interval = float(environ.get("KFAAS_POLLER_STATUS_SECONDS") or REPORT_SECONDS)
+    interval = poller.status_seconds
     print(f"kfaas poller: reporting status to EventSourceMapping {mapping.key}", flush=True)
     return asyncio.create_task(
         report_status(store, metrics, interval=interval, settle=min(SETTLE_SECONDS, interval)),
@@ -137,18 +131,20 @@ def start_status_reports(
     )
 
 
-def main(mapping_file: str | None = None, environ: Mapping[str, str] = os.environ) -> int:
+def main(mapping_file: str | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """`kfaas poller`: settings are read here, once, from ``environ`` (default: the process')."""
     try:
-        settings = Settings.from_env(environ)
-        mapping = load_mapping(environ, mapping_file)
-        gateway_url = environ.get("KFAAS_GATEWAY_URL", "").strip()
+        settings, poller = poller_settings(environ)
+        mapping = load_mapping(poller, mapping_file)
+        gateway_url = poller.gateway_url
         if not gateway_url:
             raise PollerConfigError("KFAAS_GATEWAY_URL is not set (the gateway to invoke through)")
-        host, port = metrics_address(environ)
+        host = poller.metrics_host
+        port = DEFAULT_METRICS_PORT if poller.metrics_port is None else poller.metrics_port
     except (PollerConfigError, ValueError) as exc:
         print(f"kfaas poller: {exc}", file=sys.stderr)
         return 2
-    telemetry.configure("poller", settings.log_level)
+    telemetry.configure("poller", settings)
     try:
         # uvloop when installed: the aiohttp client and Redis' stream reader are the hot path.
         return aio.run(
@@ -156,9 +152,9 @@ def main(mapping_file: str | None = None, environ: Mapping[str, str] = os.enviro
                 mapping,
                 gateway_url=gateway_url,
                 settings=settings,
+                poller=poller,
                 host=host,
                 port=port,
-                environ=environ,
             )
         )
     except MappingError as exc:

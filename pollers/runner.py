@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -34,6 +33,7 @@ from .kafka_poller import KafkaMappingState, KafkaPoller, KafkaSettings
 from .metrics import PollerMetrics, metrics_app
 from .records import function_arn, kafka_topic_arn, redis_stream_arn
 from .redis_poller import RedisPoller, RedisSettings
+from .settings import PollerSettings
 
 log = logging.getLogger("kfaas.pollers")
 
@@ -41,7 +41,6 @@ RESTART_FIRST_SECONDS = 0.5
 RESTART_MAX_SECONDS = 30.0
 # A consumer that ran this long before failing starts its backoff afresh.
 HEALTHY_SECONDS = 60.0
-DEFAULT_CLAIM_IDLE_SECONDS = 60.0
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -70,11 +69,6 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
         await asyncio.sleep(min(RESTART_FIRST_SECONDS * 2 ** (failures - 1), RESTART_MAX_SECONDS))
 
 
-def consumer_base_name(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
-    """Redis consumer names: stable per pod (or host), so a restarted poller finds its entries."""
-    return environ.get("KFAAS_POLLER_CONSUMER_NAME") or socket.gethostname()
-
-
 class MappingRunner:
     def __init__(
         self,
@@ -83,6 +77,7 @@ class MappingRunner:
         gateway_url: str,
         settings: Settings,
         metrics: PollerMetrics,
+        poller: PollerSettings | None = None,
         consumer_name: str | None = None,
         claim_idle_seconds: float | None = None,
         kafka_bootstrap_default: str | None = None,
@@ -100,15 +95,12 @@ class MappingRunner:
         except ValueError as exc:
             raise MappingError(str(exc)) from None
         self.settings = settings
-        self.consumer_name = consumer_name or consumer_base_name()
-        env_idle = os.environ.get("KFAAS_POLLER_CLAIM_IDLE_SECONDS")
-        self.claim_idle_seconds = claim_idle_seconds or (
-            float(env_idle) if env_idle else DEFAULT_CLAIM_IDLE_SECONDS
-        )
-        self.kafka_default = kafka_bootstrap_default or os.environ.get(
-            "KFAAS_KAFKA_BOOTSTRAP_SERVERS"
-        )
-        self.redis_default = redis_url_default or os.environ.get("KFAAS_REDIS_URL")
+        poller = poller or PollerSettings()
+        # Redis consumer names: stable per pod (or host), so a restarted poller finds its entries.
+        self.consumer_name = consumer_name or poller.consumer_name or socket.gethostname()
+        self.claim_idle_seconds = claim_idle_seconds or poller.claim_idle_seconds
+        self.kafka_default = kafka_bootstrap_default or settings.kafka_bootstrap_servers
+        self.redis_default = redis_url_default or settings.redis_url
         if spec.kafka is not None and spec.kafka.auth is not None:
             # Failing loudly beats connecting without the credentials the user asked for.
             raise MappingError(
@@ -270,8 +262,8 @@ class MappingRunner:
 class PollerGroup:
     """The runners of a set of mappings, restarted when a mapping changes (for `kfaas dev`).
 
-    Metrics are served only when KFAAS_POLLER_METRICS_PORT names a port: `kfaas dev` runs many
-    things on one machine and should not take port 9090 unasked.
+    Metrics are served only when KFAAS_POLLER_METRICS_PORT names a port (``poller``): `kfaas dev`
+    runs many things on one machine and should not take port 9090 unasked.
     """
 
     def __init__(
@@ -279,6 +271,7 @@ class PollerGroup:
         *,
         gateway_url: str,
         settings: Settings,
+        poller: PollerSettings | None = None,
         metrics: PollerMetrics | None = None,
         metrics_port: int | None = None,
         gateway_authorization: Authorization | None = None,
@@ -286,10 +279,10 @@ class PollerGroup:
         self.gateway_url = gateway_url
         self.gateway_authorization = gateway_authorization
         self.settings = settings
+        self.poller = poller or PollerSettings()
         self.metrics = metrics or PollerMetrics()
         if metrics_port is None:
-            raw = os.environ.get("KFAAS_POLLER_METRICS_PORT", "").strip()
-            metrics_port = int(raw) if raw.isdigit() else 0
+            metrics_port = self.poller.metrics_port or 0
         self.metrics_port = metrics_port
         self._site: web.AppRunner | None = None
         self.running: dict[str, tuple[EventSourceMapping, asyncio.Task[None]]] = {}
@@ -315,6 +308,7 @@ class PollerGroup:
                         mapping,
                         gateway_url=self.gateway_url,
                         settings=self.settings,
+                        poller=self.poller,
                         metrics=self.metrics,
                         gateway_authorization=self.gateway_authorization,
                     )

@@ -8,7 +8,6 @@ read its mapping and patch its status, nothing else) or `$KUBECONFIG`; with neit
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from kfaas.kube_clients import Body, Credentials, KubeClient, KubeError
 
@@ -50,13 +49,14 @@ class KubeStatusStore:
         await self.client.close()
 
 
-def connect(environ: Mapping[str, str], namespace: str, name: str) -> KubeStatusStore | None:
+def connect(
+    namespace: str, name: str, *, in_a_pod: bool, kubeconfig: str | None
+) -> KubeStatusStore | None:
     """A store for the mapping when Kubernetes credentials are at hand (in a pod, or KUBECONFIG)."""
-    if not (environ.get("KUBERNETES_SERVICE_HOST") or environ.get("KUBECONFIG")):
+    if not (in_a_pod or kubeconfig):
         return None
-    in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
     try:
-        credentials = Credentials.load(None if in_cluster else environ["KUBECONFIG"])
+        credentials = Credentials.load(None if in_a_pod else kubeconfig)
     except (KubeError, OSError, ValueError) as exc:
         log.warning("not reporting the mapping's status: %s", exc)
         return None

@@ -7,7 +7,6 @@ with ours. See ADR 002 for the environment variables.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from kfaas.runtime.startup import prepare
 
     try:
-        config = config_from_env(os.environ)
+        config = config_from_env()
     except ConfigError as exc:
         sys.stderr.write(f"kfaas runtime: {exc}\n")
         return 2

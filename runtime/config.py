@@ -55,6 +55,8 @@ class RuntimeConfig:
     # The token `/invoke` must present (ADR 011); None: the caller is not checked (an instance
     # started by hand). Never handed to workers: it is a KFAAS_ variable.
     runtime_token: str | None = field(default=None, repr=False)
+    # Serve on uvloop when it is installed (KFAAS_UVLOOP=0: the plain asyncio loop).
+    uvloop: bool = True
 
     @property
     def is_python(self) -> bool:
@@ -78,9 +80,13 @@ def _int(environ: Mapping[str, str], key: str, default: int, low: int, high: int
 
 
 def config_from_env(
-    environ: Mapping[str, str], interpreter: tuple[int, int] = sys.version_info[:2]
+    environ: Mapping[str, str] | None = None, interpreter: tuple[int, int] = sys.version_info[:2]
 ) -> RuntimeConfig:
-    """The instance's configuration; ``interpreter`` is the (major, minor) Python it runs on."""
+    """The instance's configuration; ``interpreter`` is the (major, minor) Python it runs on.
+
+    ``environ`` defaults to this process's environment: `kfaas runtime` reads it here, once.
+    """
+    environ = os.environ if environ is None else environ
     default_runtime = f"python{interpreter[0]}.{interpreter[1]}"
     runtime = environ.get("KFAAS_RUNTIME") or default_runtime
     if runtime not in (*PYTHON_RUNTIMES, PROVIDED):
@@ -125,11 +131,18 @@ def config_from_env(
         runtime_api_port=_int(environ, "KFAAS_RUNTIME_API_PORT", 9001, 0, 65535),
         region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         enforce_memory_limit=environ.get("KFAAS_MEMORY_LIMIT", "") in ("1", "true", "True"),
-        ready_fd=int(ready_raw) if ready_raw else None,
+        ready_fd=_int(environ, "KFAAS_READY_FD", 0, 0, 1 << 20) if ready_raw else None,
         python_channel=channel,
         function_environment={k: v for k, v in environ.items() if not k.startswith("KFAAS_")},
         runtime_token=environ.get(runtimetoken.TOKEN_ENV) or None,
+        uvloop=environ.get("KFAAS_UVLOOP", "1") != "0",
     )
+
+
+def forget_runtime_token() -> None:
+    """Take the runtime token out of this process's environment, so nothing started later
+    inherits it (ADR 011); the config read before keeps it for ``/invoke``."""
+    os.environ.pop(runtimetoken.TOKEN_ENV, None)
 
 
 def log_stream_name(now: float | None = None) -> str:

@@ -289,7 +289,7 @@ async def serve_forever(prepared: Prepared, started: float) -> int:
 def serve(prepared: Prepared, started: float) -> int:
     """Run the instance until SIGTERM/SIGINT (0) or a failed background task (1)."""
     loop_factory = None
-    if os.environ.get("KFAAS_UVLOOP", "1") != "0":
+    if prepared.config.uvloop:
         try:
             import uvloop
 
@@ -298,9 +298,3 @@ def serve(prepared: Prepared, started: float) -> int:
             pass
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(serve_forever(prepared, started))
-
-
-def run_from_env() -> int:
-    from kfaas.runtime.__main__ import main
-
-    return main([])

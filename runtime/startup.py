@@ -12,8 +12,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from kfaas import runtimetoken
-from kfaas.runtime.config import RuntimeConfig
+from kfaas.runtime.config import RuntimeConfig, forget_runtime_token
 from kfaas.runtime.process import WorkerProcess, spawn
 
 _PR_SET_DUMPABLE = 4  # linux/prctl.h
@@ -47,7 +46,7 @@ def protect_token(config: RuntimeConfig) -> None:
     Root in the same container, or ptrace with CAP_SYS_PTRACE, still can: pods run as non-root
     without capabilities.
     """
-    os.environ.pop(runtimetoken.TOKEN_ENV, None)
+    forget_runtime_token()
     if config.runtime_token is None:
         return
     import ctypes
