@@ -16,8 +16,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 # redis_service, kafka_service, kwok_service: the real services (tests/services/fixtures.py);
 # network_policy_enforcer, prometheus_service: the real node's add-ons (addon_fixtures.py);
-# kfaas_images: the images built here (image_fixtures.py).
-pytest_plugins = ["services.fixtures", "services.addon_fixtures", "services.image_fixtures"]
+# kfaas_images: the images built here (image_fixtures.py); each service's marker on every test
+# that reaches it (markers.py); pytester, for the tests of that plumbing (tests/tooling).
+pytest_plugins = [
+    "services.markers",  # first: the fixture plugins import it
+    "services.fixtures",
+    "services.addon_fixtures",
+    "services.image_fixtures",
+    "pytester",
+]
 
 
 EXPORTER = InMemorySpanExporter()

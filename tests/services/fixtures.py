@@ -23,6 +23,7 @@ import pytest
 from services.base import MissingDependency, Service, ServiceError, default_state_dir, tail
 from services.cluster import Cluster
 from services.kafka_broker import KafkaBroker
+from services.markers import needs
 from services.node import NodeCluster
 from services.processes import running_pid, stop
 from services.redis_server import RedisServer
@@ -33,13 +34,6 @@ FIXTURES: dict[str, type[RedisServer] | type[KafkaBroker] | type[Cluster] | type
     "kwok_service": Cluster,
     "cluster_service": NodeCluster,
     "pod_kafka_service": KafkaBroker,
-}
-MARKERS = {
-    "redis_service": "redis",
-    "kafka_service": "kafka",
-    "kwok_service": "kwok",
-    "cluster_service": "cluster",
-    "pod_kafka_service": "kafka",
 }
 # Use the real node `scripts/services up cluster` started (default state folder) instead of
 # starting one: one real node per machine, so parallel test runs share it. Never stopped here;
@@ -58,23 +52,10 @@ def _reusing_cluster() -> bool:
     return os.environ.get(REUSE_CLUSTER, "") == "1"
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a service, so `-m "not kafka"` works across the suite."""
-    for item in items:
-        for fixture, marker in MARKERS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(marker)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build what the selected tests need before any test (and its timeout) starts."""
-    wanted = {
-        fixture
-        for item in session.items
-        for fixture in FIXTURES
-        if fixture in getattr(item, "fixturenames", ())
-    }
+    # By marker too: a fixture reached through a marked parameter is not in `fixturenames`.
+    wanted = {fixture for item in session.items for fixture in FIXTURES if needs(item, fixture)}
     if not wanted or session.config.option.collectonly:
         return
     capture = session.config.pluginmanager.get_plugin("capturemanager")

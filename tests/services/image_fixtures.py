@@ -19,9 +19,9 @@ import pytest
 from services import images
 from services.base import MissingDependency, ServiceError
 from services.debian import RELEASES
+from services.markers import needs
 
 FIXTURE = "kfaas_images"
-MARKER = "images"
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,9 @@ def build() -> BuiltImages:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if FIXTURE in getattr(item, "fixturenames", ()):
-            item.add_marker(MARKER)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the images before any test (and its timeout) starts, if a selected test wants them."""
-    wanted = any(FIXTURE in getattr(item, "fixturenames", ()) for item in session.items)
+    wanted = any(needs(item, FIXTURE) for item in session.items)
     if not wanted or session.config.option.collectonly:
         return
     capture = session.config.pluginmanager.get_plugin("capturemanager")
