@@ -15,7 +15,7 @@ import shutil
 import socket
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -36,16 +36,27 @@ def cache_root() -> Path:
 
 
 @contextmanager
-def build_lock(name: str) -> Iterator[None]:
-    """One build of `name` at a time per machine: a developer's run and CI may start together."""
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / f"{name}.lock").open("w") as lock:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing), waiting for it: the one lock helper
+    of the services. flock, so a process that dies releases it; it is held per open file, so
+    threads of one process exclude each other too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_lock(name: str) -> AbstractContextManager[None]:
+    """One build of `name` at a time per machine: a developer's run and CI may start together.
+
+    Every cached build (Kubernetes, the node's programs, Kafka, kube-router, Prometheus, Helm,
+    the images) checks its cache, takes this lock, checks again, then builds into a partial folder
+    it renames when done.
+    """
+    return file_lock(cache_root() / f"{name}.lock")
 
 
 def default_state_dir() -> Path:

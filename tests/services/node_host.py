@@ -11,7 +11,6 @@ them, sysctls set back, host folders that did not exist before deleted, the brid
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -22,11 +21,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from services.base import MissingDependency, ServiceError, progress
+from services.base import MissingDependency, ServiceError, file_lock, progress
 from services.node_config import BRIDGE, BRIDGE_ADDRESS, CNI_BIN, CNI_NETWORK, POD_RANGE
 
 MACHINE_DIR = Path("/run/kfaas-node")
@@ -85,17 +84,10 @@ def check_machine() -> None:
         raise MissingDependency("the real node needs cgroups (/sys/fs/cgroup has none mounted)")
 
 
-@contextmanager
-def machine_lock(name: str = "lock") -> Iterator[None]:
+def machine_lock(name: str = "lock") -> AbstractContextManager[None]:
     """Held while a node starts or stops: two at once would fight over the same host state.
     ("import.lock": one image import at a time, as containerd refuses a second of the same.)"""
-    MACHINE_DIR.mkdir(parents=True, exist_ok=True)
-    with (MACHINE_DIR / name).open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return file_lock(MACHINE_DIR / name)
 
 
 def owner() -> dict[str, str] | None:
