@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from kfaas import aiokit
 from kfaas.brokers.destinations import platform_kafka, platform_redis
 from kfaas.brokers.errors import BrokerError, DestinationError
 from kfaas.brokers.kafka_clients import topic_partition_count
@@ -37,36 +39,9 @@ from .settings import PollerSettings
 
 log = logging.getLogger("kfaas.pollers")
 
-RESTART_FIRST_SECONDS = 0.5
-RESTART_MAX_SECONDS = 30.0
-# A consumer that ran this long before failing starts its backoff afresh.
-HEALTHY_SECONDS = 60.0
-
-
-async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Run `run` again and again until cancelled; only a MappingError ends it (raised)."""
-    loop = asyncio.get_running_loop()
-    failures = 0
-    while True:
-        started = loop.time()
-        try:
-            await run()
-            log.error("%s stopped on its own; restarting", name)
-        except MappingError:
-            raise
-        except BrokerError as exc:
-            log.warning("%s lost its source; reconnecting: %s", name, exc)
-        except Exception:
-            log.exception("%s failed; restarting", name)
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            # A client library turned our cancellation into its own error (redis-py can, mid-read):
-            # the stop was still asked for, so stop instead of restarting the consumer.
-            raise asyncio.CancelledError
-        if loop.time() - started > HEALTHY_SECONDS:
-            failures = 0
-        failures += 1
-        await asyncio.sleep(min(RESTART_FIRST_SECONDS * 2 ** (failures - 1), RESTART_MAX_SECONDS))
+# A consumer that fails is started again after 0.5 s, doubling up to 30 s; one that ran a minute
+# before failing starts its backoff afresh.
+CONSUMER_RESTART = aiokit.Backoff(first=0.5, most=30.0, healthy_after=60.0)
 
 
 class MappingRunner:
@@ -165,10 +140,17 @@ class MappingRunner:
             count,
             extra={"mapping": self.mapping.key, "function": spec.function_name},
         )
+        # A consumer that fails (its broker gone, a bug) is logged and started again; only a
+        # MappingError (the mapping cannot run as written) ends the runner.
         tasks = [
-            asyncio.create_task(
-                supervise(f"{self.mapping.key}[{index}]", self._consumer_factory(index)),
-                name=f"poller-{self.mapping.key}-{index}",
+            aiokit.guarded_task(
+                f"poller-{self.mapping.key}-{index}",
+                self._consumer_factory(index),
+                log=log,
+                restart=CONSUMER_RESTART,
+                expected=(BrokerError,),
+                fatal=(MappingError,),
+                on_return="restart",
             )
             for index in range(count)
         ]
@@ -177,9 +159,7 @@ class MappingRunner:
             for task in done:
                 task.result()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await aiokit.stop_tasks(tasks, grace_seconds=0)
             await self.close()
 
     async def close(self) -> None:
@@ -192,13 +172,21 @@ class MappingRunner:
     async def _partitions(self) -> int | None:
         kafka = self.mapping.spec.kafka
         assert kafka is not None
-        while True:
-            try:
-                return await topic_partition_count(kafka.bootstrap_servers, kafka.topic)
-            except BrokerError as exc:
-                log.warning("cannot read partitions of %s yet: %s", kafka.topic, exc)
-                self.metrics.activity.source_failed(str(exc))
-                await asyncio.sleep(RESTART_FIRST_SECONDS)
+
+        def failed(exc: BaseException, delay: float) -> None:
+            log.warning(
+                "cannot read partitions of %s yet (again in %.1f s): %s", kafka.topic, delay, exc
+            )
+            self.metrics.activity.source_failed(str(exc))
+
+        return await aiokit.retry_until_deadline(
+            lambda: topic_partition_count(kafka.bootstrap_servers, kafka.topic),
+            retry_on=(BrokerError,),
+            within_seconds=math.inf,  # the consumers cannot start without it
+            first_delay=CONSUMER_RESTART.first,
+            max_delay=CONSUMER_RESTART.first,
+            on_retry=failed,
+        )
 
     def _consumer_factory(self, index: int) -> Callable[[], Awaitable[None]]:
         spec = self.mapping.spec
@@ -316,27 +304,28 @@ class PollerGroup:
                     log.error("mapping %s not started: %s", key, exc)
                     lines.append(f"mapping {key}: not started: {exc}")
                     continue
-                task = asyncio.create_task(self._guarded(key, runner), name=f"mapping-{key}")
+                # A mapping that cannot run as written stops alone; the others keep running.
+                task = aiokit.guarded_task(
+                    f"mapping {key}", runner.run, log=log, on_fatal=_mapping_stopped
+                )
                 self.running[key] = (mapping, task)
             lines.append(describe(mapping))
         return lines
 
-    async def _guarded(self, key: str, runner: MappingRunner) -> None:
-        try:
-            await runner.run()
-        except MappingError as exc:
-            log.error("mapping %s stopped: %s", key, exc)
-
     async def _stop(self, key: str) -> None:
         _, task = self.running.pop(key)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await aiokit.stop_tasks([task], grace_seconds=0)
 
     async def stop(self) -> None:
         for key in list(self.running):
             await self._stop(key)
         if self._site is not None:
             await self._site.cleanup()
+
+
+def _mapping_stopped(name: str, error: BaseException) -> None:
+    # A MappingError says all there is to say; anything else is a bug, with its traceback.
+    log.error("%s stopped: %s", name, error, exc_info=not isinstance(error, MappingError))
 
 
 def describe(mapping: EventSourceMapping) -> str:
