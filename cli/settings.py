@@ -78,7 +78,10 @@ def server_settings(
     try:
         parse_queue_url(async_queue)
     except ValueError as exc:
-        raise ValueError(f"--async-queue: {exc}") from None
+        # Name where the URL came from: the flag, else the variable.
+        raise ValueError(
+            f"{'--async-queue' if args.async_queue else 'KFAAS_ASYNC_QUEUE'}: {exc}"
+        ) from None
     return ServerSettings(
         command=command,
         settings=settings,

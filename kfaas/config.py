@@ -6,7 +6,7 @@ Reading them in one place gives one error message per bad variable instead of a 
 
 This is one of the few settings modules allowed to read the process environment (ruff TID251,
 ADR 020); each role builds its settings once at its entry point and passes them down. The parsers
-below (``seconds``, ``count``, ``port``, ``choice``, ``http_url``) are shared by the roles' own
+below (``seconds``, ``count``, ``port``, ``choice``) are shared by the roles' own
 settings modules so that every bad value reads ``NAME='value' must be <form>``.
 """
 
@@ -18,7 +18,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from kfaas import runtimetoken
 
@@ -89,21 +88,6 @@ def port(environ: Mapping[str, str], variable: str, default: int) -> int:
     if not raw.isdigit() or int(raw) > 65535:
         raise ValueError(f"{variable}={raw!r} must be a port number, 0 to 65535")
     return int(raw)
-
-
-def http_url(environ: Mapping[str, str], variable: str, default: str = "") -> str:
-    """An ``http://host[:port][/path]`` URL; unset or blank: ``default``."""
-    raw = environ.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{variable}={raw!r} must be a URL such as http://host:port")
-    return raw
 
 
 def wants_otlp(environ: Mapping[str, str]) -> bool:
