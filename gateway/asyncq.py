@@ -372,27 +372,3 @@ def guarded_task(
     call ``aiokit.guarded_task(name, loop, log=log, restart=LOOP_RESTART)`` themselves.
     """
     return aiokit.guarded_task(name, loop, log=log, restart=LOOP_RESTART)
-
-
-def make_queue(
-    raw: str,
-    *,
-    redelivery_seconds: float = 30.0,
-    max_events: int = 10_000,
-    max_bytes: int = 64 << 20,
-) -> AsyncQueue:
-    """The queue a ``--async-queue`` value names, not yet started; ValueError if malformed.
-
-    ``max_events`` and ``max_bytes`` bound the in-memory queue; the durable ones are bounded by
-    their servers' own storage.
-    """
-    spec = parse_queue_url(raw)
-    if spec.kind == "redis":
-        from .redis_queue import RedisQueue
-
-        return RedisQueue(spec, redelivery_seconds=redelivery_seconds)
-    if spec.kind == "kafka":
-        from .kafka_queue import KafkaQueue
-
-        return KafkaQueue(spec, redelivery_seconds=redelivery_seconds)
-    return MemoryQueue(max_events=max_events, max_bytes=max_bytes)

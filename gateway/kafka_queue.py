@@ -10,7 +10,8 @@ Kafka commits one offset per partition, while dispatchers finish records out of 
 not yet due is held (not committed) until it is, so a crash re-reads it from the retry topic and
 never loses it. A dispatcher that dies stops heartbeating; after the session timeout its
 partitions move to another replica, which resumes from the committed offsets (redelivering what
-was in flight — at least once). aiokafka's errors become ``QueueError``/``QueueUnavailable`` here.
+was in flight — at least once). Kafka is reached through ``kfaas.brokers`` (ADR 019); its errors
+become ``QueueError``/``QueueUnavailable`` here (``durable.within_outage``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kfaas.aiokit import wait_event
+from kfaas.brokers.errors import BrokerError, CommitRefused
+from kfaas.brokers.kafka_clients import (
+    KafkaConsumer,
+    KafkaMessage,
+    KafkaProducer,
+    Partition,
+    ensure_topics,
+)
+from kfaas.brokers.policies import async_queue_consumer
 
 from .asyncq import (
     ABANDONED_RETRY_SECONDS,
@@ -39,10 +47,8 @@ from .asyncq import (
     QueueUnavailable,
     decode_event,
     encode_event,
-    guarded_task,
-    stop_tasks,
-    wait_event,
 )
+from .durable import QueueLoops, within_outage
 
 log = logging.getLogger("kfaas.gateway.kafka_queue")
 
@@ -55,13 +61,11 @@ _MAX_READY = 256
 _MAX_HELD = 10_000
 # A revoked partition's in-flight records get this long to finish before the new owner reruns them.
 _REVOKE_GRACE_SECONDS = 5.0
-# The broker refuses session timeouts below group.min.session.timeout.ms (6 s by default).
-_MIN_SESSION_MS = 6000
 
 
 @dataclass(frozen=True)
 class _Position:
-    partition: TopicPartition
+    partition: Partition
     offset: int
     generation: int
 
@@ -78,25 +82,21 @@ class KafkaQueue:
         self.topic = spec.name
         self.retry_topic = f"{spec.name}-retry"
         self.unavailable_seconds = unavailable_seconds
-        session_ms = max(_MIN_SESSION_MS, int(redelivery_seconds * 1000))
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=spec.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            request_timeout_ms=max(1000, int(unavailable_seconds * 1000)),
+        self._producer = KafkaProducer(
+            spec.bootstrap_servers, request_timeout_ms=max(1000, int(unavailable_seconds * 1000))
         )
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = KafkaConsumer(
             bootstrap_servers=spec.bootstrap_servers,
+            topics=[self.topic, self.retry_topic],
             group_id=spec.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=max(500, session_ms // 4),
+            policy=async_queue_consumer(redelivery_seconds),
+            on_assigned=self.assigned,
+            on_revoked=self.revoked,
         )
-        self._trackers: dict[TopicPartition, OffsetTracker] = {}
-        self._generations: dict[TopicPartition, int] = {}
+        self._trackers: dict[Partition, OffsetTracker] = {}
+        self._generations: dict[Partition, int] = {}
         self._positions: dict[str, _Position] = {}
-        self._in_flight: dict[TopicPartition, set[int]] = {}
+        self._in_flight: dict[Partition, set[int]] = {}
         # None wakes a taker when the queue closes.
         self._ready: asyncio.Queue[Delivery | None] = asyncio.Queue()
         self._takers = 0
@@ -104,65 +104,49 @@ class KafkaQueue:
         self._sequence = itertools.count()
         self._progress = asyncio.Event()
         self._commit_wanted = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = QueueLoops(log)
+        self._closing = self._loops.closing
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         try:
-            await self._create_topics()
+            await ensure_topics(
+                self.spec.bootstrap_servers, [self.topic, self.retry_topic], self.spec.partitions
+            )
             await self._producer.start()
             await self._consumer.start()
-        except KafkaError as exc:
+        except BrokerError as exc:
             await self._stop_clients()
             raise QueueUnavailable(
                 f"kafka queue at {self.spec.bootstrap_servers} is unavailable: {exc}"
             ) from exc
         self._started = True
-        self._consumer.subscribe([self.topic, self.retry_topic], listener=_Rebalance(self))
-        self._tasks = [
-            guarded_task("kfaas-async-kafka-fetcher", self._fetcher, log),
-            guarded_task("kfaas-async-kafka-committer", self._committer, log),
-        ]
+        self._loops.start(
+            {
+                "kfaas-async-kafka-fetcher": self._fetcher,
+                "kfaas-async-kafka-committer": self._committer,
+            }
+        )
 
     async def close(self) -> None:
-        # The loops see the flag; cancelling alone is not enough, as a client library may
-        # swallow a cancellation that lands inside one of its calls.
         self._closing.set()
         self._commit_wanted.set()
         for _ in range(self._takers):
             self._ready.put_nowait(None)
-        await stop_tasks(self._tasks)
-        self._tasks.clear()
+        await self._loops.stop()
         if self._started:
-            with contextlib.suppress(KafkaError):
+            with contextlib.suppress(BrokerError):
                 await self._commit()
         await self._stop_clients()
 
     async def _stop_clients(self) -> None:
         # Leaving the group on stop hands our partitions over at once, not after a timeout.
-        with contextlib.suppress(KafkaError):
+        with contextlib.suppress(BrokerError):
             await self._consumer.stop()
-        with contextlib.suppress(KafkaError):
+        with contextlib.suppress(BrokerError):
             await self._producer.stop()
-
-    async def _create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.spec.bootstrap_servers)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            missing = [t for t in (self.topic, self.retry_topic) if t not in existing]
-            if not missing:
-                return
-            cluster = await admin.describe_cluster()
-            replication = min(3, len(cluster["brokers"]))
-            topics = [NewTopic(t, self.spec.partitions, replication) for t in missing]
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(topics)
-        finally:
-            await admin.close()
 
     # -- the AsyncQueue seam -------------------------------------------------------------------
 
@@ -176,10 +160,7 @@ class KafkaQueue:
         else:
             topic, value = self.retry_topic, encode_event(event, due_at=time.time() + delay)
 
-        async def send() -> None:
-            await self._producer.send_and_wait(topic, value)
-
-        await self._retrying(f"enqueue on {topic}", send)
+        await self._retrying(f"enqueue on {topic}", lambda: self._producer.send(topic, value))
 
     async def take(self) -> Delivery:
         while True:
@@ -240,15 +221,18 @@ class KafkaQueue:
                 until_due = self._held[0][0] - time.time()
                 timeout_ms = max(1, min(timeout_ms, int(until_due * 1000)))
             try:
-                batches = await self._consumer.getmany(timeout_ms=timeout_ms)
-            except KafkaError as exc:
+                messages = await self._consumer.fetch(timeout_ms)
+            except BrokerError as exc:
                 log.warning("kafka queue unavailable while fetching: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
+            batches: dict[Partition, list[KafkaMessage]] = {}
+            for message in messages:
+                batches.setdefault((message.topic, message.partition), []).append(message)
             for partition, records in batches.items():
                 self._accept(partition, records)
 
-    def _accept(self, partition: TopicPartition, records: list[Any]) -> None:
+    def _accept(self, partition: Partition, records: list[KafkaMessage]) -> None:
         tracker = self._trackers.get(partition)
         if tracker is None:  # fetched just before a revocation
             return
@@ -256,14 +240,14 @@ class KafkaQueue:
         tracker.taken(record.offset for record in records)
         now = time.time()
         for record in records:
-            handle = f"{partition.topic}/{partition.partition}/{record.offset}/{generation}"
+            handle = f"{partition[0]}/{partition[1]}/{record.offset}/{generation}"
             try:
                 event, due_at = decode_event(record.value or b"")
             except QueueError as exc:
                 log.error(
                     "kafka queue: skipping malformed record %s/%s@%s: %s",
-                    partition.topic,
-                    partition.partition,
+                    partition[0],
+                    partition[1],
                     record.offset,
                     exc,
                 )
@@ -286,9 +270,7 @@ class KafkaQueue:
         assigned = self._consumer.assignment()
         ready_full = self._ready.qsize() >= _MAX_READY
         held_full = len(self._held) >= _MAX_HELD
-        pause = [
-            tp for tp in assigned if ready_full or (held_full and tp.topic == self.retry_topic)
-        ]
+        pause = [tp for tp in assigned if ready_full or (held_full and tp[0] == self.retry_topic)]
         resume = [tp for tp in assigned if tp not in pause]
         if pause:
             self._consumer.pause(*pause)
@@ -301,14 +283,14 @@ class KafkaQueue:
             self._commit_wanted.clear()
             try:
                 await self._commit()
-            except CommitFailedError as exc:
+            except CommitRefused as exc:
                 log.info("kafka queue: commit skipped during a rebalance: %s", exc)
-            except KafkaError as exc:
+            except BrokerError as exc:
                 log.warning("kafka queue: commit failed, retrying: %s", exc)
                 await asyncio.sleep(1.0)
 
-    async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
-        offsets: dict[TopicPartition, int] = {}
+    async def _commit(self, partitions: set[Partition] | None = None) -> None:
+        offsets: dict[Partition, int] = {}
         for partition, tracker in self._trackers.items():
             if partitions is not None and partition not in partitions:
                 continue
@@ -317,21 +299,22 @@ class KafkaQueue:
                 offsets[partition] = point
         if not offsets:
             return
-        await self._consumer.commit(offsets)
+        await self._consumer.commit_offsets(offsets)
         for partition, point in offsets.items():
             if partition in self._trackers:
                 self._trackers[partition].committed(point)
 
     # -- rebalances --------------------------------------------------------------------------
 
-    def assigned(self, partitions: set[TopicPartition]) -> None:
+    async def assigned(self, partitions: list[Partition]) -> None:
         for partition in partitions:
             self._generations[partition] = self._generations.get(partition, 0) + 1
             self._trackers[partition] = OffsetTracker()
             self._in_flight[partition] = set()
 
-    async def revoked(self, partitions: set[TopicPartition]) -> None:
+    async def revoked(self, revoked: list[Partition]) -> None:
         """Let in-flight records of lost partitions finish (briefly), commit, then forget them."""
+        partitions = set(revoked)
         deadline = time.monotonic() + _REVOKE_GRACE_SECONDS
         while any(self._in_flight.get(p) for p in partitions):
             remaining = deadline - time.monotonic()
@@ -341,7 +324,7 @@ class KafkaQueue:
             await wait_event(self._progress, remaining)
         try:
             await self._commit(partitions)
-        except KafkaError as exc:
+        except BrokerError as exc:
             log.warning("kafka queue: could not commit revoked partitions: %s", exc)
         for partition in partitions:
             self._generations[partition] = self._generations.get(partition, 0) + 1
@@ -360,32 +343,6 @@ class KafkaQueue:
     # -- errors ----------------------------------------------------------------------------------
 
     async def _retrying(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
-        deadline = time.monotonic() + self.unavailable_seconds
-        delay = 0.05
-        while True:
-            try:
-                return await operation()
-            except KafkaError as exc:
-                retriable = getattr(exc, "retriable", False) or "Timeout" in type(exc).__name__
-                if not retriable and "Connection" not in type(exc).__name__:
-                    raise QueueError(
-                        f"kafka queue at {self.spec.bootstrap_servers} could not {what}: {exc!r}"
-                    ) from exc
-                if time.monotonic() + delay > deadline:
-                    raise QueueUnavailable(
-                        f"kafka queue at {self.spec.bootstrap_servers} could not {what} within "
-                        f"{self.unavailable_seconds:g} s: {exc!r}"
-                    ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, queue: KafkaQueue) -> None:
-        self.queue = queue
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.queue.revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.queue.assigned(set(assigned))
+        """Run ``operation``, retrying while Kafka is unavailable for ``unavailable_seconds``."""
+        where = f"kafka queue at {self.spec.bootstrap_servers}"
+        return await within_outage(where, what, operation, self.unavailable_seconds)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from kfaas.backends import InstanceBackend
+from kfaas.brokers.destinations import ClientDestinations
 from kfaas.config import Settings
 
 from . import auth
 from .app import create_app
-from .asyncq import make_queue
-from .destinations_clients import ClientDestinations
 from .listeners import GuardedSite, Listener, make_runner, start_listeners
+from .queues import make_queue
 from .registry import FunctionRegistry
 from .trigger_keys import KeySources
 

@@ -186,21 +186,23 @@ class KafkaProducer:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        async with self._lock:
-            if self._producer is not None:
-                return
-            producer = open_producer(
-                self.bootstrap_servers, request_timeout_ms=self.request_timeout_ms
-            )
-            try:
-                with kafka_errors("starting the producer"):
-                    await producer.start()
-            except BaseException:
-                # A producer cannot be started again once stopped: the next attempt opens anew.
-                with contextlib.suppress(KafkaError, OSError):
-                    await producer.stop()
-                raise
-            self._producer = producer
+        if self._producer is None:  # checked before the lock: every send passes here
+            async with self._lock:
+                await self._open()
+
+    async def _open(self) -> None:
+        if self._producer is not None:
+            return  # opened while we waited for the lock
+        producer = open_producer(self.bootstrap_servers, request_timeout_ms=self.request_timeout_ms)
+        try:
+            with kafka_errors("starting the producer"):
+                await producer.start()
+        except BaseException:
+            # A producer cannot be started again once stopped: the next attempt opens anew.
+            with contextlib.suppress(KafkaError, OSError):
+                await producer.stop()
+            raise
+        self._producer = producer
 
     async def _started(self) -> AIOKafkaProducer:
         await self.start()

@@ -9,7 +9,8 @@ import pytest
 from services.kafka_broker import KafkaBroker
 from services.redis_server import RedisServer
 
-from kfaas.gateway.asyncq import AsyncQueue, make_queue
+from kfaas.gateway.asyncq import AsyncQueue
+from kfaas.gateway.queues import make_queue
 
 QueueFactory = Callable[[], AsyncQueue]
 

@@ -35,7 +35,8 @@ from services.kafka_broker import KafkaBroker, run_coroutine
 from services.redis_server import RedisServer
 from waiting import eventually
 
-from kfaas.gateway.asyncq import AsyncEvent, make_queue
+from kfaas.gateway.asyncq import AsyncEvent
+from kfaas.gateway.queues import make_queue
 
 HANDLER = """\
 import json, os, time
