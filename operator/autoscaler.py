@@ -12,7 +12,6 @@ its caches warm while standby so a takeover decides from full information.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
 import logging
@@ -20,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kfaas import runtimes
+from kfaas import aiokit, runtimes
 from kfaas.api_objects import from_api_object
 from kfaas.demand import DEMAND_LABEL, DEMAND_LABEL_VALUE, total_demand
 from kfaas.kube_clients import Informer, KubeClient, KubeError, running
@@ -93,8 +92,7 @@ class Autoscaler:
                 self.leases.synced.wait(),
             )
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=self.interval)
+                await aiokit.wait_event(self.wake, self.interval)
                 self.wake.clear()
                 if not active():
                     # Standby: forget the windows, a takeover starts from the live figures.

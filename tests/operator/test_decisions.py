@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
+
 from kfaas.demand import demand_lease, lease_name, total_demand
 from kfaas.operator.conditions import (
     Outcome,
@@ -13,7 +15,8 @@ from kfaas.operator.conditions import (
     ready,
     rolled_out,
 )
-from kfaas.operator.peering import is_active
+from kfaas.operator.config import OperatorOptions
+from kfaas.operator.peering import is_active, missing_peering, peering_resource
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -108,3 +111,30 @@ def test_malformed_leases_count_for_nothing() -> None:
     broken = demand_lease("kfaas", "gw", {"a/b": 1}, NOW)
     broken["metadata"]["annotations"]["kfaas.dev/concurrency"] = "not json"
     assert total_demand([broken, {"spec": {}}], NOW) == {}
+
+
+def test_a_missing_peering_object_is_named_with_what_to_do() -> None:
+    cluster = missing_peering("kfaas", None)
+    assert cluster.startswith("no ClusterKopfPeering 'kfaas': ")
+    assert "templates/peering.yaml" in cluster and "KFAAS_PEERING_NAME" in cluster
+    assert "--standalone" in cluster
+    assert missing_peering("p", "team").startswith("no KopfPeering 'p' in namespace 'team': ")
+    assert peering_resource(None) == ("kopf.dev/v1", "clusterkopfpeerings")
+    assert peering_resource("team") == ("kopf.dev/v1", "kopfpeerings")
+
+
+def test_operator_options_come_from_the_given_environment() -> None:
+    environ = {
+        "POD_NAME": "op-0",
+        "KFAAS_OPERATOR_PRIORITY": "7",
+        "KFAAS_PEERING_NAME": "prod",
+        "KFAAS_OPERATOR_METRICS_PORT": "9090",
+    }
+    options = OperatorOptions.from_env("team", standalone=True, environ=environ)
+    assert (options.identity, options.priority, options.peering_name) == ("op-0", 7, "prod")
+    assert options.metrics_port == 9090 and options.standalone and options.namespace == "team"
+    assert OperatorOptions.from_env(None, environ={}).priority > 0  # random, never 0
+    with pytest.raises(ValueError, match="KFAAS_OPERATOR_PRIORITY='high' must be an integer"):
+        OperatorOptions.from_env(None, environ={"KFAAS_OPERATOR_PRIORITY": "high"})
+    with pytest.raises(ValueError, match="KFAAS_OPERATOR_METRICS_PORT='x' must be a port"):
+        OperatorOptions.from_env(None, environ={"KFAAS_OPERATOR_METRICS_PORT": "x"})

@@ -27,15 +27,17 @@ from chart.platform import Platform, install, operator_process
 from services.cluster import Cluster
 
 from kfaas import runtimetoken
+from kfaas.api_objects import from_api_object
 from kfaas.backends import Endpoint
 from kfaas.code import code_digest
 from kfaas.demand import demand_lease
 from kfaas.gateway.kube_clients import KubernetesBackend
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.kube_clients import Credentials, KubeClient
-from kfaas.manifests import Function, parse_manifest
+from kfaas.manifests import Function
 from kfaas.operator.config import OperatorConfig
-from kfaas.operator.reconcile import Result, reconcile_function
+from kfaas.operator.reconcile import reconcile_function
+from kfaas.operator.status import Result
 
 # The chart's Secret holds a random one; the operator process here is given this one.
 RUNTIME_TOKEN_KEY = "on-cluster-test-key"
@@ -127,12 +129,7 @@ def test_function_gets_its_children_and_turns_ready(platform: Platform, namespac
 
 
 def _model(body: dict[str, Any]) -> Function:
-    manifest = parse_manifest(
-        {"apiVersion": body["apiVersion"], "kind": "Function", "metadata": body["metadata"],
-         "spec": body["spec"]}
-    )  # fmt: skip
-    assert isinstance(manifest, Function)
-    return manifest
+    return from_api_object(body, Function)
 
 
 def test_code_update_rolls_out(platform: Platform, namespace: str) -> None:
@@ -655,3 +652,58 @@ def test_gateway_process_serves_cluster_functions_with_local_throttling(
     finally:
         gateway.terminate()
         gateway.wait(timeout=20)
+
+
+def _operator_env(platform: Platform, **environment: str) -> dict[str, str]:
+    """What chart.platform.operator_process gives `kfaas operator`, for a run of our own."""
+    return {
+        **os.environ,
+        "KUBECONFIG": str(platform.token_kubeconfig("kfaas-operator")),
+        "KFAAS_PLATFORM_NAMESPACE": platform.namespace,
+        "KFAAS_IMAGE": "kfaas:test",
+        **environment,
+    }
+
+
+KFAAS = str(Path(sys.executable).parent / "kfaas")
+
+
+def test_an_operator_without_its_peering_object_exits_naming_it(platform: Platform) -> None:
+    """Kopf would pause it for good: the operator says what to create and exits 2 instead."""
+    env = _operator_env(platform, KFAAS_PEERING_NAME="nowhere")
+    done = subprocess.run(
+        [KFAAS, "operator"], env=env, capture_output=True, text=True, timeout=60,
+        cwd=platform.workdir,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("kfaas operator: no ClusterKopfPeering 'nowhere': "), line
+    assert "charts/kfaas/templates/peering.yaml" in line and "--standalone" in line
+
+
+def test_a_standalone_operator_reconciles_without_peering(
+    platform: Platform, namespace: str
+) -> None:
+    """--standalone: no peering object needed, the handlers run at once, and the log says so."""
+    log_path = platform.workdir / f"standalone-{uuid.uuid4().hex[:6]}.log"
+    env = _operator_env(
+        platform, KFAAS_PEERING_NAME="nowhere", KFAAS_RUNTIME_TOKEN_KEY=RUNTIME_TOKEN_KEY
+    )
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [KFAAS, "operator", "--standalone", "--namespace", namespace], env=env,
+            stdout=log, stderr=subprocess.STDOUT, text=True, cwd=platform.workdir,
+        )  # fmt: skip
+    try:
+        platform.apply(function_doc("alone", namespace))
+        line = f"reconciled Function {namespace}/alone: wrote "
+        deadline = time.monotonic() + 60
+        while line not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        text = log_path.read_text()
+        assert "running standalone (--standalone)" in text and "Traceback" not in text, text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
