@@ -107,24 +107,18 @@ _REDIS_ERRORS = (RedisError, OSError)
 
 
 @contextmanager
-def kafka_errors(what: str, into: type[BrokerError] | None = None) -> Iterator[None]:
-    """Translate aiokafka's errors raised inside the block; ``into`` forces one class for all."""
+def kafka_errors(what: str) -> Iterator[None]:
+    """Translate aiokafka's errors raised inside the block (``what`` names the operation)."""
     try:
         yield
     except _KAFKA_ERRORS as exc:
-        translated = from_kafka(exc, what)
-        if into is not None and not isinstance(translated, into):
-            translated = into(str(translated))
-        raise translated from exc
+        raise from_kafka(exc, what) from exc
 
 
 @contextmanager
-def redis_errors(what: str, into: type[BrokerError] | None = None) -> Iterator[None]:
-    """Translate redis-py's errors raised inside the block; ``into`` forces one class for all."""
+def redis_errors(what: str) -> Iterator[None]:
+    """Translate redis-py's errors raised inside the block (``what`` names the operation)."""
     try:
         yield
     except _REDIS_ERRORS as exc:
-        translated = from_redis(exc, what)
-        if into is not None and not isinstance(translated, into):
-            translated = into(str(translated))
-        raise translated from exc
+        raise from_redis(exc, what) from exc
