@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kfaas import aiokit
 from kfaas.brokers.errors import BrokerError, DestinationError
 from kfaas.brokers.kafka_clients import KafkaConsumer, KafkaMessage, Partition
 from kfaas.brokers.policies import poller_consumer
@@ -151,9 +152,7 @@ class _Lane:
                 ):
                     break
                 self.arrived.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(limits.window_seconds - waited, 0.001)):
-                        await self.arrived.wait()
+                await aiokit.wait_event(self.arrived, max(limits.window_seconds - waited, 0.001))
             if self._stopped():
                 break
             taken = take_batch([record.size for record, _ in self.queue], limits)
@@ -173,9 +172,7 @@ class _Lane:
         self.stopping = True
         self.queue.clear()
         self.arrived.set()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await self.idle.wait()
+        await aiokit.wait_event(self.idle, grace)
         self.revoked = True
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kfaas import aio, telemetry
+from kfaas import aiokit, telemetry
 from kfaas.config import Settings
 from kfaas.manifests import EventSourceMapping, ManifestError, parse_manifest
 
@@ -104,8 +104,7 @@ async def serve(
         status = 2
     finally:
         if reporter is not None:
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            await aiokit.stop_tasks([reporter], grace_seconds=0)
         if site_runner is not None:
             await site_runner.cleanup()
     return status
@@ -147,7 +146,7 @@ def main(mapping_file: str | None = None, environ: Mapping[str, str] | None = No
     telemetry.configure("poller", settings)
     try:
         # uvloop when installed: the aiohttp client and Redis' stream reader are the hot path.
-        return aio.run(
+        return aiokit.run(
             serve(
                 mapping,
                 gateway_url=gateway_url,

@@ -13,13 +13,13 @@ consumer; entries reclaimed from a dead consumer are delivered when they are fou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kfaas import aiokit
 from kfaas.brokers.redis_streams import Entry, RedisStreams
 
 from .batches import BatchLimits, take_batch
@@ -49,10 +49,7 @@ async def drained(work: Coroutine[Any, Any, None], grace: float) -> None:
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
-        await asyncio.wait({task}, timeout=grace)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await aiokit.stop_tasks([task], grace_seconds=grace)
         raise
 
 
@@ -172,10 +169,7 @@ class RedisPoller:
                 await drained(self._deliver(getter.result()), DRAIN_SECONDS)
         finally:
             helpers = [keeper] if reader is None else [keeper, reader]
-            for helper in helpers:
-                helper.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await helper
+            await aiokit.stop_tasks(helpers, grace_seconds=0)
             await self.client.close()
 
     async def _read_ahead(self, ready: asyncio.Queue[list[StreamRecord]]) -> None:

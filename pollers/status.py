@@ -13,13 +13,13 @@ the next report: the status is a report, never a reason to stop polling.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from kfaas import aiokit
 from kfaas.api_objects import status_differs
 
 from .errors import StatusError
@@ -166,7 +166,6 @@ async def report_status(
                 log.exception("writing the mapping's status failed (trying again later)")
             # A burst of changes makes one write: wait `settle`, then for a change or the tick.
             await asyncio.sleep(settle)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), max(interval - settle, 0))
+            await aiokit.wait_event(changed, max(interval - settle, 0))
     finally:
         await store.close()
