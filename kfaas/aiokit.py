@@ -295,14 +295,17 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 # -- Running -------------------------------------------------------------------------------------
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run a long-lived server: uvloop when it is installed, asyncio's own loop otherwise.
+def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool = True) -> T:
+    """Run a long-lived server: uvloop when it is installed (and wanted), asyncio's loop otherwise.
 
     uvloop makes aiohttp's server and client markedly faster on the invoke path; nothing depends
     on it.
     """
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)

@@ -16,10 +16,10 @@ import json
 import os
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kfaas import runtimetoken, wire
+from kfaas import aiokit, runtimetoken, wire
 from kfaas.runtime import errors, http11, logs, tracing
 from kfaas.runtime.config import RuntimeConfig
 from kfaas.runtime.metrics import Metrics
@@ -78,21 +78,17 @@ class RuntimeServer:
         self._servers.append(
             await http11.serve(prepared.listener, self._route, MAX_EVENT_BYTES, self._error)
         )
-        self.background(self._announce_ready(), "announce-ready")
+        self.background(self._announce_ready, "announce-ready")
 
-    def background(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+    def background(self, run: Callable[[], Awaitable[None]], name: str) -> None:
         """Run a task that must not fail silently: if it dies, the whole instance stops."""
-        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        # log=None: the runtime reports through its own sink, on the function's log stream.
+        task = aiokit.guarded_task(name, run, log=None, on_fatal=self._task_failed)
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(self._tasks.discard)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        assert exc is not None
-        self._sink.event("task_failed", level="error", task=task.get_name(), error=repr(exc))
+    def _task_failed(self, name: str, exc: BaseException) -> None:
+        self._sink.event("task_failed", level="error", task=name, error=repr(exc))
         if not self.failed.done():
             self.failed.set_result(exc)
 
@@ -113,14 +109,10 @@ class RuntimeServer:
         for server in self._servers:
             server.close()
         grace = self.config.timeout_seconds + 1 if grace_seconds is None else grace_seconds
-        try:
-            await asyncio.wait_for(self._idle.wait(), grace)
-        except TimeoutError:
+        if not await aiokit.wait_event(self._idle, grace):
             self._sink.event("shutdown_with_invocations_running", level="warning")
         await asyncio.gather(*(slot.close() for slot in self._slots))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await aiokit.stop_tasks(list(self._tasks), grace_seconds=0)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -230,7 +222,7 @@ class RuntimeServer:
             await slot.initialised.wait()
             self._pool.release(slot)
 
-        self.background(when_ready(), f"recycle-worker-{slot.index}")
+        self.background(when_ready, f"recycle-worker-{slot.index}")
 
     @staticmethod
     def _response(request_id: str, outcome: Outcome, tail: bool) -> http11.Response:
@@ -288,13 +280,4 @@ async def serve_forever(prepared: Prepared, started: float) -> int:
 
 def serve(prepared: Prepared, started: float) -> int:
     """Run the instance until SIGTERM/SIGINT (0) or a failed background task (1)."""
-    loop_factory = None
-    if prepared.config.uvloop:
-        try:
-            import uvloop
-
-            loop_factory = uvloop.new_event_loop
-        except ImportError:
-            pass
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(serve_forever(prepared, started))
+    return aiokit.run(serve_forever(prepared, started), use_uvloop=prepared.config.uvloop)
