@@ -159,8 +159,7 @@ class KafkaQueue:
             topic, value = self.topic, encode_event(event)
         else:
             topic, value = self.retry_topic, encode_event(event, due_at=time.time() + delay)
-
-        await self._retrying(f"enqueue on {topic}", lambda: self._producer.send(topic, value))
+        await self._within_outage(f"enqueue on {topic}", lambda: self._producer.send(topic, value))
 
     async def take(self) -> Delivery:
         while True:
@@ -342,7 +341,7 @@ class KafkaQueue:
 
     # -- errors ----------------------------------------------------------------------------------
 
-    async def _retrying(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
+    async def _within_outage(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``operation``, retrying while Kafka is unavailable for ``unavailable_seconds``."""
         where = f"kafka queue at {self.spec.bootstrap_servers}"
         return await within_outage(where, what, operation, self.unavailable_seconds)

@@ -96,7 +96,7 @@ class RedisQueue:
 
     async def start(self) -> None:
         try:
-            await self._retrying("connect", self._ensure_group)
+            await self._within_outage("connect", self._ensure_group)
             await self._warn_unless_durable()
         except QueueError:
             await self._redis.close()
@@ -119,7 +119,7 @@ class RedisQueue:
     async def _warn_unless_durable(self) -> None:
         """Say so when a 202 would not survive a Redis restart (AOF off) or an OS crash."""
         # CONFIG may be renamed or forbidden by ACLs (None): nothing to check then.
-        if await self._retrying("read its configuration", self._redis.appendonly) is False:
+        if await self._within_outage("read its configuration", self._redis.appendonly) is False:
             log.warning(
                 "redis at %s runs without appendonly: accepted async events are lost if it "
                 "restarts; set appendonly yes (and appendfsync always for power-loss safety)",
@@ -135,12 +135,14 @@ class RedisQueue:
     async def put(self, event: AsyncEvent, delay: float = 0.0) -> None:
         if delay <= 0:
             data = encode_event(event)
-            await self._retrying("enqueue", lambda: self._redis.add(self.stream, {_FIELD: data}))
+            await self._within_outage(
+                "enqueue", lambda: self._redis.add(self.stream, {_FIELD: data})
+            )
             return
         due_at = time.time() + delay
         member = encode_event(event, due_at=due_at)
         score = int(due_at * 1000)
-        await self._retrying(
+        await self._within_outage(
             "schedule a retry", lambda: self._redis.schedule(self.delayed, member, score)
         )
         self._mover_wake.set()
@@ -165,7 +167,7 @@ class RedisQueue:
             except GroupMissing:
                 # The stream was deleted (or Redis lost it): recreate the group and go on.
                 log.error("redis queue %s lost its consumer group; recreating it", self.stream)
-                await self._retrying("recreate its consumer group", self._ensure_group)
+                await self._within_outage("recreate its consumer group", self._ensure_group)
                 continue
             except BrokerError as exc:
                 raise QueueError(f"redis queue {self.stream}: {exc}") from exc
@@ -174,7 +176,7 @@ class RedisQueue:
 
     async def done(self, delivery: Delivery) -> None:
         self._in_flight.discard(delivery.handle)
-        await self._retrying(
+        await self._within_outage(
             "acknowledge",
             lambda: self._redis.ack_and_delete(self.stream, self.group, [delivery.handle]),
         )
@@ -275,7 +277,7 @@ class RedisQueue:
 
     # -- errors ----------------------------------------------------------------------------------
 
-    async def _retrying(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
+    async def _within_outage(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``operation``, retrying while Redis is unavailable for ``unavailable_seconds``."""
         where = f"redis queue at {self.spec.url}"
         return await within_outage(where, what, operation, self.unavailable_seconds)
