@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from kfaas import __version__, aio
+from kfaas import __version__, aiokit
 
 if TYPE_CHECKING:
     from kfaas.cli.settings import ServerSettings
@@ -227,7 +227,7 @@ def _serve(args: argparse.Namespace, server: ServerSettings) -> int:
     from kfaas.cli.dev import run_dev
 
     try:
-        return aio.run(run_dev(args.paths or ["."], server))
+        return aiokit.run(run_dev(args.paths or ["."], server))
     except OSError as exc:
         print(f"kfaas {args.command}: cannot serve: {exc}", file=sys.stderr)
         return 1
@@ -235,6 +235,7 @@ def _serve(args: argparse.Namespace, server: ServerSettings) -> int:
 
 def _operator(args: argparse.Namespace) -> int:
     from kfaas import telemetry
+    from kfaas.cli.settings import watch_namespace
     from kfaas.config import Settings
     from kfaas.kube_clients import KubeError
     from kfaas.operator.config import OperatorConfig
@@ -243,13 +244,15 @@ def _operator(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         config = OperatorConfig.from_env()
-        options = OperatorOptions.from_env(args.namespace, standalone=args.standalone)
+        options = OperatorOptions.from_env(
+            watch_namespace(args.namespace), standalone=args.standalone
+        )
     except ValueError as exc:
         print(f"kfaas operator: {exc}", file=sys.stderr)
         return 2
     telemetry.configure("operator", settings)
     try:
-        return aio.run(run_operator(config, options))
+        return aiokit.run(run_operator(config, options))
     except PeeringMissing as exc:
         print(f"kfaas operator: {exc}", file=sys.stderr)
         return 2
@@ -266,7 +269,7 @@ def _kubernetes_gateway(server: ServerSettings) -> int:
     from kfaas.kube_clients import KubeError
 
     try:
-        return aio.run(
+        return aiokit.run(
             run_kubernetes_gateway(
                 host=server.host,
                 port=server.port,

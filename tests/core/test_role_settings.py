@@ -229,3 +229,30 @@ def test_runtime_uvloop_and_ready_fd() -> None:
     assert config_from_env({**base, "KFAAS_READY_FD": "5"}).ready_fd == 5
     with pytest.raises(ConfigError, match=r"^KFAAS_READY_FD='x' is not an integer$"):
         config_from_env({**base, "KFAAS_READY_FD": "x"})
+
+
+# -- kfaas operator's --namespace ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [((), "team-a"), (("--namespace", "team-b"), "team-b")],
+)
+def test_the_operator_watches_the_flag_else_the_variable(
+    argv: tuple[str, ...], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfaas.cli import main
+    from kfaas.operator import main as operator_main
+
+    seen: list[str | None] = []
+
+    async def run_operator(config: object, options: operator_main.OperatorOptions) -> int:
+        seen.append(options.namespace)
+        return 0
+
+    monkeypatch.setattr(operator_main, "run_operator", run_operator)
+    # Logging is the process's to configure; this test must leave pytest's handlers alone.
+    monkeypatch.setattr("kfaas.telemetry.configure", lambda component, settings: None)
+    monkeypatch.setenv("KFAAS_WATCH_NAMESPACE", "team-a")
+    assert main(["operator", "--standalone", *argv]) == 0
+    assert seen == [expected]
