@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from kfaas import aiokit
 from kfaas.config import Settings
 from kfaas.gateway.asyncq import QueueError, parse_queue_url
 from kfaas.gateway.auth_rules import CredentialsFile, dev_auth
@@ -41,6 +42,7 @@ from .settings import ServerSettings
 log = logging.getLogger("kfaas.dev")
 
 WATCH_SECONDS = 1.0
+WATCHER_RESTART = aiokit.Backoff(first=WATCH_SECONDS, most=30.0)
 Snapshot = dict[str, tuple[float, int]]
 
 
@@ -105,6 +107,7 @@ class DevServer:
         self.mappings: list[EventSourceMapping] = []
         self._generations: dict[str, str] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._seen: Snapshot = {}  # the files the watcher compares with
         self.settings = settings
         self.poller_settings = poller or PollerSettings()
         # Stream pollers for the mappings found, started once the gateway's URL is known.
@@ -148,12 +151,16 @@ class DevServer:
         await self.pollers.start()
         self._mapping_lines = await self.pollers.update(self.mappings)
         self._print_summary()
-        self._watcher = asyncio.create_task(self._watch(), name="kfaas-dev-watcher")
+        # Reloading must not stop silently: a watcher that fails is logged and started again,
+        # comparing with what it saw last.
+        self._seen = snapshot(self.paths, self.registry.list())
+        self._watcher = aiokit.guarded_task(
+            "kfaas-dev-watcher", self._watch, log=log, restart=WATCHER_RESTART
+        )
 
     async def stop(self) -> None:
         if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+            await aiokit.stop_tasks([self._watcher], grace_seconds=0)
         if self.pollers is not None:
             await self.pollers.stop()
         await self.gateway.close()
@@ -214,13 +221,12 @@ class DevServer:
         self.out.flush()
 
     async def _watch(self) -> None:
-        previous = snapshot(self.paths, self.registry.list())
         while True:
             await asyncio.sleep(WATCH_SECONDS)
             current = snapshot(self.paths, self.registry.list())
-            if current == previous:
+            if current == self._seen:
                 continue
-            previous = current
+            self._seen = current
             try:
                 manifests = load_manifests(self.paths)
                 self.check_runtimes(manifests)
