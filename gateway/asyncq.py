@@ -20,16 +20,13 @@ import dataclasses
 import heapq
 import itertools
 import json
-import logging
 import time
 import urllib.parse
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from kfaas import aiokit
-from kfaas.aiokit import stop_tasks as stop_tasks
-from kfaas.aiokit import wait_event as wait_event
 
 
 class QueueError(Exception):
@@ -161,7 +158,7 @@ class MemoryQueue:
             if wait is None:
                 await self._changed.wait()
             else:
-                await wait_event(self._changed, wait)
+                await aiokit.wait_event(self._changed, wait)
 
     async def done(self, delivery: Delivery) -> None:
         self._forget(delivery)
@@ -361,14 +358,3 @@ class OffsetTracker:
 
 # A queue's loop (mover, heartbeat, fetcher, dispatcher) that keeps failing restarts once a second.
 LOOP_RESTART = aiokit.Backoff(first=1.0, most=1.0)
-
-
-def guarded_task(
-    name: str, loop: Callable[[], Coroutine[Any, Any, None]], log: logging.Logger
-) -> asyncio.Task[None]:
-    """A queue's loop under ``aiokit``'s guard: logged and restarted if it ever dies (STYLE 10).
-
-    A loop returns only when its queue is closing. Kept for the queue modules' calls until they
-    call ``aiokit.guarded_task(name, loop, log=log, restart=LOOP_RESTART)`` themselves.
-    """
-    return aiokit.guarded_task(name, loop, log=log, restart=LOOP_RESTART)
