@@ -397,9 +397,19 @@ class Informer:
 
 @contextlib.asynccontextmanager
 async def running(*informers: Informer) -> AsyncIterator[list[asyncio.Task[None]]]:
-    """Run informers as named tasks for the duration of the block."""
+    """Run informers as named tasks for the duration of the block.
+
+    An informer that ends (on an error it does not retry) is logged: the block goes on with the
+    copy it had, as before, but not silently.
+    """
     tasks = [
-        asyncio.create_task(informer.run(), name=f"informer-{informer.plural}")
+        aiokit.guarded_task(
+            f"informer-{informer.plural}",
+            informer.run,
+            log=log,
+            on_return="fatal",
+            on_fatal=aiokit.log_end(log),
+        )
         for informer in informers
     ]
     try:
