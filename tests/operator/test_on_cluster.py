@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart.platform import Platform, install, operator_process
+from chart.platform import RELEASE, Platform, install, operator_process
 from services.cluster import Cluster
 
 from kfaas import runtimetoken
@@ -655,12 +655,19 @@ def test_gateway_process_serves_cluster_functions_with_local_throttling(
 
 
 def _operator_env(platform: Platform, **environment: str) -> dict[str, str]:
-    """What chart.platform.operator_process gives `kfaas operator`, for a run of our own."""
+    """What chart.platform.operator_process gives `kfaas operator`, for a run of our own.
+
+    The same configuration as the module's operator, so the two build the same objects.
+    """
     return {
         **os.environ,
-        "KUBECONFIG": str(platform.token_kubeconfig("kfaas-operator")),
+        "KUBECONFIG": str(platform.token_kubeconfig(f"{RELEASE}-operator")),
         "KFAAS_PLATFORM_NAMESPACE": platform.namespace,
         "KFAAS_IMAGE": "kfaas:test",
+        "KFAAS_SCALING_STABLE_WINDOW_SECONDS": "3",
+        "KFAAS_GATEWAY_POD_LABELS": f"app.kubernetes.io/instance={RELEASE},"
+        "app.kubernetes.io/component=gateway",
+        "KFAAS_RUNTIME_TOKEN_KEY": RUNTIME_TOKEN_KEY,
         **environment,
     }
 
@@ -684,14 +691,17 @@ def test_an_operator_without_its_peering_object_exits_naming_it(platform: Platfo
 def test_a_standalone_operator_reconciles_without_peering(
     platform: Platform, namespace: str
 ) -> None:
-    """--standalone: no peering object needed, the handlers run at once, and the log says so."""
+    """--standalone: no peering object needed, the handlers run at once, and the log says so.
+
+    Cluster-wide beside the module's operator, with the same configuration: both reconcile the
+    Function, the later one writing nothing. (With --namespace, Kopf first spends a minute on
+    listing namespaces, which the chart's ServiceAccount may not.)
+    """
     log_path = platform.workdir / f"standalone-{uuid.uuid4().hex[:6]}.log"
-    env = _operator_env(
-        platform, KFAAS_PEERING_NAME="nowhere", KFAAS_RUNTIME_TOKEN_KEY=RUNTIME_TOKEN_KEY
-    )
+    env = _operator_env(platform, KFAAS_PEERING_NAME="nowhere")
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [KFAAS, "operator", "--standalone", "--namespace", namespace], env=env,
+            [KFAAS, "operator", "--standalone"], env=env,
             stdout=log, stderr=subprocess.STDOUT, text=True, cwd=platform.workdir,
         )  # fmt: skip
     try:
