@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +53,13 @@ class Instance:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def invoke(self, event: Any = None, raw: bytes | None = None, **headers: str) -> Reply:
+    async def invoke(
+        self, event: Any = None, raw: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> Reply:
         body = raw if raw is not None else json.dumps(event).encode()
         data = io.BytesIO(body) if len(body) > 1024 * 1024 else body  # aiohttp warns on big bytes
-        async with self.session.post(f"{self.url}/invoke", data=data, headers=headers) as resp:
+        url = f"{self.url}/invoke"
+        async with self.session.post(url, data=data, headers=headers or {}) as resp:
             return Reply(resp.status, dict(resp.headers), await resp.read())
 
     async def get(self, path: str) -> Reply:

@@ -39,7 +39,7 @@ async def test_awslambdaric_as_a_provided_bootstrap(start: Starter) -> None:
     instance = await start(files, KFAAS_RUNTIME="provided", _HANDLER="app.handler")
     reply = await instance.invoke(
         {"hello": "world"},
-        **{
+        headers={
             "Lambda-Runtime-Aws-Request-Id": "ric-1",
             "Lambda-Runtime-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
             "Lambda-Runtime-Client-Context": json.dumps({"custom": {"a": 1}}),
@@ -131,7 +131,7 @@ async def test_custom_runtime_over_raw_http(start: Starter) -> None:
     instance = await start({"bootstrap": CUSTOM_BOOTSTRAP}, KFAAS_RUNTIME="provided", _HANDLER="")
     ok = await instance.invoke(
         {"action": "echo"},
-        **{"Lambda-Runtime-Aws-Request-Id": "c-1", "Lambda-Runtime-Trace-Id": "Root=1-a-b"},
+        headers={"Lambda-Runtime-Aws-Request-Id": "c-1", "Lambda-Runtime-Trace-Id": "Root=1-a-b"},
     )
     assert not ok.function_error
     result = ok.json()
@@ -171,7 +171,7 @@ async def test_custom_runtime_init_error_and_crash_during_init(start: Starter) -
     crashing = await start(
         {"bootstrap": "#!/bin/sh\necho starting\nexit 3\n"}, KFAAS_RUNTIME="provided"
     )
-    reply = await crashing.invoke({}, **{"Lambda-Runtime-Aws-Request-Id": "r-9"})
+    reply = await crashing.invoke({}, headers={"Lambda-Runtime-Aws-Request-Id": "r-9"})
     assert reply.json() == {
         "errorMessage": "RequestId: r-9 Error: Runtime exited with error: exit status 3",
         "errorType": "Runtime.ExitError",

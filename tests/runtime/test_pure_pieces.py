@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import Any
 
 import pytest
 
@@ -41,10 +42,8 @@ def test_report_line() -> None:
 
 def _raise_through_kfaas() -> None:
     # Stands in for the bootstrap calling a handler: the first frame is inside kfaas.
-    exec(
-        compile("def handler():\n    raise KeyError('k')\n", "/var/task/app.py", "exec"),
-        scope := {},
-    )
+    scope: dict[str, Any] = {}
+    exec(compile("def handler():\n    raise KeyError('k')\n", "/var/task/app.py", "exec"), scope)
     scope["handler"]()
 
 

@@ -57,7 +57,7 @@ async def test_event_context_and_environment(start: Starter) -> None:
     }
     reply = await instance.invoke(
         {"n": 1},
-        **{
+        headers={
             "Lambda-Runtime-Aws-Request-Id": "req-1",
             "Lambda-Runtime-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
             "Lambda-Runtime-Client-Context": json.dumps(client_context),
@@ -163,7 +163,7 @@ async def test_user_exception_shape_and_trimmed_trace(start: Starter) -> None:
             helper()
     """
     instance = await start({"app.py": app})
-    reply = await instance.invoke({}, **{"X-Amz-Log-Type": "Tail"})
+    reply = await instance.invoke({}, headers={"X-Amz-Log-Type": "Tail"})
     assert reply.status == 200 and reply.function_error
     error = reply.json()
     assert error["errorType"] == "ValueError"
@@ -201,7 +201,7 @@ async def test_init_errors(start: Starter) -> None:
         instance = await start(files)  # an init error still counts as ready
         assert (await instance.get("/healthz")).status == 200
         for _ in range(2):  # answered to every invocation: each one re-initialises, as on Lambda
-            reply = await instance.invoke({}, **{"X-Amz-Log-Type": "Tail"})
+            reply = await instance.invoke({}, headers={"X-Amz-Log-Type": "Tail"})
             assert reply.function_error
             error = reply.json()
             assert error["errorType"] == error_type
@@ -224,8 +224,8 @@ async def test_log_lines_tail_and_report(start: Starter) -> None:
             return "ok"
     """
     instance = await start({"app.py": app})
-    first = await instance.invoke(1, **{"X-Amz-Log-Type": "Tail"})
-    second = await instance.invoke(2, **{"X-Amz-Log-Type": "Tail"})
+    first = await instance.invoke(1, headers={"X-Amz-Log-Type": "Tail"})
+    second = await instance.invoke(2, headers={"X-Amz-Log-Type": "Tail"})
     id1 = first.headers["Lambda-Runtime-Aws-Request-Id"]
     id2 = second.headers["Lambda-Runtime-Aws-Request-Id"]
     tail1 = base64.b64decode(first.headers["X-Amz-Log-Result"]).decode().splitlines()
@@ -263,7 +263,7 @@ async def test_no_log_leaks_between_back_to_back_requests(start: Starter) -> Non
     """
     instance = await start({"app.py": app})
     for n in range(20):
-        reply = await instance.invoke(n, **{"X-Amz-Log-Type": "Tail"})
+        reply = await instance.invoke(n, headers={"X-Amz-Log-Type": "Tail"})
         tail = base64.b64decode(reply.headers["X-Amz-Log-Result"]).decode()
         assert f"req {n} line 199\nEND RequestId" in tail
         assert f"req {n - 1} " not in tail
@@ -280,7 +280,7 @@ async def test_megabytes_of_output(start: Starter) -> None:
             return "done"
     """
     instance = await start({"app.py": app})
-    reply = await instance.invoke({}, **{"X-Amz-Log-Type": "Tail"})
+    reply = await instance.invoke({}, headers={"X-Amz-Log-Type": "Tail"})
     assert reply.json() == "done"
     tail = base64.b64decode(reply.headers["X-Amz-Log-Result"])
     assert len(tail) == 4096
@@ -322,7 +322,7 @@ async def test_private_pipe_can_be_swapped_for_the_runtime_api(start: Starter) -
             return [e, c.aws_request_id]
     """
     instance = await start({"app.py": app}, KFAAS_PYTHON_CHANNEL="runtime-api")
-    reply = await instance.invoke("hi", **{"Lambda-Runtime-Aws-Request-Id": "r-1"})
+    reply = await instance.invoke("hi", headers={"Lambda-Runtime-Aws-Request-Id": "r-1"})
     assert reply.json() == ["hi", "r-1"]
     error = await instance.invoke("fail")
     assert error.function_error and error.json()["errorType"] == "KeyError"

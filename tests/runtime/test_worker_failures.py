@@ -28,7 +28,7 @@ async def test_timeout_kills_and_replaces_the_worker(start: Starter) -> None:
     instance = await start({"app.py": APP}, KFAAS_TIMEOUT_SECONDS="1")
     pid = (await instance.invoke({"action": "pid"})).json()["pid"]
     reply = await instance.invoke(
-        {"action": "sleep", "seconds": 30}, **{"Lambda-Runtime-Aws-Request-Id": "slow-1"}
+        {"action": "sleep", "seconds": 30}, headers={"Lambda-Runtime-Aws-Request-Id": "slow-1"}
     )
     assert reply.function_error
     error = reply.json()
@@ -51,7 +51,9 @@ async def test_timeout_kills_and_replaces_the_worker(start: Starter) -> None:
 async def test_crashes_are_exit_errors_and_the_worker_is_replaced(start: Starter) -> None:
     instance = await start({"app.py": APP})
     for action, reason in (("exit", "exit status 3"), ("segfault", "signal: segmentation fault")):
-        reply = await instance.invoke({"action": action}, **{"Lambda-Runtime-Aws-Request-Id": "r"})
+        reply = await instance.invoke(
+            {"action": action}, headers={"Lambda-Runtime-Aws-Request-Id": "r"}
+        )
         assert reply.function_error
         assert reply.json() == {
             "errorMessage": f"RequestId: r Error: Runtime exited with error: {reason}",
@@ -68,7 +70,9 @@ async def test_memory_limit_kills_the_worker(start: Starter) -> None:
         {"app.py": APP}, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="64", KFAAS_MEMORY_LIMIT="1"
     )
     assert (await instance.invoke({"action": "allocate", "mb": 8})).json() == 8 * 1024 * 1024
-    reply = await instance.invoke({"action": "allocate", "mb": 200}, **{"X-Amz-Log-Type": "Tail"})
+    reply = await instance.invoke(
+        {"action": "allocate", "mb": 200}, headers={"X-Amz-Log-Type": "Tail"}
+    )
     assert reply.function_error
     error = reply.json()
     assert error["errorType"] == "Runtime.ExitError"

@@ -708,7 +708,7 @@ async def test_awslambdaric_reads_the_re_encoded_client_context(start: Starter) 
     raw = json.dumps({"custom": custom}, ensure_ascii=False, indent="\r\n")
     header = client_context(base64.b64encode(raw.encode()).decode())
     assert header is not None and wire.is_header_value(header)
-    reply = await instance.invoke({}, **{"Lambda-Runtime-Client-Context": header})
+    reply = await instance.invoke({}, headers={"Lambda-Runtime-Client-Context": header})
     assert reply.status == 200 and not reply.function_error, reply.body
     assert reply.json() == custom
     # Its error report carries UTF-8 in an X-Ray header (obs-text), which the runtime accepts.
@@ -719,7 +719,7 @@ async def test_awslambdaric_reads_the_re_encoded_client_context(start: Starter) 
 async def test_runtime_refuses_values_its_runtime_api_could_not_pass_on(start: Starter) -> None:
     instance = await start({"app.py": "def handler(event, context):\n    return event\n"})
     for name in ("Lambda-Runtime-Trace-Id", "Lambda-Runtime-Client-Context"):
-        reply = await instance.invoke({"a": 1}, **{name: "Root=日本"})
+        reply = await instance.invoke({"a": 1}, headers={name: "Root=日本"})
         assert reply.status == 400, reply.body
         assert reply.headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
     assert (await instance.invoke({"a": 1})).json() == {"a": 1}

@@ -64,14 +64,14 @@ SNOOP = {
 async def test_invoke_needs_the_runtime_token(start: Starter) -> None:
     instance = await start(ECHO, KFAAS_RUNTIME_TOKEN=TOKEN)
     for headers in ({}, {runtimetoken.HEADER: "0" * 64}, {runtimetoken.HEADER: TOKEN[:-1]}):
-        reply = await instance.invoke({}, **headers)
+        reply = await instance.invoke({}, headers=headers)
         assert reply.status == 403, headers
         assert reply.json()["__type"] == "AccessDeniedException"
         assert reply.headers["x-amzn-ErrorType"] == "AccessDeniedException"
     # A forged request id gets nowhere without the token either.
-    forged = await instance.invoke({}, **{"Lambda-Runtime-Aws-Request-Id": "forged"})
+    forged = await instance.invoke({}, headers={"Lambda-Runtime-Aws-Request-Id": "forged"})
     assert forged.status == 403
-    good = await instance.invoke({}, **{runtimetoken.HEADER: TOKEN})
+    good = await instance.invoke({}, headers={runtimetoken.HEADER: TOKEN})
     assert good.status == 200 and good.json()["id"]
     # Probes and scrapes stay open: they carry nothing a caller could abuse.
     assert (await instance.get("/healthz")).status == 200
@@ -96,7 +96,7 @@ async def test_an_instance_without_a_token_serves_anyone(start: Starter) -> None
 
 async def test_the_handler_cannot_find_the_token(start: Starter) -> None:
     instance = await start(SNOOP, KFAAS_RUNTIME_TOKEN=TOKEN, KFAAS_PER_INSTANCE="2")
-    reply = await instance.invoke({"token": TOKEN}, **{runtimetoken.HEADER: TOKEN})
+    reply = await instance.invoke({"token": TOKEN}, headers={runtimetoken.HEADER: TOKEN})
     assert reply.status == 200, reply.body
     seen = reply.json()
     assert seen["named"] == []
