@@ -7,12 +7,7 @@ subcommand; the loops live in their own modules so they can be tested without th
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -290,49 +285,9 @@ def _kubernetes_gateway(server: ServerSettings) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    try:
-        json.loads(args.payload)
-    except ValueError as exc:
-        print(f"kfaas invoke: --payload is not valid JSON: {exc}", file=sys.stderr)
-        return 2
-    from kfaas import sigv4
-    from kfaas.cli.settings import invoke_settings
+    from kfaas.cli.invoke import invoke
 
-    invoke = invoke_settings(args.endpoint)
-    name = urllib.parse.quote(args.name, safe="")
-    url = f"{invoke.endpoint.rstrip('/')}/2015-03-31/functions/{name}/invocations"
-    payload = args.payload.encode()
-    sent = {
-        "Content-Type": "application/json",
-        "X-Amz-Invocation-Type": "Event" if args.event else "RequestResponse",
-        "X-Amz-Log-Type": "Tail" if args.tail and not args.event else "None",
-    }
-    if invoke.credentials is not None:
-        # Signed like the AWS CLI signs, for a gateway with --auth sigv4 (ignored by --auth none).
-        # The Host signed is sent as is: urllib then adds none of its own.
-        sent = sigv4.sign("POST", url, sent, payload, invoke.credentials, region=invoke.region)
-    request = urllib.request.Request(url, data=payload, method="POST", headers=sent)
-    try:
-        with urllib.request.urlopen(request, timeout=960) as reply:
-            body = reply.read()
-            headers = reply.headers
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace")
-        print(
-            f"kfaas invoke: {error.code} {error.headers.get('x-amzn-ErrorType')}: {detail}",
-            file=sys.stderr,
-        )
-        return 2
-    except urllib.error.URLError as error:
-        print(f"kfaas invoke: cannot reach {invoke.endpoint}: {error.reason}", file=sys.stderr)
-        return 2
-    if args.tail and headers.get("X-Amz-Log-Result"):
-        sys.stderr.write(base64.b64decode(headers["X-Amz-Log-Result"]).decode(errors="replace"))
-    if args.event:
-        print(f"accepted: {headers.get('x-amzn-RequestId')}")
-        return 0
-    sys.stdout.write(body.decode(errors="replace") + "\n")
-    return 1 if headers.get("X-Amz-Function-Error") else 0
+    return invoke(args)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,16 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kfaas import sigv4
 from kfaas.config import BOUND_FLAGS, Settings, async_queue_for, choice, port
-from kfaas.gateway.asyncq import parse_queue_url
-from kfaas.gateway.auth_rules import CredentialsFile, load_credentials_file
-from kfaas.gateway.listeners import Listener, parse_listeners
-from kfaas.pollers.settings import PollerSettings
+
+if TYPE_CHECKING:
+    # Imported where used: `kfaas invoke` reads its settings here and must not pay for aiohttp.
+    from kfaas.gateway.auth_rules import CredentialsFile
+    from kfaas.gateway.listeners import Listener
+    from kfaas.pollers.settings import PollerSettings
 
 BACKENDS = ("local", "kubernetes")
 DEFAULT_HOST = "127.0.0.1"
@@ -58,6 +61,10 @@ def server_settings(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> ServerSettings:
     """The settings of `kfaas dev` or `kfaas gateway`; ValueError naming a bad flag or variable."""
+    from kfaas.gateway.asyncq import parse_queue_url
+    from kfaas.gateway.listeners import parse_listeners
+    from kfaas.pollers.settings import PollerSettings
+
     environ = process_environment() if environ is None else environ
     command = args.command
     # Only the gateway role takes its address and backend from variables (the chart sets them).
@@ -102,6 +109,8 @@ def _auth(
     args: argparse.Namespace, settings: Settings, backend: str
 ) -> tuple[Settings, CredentialsFile | None]:
     """Settings with --auth applied and the parsed --credentials file (ValueError if unusable)."""
+    from kfaas.gateway.auth_rules import load_credentials_file
+
     mode = args.auth or ("sigv4" if args.credentials else settings.auth)
     if args.credentials and mode == "none":
         raise ValueError("--credentials needs --auth sigv4")
