@@ -52,6 +52,7 @@ async def retry_until_deadline(
         retried = (*retry_on, TimeoutError)
     delay = first_delay
     attempts = 0
+    cancels = _cancel_requests()
     while True:
         attempts += 1
         try:
@@ -63,7 +64,7 @@ async def retry_until_deadline(
         except retried as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            if _cancelling():
+            if _cancel_requests() > cancels:
                 raise asyncio.CancelledError from exc
             if loop.time() + delay > deadline:
                 raise DeadlinePassed(
@@ -75,14 +76,16 @@ async def retry_until_deadline(
             delay = min(delay * 2, max_delay)
 
 
-def _cancelling() -> bool:
-    """Whether this task is being cancelled.
+def _cancel_requests() -> int:
+    """How many cancellations of this task are pending (``Task.cancelling()``).
 
-    A client library may turn our cancellation into its own error (redis-py can, mid-read): the
-    stop was still asked for, so that error must not be taken for a failure to retry or restart.
+    A client library may turn our cancellation into its own error (redis-py can, mid-read): if the
+    count grew while an attempt ran, the stop was still asked for, and the error must not be taken
+    for a failure to retry or restart. Compared with the count on entry, not with zero, so that
+    clean-up running in a task already being cancelled (a ``finally`` on shutdown) still retries.
     """
     current = asyncio.current_task()
-    return current is not None and current.cancelling() > 0
+    return current.cancelling() if current is not None else 0
 
 
 async def wait_event(what: asyncio.Event | Awaitable[Any], seconds: float | None) -> bool:
@@ -173,6 +176,7 @@ async def supervise(
     """
     loop = asyncio.get_running_loop()
     failures = 0
+    cancels = _cancel_requests()
     while True:
         started = loop.time()
         error: Exception
@@ -188,7 +192,7 @@ async def supervise(
                 return
             error = TaskEnded(f"{name} returned on its own")
             again = on_return == "restart"
-        if _cancelling():
+        if _cancel_requests() > cancels:
             if log is not None:
                 log.debug("%s stopped while being cancelled: %r", name, error)
             raise asyncio.CancelledError from error

@@ -165,6 +165,28 @@ class TestRetryUntilDeadline:
             await task
         assert calls == 1
 
+    async def test_clean_up_in_a_task_already_cancelled_still_retries(self) -> None:
+        # Clean-up on shutdown runs while its task is being cancelled; a retry there is not a
+        # cancellation turned into an error.
+        started = asyncio.Event()
+        operation = Flaky(ConnectionError("blip"), result="committed")
+
+        async def shutting_down() -> str:
+            try:
+                started.set()
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:  # still being cancelled while it cleans up
+                return await retry_until_deadline(
+                    operation, retry_on=(ConnectionError,), within_seconds=30, first_delay=0.001
+                )
+            raise AssertionError("unreachable")
+
+        task = asyncio.create_task(shutting_down())
+        await started.wait()
+        task.cancel()
+        assert await task == "committed"
+        assert operation.calls == 2
+
 
 class TestWaitEvent:
     async def test_true_when_the_event_is_set_in_time(self) -> None:
