@@ -11,6 +11,7 @@ condition (housekeeping) lets API failures propagate, so Kopf retries the handle
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -21,6 +22,8 @@ from .applier import Applier
 from .conditions import Outcome
 from .config import OperatorConfig
 from .status import Result
+
+log = logging.getLogger("kfaas.operator")
 
 Body = dict[str, Any]
 
@@ -77,6 +80,7 @@ async def run_phases(phases: Sequence[Phase[State]], applier: Applier, state: St
             if phase.condition is None:
                 raise
             outcome = api_failure(phase.condition, exc)
+        log.debug("phase %s: %s", phase.name, outcome or "nothing to report")
         if outcome is None:
             continue
         state.outcomes.append(outcome)

@@ -381,7 +381,7 @@ def test_editing_the_code_config_map_rolls_the_pods(platform: Platform, namespac
 
 def test_mapping_gets_its_poller_deployment(platform: Platform, namespace: str) -> None:
     platform.apply(function_doc("consumer", namespace))
-    mapping = {
+    mapping: dict[str, Any] = {
         "apiVersion": "kfaas.dev/v1alpha1",
         "kind": "EventSourceMapping",
         "metadata": {"name": "uploads", "namespace": namespace},
