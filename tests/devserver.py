@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from waiting import NeverHappened, eventually
 
 SERVING = re.compile(rb"kfaas dev: serving on (http://[\d.]+:\d+)")
 KFAAS = str(Path(sys.executable).with_name("kfaas"))
@@ -67,8 +67,7 @@ def dev_server(
 
 
 def _wait_serving(process: subprocess.Popen[bytes], log: Path, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def serving() -> str | None:
         match = SERVING.search(log.read_bytes())
         if match:
             url = match.group(1).decode()
@@ -76,8 +75,12 @@ def _wait_serving(process: subprocess.Popen[bytes], log: Path, timeout: float) -
                 return url
         if process.poll() is not None:
             raise RuntimeError(f"kfaas dev exited with {process.returncode}:\n{log.read_text()}")
-        time.sleep(0.05)
-    raise RuntimeError(f"kfaas dev did not serve within {timeout}s:\n{log.read_text()}")
+        return None
+
+    try:
+        return eventually(serving, within=timeout, what="kfaas dev serving", interval=0.05)
+    except NeverHappened as late:
+        raise RuntimeError(f"{late}:\n{log.read_text()}") from None
 
 
 def make_lambda_client(url: str) -> Any:

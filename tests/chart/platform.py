@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from services.cluster import Cluster
+from waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kfaas"
@@ -124,11 +124,13 @@ def operator_process(
             env=env, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=platform.workdir,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while ready not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no {ready!r} from the operator:\n{log_path.read_text()}")
-            time.sleep(0.2)
+
+        def started() -> bool:
+            log = log_path.read_text()
+            assert process.poll() is None, f"the operator exited before {ready!r}:\n{log}"
+            return ready in log
+
+        eventually(started, within=60, what=f"{ready!r} from the operator (log: {log_path})")
         yield log_path
     finally:
         process.terminate()

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
+from waiting import eventually
 
-def recorded(client: Any, request_id: str, deadline_seconds: float = 20.0) -> dict[str, Any]:
+
+def recorded(client: Any, request_id: str) -> dict[str, Any]:
     """Wait (bounded) until the recorder function holds the record of ``request_id``."""
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
+
+    def record() -> dict[str, Any] | None:
         reply = client.invoke(FunctionName="recorder", Payload=json.dumps({"list": True}))
-        for record in json.loads(reply["Payload"].read()):
-            if record["requestContext"]["requestId"] == request_id:
-                return dict(record)
-        time.sleep(0.1)
-    raise AssertionError(f"no invocation record for {request_id} within {deadline_seconds}s")
+        for entry in json.loads(reply["Payload"].read()):
+            if entry["requestContext"]["requestId"] == request_id:
+                return dict(entry)
+        return None
+
+    return eventually(record, within=20, what=f"the invocation record of {request_id}")
 
 
 def test_failed_event_is_retried_then_sent_to_on_failure(lambda_client: Any) -> None:

@@ -13,12 +13,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from devserver import KFAAS, DevServer, dev_server
+from waiting import eventually
 
 FUNCTION = """
 apiVersion: kfaas.dev/v1alpha1
@@ -180,8 +180,6 @@ def test_a_reload_to_a_runtime_with_no_interpreter_is_refused(tmp_path: Path) ->
         manifest = folder / "functions.yaml"
         manifest.write_text(manifest.read_text().replace(OWN, other))
         refusal = f"Function default/fn: runtime {other} needs Python"
-        deadline = time.monotonic() + 30
-        while refusal not in dev.output() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert "manifests not reloaded" in dev.output() and refusal in dev.output()
+        eventually(lambda: refusal in dev.output(), within=30, what=refusal)
+        assert "manifests not reloaded" in dev.output()
         assert invoke(dev, "fn") == before  # still served as it was

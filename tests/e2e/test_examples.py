@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 from devserver import DevServer, dev_server, make_lambda_client
+from waiting import eventually
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 COVERED = {"hello", "http-api", "http-api-key", "async-destinations", "failing"}
@@ -68,13 +68,11 @@ def test_http_api_key(examples: DevServer) -> None:
 
 
 def records(client: Any, recorder: str, want: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        found, _ = call(client, recorder, {"list": True})
-        if len(found) >= want:
-            return list(found)
-        time.sleep(0.1)
-    raise AssertionError(f"{recorder} got fewer than {want} records")
+    def found() -> list[dict[str, Any]] | None:
+        listed, _ = call(client, recorder, {"list": True})
+        return list(listed) if len(listed) >= want else None
+
+    return eventually(found, within=20, what=f"{want} records in {recorder}")
 
 
 def test_async_destinations(client: Any) -> None:

@@ -24,6 +24,7 @@ from chart import helm_build
 from chart.platform import render
 from security.jwt_keys import AUDIENCE, ISSUER, Keys, es256, rs256
 from services.cluster import Cluster
+from waiting import eventually_async
 
 from kfaas.gateway.kube_clients import KubernetesKeySources
 from kfaas.gateway.trigger_auth import TriggerAuth
@@ -235,10 +236,11 @@ async def test_the_gateway_reads_keys_only_where_a_namespace_granted_it(
                 f"--clusterrole={role['metadata']['name']}",
                 f"--serviceaccount={namespace}:gateway",
             )  # fmt: skip
-            deadline = asyncio.get_running_loop().time() + 20
-            while await status_of(auth, function, {"x-api-key": "key-one"}) != 200:
-                assert asyncio.get_running_loop().time() < deadline, "the grant never took effect"
-                await asyncio.sleep(0.3)
+
+            async def granted() -> bool:
+                return await status_of(auth, function, {"x-api-key": "key-one"}) == 200
+
+            await eventually_async(granted, within=20, what="the grant taking effect", interval=0.3)
             listing = kwok_service.kubectl(
                 "auth", "can-i", "list", "secrets", "-n", namespace,
                 f"--as=system:serviceaccount:{namespace}:gateway", check=False,

@@ -20,6 +20,8 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from waiting import NeverHappened, eventually_async
+
 from services.base import (
     LOOPBACK,
     MissingDependency,
@@ -309,18 +311,17 @@ class KafkaBroker:
             await admin.start()
             try:
                 cluster = await admin.describe_cluster()
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 30
-                while True:
-                    try:
-                        await admin.find_coordinator("kfaas-services-readiness")
-                        break
-                    except KafkaError as not_yet:
-                        if loop.time() > deadline:
-                            raise ServiceError(
-                                f"kafka: no group coordinator: {not_yet!r}"
-                            ) from None
-                        await asyncio.sleep(0.1)
+
+                async def coordinator() -> bool:
+                    await admin.find_coordinator("kfaas-services-readiness")
+                    return True
+
+                try:
+                    await eventually_async(
+                        coordinator, within=30, what="a group coordinator", ignoring=(KafkaError,)
+                    )
+                except NeverHappened as late:
+                    raise ServiceError(f"kafka: {late}") from None
             finally:
                 await admin.close()
             return [broker["node_id"] for broker in cluster["brokers"]]
@@ -358,16 +359,23 @@ class KafkaBroker:
                 await admin.create_topics(
                     [NewTopic(name=name, num_partitions=partitions, replication_factor=1)]
                 )
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 30
-                while True:
+
+                async def leaders() -> bool:
                     described = await admin.describe_topics([name])
                     found = described[0]["partitions"] if described else []
-                    if len(found) == partitions and all(p["leader"] >= 0 for p in found):
-                        return
-                    if loop.time() > deadline:
-                        raise ServiceError(f"topic {name}: partitions without a leader: {found}")
-                    await asyncio.sleep(0.1)
+                    led = len(found) == partitions and all(p["leader"] >= 0 for p in found)
+                    assert led, f"partitions {found}"
+                    return True
+
+                try:
+                    await eventually_async(
+                        leaders,
+                        within=30,
+                        what="a leader per partition",
+                        ignoring=(AssertionError,),
+                    )
+                except NeverHappened as late:
+                    raise ServiceError(f"topic {name}: {late}") from None
             finally:
                 await admin.close()
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from waiting import NeverHappened, eventually
+
 from services.base import ServiceError, tail
 
 _LAUNCH = '"$@" </dev/null >>"$0" 2>&1 & echo $!'
@@ -115,18 +117,21 @@ def wait_until(
     interval: float = 0.1,
 ) -> None:
     """Poll `ready` until it holds; fail at once with the log's tail if the process died."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def started() -> bool:
         if ready():
-            return
+            return True
         # Not checked against the executable: just after launch the pid may still be the shell
         # that is about to exec it.
         if not alive(pid):
             raise ServiceError(
                 f"{what} exited during startup; end of {log_file}:\n{tail(log_file)}"
             )
-        if time.monotonic() > deadline:
-            raise ServiceError(
-                f"{what}: not ready after {timeout:.0f} s; end of {log_file}:\n{tail(log_file)}"
-            )
-        time.sleep(interval)
+        return False
+
+    try:
+        eventually(started, within=timeout, what=f"{what} ready", interval=interval)
+    except NeverHappened:
+        raise ServiceError(
+            f"{what}: not ready after {timeout:.0f} s; end of {log_file}:\n{tail(log_file)}"
+        ) from None
