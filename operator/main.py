@@ -32,6 +32,8 @@ __all__ = ["OperatorOptions", "PeeringMissing", "PeeringWatch", "run_operator"]
 
 log = logging.getLogger("kfaas.operator")
 
+Body = dict[str, Any]
+
 
 class PeeringMissing(Exception):
     """The peering object the replicas meet in does not exist; the message says what to do."""
@@ -84,12 +86,46 @@ class PeeringWatch:
         self._missing = missing
 
 
+# How long a starting operator waits for the API server to answer (Kopf's own start-up requests
+# give up after about a minute too); a refusal (403) ends the wait at once.
+PEERING_READ_SECONDS = 60.0
+
+
+class _NoAnswer(Exception):
+    """The API server did not answer (or failed, 5xx): worth asking again."""
+
+
 async def require_peering(client: KubeClient, options: OperatorOptions) -> None:
     """Raise ``PeeringMissing`` unless the peering object exists (or we run standalone)."""
     if options.standalone:
         return
     api_version, plural = peering_resource(options.namespace)
-    found = await client.find(api_version, plural, options.namespace, options.peering_name)
+
+    async def read() -> Body | None:
+        try:
+            return await client.find(api_version, plural, options.namespace, options.peering_name)
+        except KubeError as exc:
+            if 0 < exc.status < 500:
+                raise
+            raise _NoAnswer(str(exc)) from exc
+
+    def retrying(error: BaseException, delay: float) -> None:
+        log.warning("cannot read the peering object yet (again in %.1f s): %s", delay, error)
+
+    try:
+        found = await aiokit.retry_until_deadline(
+            read,
+            retry_on=(_NoAnswer,),
+            within_seconds=PEERING_READ_SECONDS,
+            max_delay=5.0,
+            on_retry=retrying,
+        )
+    except aiokit.DeadlinePassed as exc:
+        # The CLI reports the API server's last word, as for any other request that failed.
+        last = exc.__cause__.__cause__ if exc.__cause__ is not None else None
+        if isinstance(last, KubeError):
+            raise last from None
+        raise
     if found is None:
         raise PeeringMissing(missing_peering(options.peering_name, options.namespace))
 
