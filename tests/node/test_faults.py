@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -30,7 +30,7 @@ def test_function_pod_killed_mid_invocation(
     release: Release, kill_pod: Callable[[dict[str, Any]], None]
 ) -> None:
     name = release.function({"app.py": SLOW}, timeoutSeconds=30, scaling={"minInstances": 1})
-    pod = eventually(lambda: (release.running_pods(name) or [None])[0], within=60, what="a pod")
+    pod = eventually(lambda: next(iter(release.running_pods(name)), None), within=60, what="a pod")
     outcome: dict[str, Any] = {}
 
     def slow_call() -> None:
@@ -76,11 +76,12 @@ def test_gateway_pods_killed_after_their_202s_lose_no_event(
     events: int,
 ) -> None:
     stream = f"done-{time.monotonic_ns()}"
+    spec: dict[str, Any] = {"async": {"onSuccess": {"redis": {"stream": stream}}}}
     name = release.function(
         {"app.py": SLOW},
         timeoutSeconds=30,
         scaling={"maxInstances": 2},
-        **{"async": {"onSuccess": {"redis": {"stream": stream}}}},
+        **spec,
     )
     client = release.lambda_client()
     for n in range(events):
@@ -98,7 +99,7 @@ def test_gateway_pods_killed_after_their_202s_lose_no_event(
     store = redis.Redis.from_url(platform_redis_url)
 
     def delivered() -> list[int] | None:
-        entries = store.xrange(stream)
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", store.xrange(stream))
         seen = [json.loads(fields[b"body"])["responsePayload"]["n"] for _, fields in entries]
         return seen if set(seen) == set(range(events)) else None
 

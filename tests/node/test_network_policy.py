@@ -144,7 +144,7 @@ def pods(cluster_service: Any, network_policy_enforcer: NetworkPolicyEnforcer) -
                         namespace, "--wait=false"], capture_output=True)  # fmt: skip
 
 
-ONLY_FRIENDS = {
+ONLY_FRIENDS: dict[str, Any] = {
     "apiVersion": "networking.k8s.io/v1",
     "kind": "NetworkPolicy",
     "metadata": {"name": "only-friends"},

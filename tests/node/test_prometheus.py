@@ -84,17 +84,18 @@ def loaded(
     release: Release, prometheus_service: PrometheusServer, platform_redis_url: str
 ) -> Iterator[tuple[str, Load]]:
     """A function under steady load for the whole module: its name and the load's counts."""
+    async_spec: dict[str, Any] = {  # `async` is a keyword: passed as **
+        "async": {
+            "maximumRetryAttempts": 0,
+            "onSuccess": {"redis": {"stream": "nowhere", "url": UNREACHABLE_REDIS}},
+        }
+    }
     name = release.function(
         {"app.py": HANDLER},
         timeoutSeconds=10,
         concurrency={"reserved": 2},
         scaling={"minInstances": 1},
-        **{
-            "async": {
-                "maximumRetryAttempts": 0,
-                "onSuccess": {"redis": {"stream": "nowhere", "url": UNREACHABLE_REDIS}},
-            }
-        },
+        **async_spec,
     )
     source = f"prom-{uuid.uuid4().hex[:8]}"
     release.apply({

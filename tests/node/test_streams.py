@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -45,6 +45,12 @@ def _mapping(release: Release, name: str, function: str, spec: dict[str, Any]) -
     })  # fmt: skip
 
 
+def stream_fields(store: redis.Redis, stream: str) -> list[dict[str, str]]:
+    """The fields of each entry of ``stream`` (``store`` decodes responses)."""
+    entries = cast("list[tuple[str, dict[str, str]]]", store.xrange(stream))
+    return [fields for _, fields in entries]
+
+
 def _deliver_through_a_killed_poller(
     release: Release,
     function: str,
@@ -59,7 +65,7 @@ def _deliver_through_a_killed_poller(
     record must reach the handler's sink stream (duplicates are counted, not refused)."""
     send(range(total // 2))
     poller = eventually(
-        lambda: (release.running_pods(function, "poller") or [None])[0],
+        lambda: next(iter(release.running_pods(function, "poller")), None),
         within=120,
         what="a running poller pod",
     )
@@ -68,7 +74,7 @@ def _deliver_through_a_killed_poller(
     send(range(total // 2, total))
 
     def all_delivered() -> list[str] | None:
-        seen = [fields["n"] for _, fields in store.xrange(sink)]
+        seen = [fields["n"] for fields in stream_fields(store, sink)]
         return seen if set(seen) >= {str(n) for n in range(total)} else None
 
     seen = eventually(all_delivered, within=240, what=f"all {total} records in the sink")
@@ -103,7 +109,7 @@ def test_redis_stream_poller_pod_killed_mid_stream_loses_nothing(
     store.xadd(source, {"n": "poison-1", "kind": "poison"})
 
     def dead_letters() -> list[dict[str, str]] | None:
-        entries = [fields for _, fields in store.xrange(dead)]
+        entries = stream_fields(store, dead)
         return entries if any(e.get("kfaas-kind") == "failure-record" for e in entries) else None
 
     entries = eventually(dead_letters, within=120, what="the DLQ records")
