@@ -24,7 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -136,7 +136,7 @@ def report(name: str, **figures: Any) -> None:
 def redis_records(url: str, stream: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(url)
     try:
-        entries = client.xrange(stream)
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", client.xrange(stream))
     finally:
         client.close()
     return [json.loads(fields[b"body"]) for _, fields in entries]
@@ -354,7 +354,7 @@ def test_dispatcher_killed_mid_invocation_redelivers_and_loses_nothing(
             what="unacknowledged events redelivered",
         )
     starts, ends = phases(record, "start"), phases(record, "end")
-    figures = {
+    figures: dict[str, Any] = {
         "queue": queue_url.split(":")[0],
         "events": len(ids),
         "in_flight_at_kill": in_flight,

@@ -27,7 +27,8 @@ def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 def _gateway_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     deployment = _one(objects, "Deployment", "kfaas-gateway")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
     return container
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "api://kfaas"
@@ -24,9 +26,10 @@ AUDIENCE = "api://kfaas"
 
 @dataclass
 class Keys:
-    rsa: rsa.RSAPrivateKey
-    ec: ec.EllipticCurvePrivateKey
-    attacker: rsa.RSAPrivateKey
+    # The module names would be shadowed by the fields inside the class.
+    rsa: RSAPrivateKey
+    ec: EllipticCurvePrivateKey
+    attacker: RSAPrivateKey
 
     @classmethod
     def generate(cls) -> Keys:

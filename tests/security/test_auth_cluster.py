@@ -81,7 +81,7 @@ def gateway(kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
         def ready() -> bool:
             assert process.poll() is None, log.read_text()
             with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-                return answer.status == 200
+                return bool(answer.status == 200)
 
         eventually(ready, within=60, what=f"the gateway ready (log: {log})", ignoring=(OSError,))
         yield Gateway(url, platform, log)
@@ -294,5 +294,10 @@ def test_the_aws_cli_is_judged_by_rbac_too(gateway: Gateway, namespace: str) -> 
         "-n", namespace, "create", "rolebinding", "cli-invokes", "--clusterrole=kfaas-invoker",
         f"--user={user}",
     )  # fmt: skip
-    done = eventually(lambda: (r := cli()).returncode == 0 and r, within=30, what="the CLI allowed")
+
+    def allowed() -> subprocess.CompletedProcess[str] | None:
+        done = cli()
+        return done if done.returncode == 0 else None
+
+    done = eventually(allowed, within=30, what="the CLI allowed")
     assert json.loads(done.stdout)["StatusCode"] == 204

@@ -477,7 +477,7 @@ def _own(answer: Answer) -> bool:
     if answer.headers.get("X-Amz-Function-Error"):
         # The function could not read what it was given (a client context nested past Python's
         # limit): its own error, answered to its own caller.
-        return body.get("errorType") == "Runtime.UnmarshalError"
+        return bool(body.get("errorType") == "Runtime.UnmarshalError")
     return isinstance(body, dict) and body.get("request_id") == answer.headers["x-amzn-RequestId"]
 
 

@@ -234,7 +234,7 @@ def test_bounds_have_documented_defaults() -> None:
         settings.max_connections,
         settings.body_memory_bytes,
     )
-    assert bounds == (10, 30, 120, 75, 1000, 64 << 20)
+    assert bounds == (10.0, 30.0, 120.0, 75.0, 1000, 64 << 20)
     assert (settings.async_queue_max_events, settings.async_queue_max_bytes) == (10_000, 64 << 20)
 
 

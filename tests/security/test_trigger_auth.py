@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,7 @@ def test_es256_token_and_pem_keys_from_a_file(dev: DevServer, keys: Keys) -> Non
     )
 
 
-ATTACKS = {
+ATTACKS: dict[str, Callable[[Keys], str]] = {
     "alg-none": lambda k: unsigned(),
     "hs256-public-key-as-secret": lambda k: hs256_with_public_key(k.rsa_pem()),
     "expired": lambda k: rs256(k.rsa, exp=int(time.time()) - 3600),

@@ -97,12 +97,13 @@ def test_the_apiserver_refuses_incomplete_trigger_auth(
 
 
 def test_the_apiserver_accepts_each_mode(crd: Cluster) -> None:
-    for http in (
+    modes: list[dict[str, Any]] = [
         {"auth": "API_KEY", "apiKey": {"secretRef": {"name": "keys", "key": "current"}}},
         {"auth": "JWT", "jwt": JWT},
         {"auth": "JWT", "jwt": {**JWT, "jwksUrl": None, "keys": {"secretRef": {"name": "k"}}}},
         {"auth": "AWS_IAM"},
-    ):
+    ]
+    for http in modes:
         doc = function_doc("default", **http)
         if "jwt" in http:
             doc["spec"]["http"]["jwt"] = {k: v for k, v in http["jwt"].items() if v is not None}

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.exceptions
 import yaml
@@ -259,7 +259,8 @@ class RedisTools:
             return [str(entry_id) for entry_id in await pipe.execute()]
 
     async def entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
-        return [(str(i), dict(f)) for i, f in await self.client.xrange(stream)]
+        entries = cast("list[tuple[str, dict[str, str]]]", await self.client.xrange(stream))
+        return [(str(i), dict(f)) for i, f in entries]
 
     async def pending(self, stream: str, group: str) -> int:
         """Entries read and not acknowledged; -1 while the stream or group does not exist."""

@@ -106,7 +106,8 @@ def test_redis_entries_are_sqs_records() -> None:
     assert record.attributes.sent_timestamp == "1700000000123"
     assert record.attributes.approximate_first_receive_timestamp == "1700000000500"
     assert record.attributes.sender_id == "kfaas"
-    assert record.message_attributes["traceparent"].string_value == TRACEPARENT.decode()
+    traceparent = record.message_attributes["traceparent"]
+    assert traceparent is not None and traceparent.string_value == TRACEPARENT.decode()
     assert record.md5_of_body == hashlib.md5(b'{"n": 1}', usedforsecurity=False).hexdigest()
     assert record.event_source == "kfaas:redis"
     assert record.event_source_arn == "arn:kfaas:redis:us-east-1:default:stream/orders"

@@ -27,7 +27,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-MAPPING = {
+MAPPING: dict[str, Any] = {
     "apiVersion": "kfaas.dev/v1alpha1",
     "kind": "EventSourceMapping",
     "metadata": {"name": "m"},

@@ -48,7 +48,8 @@ async def test_entries_arrive_as_sqs_records_and_are_acknowledged(
     first, second = SQSEvent(call["event"]).records
     assert [first.message_id, second.message_id] == ids
     assert first.json_body == {"order": 1}
-    assert first.message_attributes["traceparent"].string_value.startswith("00-0af7")
+    traceparent = first.message_attributes["traceparent"]
+    assert traceparent is not None and (traceparent.string_value or "").startswith("00-0af7")
     assert second.json_body == {"sku": "A-1", "qty": "2"}
     assert first.attributes.approximate_receive_count == "1"
     assert first.attributes.sent_timestamp == ids[0].split("-")[0]
