@@ -24,8 +24,8 @@ from typing import TypeVar, overload
 
 T = TypeVar("T")
 
-# Long enough for a status dict or a log line, short enough to keep a failure readable.
-_REPR_LIMIT = 600
+# Long enough for a status dict or an assertion's listing, short enough to keep a failure readable.
+_REPR_LIMIT = 2000
 
 
 class NeverHappened(AssertionError):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from services import cluster_build
 from services.network_policy import NetworkPolicyEnforcer, leftovers
-from waiting import eventually
+from waiting import NeverHappened, eventually
 
 from node.kfaas_release import PLATFORM_NAMESPACE, RELEASE, Release
 
@@ -110,10 +109,13 @@ class Pods:
     def settles(self, client: str, address: str, expected: bool, port: int = PORT) -> bool:
         """Whether the connection's outcome becomes `expected` within 20 s (policies apply
         asynchronously) — and stays so for the next two tries."""
-        deadline = time.monotonic() + 20
-        while self.connects(client, address, port) != expected:
-            if time.monotonic() > deadline:
-                return False
+        try:
+            eventually(
+                lambda: self.connects(client, address, port) == expected,
+                within=20, what=f"{client} → {address}:{port} {expected}", interval=0,
+            )  # fmt: skip
+        except NeverHappened:
+            return False
         return all(self.connects(client, address, port) == expected for _ in range(2))
 
 

@@ -254,18 +254,17 @@ def test_every_dashboard_query_returns_data_for_a_function_under_load(
     queries = dashboard_queries(release.namespace, name)
     assert len(queries) >= 20
 
-    def empty() -> list[tuple[str, str]] | None:
+    def all_answered() -> bool:
         missing = [(title, q) for title, q in queries if not prometheus_service.query(q)]
-        return missing or None
+        assert not missing, f"dashboard queries without data ({load}):\n" + "\n".join(
+            f"  {title}: {q}" for title, q in missing
+        )
+        return True
 
-    deadline = time.monotonic() + 180  # under the test's own 300 s, so the message names the gaps
-    missing = empty()
-    while missing and time.monotonic() < deadline:
-        time.sleep(2)
-        missing = empty()
-    assert not missing, f"dashboard queries without data ({load}):\n" + "\n".join(
-        f"  {title}: {q}" for title, q in missing
-    )
+    eventually(  # under the test's own 300 s, so the message names the gaps
+        all_answered, within=180, what="data for every dashboard query", interval=2,
+        ignoring=(AssertionError,),
+    )  # fmt: skip
     # The variables' own queries find the function too.
     names = prometheus_service.query(
         f'count by (function) (kfaas_invocations_total{{namespace="{release.namespace}"}})'

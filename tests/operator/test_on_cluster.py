@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 from chart.platform import RELEASE, Platform, install, operator_process
 from services.cluster import Cluster
+from waiting import eventually
 
 from kfaas import runtimetoken
 from kfaas.api_objects import from_api_object
@@ -569,11 +569,7 @@ def test_a_new_active_operator_resumes_without_rewriting_anything(
         KFAAS_RUNTIME_TOKEN_KEY=RUNTIME_TOKEN_KEY,  # every replica reads the chart's Secret
     ) as log:
         line = f"reconciled Function {namespace}/steady: wrote "
-        deadline = 60.0
-        while line not in log.read_text():
-            deadline -= 0.2
-            assert deadline > 0, log.read_text()
-            time.sleep(0.2)
+        eventually(lambda: line in log.read_text(), within=60, what=f"{line!r} (log: {log})")
         text = log.read_text()
     assert f"{line}nothing (all up to date)" in text, text
     assert versions() == before
@@ -620,16 +616,15 @@ def test_gateway_process_serves_cluster_functions_with_local_throttling(
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and gateway.poll() is None, log_path.read_text()
-            time.sleep(0.1)
+
+        def ready() -> bool:
+            assert gateway.poll() is None, log_path.read_text()
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:
+                return bool(answer.status == 200)
+
+        eventually(
+            ready, within=30, what=f"the gateway ready (log: {log_path})", ignoring=(OSError,)
+        )
         with urllib.request.urlopen(f"{base}/2015-03-31/functions/", timeout=5) as answer:
             names = {f["FunctionName"] for f in json.load(answer)["Functions"]}
         assert {"api", "off"} <= names
@@ -707,11 +702,12 @@ def test_a_standalone_operator_reconciles_without_peering(
     try:
         platform.apply(function_doc("alone", namespace))
         line = f"reconciled Function {namespace}/alone: wrote "
-        deadline = time.monotonic() + 60
-        while line not in log_path.read_text():
+
+        def reconciled() -> bool:
             assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+            return line in log_path.read_text()
+
+        eventually(reconciled, within=60, what=f"{line!r} (log: {log_path})")
         text = log_path.read_text()
         assert "running standalone (--standalone)" in text and "Traceback" not in text, text
     finally:

@@ -10,9 +10,10 @@ schemas, Deployments and ReplicaSets, garbage collection, EndpointSlices. Everyt
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
+
+from waiting import NeverHappened, eventually
 
 from services.base import LOOPBACK, ServiceError
 from services.control_plane import (
@@ -100,17 +101,20 @@ class Cluster(ControlPlane):
         self.kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "List", "items": [_node(name) for name in NODES]
         }))  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
+
+        def settled() -> bool:
             waiting = []
             if self.api("/api/v1/namespaces/default/serviceaccounts/default") is None:
                 waiting.append("the default ServiceAccount")
             ready = ready_nodes(self.api("/api/v1/nodes"))
             waiting += [f"node {name}" for name in NODES if name not in ready]
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"cluster: still waiting for {', '.join(waiting)}; logs in {self.dir.logs}"
-                )
-            time.sleep(0.2)
+            assert not waiting, f"still waiting for {', '.join(waiting)}"
+            return True
+
+        try:
+            eventually(
+                settled, within=60, what="workloads admitted", interval=0.2,
+                ignoring=(AssertionError,),
+            )  # fmt: skip
+        except NeverHappened as late:
+            raise ServiceError(f"cluster: {late}; logs in {self.dir.logs}") from None

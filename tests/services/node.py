@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from waiting import NeverHappened, eventually
+
 from services import node_build, node_host
 from services.base import LOOPBACK, ServiceError, progress
 from services.control_plane import Component, ControlPlane, http_ok, ready_nodes
@@ -209,20 +211,23 @@ class NodeCluster(ControlPlane):
 
     def _wait_for_workloads(self) -> None:
         """Pods are admitted only with a default ServiceAccount, scheduled only on Ready nodes."""
-        deadline = time.monotonic() + 120
-        while True:
+
+        def settled() -> bool:
             waiting = []
             if self.api("/api/v1/namespaces/default/serviceaccounts/default") is None:
                 waiting.append("the default ServiceAccount")
             if NODE_NAME not in ready_nodes(self.api("/api/v1/nodes")):
                 waiting.append(f"node {NODE_NAME} Ready")
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"cluster: still waiting for {', '.join(waiting)}; logs in {self.dir.logs}"
-                )
-            time.sleep(0.2)
+            assert not waiting, f"still waiting for {', '.join(waiting)}"
+            return True
+
+        try:
+            eventually(
+                settled, within=120, what="workloads admitted", interval=0.2,
+                ignoring=(AssertionError,),
+            )  # fmt: skip
+        except NeverHappened as late:
+            raise ServiceError(f"cluster: {late}; logs in {self.dir.logs}") from None
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -99,11 +99,11 @@ def stop(pid_file: Path, *, grace: float = 20.0) -> bool:
             os.kill(pid, sig)
         except ProcessLookupError:
             return True
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                return True
-            time.sleep(0.05)
+        try:
+            eventually(lambda: not alive(pid), within=wait, what=f"{pid} gone", interval=0.05)
+        except NeverHappened:
+            continue
+        return True
     raise ServiceError(f"{pid_file.stem} (pid {pid}) survived SIGKILL")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from waiting import eventually
 
 from services.cluster import NODES, POD_RANGE, Cluster
 
@@ -185,7 +185,4 @@ def test_service_account_tokens_authenticate_and_rbac_applies(
         f"--serviceaccount={namespace}:reader", "-n", namespace,
     )  # fmt: skip
     # The authorizer reads RBAC objects from a watch cache: allow it a moment to see the binding.
-    deadline = time.monotonic() + 10
-    while status(pods) != 200:
-        assert time.monotonic() < deadline, "the RoleBinding never took effect"
-        time.sleep(0.1)
+    eventually(lambda: status(pods) == 200, within=10, what="the RoleBinding taking effect")

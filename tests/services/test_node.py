@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import eventually
 
 from services import node_host
 from services.base import ServiceError
@@ -49,11 +49,12 @@ def _run_to_completion(node: NodeCluster, namespace: str, image: str, script: st
         "--image-pull-policy=Never", "--restart=Never", "--command", "--",
         "python3", "-c", textwrap.dedent(script),
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    phase = "Pending"
-    while phase not in ("Succeeded", "Failed") and time.monotonic() < deadline:
-        time.sleep(0.5)
-        phase = node.api(f"/api/v1/namespaces/{namespace}/pods/{pod}")["status"]["phase"]
+
+    def ended() -> str | None:
+        phase = str(node.api(f"/api/v1/namespaces/{namespace}/pods/{pod}")["status"]["phase"])
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = eventually(ended, within=120, what=f"pod {pod} ending", interval=0.5)
     logs = node.kubectl("logs", f"--namespace={namespace}", pod, check=False)
     assert phase == "Succeeded", f"the pod ended {phase}:\n{logs.stdout}{logs.stderr}"
     return logs.stdout
