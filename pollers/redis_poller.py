@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kfaas import aiokit
+from kfaas.brokers.policies import BLOCKING_READS
 from kfaas.brokers.redis_streams import Entry, RedisStreams
 
 from .batches import BatchLimits, take_batch
@@ -126,7 +127,7 @@ class RedisPoller:
         self.filter = record_filter
         self.destination = destination
         self.stream_arn = stream_arn
-        self.client = RedisStreams(settings.url)
+        self.client = RedisStreams(settings.url, BLOCKING_READS)
         # Receive counts of the entries in hand, as Redis reported them when they were read.
         self.received: dict[str, int] = {}
         # Entries read and not yet acknowledged: their idle time is reset while they are held.

@@ -56,9 +56,7 @@ def platform_redis(named: str | None, platform: str | None, *, what: str) -> str
 class DestinationSender:
     """Writes records to Kafka topics and Redis streams on any number of clusters and servers."""
 
-    def __init__(
-        self, *, redis_policy: RedisPolicy = BOUNDED_CALLS, retry_seconds: float = 0.0
-    ) -> None:
+    def __init__(self, *, redis_policy: RedisPolicy, retry_seconds: float = 0.0) -> None:
         self.redis_policy = redis_policy
         self.retry_seconds = retry_seconds
         self._producers: dict[str, KafkaProducer] = {}

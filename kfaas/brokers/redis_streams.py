@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from .errors import BrokerError, redis_error_code, redis_errors
-from .policies import BLOCKING_READS, RedisPolicy, open_redis
+from .policies import RedisPolicy, open_redis
 
 Entry = tuple[str, dict[bytes, bytes]]
 
@@ -51,7 +51,7 @@ class Claimed:
 class RedisStreams:
     """One connection pool to one Redis server, set up as ``policy`` says."""
 
-    def __init__(self, url: str, policy: RedisPolicy = BLOCKING_READS) -> None:
+    def __init__(self, url: str, policy: RedisPolicy) -> None:
         self.url = url
         self.policy = policy
         self.client = open_redis(url, policy)
