@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from kfaas.brokers.destinations import DestinationSender
+from kfaas.brokers.destinations import DestinationWriter
 from kfaas.brokers.policies import BLOCKING_READS
 
 from .records import StreamRecord
@@ -85,24 +85,24 @@ class KafkaTopicDestination:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         # One attempt per send: the mapping keeps the records and retries on its own schedule.
-        self.sender = DestinationSender(redis_policy=BLOCKING_READS)
+        self.writer = DestinationWriter(redis_policy=BLOCKING_READS)
 
     async def send(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> None:
         messages = as_kafka_messages(records, failure)
-        await self.sender.to_topic(self.bootstrap_servers, self.topic, messages)
+        await self.writer.to_topic(self.bootstrap_servers, self.topic, messages)
 
     async def close(self) -> None:
-        await self.sender.close()
+        await self.writer.close()
 
 
 class RedisStreamDestination:
     def __init__(self, url: str, stream: str) -> None:
         self.url = url
         self.stream = stream
-        self.sender = DestinationSender(redis_policy=BLOCKING_READS)
+        self.writer = DestinationWriter(redis_policy=BLOCKING_READS)
 
     async def send(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> None:
-        await self.sender.to_stream(self.url, self.stream, as_stream_entries(records, failure))
+        await self.writer.to_stream(self.url, self.stream, as_stream_entries(records, failure))
 
     async def close(self) -> None:
-        await self.sender.close()
+        await self.writer.close()

@@ -2,9 +2,9 @@
 
 Both the gateway (Lambda's invocation records, ``DestinationConfig`` of a function) and the
 stream pollers (given-up records, a mapping's ``onFailure``) write to destinations. They share
-``DestinationSender``: one producer per Kafka cluster and one client per Redis server, opened on
+``DestinationWriter``: one producer per Kafka cluster and one client per Redis server, opened on
 first use and kept; a write that fails raises ``DestinationError`` naming the destination. With
-``retry_seconds`` a sender rides out a short outage itself (the gateway's, which has nowhere to
+``retry_seconds`` a writer rides out a short outage itself (the gateway's, which has nowhere to
 keep a record); without, it tries once and its caller keeps the records and retries (the pollers).
 
 A destination that names no server of its own uses the platform's Redis or Kafka — values its
@@ -53,7 +53,7 @@ def platform_redis(named: str | None, platform: str | None, *, what: str) -> str
     return url
 
 
-class DestinationSender:
+class DestinationWriter:
     """Writes records to Kafka topics and Redis streams on any number of clusters and servers."""
 
     def __init__(self, *, redis_policy: RedisPolicy, retry_seconds: float = 0.0) -> None:
@@ -122,7 +122,7 @@ class DestinationSender:
 
 
 class ClientDestinations:
-    """The gateway's ``DestinationSender`` for a function's Kafka and Redis destinations.
+    """What the gateway's dispatcher sends Kafka and Redis destinations' records through.
 
     Kafka records are keyed by the request id; a Redis entry carries the record as JSON in the
     field ``body``. A short outage is ridden out until ``deadline_seconds``.
@@ -137,7 +137,7 @@ class ClientDestinations:
     ) -> None:
         self.redis_url = redis_url
         self.kafka_bootstrap_servers = kafka_bootstrap_servers
-        self.sender = DestinationSender(redis_policy=BOUNDED_CALLS, retry_seconds=deadline_seconds)
+        self.writer = DestinationWriter(redis_policy=BOUNDED_CALLS, retry_seconds=deadline_seconds)
 
     async def send(self, destination: Any, record: dict[str, Any]) -> None:
         if not isinstance(destination, Destination):
@@ -151,15 +151,15 @@ class ClientDestinations:
                 self.kafka_bootstrap_servers,
                 what=f"kafka destination {topic!r}",
             )
-            await self.sender.to_topic(servers, topic, [(request_id.encode() or None, body, ())])
+            await self.writer.to_topic(servers, topic, [(request_id.encode() or None, body, ())])
         elif destination.redis is not None:
             stream = destination.redis.stream
             url = platform_redis(
                 destination.redis.url, self.redis_url, what=f"redis destination {stream!r}"
             )
-            await self.sender.to_stream(url, stream, [{REDIS_FIELD: body}])
+            await self.writer.to_stream(url, stream, [{REDIS_FIELD: body}])
         else:
             raise DestinationError(f"not a Kafka or Redis destination: {destination!r}")
 
     async def close(self) -> None:
-        await self.sender.close()
+        await self.writer.close()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kfaas.brokers.destinations import DestinationSender, platform_kafka, platform_redis
+from kfaas.brokers.destinations import DestinationWriter, platform_kafka, platform_redis
 from kfaas.brokers.errors import BrokerError, BrokerUnavailable, DestinationError
 from kfaas.brokers.policies import BLOCKING_READS, BOUNDED_CALLS
 from kfaas.gateway.asyncq import QueueError, QueueUnavailable
@@ -58,7 +58,7 @@ async def test_an_outage_past_the_deadline_makes_the_queue_unavailable() -> None
 
 
 async def test_the_gateway_s_sender_retries_a_down_redis_until_its_deadline() -> None:
-    sender = DestinationSender(redis_policy=BOUNDED_CALLS, retry_seconds=0.6)
+    sender = DestinationWriter(redis_policy=BOUNDED_CALLS, retry_seconds=0.6)
     started = time.monotonic()
     try:
         with pytest.raises(DestinationError, match=r"not delivered within 0\.6 s") as raised:
@@ -70,7 +70,7 @@ async def test_the_gateway_s_sender_retries_a_down_redis_until_its_deadline() ->
 
 
 async def test_the_pollers_sender_tries_once_and_leaves_the_retrying_to_its_caller() -> None:
-    sender = DestinationSender(redis_policy=BLOCKING_READS)
+    sender = DestinationWriter(redis_policy=BLOCKING_READS)
     try:
         with pytest.raises(DestinationError, match="redis stream 'dlq' at ") as raised:
             await sender.to_stream(DOWN_REDIS, "dlq", [{"a": "1"}, {"b": "2"}])
@@ -80,7 +80,7 @@ async def test_the_pollers_sender_tries_once_and_leaves_the_retrying_to_its_call
 
 
 async def test_a_down_kafka_is_a_destination_error_naming_the_topic() -> None:
-    sender = DestinationSender(redis_policy=BLOCKING_READS)
+    sender = DestinationWriter(redis_policy=BLOCKING_READS)
     try:
         with pytest.raises(DestinationError, match=r"kafka topic 'dlq' at 127\.0\.0\.1:1"):
             await sender.to_topic(DOWN_KAFKA, "dlq", [(None, b"{}", ())])
