@@ -46,7 +46,7 @@ def eventually(
         try:
             value = check()
         except ignoring as error:
-            poll.error = error
+            poll.failed(error)
         else:
             if value:
                 return value
@@ -93,7 +93,7 @@ async def eventually_async(
             if isinstance(value, Awaitable):
                 value = await value
         except ignoring as error:
-            poll.error = error
+            poll.failed(error)
         else:
             if value:
                 return value
@@ -111,18 +111,23 @@ class _Poll:
         self.deadline = time.monotonic() + within
         self.attempts = 0
         self.value: object = None
-        self.error: BaseException | None = None
+        self.error: str | None = None
 
     def seen(self, value: object) -> None:
         self.value = value
         self.error = None
+
+    def failed(self, error: BaseException) -> None:
+        # Only its text is kept: the exception's traceback would hold the check's frames (an
+        # unclosed socket of a refused urlopen, say) alive until a later, unrelated collection.
+        self.error = repr(error)
 
     def raise_if_late(self) -> None:
         self.attempts += 1
         if time.monotonic() <= self.deadline:
             return
         if self.error is not None:
-            last = f"last error {_shorten(repr(self.error))}"
+            last = f"last error {_shorten(self.error)}"
         else:
             last = f"last value {_shorten(repr(self.value))}"
         raise NeverHappened(
