@@ -28,8 +28,8 @@ Item = TypeVar("Item")
 SortKey = tuple[str | int, ...]
 
 MAX_ITEMS = 10000
-# Lambda's own page size when MaxItems is not given.
-DEFAULT_MAX_ITEMS = 50
+# Lambda's listings serve at most this many items per page, whatever MaxItems asks.
+PAGE_CAP = 50
 _MARKER_VERSION = 1
 _TAG_BYTES = 16
 # A marker longer than this is not one of ours (keys are names of at most 253 characters).
@@ -43,15 +43,19 @@ class Page(Generic[Item]):
     next_marker: str | None
 
 
-def parse_max_items(raw: str | None, default: int = DEFAULT_MAX_ITEMS) -> int:
-    """The `MaxItems` query value, 1..10000."""
+def parse_max_items(raw: str | None, cap: int = PAGE_CAP) -> int:
+    """The page size for a `MaxItems` query value: 1..10000 accepted, at most `cap` served.
+
+    Lambda's listings return at most 50 items whatever MaxItems says (botocore's documentation
+    of ListFunctions and ListVersionsByFunction); clients follow NextMarker for the rest.
+    """
     if raw is None:
-        return default
+        return cap
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_ITEMS:
         raise InvalidParameter(
             "MaxItems", f"MaxItems must be an integer from 1 to {MAX_ITEMS}, got {raw!r}"
         )
-    return int(raw)
+    return min(int(raw), cap)
 
 
 def _tag(key: bytes, scope: str, payload: bytes) -> bytes:

@@ -15,7 +15,7 @@ from botocore.parsers import create_parser
 
 from kfaas.lambda_shapes import InvalidParameter
 from kfaas.pagination import (
-    DEFAULT_MAX_ITEMS,
+    PAGE_CAP,
     decode_marker,
     encode_marker,
     paginate,
@@ -117,10 +117,11 @@ def test_a_signed_marker_of_the_wrong_shape_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"), [(None, DEFAULT_MAX_ITEMS), ("1", 1), ("10000", 10000)]
+    ("raw", "expected"), [(None, PAGE_CAP), ("1", 1), ("50", 50), ("51", 50), ("10000", 50)]
 )
-def test_max_items_in_range(raw: str | None, expected: int) -> None:
+def test_max_items_in_range_served_up_to_lambdas_cap(raw: str | None, expected: int) -> None:
     assert parse_max_items(raw) == expected
+    assert parse_max_items("10000", cap=10000) == 10000
 
 
 @pytest.mark.parametrize("raw", ["0", "10001", "-1", "ten", "", "1.5"])
