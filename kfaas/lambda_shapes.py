@@ -4,31 +4,26 @@ The management API (issue 11, ADR 024) answers `GetFunctionConfiguration`, `GetF
 listings from Kubernetes objects that `kubectl` may have written, so every field a Lambda client
 reads must be derived from the object itself, never invented at request time: `RevisionId` from
 the object's uid and generation, `LastModified` from the time of the last write of its spec,
-`State`/`LastUpdateStatus` from the operator's conditions, `CodeSha256`/`CodeSize` from the zip the
-code is (or would be, for inline code). These are plain functions with no I/O, shared by the
+`State`/`LastUpdateStatus` from the operator's conditions, `CodeSha256`/`CodeSize` from
+``kfaas.lambda_code``. These are plain functions with no I/O, shared by the
 cluster gateway and `kfaas dev`; the wire shapes are TypedDicts checked against botocore's model
 by the tests.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-import io
 import uuid
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
+from .lambda_code import CodeFacts
 from .manifests import Function
 from .names import LATEST, function_arn
 
 # Lambda writes LastModified as ISO 8601 with milliseconds and a numeric UTC offset.
 _LAMBDA_TIME = "%Y-%m-%dT%H:%M:%S.{millis:03d}+0000"
-# Fixed zip entry time (the earliest a zip can hold) so the same files always zip to the same bytes.
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # Namespaces the uuid that RevisionId is, so it cannot equal a uuid derived for another purpose.
 _REVISION_NAMESPACE = uuid.UUID("6f1c2a4e-8b0d-4c55-9a3e-2d7f0b6e5a11")
 
@@ -166,57 +161,6 @@ def last_modified(facts: ObjectFacts) -> str:
     if not times:
         raise ValueError("the object has neither a creationTimestamp nor a spec write time")
     return lambda_time(max(times))
-
-
-# -- Code -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CodeFacts:
-    """The deployment package as Lambda describes it: base64 sha256 of the zip and its size."""
-
-    sha256: str
-    size: int
-    package_type: Literal["Zip", "Image"] = "Zip"
-
-
-def canonical_zip(files: Mapping[str, bytes]) -> bytes:
-    """The zip Lambda would hold for these files: same files, same bytes, on any machine.
-
-    Entries are sorted, stored (deflate output depends on the zlib build), dated 1980-01-01 and
-    given Unix modes (`bootstrap` executable, as the runtime needs it).
-    """
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-            info.create_system = 3
-            mode = 0o755 if name.rsplit("/", 1)[-1] == "bootstrap" else 0o644
-            info.external_attr = (0o100000 | mode) << 16
-            archive.writestr(info, files[name])
-    return buffer.getvalue()
-
-
-def zip_code(package: bytes) -> CodeFacts:
-    """An uploaded or canonical zip: what `aws lambda` and Terraform compare CodeSha256 with."""
-    digest = base64.b64encode(hashlib.sha256(package).digest()).decode()
-    return CodeFacts(sha256=digest, size=len(package))
-
-
-def files_code(files: Mapping[str, bytes]) -> CodeFacts:
-    """Inline or ConfigMap code, described as its canonical zip."""
-    return zip_code(canonical_zip(files))
-
-
-def image_code(reference: str) -> CodeFacts:
-    """Container-image code: Lambda gives the image digest (hex) and a size of 0.
-
-    A reference pinned by digest (`…@sha256:<hex>`) gives that digest; a tag has none until it
-    is resolved, so the reference itself is hashed (ADR 024 lists it as a difference).
-    """
-    _, _, pinned = reference.partition("@sha256:")
-    digest = pinned if pinned else hashlib.sha256(reference.encode()).hexdigest()
-    return CodeFacts(sha256=digest, size=0, package_type="Image")
 
 
 # -- State ------------------------------------------------------------------------------------

@@ -18,18 +18,22 @@ import botocore.session
 import pytest
 from botocore.parsers import create_parser
 
-from kfaas.lambda_shapes import (
+from kfaas.code_digests import CodeDigest
+from kfaas.lambda_code import (
     CodeFacts,
-    ObjectFacts,
     canonical_zip,
     files_code,
+    image_code,
+    stored_code,
+    zip_code,
+)
+from kfaas.lambda_shapes import (
+    ObjectFacts,
     function_configuration,
     get_function_response,
-    image_code,
     last_modified,
     object_facts,
     revision_id,
-    zip_code,
 )
 from kfaas.manifests import Function, parse_manifest
 
@@ -242,3 +246,8 @@ def test_image_code_gives_the_pinned_digest_and_no_size() -> None:
         function_configuration(function(), FACTS, pinned, region="us-east-1"),
     )
     assert answer["PackageType"] == "Image" and answer["CodeSize"] == 0
+
+
+def test_stored_code_is_described_without_its_bytes() -> None:
+    package = canonical_zip({"app.py": b"A"})
+    assert stored_code(CodeDigest.of(package), len(package)) == zip_code(package)
