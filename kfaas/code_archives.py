@@ -38,6 +38,7 @@ MAX_NAME_BYTES: Final = 255  # one path component, NAME_MAX
 CHUNK_BYTES: Final = 256 * 1024
 # What zipfile and its decompressors raise on a zip that is not one, is cut short or is corrupt
 # (zlib's error is no OSError; bz2 raises OSError; an unknown method NotImplementedError).
+# CodeArchiveError is none of these, so a refusal is never re-wrapped as "could not unzip".
 UNZIP_ERRORS: Final = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
@@ -186,10 +187,11 @@ def _open_zip(archive: BinaryIO, limits: ArchiveLimits) -> tuple[zipfile.ZipFile
 def _read_small(bundle: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> str:
     if info.file_size > MAX_LINK_TARGET_BYTES:
         raise UnsafeArchiveEntry(f"symlink {path!r}: a target over {MAX_LINK_TARGET_BYTES} bytes")
+    target = io.BytesIO()
     with bundle.open(info) as source:
-        raw = copy_bounded(source, None, budget=info.file_size, what=f"symlink {path!r}")
+        copy_bounded(source, target, budget=info.file_size, what=f"symlink {path!r}")
     try:
-        return raw.decode()
+        return target.getvalue().decode()
     except UnicodeDecodeError as exc:
         raise UnsafeArchiveEntry(f"symlink {path!r}: a target that is not UTF-8") from exc
 
@@ -257,37 +259,54 @@ def inspect_archive(
     return ArchiveManifest(_digest(stream), size, declared, tuple(entries))
 
 
-def copy_bounded(source: IO[bytes], target: IO[bytes] | None, *, budget: int, what: str) -> bytes:
-    """Copy ``source`` to ``target`` (or return it, when None), refusing past ``budget`` bytes.
+def copy_bounded(source: IO[bytes], target: IO[bytes] | None, *, budget: int, what: str) -> int:
+    """Copy ``source`` to ``target`` (or only count it, when None); the bytes copied.
 
-    The bound holds whatever the zip's headers claimed: it counts what actually comes out, and
-    reads at most one chunk beyond the budget before refusing.
+    Refuses past ``budget`` bytes whatever the zip's headers claimed: it counts what actually
+    comes out, and reads at most one chunk beyond the budget before refusing.
     """
-    kept, total = bytearray(), 0
+    total = 0
     while chunk := source.read(min(CHUNK_BYTES, budget - total + 1)):
         total += len(chunk)
         if total > budget:
             raise UnzippedTooLarge(f"{what}: unzips to more than {budget} bytes")
-        if target is None:
-            kept += chunk
-        else:
+        if target is not None:
             target.write(chunk)
-    return bytes(kept)
+    return total
 
 
-def _extract_file(
-    bundle: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, entry: ArchiveEntry, budget: int
+def _unpack(
+    bundle: zipfile.ZipFile, info: zipfile.ZipInfo, entry: ArchiveEntry, target: IO[bytes] | None
 ) -> int:
-    # O_EXCL and O_NOFOLLOW: never write through anything already there (links come last anyway).
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    with bundle.open(info) as source, os.fdopen(os.open(path, flags, entry.mode), "wb") as target:
-        copy_bounded(source, target, budget=min(budget, entry.size), what=f"entry {entry.path!r}")
-        written = target.tell()
+    """One file's bytes, bounded by its declared size (the total is checked against the limit)."""
+    with bundle.open(info) as source:
+        written = copy_bounded(source, target, budget=entry.size, what=f"entry {entry.path!r}")
     if written != entry.size:
         raise InvalidArchive(
             f"entry {entry.path!r} declares {entry.size} bytes and holds {written}"
         )
     return written
+
+
+def verify_archive(
+    archive: BinaryIO | bytes, limits: ArchiveLimits = LAMBDA_LIMITS
+) -> ArchiveManifest:
+    """:func:`inspect_archive`, then unzip every file without writing it (sizes, CRCs).
+
+    For whoever accepts an upload: a zip whose headers lie, or whose data is corrupt, is refused
+    at the API, not later in a pod's init container.
+    """
+    stream = _as_stream(archive)
+    bundle, size = _open_zip(stream, limits)
+    with bundle:
+        try:
+            entries, declared = _inspect(bundle, limits)
+            for info, entry in zip(bundle.infolist(), entries, strict=True):
+                if entry.kind == "file":
+                    _unpack(bundle, info, entry, None)
+        except UNZIP_ERRORS as exc:
+            raise InvalidArchive(f"could not unzip the file: {exc}") from exc
+    return ArchiveManifest(_digest(stream), size, declared, tuple(entries))
 
 
 def extract_archive(
@@ -304,14 +323,16 @@ def extract_archive(
     try:
         with bundle:
             entries, declared = _inspect(bundle, limits)
-            budget = limits.unzipped_bytes
+            # O_EXCL and O_NOFOLLOW: never write through anything already there.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             for info, entry in zip(bundle.infolist(), entries, strict=True):
                 path = destination / entry.path
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if entry.kind == "directory":
                     path.mkdir(exist_ok=True)
                 elif entry.kind == "file":
-                    budget -= _extract_file(bundle, info, path, entry, budget)
+                    with os.fdopen(os.open(path, flags, entry.mode), "wb") as target:
+                        _unpack(bundle, info, entry, target)
             for entry in entries:  # last, so that nothing is ever written through one
                 if entry.link_target is not None:
                     (destination / entry.path).parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from kfaas.code_archives import (
     digest_chunks,
     extract_archive,
     inspect_archive,
+    verify_archive,
 )
 
 SMALL = ArchiveLimits(zipped_bytes=1 << 20, unzipped_bytes=100_000, entries=10)
@@ -137,4 +138,18 @@ def test_the_copy_stops_at_the_budget_whatever_the_source_says() -> None:
 
 
 def test_the_copy_takes_exactly_the_budget() -> None:
-    assert copy_bounded(io.BytesIO(bytes(100)), None, budget=100, what="x") == bytes(100)
+    target = io.BytesIO()
+    assert copy_bounded(io.BytesIO(bytes(100)), target, budget=100, what="x") == 100
+    assert target.getvalue() == bytes(100)
+    assert copy_bounded(io.BytesIO(bytes(100)), None, budget=100, what="x") == 100
+
+
+def test_an_upload_is_verified_by_unzipping_without_writing() -> None:
+    honest = make_zip([("a", bytes(60_000)), ("b", bytes(40_000))])
+    assert verify_archive(honest, SMALL) == inspect_archive(honest, SMALL)
+    liar = lie_about_size(zeros_zip("bomb", 2_000_000), "bomb", 1_000)
+    with pytest.raises(InvalidArchive, match="bomb"):
+        verify_archive(liar, SMALL)
+    short = lie_about_size(make_zip([("short", bytes(1_000))]), "short", 2_000)
+    with pytest.raises(InvalidArchive, match="'short' declares 2000 bytes and holds 1000"):
+        verify_archive(short, SMALL)

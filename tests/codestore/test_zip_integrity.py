@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from codestore.zips import data_offset, make_zip, set_method
 
-from kfaas.code_archives import InvalidArchive, extract_archive, inspect_archive
+from kfaas.code_archives import InvalidArchive, extract_archive, inspect_archive, verify_archive
 from kfaas.code_digests import CodeDigest
 
 HANDLER = b"def handler(event, context):\n    return {'ok': True}\n"
@@ -67,12 +67,16 @@ def test_corrupt_data_is_refused_while_unpacking_and_leaves_nothing(
     # The central directory is intact: only unpacking finds the damage (a CRC or inflate error).
     inspect_archive(bytes(data))
     with pytest.raises(InvalidArchive, match="could not unzip"):
+        verify_archive(bytes(data))
+    with pytest.raises(InvalidArchive, match="could not unzip"):
         extract_archive(bytes(data), tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unknown_compression_method_is_refused(tmp_path: Path) -> None:
     data = set_method(make_zip([("app.py", HANDLER)]), "app.py", 99)
+    with pytest.raises(InvalidArchive, match="could not unzip"):
+        verify_archive(data)
     with pytest.raises(InvalidArchive, match="could not unzip"):
         extract_archive(data, tmp_path)
     assert list(tmp_path.iterdir()) == []
