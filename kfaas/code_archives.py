@@ -126,7 +126,7 @@ def normalise_name(name: str) -> str:
     shown = repr(name)
     if "\x00" in name or "\\" in name:
         raise UnsafeArchiveEntry(f"entry {shown}: NUL or backslash in the name (zip with '/')")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+    if name.startswith("/"):
         raise UnsafeArchiveEntry(f"entry {shown}: an absolute path")
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:

@@ -41,7 +41,6 @@ def untouched(destination: Path) -> bool:
         ("./../x", "'..'"),
         ("/etc/x", "absolute"),
         ("//etc/x", "absolute"),
-        ("C:/x", "absolute"),
         ("a\\..\\..\\x", "backslash"),
         ("./", "names no file"),
         ("a/" + "b" * 256, "over 255 bytes"),
@@ -60,7 +59,13 @@ def test_names_that_could_leave_the_folder_are_refused(
 
 @pytest.mark.parametrize(
     ("name", "normal"),
-    [("app.py", "app.py"), ("./a/b.py", "a/b.py"), ("a//b/", "a/b"), ("a/./b", "a/b")],
+    [
+        ("app.py", "app.py"),
+        ("./a/b.py", "a/b.py"),
+        ("a//b/", "a/b"),
+        ("a/./b", "a/b"),
+        ("C:/x", "C:/x"),  # a folder named "C:" on Linux, where the code runs
+    ],
 )
 def test_harmless_spellings_are_normalised(name: str, normal: str) -> None:
     assert normalise_name(name) == normal
