@@ -58,6 +58,8 @@ async def write_status(
             )  # fmt: skip
             return deployment
         except KubeError as exc:
+            if exc.status == 404:
+                return None  # deleted between the read and the write: nothing left to report on
             if exc.status != 409:
                 raise
     return None

@@ -228,3 +228,31 @@ def test_the_status_is_computed_from_the_pass_and_the_deployment_alone() -> None
     assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == (
         "Unknown", "DeploymentPending", "t0",
     )  # fmt: skip
+
+
+async def test_a_status_write_for_an_owner_deleted_after_its_read_reports_nothing() -> None:
+    """The owner is read, then deleted before its status is patched: 404 means nothing to report.
+
+    A cluster-wide operator meets this whenever a namespace goes away mid-pass; raising made Kopf
+    log a traceback and retry a handler for an object that no longer exists.
+    """
+    from kfaas.operator.status_writes import write_status
+
+    class Vanishing(Server):
+        async def patch(self, *args: Any, **kwargs: Any) -> Body:
+            raise KubeError(404, "NotFound", 'functions.kfaas.dev "thumb" not found')
+
+    owner = stored_function()
+    owner["metadata"]["resourceVersion"] = "7"
+    vanishing = Vanishing()
+    vanishing.objects[("functions", "media", "thumb")] = owner
+    assert await write_status(vanishing, "Function", "media", "thumb", None) is None  # type: ignore[arg-type]
+
+    class Refusing(Server):
+        async def patch(self, *args: Any, **kwargs: Any) -> Body:
+            raise KubeError(403, "Forbidden", "functions/status is forbidden")
+
+    refusing = Refusing()
+    refusing.objects[("functions", "media", "thumb")] = owner
+    with pytest.raises(KubeError):
+        await write_status(refusing, "Function", "media", "thumb", None)  # type: ignore[arg-type]
