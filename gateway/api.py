@@ -11,7 +11,6 @@ import asyncio
 import base64
 import binascii
 import re
-import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from kfaas import jsontext
+from kfaas.lambda_code import CodeFacts
+from kfaas.lambda_shapes import InvalidParameter, function_configuration
 from kfaas.manifests import Function
 from kfaas.names import InvalidFunctionName, QualifierMismatch, parse_function_name
+from kfaas.pagination import paginate, parse_max_items
 
 from . import auth
 from .asyncq import AsyncEvent, QueueFull
@@ -33,6 +35,7 @@ from .errors import (
 from .invoker import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, InvokeOptions
 from .limits import CAPACITY_REASON
 from .middleware import REQUEST_ID
+from .registry import FunctionFacts
 from .services import Services
 
 PREFIX = "/2015-03-31/functions"
@@ -45,6 +48,18 @@ _TRACE_HEADER = re.compile(
     r"[A-Za-z0-9_.-]+=[\x21-\x3a\x3c\x3e-\x7e]*(?:; ?[A-Za-z0-9_.-]+=[\x21-\x3a\x3c\x3e-\x7e]*)*"
 )
 _TRACE_HEADER_LIMIT = 2048
+# Signs ListFunctions' markers. Fixed until the gateways share a key (ADR 024): the signature
+# refuses a garbled marker; a made-up one could only move where the listing starts, and what is
+# listed is still filtered by the caller's permissions.
+_MARKER_KEY = b"kfaas ListFunctions marker v1"
+# A code.configMap's files are not the gateway's to read: its CodeSha256/CodeSize are left out.
+_UNSEEN_CODE = CodeFacts(sha256="", size=0)
+_STATE_REASONS = (
+    "StateReason",
+    "StateReasonCode",
+    "LastUpdateStatusReason",
+    "LastUpdateStatusReasonCode",
+)
 
 
 def routes(services: Callable[[], Services]) -> list[web.RouteDef]:
@@ -184,38 +199,71 @@ def _labels(function: Function) -> tuple[str, str]:
     return function.metadata.namespace, function.metadata.name
 
 
-def _configuration(services: Services, function: Function) -> dict[str, Any]:
-    spec = function.spec
-    return {
-        "FunctionName": function.metadata.name,
-        "FunctionArn": services.registry.arn(function.metadata.namespace, function.metadata.name),
-        "Runtime": spec.runtime,
-        "Handler": spec.handler,
-        "MemorySize": spec.memory_mb,
-        "Timeout": spec.timeout_seconds,
-        "Version": "$LATEST",
-        "Environment": {"Variables": dict(spec.environment)},
-        "PackageType": "Image" if spec.code.image else "Zip",
-        "State": "Active",
-        "LastUpdateStatus": "Successful",
-        "Description": f"{function.metadata.namespace}/{function.metadata.name}",
-        "LastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime()),
-    }
+def _configuration(
+    services: Services, function: Function, facts: FunctionFacts | None = None
+) -> dict[str, Any]:
+    """FunctionConfiguration with LastModified, RevisionId and CodeSha256 from the facts."""
+    facts = facts or services.registry.facts(function.key)
+    namespace, name = function.metadata.namespace, function.metadata.name
+    configuration: dict[str, Any] = dict(
+        function_configuration(
+            function,
+            facts.object,
+            facts.code or _UNSEEN_CODE,
+            region=services.registry.region,
+            description=f"{namespace}/{name}",
+        )
+    )
+    if facts.code is None:  # a code.configMap in a cluster: not described rather than invented
+        del configuration["CodeSha256"], configuration["CodeSize"]
+    # State follows the operator's conditions in a later slice (ADR 024); until then, as before.
+    for reason in _STATE_REASONS:
+        configuration.pop(reason, None)
+    configuration.update(State="Active", LastUpdateStatus="Successful")
+    configuration["Environment"] = {"Variables": dict(function.spec.environment)}
+    return configuration
 
 
 async def _list_functions(services: Services, request: web.Request) -> web.Response:
-    """The functions of the namespaces the caller may list; environments only with ``get``."""
+    """The functions of the namespaces the caller may list; environments only with ``get``.
+
+    Paged by ``MaxItems`` (at most 50, as Lambda) and the ``NextMarker`` of the previous page.
+    """
+    try:
+        max_items = parse_max_items(request.query.get("MaxItems"))
+    except InvalidParameter as exc:
+        raise InvalidParameterValue(str(exc)) from exc
     principal = auth.principal_of(request)
-    functions = []
-    for function in services.registry.list():
+    # Facts read with the listing: a function removed while permissions are checked is listed
+    # as it was, as a listing from the API server would.
+    known = [(f, services.registry.facts(f.key)) for f in services.registry.list()]
+    visible: list[tuple[Function, FunctionFacts, bool]] = []
+    for function, facts in known:
         namespace = function.metadata.namespace
-        if not await auth.allowed(request, principal, "list", namespace):
-            continue
-        configuration = _configuration(services, function)
-        if not await auth.allowed(request, principal, "get", namespace):
+        if await auth.allowed(request, principal, "list", namespace):
+            may_get = await auth.allowed(request, principal, "get", namespace)
+            visible.append((function, facts, may_get))
+    try:
+        page = paginate(
+            visible,
+            lambda item: (item[0].metadata.namespace, item[0].metadata.name),
+            marker=request.query.get("Marker"),
+            max_items=max_items,
+            scope="ListFunctions",
+            key=_MARKER_KEY,
+        )
+    except InvalidParameter as exc:
+        raise InvalidParameterValue(str(exc)) from exc
+    functions = []
+    for function, facts, may_get in page.items:
+        configuration = _configuration(services, function, facts)
+        if not may_get:
             del configuration["Environment"]
         functions.append(configuration)
-    return web.json_response({"Functions": functions})
+    body: dict[str, Any] = {"Functions": functions}
+    if page.next_marker is not None:
+        body["NextMarker"] = page.next_marker
+    return web.json_response(body)
 
 
 def _get_function(services: Services, function: Function) -> web.Response:

@@ -24,11 +24,12 @@ from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.config import Settings
 from kfaas.demand import LEASE_SECONDS, demand_lease, lease_name
 from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
+from kfaas.lambda_shapes import object_facts
 from kfaas.manifests import API_GROUP, Function, ManifestError
 
 from .auth_clients import ClusterAuth
 from .listeners import Listener
-from .registry import FunctionRegistry
+from .registry import FunctionFacts, FunctionRegistry, code_facts
 from .serving import compose_gateway
 from .trigger_keys import KeySource, KeysUnavailable, selected
 
@@ -116,10 +117,14 @@ class KubernetesBackend:
 
     def _function_changed(self, key: str, body: Body | None) -> None:
         function = function_from(body) if body is not None else None
-        if function is None:
+        if function is None or body is None:
             self.registry.remove(key)
         else:
-            self.registry.put(function)
+            # LastModified and RevisionId from the object's own facts (ADR 024).
+            facts = FunctionFacts(
+                object=object_facts(body), code=code_facts(function, local_files=False)
+            )
+            self.registry.put(function, facts)
         self._publish(key)
 
     def _slice_changed(self, key: str, body: Body | None) -> None:

@@ -1,12 +1,21 @@
 """The functions a gateway knows, by ``namespace/name``, and how Invoke API names resolve to them.
 
-Fed by ``kfaas dev`` from manifest files, or in a cluster by watching Function objects.
+Fed by ``kfaas dev`` from manifest files, or in a cluster by watching Function objects. Beside
+each Function it keeps the facts Lambda's read operations report (ADR 024): in a cluster those of
+the API object; in ``kfaas dev`` those of the registry itself — a uid per function for this run,
+a generation counted up at every change ``kfaas dev`` applies and the time it applied it.
 """
 
 from __future__ import annotations
 
+import datetime
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from kfaas.code import tree_files
+from kfaas.lambda_code import CodeFacts, files_code, image_code
+from kfaas.lambda_shapes import ObjectFacts
 from kfaas.manifests import Function
 from kfaas.names import FunctionRef, function_arn
 
@@ -15,28 +24,76 @@ from .errors import ResourceNotFound
 FunctionsListener = Callable[[str, Function | None], None]
 
 
+@dataclass(frozen=True)
+class FunctionFacts:
+    """What GetFunction reports beyond the spec: the object's facts and its code's."""
+
+    object: ObjectFacts
+    # None when the gateway cannot see the code (a `code.configMap` in a cluster).
+    code: CodeFacts | None
+
+
+def code_facts(function: Function, *, local_files: bool = True) -> CodeFacts | None:
+    """CodeSha256/CodeSize of the code as its canonical zip (or image), if the gateway sees it.
+
+    ``local_files`` reads a `code.path` folder (kfaas dev); in a cluster it is not the gateway's.
+    """
+    code = function.spec.code
+    if code.image is not None:
+        return image_code(code.image)
+    if code.inline is not None:
+        return files_code({name: text.encode() for name, text in code.inline.items()})
+    root = function.code_root() if local_files else None
+    if root is not None:
+        return files_code(tree_files(root) if root.is_dir() else {})
+    return None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
 class FunctionRegistry:
     def __init__(self, *, default_namespace: str = "default", region: str = "us-east-1") -> None:
         self.default_namespace = default_namespace
         self.region = region
         self._functions: dict[str, Function] = {}
+        self._facts: dict[str, FunctionFacts] = {}
         self._listeners: list[FunctionsListener] = []
 
     def subscribe(self, listener: FunctionsListener) -> None:
         self._listeners.append(listener)
 
-    def put(self, function: Function) -> None:
-        self._functions[function.key] = function
+    def put(self, function: Function, facts: FunctionFacts | None = None) -> None:
+        """Hold ``function``; without ``facts`` (kfaas dev) each put counts as a change."""
+        key = function.key
+        self._facts[key] = facts or self._next_facts(key, function)
+        self._functions[key] = function
         for listener in self._listeners:
-            listener(function.key, function)
+            listener(key, function)
+
+    def _next_facts(self, key: str, function: Function) -> FunctionFacts:
+        previous = self._facts.get(key)
+        now = _now()
+        if previous is None:
+            known = ObjectFacts(uid=str(uuid.uuid4()), generation=1, created=now)
+        else:
+            known = previous.object
+            known = ObjectFacts(known.uid, known.generation + 1, known.created, (now,))
+        return FunctionFacts(object=known, code=code_facts(function))
 
     def remove(self, key: str) -> None:
+        self._facts.pop(key, None)
         if self._functions.pop(key, None) is not None:
             for listener in self._listeners:
                 listener(key, None)
 
     def find(self, key: str) -> Function | None:
         return self._functions.get(key)
+
+    def facts(self, key: str) -> FunctionFacts:
+        """The facts of a function this registry holds (KeyError otherwise)."""
+        return self._facts[key]
 
     def get(self, key: str) -> Function:
         function = self._functions.get(key)

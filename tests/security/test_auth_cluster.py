@@ -30,6 +30,7 @@ from chart.platform import Platform, install
 from services.cluster import Cluster
 from waiting import eventually
 
+from kfaas.lambda_shapes import last_modified, object_facts, revision_id
 from kfaas.manifests import EventSourceMapping, parse_manifest
 from kfaas.operator.resources import mapping as esm
 
@@ -205,6 +206,13 @@ def test_viewers_list_their_namespaces_and_read_environments(
     assert outcome(lambda: viewer.get_function_configuration(FunctionName=f"{other}/api")) == (
         "AccessDeniedException"
     )
+    # The read path's facts are the API object's (ADR 024), not the request's time.
+    body = json.loads(platform.kubectl("-n", namespace, "get", "function", "api", "-o", "json"))
+    configuration = viewer.get_function_configuration(FunctionName=f"{namespace}/api")
+    assert configuration["RevisionId"] == revision_id(
+        body["metadata"]["uid"], body["metadata"]["generation"]
+    )
+    assert configuration["LastModified"] == last_modified(object_facts(body))
     platform.kubectl("delete", "namespace", other, "--wait=false")
 
 
