@@ -24,7 +24,14 @@ from kfaas.manifests import Function
 from kfaas.names import InvalidFunctionName, QualifierMismatch, parse_function_name
 from kfaas.pagination import paginate, parse_max_items
 
-from . import auth
+from . import (
+    auth,
+    function_settings_api,
+    functions_api,
+    management,
+    mappings_api,
+    versions_api,
+)
 from .asyncq import AsyncEvent, QueueFull
 from .errors import (
     InvalidParameterValue,
@@ -62,11 +69,28 @@ _STATE_REASONS = (
 )
 
 
+# Lambda's management operations (ADR 024), matched after the Invoke API's own.
+MANAGEMENT_ROUTES: list[management.Route] = [
+    *functions_api.ROUTES,
+    *function_settings_api.ROUTES,
+    *versions_api.ROUTES,
+    *mappings_api.ROUTES,
+]
+
+
 def routes(services: Callable[[], Services]) -> list[web.RouteDef]:
     async def functions(request: web.Request) -> web.StreamResponse:
         return await _dispatch(services(), request)
 
-    return [web.route("*", PREFIX + "{tail:.*}", functions)]
+    async def other(request: web.Request) -> web.StreamResponse:
+        return await management.dispatch(services(), request, MANAGEMENT_ROUTES)
+
+    # Each management route's first two segments (`/2019-09-25/functions`) as one prefix.
+    prefixes = {"/" + "/".join(route.segments[:2]) for route in MANAGEMENT_ROUTES} - {PREFIX}
+    return [
+        web.route("*", PREFIX + "{tail:.*}", functions),
+        *(web.route("*", prefix + "{tail:.*}", other) for prefix in sorted(prefixes)),
+    ]
 
 
 async def _dispatch(services: Services, request: web.Request) -> web.StreamResponse:
@@ -86,7 +110,7 @@ async def _dispatch(services: Services, request: web.Request) -> web.StreamRespo
     if len(parts) == 2 and parts[1] == "invocations" and method == "POST":
         await _authorize(services, request, parts[0], "invoke", "InvokeFunction")
         return await _invoke(services, request, _resolve(services, request, parts[0]))
-    raise ResourceNotFound(f"Unknown operation {method} {request.path}")
+    return await management.dispatch(services, request, MANAGEMENT_ROUTES)
 
 
 async def _authorize(

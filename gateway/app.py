@@ -9,7 +9,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kfaas.backends import Endpoint, InstanceBackend
+from kfaas.code_store import CodeStore
 from kfaas.config import Settings
+from kfaas.object_store import ObjectStore
 from kfaas.upstream import UpstreamPool
 
 from . import api, auth, limits, listeners, middleware, refusals, triggers
@@ -38,12 +40,15 @@ def create_app(
     trigger_key_sources: KeySources | None = None,
     authentication: auth.Auth | None = None,
     functions_known: asyncio.Event | None = None,
+    objects: ObjectStore | None = None,
+    code_store: CodeStore | None = None,
 ) -> web.Application:
     """The gateway app; its client session and dispatcher live as long as the app runs.
 
     ``trigger_key_sources`` reads the Secrets and ConfigMaps HTTP triggers name for their keys;
     without it (`kfaas dev`) keys come from the files the manifests name. ``functions_known``,
     when given, holds async events back until it is set: the registry is complete.
+    ``objects`` and ``code_store`` serve the management API (ADR 024, 025).
     """
     refusals.install()  # malformed requests: one warning line each, rate-limited
     metrics = GatewayMetrics()
@@ -82,7 +87,15 @@ def create_app(
             )
             trigger_auth = TriggerAuth(trigger_key_sources or LocalKeyFiles())
             app[SERVICES] = Services(
-                registry, router, invoker, metrics, queue, dispatcher, trigger_auth
+                registry,
+                router,
+                invoker,
+                metrics,
+                queue,
+                dispatcher,
+                trigger_auth,
+                objects=objects,
+                code_store=code_store,
             )
             await queue.start()
             dispatcher.start()

@@ -86,9 +86,15 @@ class Authenticator(Protocol):
 
 class Authorizer(Protocol):
     async def allowed(
-        self, principal: Principal, verb: str, namespace: str, name: str | None
+        self,
+        principal: Principal,
+        verb: str,
+        namespace: str,
+        name: str | None,
+        *,
+        plural: str = "functions",
     ) -> bool:
-        """May ``principal`` perform ``verb`` on functions.kfaas.dev ``namespace/name``?"""
+        """May ``principal`` perform ``verb`` on ``<plural>.kfaas.dev`` ``namespace/name``?"""
 
 
 class AccessDenied(Forbidden):
@@ -185,12 +191,18 @@ async def signed_body(request: web.Request, limit: int) -> bytes:
 
 
 async def allowed(
-    request: web.Request, principal: Principal, verb: str, namespace: str, name: str | None = None
+    request: web.Request,
+    principal: Principal,
+    verb: str,
+    namespace: str,
+    name: str | None = None,
+    *,
+    plural: str = "functions",
 ) -> bool:
     auth = _auth(request)
     if not auth.enabled or auth.authorizer is None:
         return True
-    return await auth.authorizer.allowed(principal, verb, namespace, name)
+    return await auth.authorizer.allowed(principal, verb, namespace, name, plural=plural)
 
 
 async def authorize(
@@ -202,9 +214,14 @@ async def authorize(
     *,
     action: str,
     resource: str,
+    plural: str = "functions",
 ) -> None:
-    """Raise ``AccessDenied`` unless ``principal`` may ``verb`` the function (Lambda's message)."""
-    if not await allowed(request, principal, verb, namespace, name):
+    """Raise ``AccessDenied`` unless ``principal`` may ``verb`` the object (Lambda's message).
+
+    ``plural`` is the kfaas resource RBAC is asked about (``functions``, ``functionversions``,
+    ``functionaliases``, ``eventsourcemappings``); ``resource`` is the ARN the message names.
+    """
+    if not await allowed(request, principal, verb, namespace, name, plural=plural):
         raise AccessDenied(
             f"User: {principal.user} is not authorized to perform: lambda:{action} on resource: "
             f"{resource} because no identity-based policy allows the lambda:{action} action"

@@ -153,13 +153,19 @@ class SubjectAccessReviews:
         self._reviews = reviews
 
     async def allowed(
-        self, principal: Principal, verb: str, namespace: str, name: str | None
+        self,
+        principal: Principal,
+        verb: str,
+        namespace: str,
+        name: str | None,
+        *,
+        plural: str = "functions",
     ) -> bool:
-        key = (principal.user, principal.groups, verb, namespace, name)
+        key = (principal.user, principal.groups, verb, plural, namespace, name)
         cached = self._answers.get(key)
         if cached is not None:
             return cached
-        attributes = {"group": API_GROUP, "resource": "functions", "verb": verb}
+        attributes = {"group": API_GROUP, "resource": plural, "verb": verb}
         attributes["namespace"] = namespace
         if name is not None:
             attributes["name"] = name

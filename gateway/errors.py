@@ -48,6 +48,35 @@ class RequestTooLarge(ApiError):
     error_type = "RequestTooLargeException"
 
 
+class RequestEntityTooLarge(ApiError):
+    """An upload over Lambda's limits (botocore does not model it: boto3 raises ClientError)."""
+
+    status = 413
+    error_type = "RequestEntityTooLargeException"
+
+
+class ResourceConflict(ApiError):
+    status = 409
+    error_type = "ResourceConflictException"
+
+
+class ResourceInUse(ApiError):
+    status = 400
+    error_type = "ResourceInUseException"
+
+
+class PreconditionFailed(ApiError):
+    """A stale ``RevisionId`` (or another writer in between, when the caller gave one)."""
+
+    status = 412
+    error_type = "PreconditionFailedException"
+
+
+class CodeStorageExceeded(ApiError):
+    status = 400
+    error_type = "CodeStorageExceededException"
+
+
 class TooManyRequests(ApiError):
     status = 429
     error_type = "TooManyRequestsException"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kfaas.code_store import CodeStore
+from kfaas.object_store import ObjectStore
+
 from .asyncq import AsyncQueue
 from .dispatcher import Dispatcher
 from .invoker import Invoker
@@ -22,3 +25,6 @@ class Services:
     async_queue: AsyncQueue
     dispatcher: Dispatcher
     trigger_auth: TriggerAuth
+    # The management API's stores (ADR 024, 025); None where only the Invoke API is served.
+    objects: ObjectStore | None = None
+    code_store: CodeStore | None = None

@@ -16,7 +16,9 @@ from aiohttp import web
 
 from kfaas.backends import InstanceBackend
 from kfaas.brokers.destinations import ClientDestinations
+from kfaas.code_store import CodeStore
 from kfaas.config import Settings
+from kfaas.object_store import ObjectStore
 
 from . import auth
 from .app import create_app
@@ -54,6 +56,8 @@ def compose_gateway(
     ready: Callable[[], bool] = lambda: True,
     trigger_key_sources: KeySources | None = None,
     functions_known: asyncio.Event | None = None,
+    objects: ObjectStore | None = None,
+    code_store: CodeStore | None = None,
 ) -> Gateway:
     """The gateway over ``registry`` and ``backend``, its queue a URL (memory, redis://, kafka://).
 
@@ -77,5 +81,7 @@ def compose_gateway(
         trigger_key_sources=trigger_key_sources,
         authentication=authentication,
         functions_known=functions_known,
+        objects=objects,
+        code_store=code_store,
     )
     return Gateway(app, make_runner(app, settings), destinations, settings)

@@ -73,6 +73,10 @@ DnsSubdomain = Annotated[str, StringConstraints(max_length=253, pattern=DNS_SUBD
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 FileName = Annotated[str, StringConstraints(max_length=253, pattern=CONFIG_MAP_KEY_PATTERN)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# Lambda's limit on an uploaded zip (kfaas.code_archives.MAX_ZIPPED_BYTES, not imported: the
+# models stay free of the archive code).
+ZIP_LIMIT = 50 * 1024 * 1024
 
 
 class _Model(BaseModel):
@@ -116,6 +120,13 @@ class Metadata(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class StoredZip(_Model):
+    """A zip uploaded through the management API, kept by the code store by its sha256 (ADR 025)."""
+
+    sha256: Sha256Hex
+    size: int = Field(ge=1, le=ZIP_LIMIT)
+
+
 class Code(_Model):
     """Where the handler's code comes from; exactly one source is set."""
 
@@ -124,10 +135,11 @@ class Code(_Model):
     image: NonEmpty | None = None
     # Relative to the manifest file in YAML; `load_manifests` stores it absolute.
     path: NonEmpty | None = None
+    zip: StoredZip | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        _exactly_one(self, ("inline", "config_map", "image", "path"))
+        _exactly_one(self, ("inline", "config_map", "image", "path", "zip"))
         return self
 
 
@@ -308,6 +320,8 @@ class FunctionSpec(_Model):
     runtime: Literal["python3.11", "python3.12", "python3.13", "provided"]
     handler: NonEmpty
     code: Code
+    # Lambda's Description: configuration that published versions freeze (ADR 024).
+    description: str = Field(default="", max_length=256)
     memory_mb: int = Field(default=128, ge=128, le=10240, alias="memoryMB")
     timeout_seconds: int = Field(default=3, ge=1, le=900)
     environment: dict[EnvName, str] = Field(default_factory=dict)

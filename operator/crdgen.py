@@ -77,11 +77,11 @@ def _dev_only_file() -> dict[str, str]:
 # The model validators of kfaas.manifests, as CEL. Keyed by the model whose schema carries them.
 CROSS_FIELD_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
     Code: [
-        _exactly_one("inline", "configMap", "image", "path"),
+        _exactly_one("inline", "configMap", "image", "path", "zip"),
         {
             "rule": "!has(self.path)",
-            "message": "path is for local `kfaas dev` only; in a cluster use inline, configMap "
-            "or image",
+            "message": "path is for local `kfaas dev` only; in a cluster use inline, configMap, "
+            "image or zip",
         },
     ],
     EnvFromSource: [_exactly_one("secretRef", "configMapRef")],

@@ -160,10 +160,13 @@ class TestProblems:
                 'spec.http.auth: "IAM" must be one of NONE, API_KEY, JWT, AWS_IAM',
             ),
             ({"environment": {"LOG_LEVEL": 3}}, "spec.environment.LOG_LEVEL: 3 must be a string"),
-            ({"code": {}}, "spec.code: exactly one of inline, configMap, image, path must be set"),
+            (
+                {"code": {}},
+                "spec.code: exactly one of inline, configMap, image, path, zip must be set",
+            ),
             (
                 {"code": {"image": "x", "path": "."}},
-                "spec.code: exactly one of inline, configMap, image, path must be set",
+                "spec.code: exactly one of inline, configMap, image, path, zip must be set",
             ),
             (
                 {"code": {"inline": {"../app.py": ""}}},
