@@ -49,7 +49,8 @@ def config_map_files(config_map: Mapping[str, Any]) -> dict[str, bytes]:
 
 
 def code_digest(function: Function) -> str:
-    """sha256 of the code a function runs (inline files or its local folder; image by name).
+    """sha256 of the code a function runs (inline files or its local folder; image by name;
+    an uploaded zip by the zip's bytes).
 
     A ``code.configMap`` is hashed by name here, since the manifest alone does not hold its
     files; the operator hashes the ConfigMap's contents instead (:func:`config_map_files`).
@@ -57,6 +58,8 @@ def code_digest(function: Function) -> str:
     code = function.spec.code
     if code.inline is not None:
         return files_digest({name: text.encode() for name, text in code.inline.items()})
+    if code.zip is not None:  # an uploaded zip is named by its own digest (ADR 025)
+        return code.zip.sha256
     root = function.code_root()
     if root is not None:
         return files_digest(tree_files(root)) if root.is_dir() else files_digest({})

@@ -172,6 +172,8 @@ _REASON_CODES: Mapping[str, str] = {
     "RuntimeNotAvailable": "InvalidRuntime",
     "ProgressDeadlineExceeded": "FunctionError",
     "FailedCreate": "ServiceQuotaExceededException",
+    "CodeConfigMapNotFound": "InvalidConfiguration",
+    "CodeStoreNotAvailable": "InvalidZipFileException",
 }
 _CREATING = "The function is being created."
 _UPDATING = "The function is being updated."

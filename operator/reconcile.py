@@ -78,8 +78,18 @@ async def check_runtime(applier: Applier, state: FunctionPass) -> Outcome:
     return Outcome("RuntimeAvailable", "True", "ImageConfigured", message)
 
 
+# Until the code store's server and the pods' fetch step are part of the chart (ADR 025, its
+# slice 4), a cluster cannot run an uploaded zip: refused rather than run with no code.
+ZIP_REFUSAL = (
+    "spec.code.zip needs the code store, which this platform does not run yet (ADR 025); "
+    "use code.image, code.inline or code.configMap"
+)
+
+
 async def store_code(applier: Applier, state: FunctionPass) -> Outcome:
     function = state.function
+    if function.spec.code.zip is not None:
+        return Outcome("CodeReady", "False", "CodeStoreNotAvailable", ZIP_REFUSAL)
     config_map = fn_resources.make_code_config_map(function, state.uid)
     if config_map is not None:
         await applier.ensure(config_map)
