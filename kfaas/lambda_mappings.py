@@ -1,0 +1,349 @@
+"""Lambda's EventSourceMapping requests and answers ↔ the EventSourceMapping object (ADR 024).
+
+A Kafka mapping is Lambda's self-managed Kafka: `SelfManagedEventSource.Endpoints.
+KAFKA_BOOTSTRAP_SERVERS` and `Topics`; a Redis stream mapping is named by the EventSourceArn
+`arn:kfaas:redis:::stream/<stream>` and reads the platform's Redis (the gateway passes its URL;
+the URL is never shown, it may hold a password). Failure destinations are `arn:kfaas:kafka:::topic/
+<t>` / `arn:kfaas:redis:::stream/<s>` (``kfaas.lambda_settings``' one encode/parse pair). Every
+other request field is refused naming it. `State` comes from the operator's `status.state` and
+whether it has seen the current generation. Pure: camelCase spec dictionaries in and out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .lambda_settings import (
+    REDIS_PREFIX,
+    destination_of,
+    encode_destination,
+    integer,
+    refuse_unknown,
+)
+from .lambda_shapes import InvalidParameter
+from .names import LATEST, InvalidFunctionName, QualifierMismatch, function_arn
+from .names import parse_function_name as _parse_name
+
+Spec = dict[str, Any]
+
+KAFKA_ENDPOINT: Final = "KAFKA_BOOTSTRAP_SERVERS"
+POSITIONS: Final = ("LATEST", "TRIM_HORIZON")
+# What each request field is in the spec (settings both Create and Update take).
+_SETTINGS: Final = (
+    "Enabled",
+    "BatchSize",
+    "MaximumBatchingWindowInSeconds",
+    "MaximumRetryAttempts",
+    "MaximumRecordAgeInSeconds",
+    "BisectBatchOnFunctionError",
+    "FunctionResponseTypes",
+    "FilterCriteria",
+    "DestinationConfig",
+    "ProvisionedPollerConfig",
+    "SelfManagedKafkaEventSourceConfig",
+    "FunctionName",
+)
+CREATE_FIELDS: Final = frozenset(
+    {*_SETTINGS, "EventSourceArn", "SelfManagedEventSource", "Topics", "StartingPosition", "Tags"}
+)
+UPDATE_FIELDS: Final = frozenset(_SETTINGS)
+
+
+def function_of(raw: Any, default_namespace: str) -> tuple[str, str]:
+    """The (namespace, name) a FunctionName names; a qualifier other than $LATEST is refused."""
+    if not isinstance(raw, str) or not raw:
+        raise InvalidParameter("FunctionName", "FunctionName is required")
+    try:
+        ref = _parse_name(raw, default_namespace)
+    except (InvalidFunctionName, QualifierMismatch) as exc:
+        raise InvalidParameter("FunctionName", f"FunctionName: {exc}") from None
+    if ref.qualifier not in (None, LATEST):
+        raise InvalidParameter(
+            "FunctionName", "FunctionName: a mapping invokes $LATEST; qualifiers are not accepted"
+        )
+    return ref.namespace, ref.name
+
+
+def _boolean(request: Mapping[str, Any], parameter: str) -> bool | None:
+    value = request.get(parameter)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidParameter(parameter, f"{parameter} must be true or false, got {value!r}")
+    return value
+
+
+def _text(value: Any, parameter: str) -> str:
+    if not isinstance(value, str) or not value or any(c.isspace() or c == "," for c in value):
+        raise InvalidParameter(
+            parameter, f"{parameter} must be a non-empty name without spaces or commas"
+        )
+    return value
+
+
+def _source(request: Mapping[str, Any], redis_url: str | None) -> Spec:
+    """The spec's ``kafka`` or ``redis`` object for a CreateEventSourceMapping request."""
+    position = request.get("StartingPosition", "LATEST")
+    if position not in POSITIONS:
+        raise InvalidParameter(
+            "StartingPosition", f"StartingPosition must be LATEST or TRIM_HORIZON, got {position!r}"
+        )
+    arn, managed = request.get("EventSourceArn"), request.get("SelfManagedEventSource")
+    if (arn is None) == (managed is None):
+        raise InvalidParameter(
+            "EventSourceArn",
+            "Give exactly one of EventSourceArn (arn:kfaas:redis:::stream/<stream>) and "
+            "SelfManagedEventSource (Kafka)",
+        )
+    if arn is not None:
+        if not isinstance(arn, str) or not arn.startswith(REDIS_PREFIX):
+            raise InvalidParameter(
+                "EventSourceArn",
+                f"EventSourceArn {arn!r} must be {REDIS_PREFIX}<stream> "
+                "(Kafka is given as SelfManagedEventSource)",
+            )
+        if request.get("Topics") is not None:
+            raise InvalidParameter("Topics", "Topics is for Kafka sources only")
+        if redis_url is None:
+            raise InvalidParameter(
+                "EventSourceArn", "EventSourceArn: this platform has no Redis (KFAAS_REDIS_URL)"
+            )
+        stream = arn[len(REDIS_PREFIX) :]
+        _text(stream, "EventSourceArn")
+        return {"redis": {"url": redis_url, "stream": stream, "startingPosition": position}}
+    endpoints = managed.get("Endpoints") if isinstance(managed, Mapping) else None
+    servers = endpoints.get(KAFKA_ENDPOINT) if isinstance(endpoints, Mapping) else None
+    if not isinstance(servers, list) or not servers or set(endpoints or {}) != {KAFKA_ENDPOINT}:
+        raise InvalidParameter(
+            "SelfManagedEventSource",
+            f"SelfManagedEventSource must be {{Endpoints: {{{KAFKA_ENDPOINT}: [host:port, ...]}}}}",
+        )
+    topics = request.get("Topics")
+    if not isinstance(topics, list) or len(topics) != 1:
+        raise InvalidParameter("Topics", "Topics must name exactly one Kafka topic")
+    return {
+        "kafka": {
+            "bootstrapServers": ",".join(_text(s, KAFKA_ENDPOINT) for s in servers),
+            "topic": _text(topics[0], "Topics"),
+            "startingPosition": position,
+        }
+    }
+
+
+def _apply(spec: Spec, request: Mapping[str, Any], *, namespace: str, region: str) -> None:
+    """Write the settings a request gives over ``spec`` (Create's and Update's shared fields)."""
+    for parameter, key in (
+        ("Enabled", "enabled"),
+        ("BisectBatchOnFunctionError", "bisectBatchOnFunctionError"),
+    ):
+        value = _boolean(request, parameter)
+        if value is not None:
+            spec[key] = value
+    for parameter, key, low, high in (
+        ("BatchSize", "batchSize", 1, 10000),
+        ("MaximumRetryAttempts", "maximumRetryAttempts", -1, 10000),
+        ("MaximumRecordAgeInSeconds", "maximumRecordAgeSeconds", -1, 604800),
+        ("MaximumBatchingWindowInSeconds", "maximumBatchingWindowSeconds", 0, 300),
+    ):
+        number = integer(request, parameter, low, high)
+        if number is not None:
+            spec[key] = number
+    if "FunctionResponseTypes" in request:
+        types = request["FunctionResponseTypes"]
+        if not isinstance(types, list) or not set(types) <= {"ReportBatchItemFailures"}:
+            raise InvalidParameter(
+                "FunctionResponseTypes", "FunctionResponseTypes may hold ReportBatchItemFailures"
+            )
+        spec["functionResponseTypes"] = sorted(set(types))
+    if "FilterCriteria" in request:
+        _filters(spec, request["FilterCriteria"])
+    if "DestinationConfig" in request:
+        _destination(spec, request["DestinationConfig"], namespace=namespace, region=region)
+    if "ProvisionedPollerConfig" in request:
+        spec["parallelism"] = _pollers(request["ProvisionedPollerConfig"])
+    if "SelfManagedKafkaEventSourceConfig" in request:
+        _consumer_group(spec, request["SelfManagedKafkaEventSourceConfig"])
+
+
+def _filters(spec: Spec, criteria: Any) -> None:
+    filters = criteria.get("Filters") if isinstance(criteria, Mapping) else None
+    if not isinstance(criteria, Mapping) or set(criteria) - {"Filters"}:
+        raise InvalidParameter("FilterCriteria", "FilterCriteria must be {Filters: [{Pattern}]}")
+    patterns = []
+    for entry in filters or []:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("Pattern"), str):
+            raise InvalidParameter("FilterCriteria", "each of FilterCriteria.Filters has a Pattern")
+        patterns.append({"pattern": entry["Pattern"]})
+    if patterns:
+        spec["filterCriteria"] = {"filters": patterns}
+    else:
+        spec.pop("filterCriteria", None)
+
+
+def _destination(spec: Spec, config: Any, *, namespace: str, region: str) -> None:
+    if not isinstance(config, Mapping) or set(config) - {"OnFailure", "OnSuccess"}:
+        raise InvalidParameter("DestinationConfig", "DestinationConfig must be {OnFailure}")
+    if (config.get("OnSuccess") or {}).get("Destination"):
+        raise InvalidParameter(
+            "DestinationConfig.OnSuccess",
+            "DestinationConfig.OnSuccess: a mapping has on-failure destinations only",
+        )
+    current = (spec.get("destinationConfig") or {}).get("onFailure")
+    target = destination_of(
+        config.get("OnFailure"),
+        current,
+        namespace=namespace,
+        region=region,
+        parameter="DestinationConfig.OnFailure",
+        functions=False,
+    )
+    if target is None:
+        spec.pop("destinationConfig", None)
+    else:
+        spec["destinationConfig"] = {"onFailure": target}
+
+
+def _pollers(config: Any) -> int:
+    if not isinstance(config, Mapping) or set(config) - {"MinimumPollers", "MaximumPollers"}:
+        raise InvalidParameter(
+            "ProvisionedPollerConfig",
+            "ProvisionedPollerConfig takes MinimumPollers, MaximumPollers",
+        )
+    low = integer(config, "MinimumPollers", 1, 200)
+    high = integer(config, "MaximumPollers", 1, 10000)
+    count = low or high or 1
+    if low is not None and high is not None and low != high:
+        raise InvalidParameter(
+            "ProvisionedPollerConfig",
+            "ProvisionedPollerConfig: kfaas runs a fixed number of pollers "
+            "(spec.parallelism); give MinimumPollers equal to MaximumPollers",
+        )
+    return count
+
+
+def _consumer_group(spec: Spec, config: Any) -> None:
+    if not isinstance(config, Mapping) or set(config) - {"ConsumerGroupId"}:
+        raise InvalidParameter(
+            "SelfManagedKafkaEventSourceConfig",
+            "SelfManagedKafkaEventSourceConfig takes ConsumerGroupId only",
+        )
+    if "kafka" not in spec:
+        raise InvalidParameter(
+            "SelfManagedKafkaEventSourceConfig", "ConsumerGroupId is for Kafka sources only"
+        )
+    if config.get("ConsumerGroupId") is not None:
+        spec["kafka"]["consumerGroupId"] = _text(config["ConsumerGroupId"], "ConsumerGroupId")
+
+
+def create_spec(
+    request: Mapping[str, Any], *, default_namespace: str, region: str, redis_url: str | None
+) -> tuple[str, Spec]:
+    """CreateEventSourceMapping: the namespace and the new mapping's spec."""
+    refuse_unknown(request, CREATE_FIELDS, "an event source mapping")
+    namespace, name = function_of(request.get("FunctionName"), default_namespace)
+    spec: Spec = {"functionName": name, **_source(request, redis_url)}
+    _apply(spec, request, namespace=namespace, region=region)
+    return namespace, spec
+
+
+def update_spec(
+    current: Mapping[str, Any], request: Mapping[str, Any], *, namespace: str, region: str
+) -> Spec:
+    """UpdateEventSourceMapping: the given settings over the current spec (same namespace)."""
+    refuse_unknown(request, UPDATE_FIELDS, "UpdateEventSourceMapping")
+    spec: Spec = {key: value for key, value in current.items()}
+    if "FunctionName" in request:
+        function_namespace, name = function_of(request["FunctionName"], namespace)
+        if function_namespace != namespace:
+            raise InvalidParameter(
+                "FunctionName", f"FunctionName: the function must be in namespace {namespace!r}"
+            )
+        spec["functionName"] = name
+    _apply(spec, request, namespace=namespace, region=region)
+    return spec
+
+
+# -- The answer --------------------------------------------------------------------------------
+
+
+def mapping_state(body: Mapping[str, Any]) -> tuple[str, str]:
+    """Lambda's State and StateTransitionReason from the operator's status.
+
+    The operator writes ``status.state`` (Creating, Enabled, Disabled, Failed) for
+    ``status.observedGeneration``; a spec it has not seen yet is Enabling, Disabling or Updating.
+    """
+    metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
+    status = body.get("status") or {}
+    seen, state = status.get("observedGeneration"), status.get("state")
+    if seen is None or state is None:
+        return "Creating", "User action"
+    if seen != metadata.get("generation", 1):
+        enabled = spec.get("enabled", True)
+        if enabled and state in ("Disabled", "Failed"):
+            return "Enabling", "User action"
+        if not enabled and state != "Disabled":
+            return "Disabling", "User action"
+        return "Updating", "User action"
+    if state == "Failed":
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Ready":
+                return "Failed", str(condition.get("message") or condition.get("reason"))
+    return str(state), "User action"
+
+
+def source_arn(spec: Mapping[str, Any]) -> str | None:
+    """The EventSourceArn a mapping shows: its Redis stream's; None for Kafka (self-managed)."""
+    redis = spec.get("redis")
+    return REDIS_PREFIX + str(redis["stream"]) if redis else None
+
+
+def mapping_arn(namespace: str, uid: str, region: str) -> str:
+    return f"arn:aws:lambda:{region}:{namespace}:event-source-mapping:{uid}"
+
+
+def mapping_configuration(
+    body: Mapping[str, Any], *, region: str, last_modified: float
+) -> dict[str, Any]:
+    """botocore's EventSourceMappingConfiguration for a mapping object."""
+    metadata, spec = body["metadata"], body.get("spec") or {}
+    namespace, uid = metadata["namespace"], str(metadata.get("uid", ""))
+    state, reason = mapping_state(body)
+    window = spec.get("maximumBatchingWindowSeconds", 0.5)
+    answer: dict[str, Any] = {
+        "UUID": uid,
+        "EventSourceMappingArn": mapping_arn(namespace, uid, region),
+        "FunctionArn": function_arn(namespace, spec["functionName"], region),
+        "BatchSize": spec.get("batchSize", 100),
+        # Lambda's is whole seconds; a kubectl-written fraction (the default 0.5) is shown as is.
+        "MaximumBatchingWindowInSeconds": int(window) if float(window).is_integer() else window,
+        "MaximumRetryAttempts": spec.get("maximumRetryAttempts", -1),
+        "MaximumRecordAgeInSeconds": spec.get("maximumRecordAgeSeconds", -1),
+        "BisectBatchOnFunctionError": spec.get("bisectBatchOnFunctionError", False),
+        "FunctionResponseTypes": list(spec.get("functionResponseTypes") or []),
+        "ProvisionedPollerConfig": {
+            "MinimumPollers": spec.get("parallelism", 1),
+            "MaximumPollers": spec.get("parallelism", 1),
+        },
+        "State": state,
+        "StateTransitionReason": reason,
+        "LastModified": last_modified,
+    }
+    if (status := body.get("status") or {}).get("lastProcessingResult"):
+        answer["LastProcessingResult"] = status["lastProcessingResult"]
+    if filters := (spec.get("filterCriteria") or {}).get("filters"):
+        answer["FilterCriteria"] = {"Filters": [{"Pattern": f["pattern"]} for f in filters]}
+    if target := (spec.get("destinationConfig") or {}).get("onFailure"):
+        arn = encode_destination(target, namespace=namespace, region=region)
+        answer["DestinationConfig"] = {"OnFailure": {"Destination": arn}}
+    if kafka := spec.get("kafka"):
+        answer["SelfManagedEventSource"] = {
+            "Endpoints": {KAFKA_ENDPOINT: str(kafka["bootstrapServers"]).split(",")}
+        }
+        answer["Topics"] = [kafka["topic"]]
+        answer["StartingPosition"] = kafka.get("startingPosition", "LATEST")
+        answer["SelfManagedKafkaEventSourceConfig"] = {
+            "ConsumerGroupId": kafka.get("consumerGroupId") or metadata["name"]
+        }
+    elif redis := spec.get("redis"):
+        answer["EventSourceArn"] = source_arn(spec)
+        answer["StartingPosition"] = redis.get("startingPosition", "LATEST")
+    return answer
