@@ -172,6 +172,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     poller.add_argument("--mapping", metavar="FILE", help="the EventSourceMapping manifest")
 
+    commands.add_parser(
+        "code-store",
+        help="serve uploaded zips by sha256 from a folder (in-cluster role, ADR 025)",
+        description="The code store: PUT/GET /v1/blobs/sha256/HEX on KFAAS_CODE_STORE_PORT "
+        "(8090) over KFAAS_CODE_STORE_DIR, with the key of KFAAS_CODE_STORE_KEY(_FILE); "
+        "garbage-collects unreferenced zips every KFAAS_CODE_STORE_GC_INTERVAL_SECONDS.",
+    )
+    commands.add_parser(
+        "fetch-code",
+        help="fetch, verify and unpack a function's zip (a function pod's init container)",
+        description="Downloads KFAAS_CODE_SHA256 from KFAAS_CODE_STORE_URL with "
+        "KFAAS_CODE_CAPABILITY, checks its sha256 and unpacks it into KFAAS_CODE_TARGET "
+        "(/var/task).",
+    )
+
     invoke = commands.add_parser(
         "invoke",
         help="invoke a function through a gateway",
@@ -200,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _invoke(args)
     if args.command == "operator":
         return _operator(args)
+    if args.command in ("code-store", "fetch-code"):
+        from kfaas.cli import code_store
+
+        if args.command == "code-store":
+            return code_store.code_store_command()
+        return code_store.fetch_code_command()
     if args.command == "poller":
         from kfaas.pollers.main import main as poller_main
 
@@ -260,9 +281,14 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _kubernetes_gateway(server: ServerSettings) -> int:
+    from kfaas.code_capabilities import write_token
+    from kfaas.gateway.code_store_client import HttpCodeStore
     from kfaas.gateway.kube_clients import run_kubernetes_gateway
     from kfaas.kube_clients import KubeError
 
+    code_store = None
+    if server.code_store_url is not None and server.code_store_key is not None:
+        code_store = HttpCodeStore(server.code_store_url, write_token(server.code_store_key))
     try:
         return aiokit.run(
             run_kubernetes_gateway(
@@ -274,6 +300,7 @@ def _kubernetes_gateway(server: ServerSettings) -> int:
                 replica=server.replica,
                 async_queue=server.async_queue,
                 listeners=server.listeners,
+                code_store=code_store,
             )
         )
     except KubeError as exc:

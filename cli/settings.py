@@ -12,10 +12,11 @@ import dataclasses
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kfaas import sigv4
+from kfaas.code_capabilities import KEY_ENV
 from kfaas.config import BOUND_FLAGS, Settings, async_queue_for, choice, port
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ class ServerSettings:
     watch_namespace: str | None
     platform_namespace: str
     replica: str
+    # The cluster's code store (ADR 025): its URL (KFAAS_CODE_STORE_URL) and key
+    # (KFAAS_CODE_STORE_KEY); None: uploaded zips are refused.
+    code_store_url: str | None = None
+    code_store_key: str | None = field(default=None, repr=False)
 
 
 def server_settings(
@@ -102,7 +107,19 @@ def server_settings(
         watch_namespace=watch_namespace(getattr(args, "namespace", None), environ),
         platform_namespace=environ.get("KFAAS_PLATFORM_NAMESPACE") or DEFAULT_PLATFORM_NAMESPACE,
         replica=environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        **_code_store(gateway),
     )
+
+
+def _code_store(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The gateway role's code store URL and key; both or neither (ValueError naming them)."""
+    url = environ.get("KFAAS_CODE_STORE_URL", "").strip() or None
+    key = environ.get(KEY_ENV, "").strip() or None
+    if url is not None and key is None:
+        raise ValueError(f"KFAAS_CODE_STORE_URL needs {KEY_ENV} (the code store's key)")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ValueError(f"KFAAS_CODE_STORE_URL={url!r} must be an http:// or https:// URL")
+    return {"code_store_url": url, "code_store_key": key if url else None}
 
 
 def _auth(

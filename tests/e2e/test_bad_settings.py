@@ -41,6 +41,9 @@ CASES = [
     ("runtime", "KFAAS_PYTHON_CHANNEL", "pigeon", "enum"),
     ("runtime", "KFAAS_RUNTIME_PORT", "99999", "port"),
     ("runtime", "KFAAS_READY_FD", "stdout", "number"),
+    ("code-store", "KFAAS_CODE_STORE_PORT", "eighty", "port"),
+    ("code-store", "KFAAS_CODE_STORE_GC_GRACE_SECONDS", "soon", "duration"),
+    ("fetch-code", "KFAAS_CODE_STORE_URL", "ftp://store", "url"),
 ]
 
 

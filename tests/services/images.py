@@ -65,6 +65,7 @@ PACKAGE_SOURCES = (
     "operator",
     "pollers",
     "cli",
+    "codestore",
 )
 PAUSE_SOURCE = ROOT / "tests" / "cluster" / "pause"
 KFAAS_RECIPE = "1"  # bump when the way the kfaas image is built changes
