@@ -589,6 +589,12 @@ def _problems(exc: ValidationError) -> list[str]:
     return problems
 
 
+def validation_problems(exc: ValidationError) -> list[str]:
+    """One line per problem (`<field path>: <rule>`), for the kinds defined beside these
+    (``kfaas.version_manifests``), so every kind's errors read alike."""
+    return _problems(exc)
+
+
 # -- Parsing and loading ---------------------------------------------------------------------
 
 

@@ -37,6 +37,13 @@ from kfaas.manifests import (
     StreamDestination,
 )
 from kfaas.podtemplate import CEL_RULES as POD_TEMPLATE_RULES
+from kfaas.version_manifests import (
+    FunctionAlias,
+    FunctionAliasSpec,
+    FunctionVersion,
+    FunctionVersionSpec,
+    VersionTemplate,
+)
 
 from .status import FunctionStatus, MappingStatus
 
@@ -100,6 +107,34 @@ CROSS_FIELD_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
         }
     ],
     EventSourceMappingSpec: [_exactly_one("kafka", "redis")],
+    # A version's template: a FunctionSpec (its rule too) whose code is pinned.
+    VersionTemplate: [
+        {
+            "rule": "self.concurrency.provisioned <= self.scaling.maxInstances",
+            "message": "concurrency.provisioned must not be above scaling.maxInstances",
+        },
+        {
+            "rule": "!has(self.code.path) && !has(self.code.configMap)",
+            "message": "a version's code must be pinned: inline, image or zip",
+        },
+    ],
+    # Lambda's alias rules (kfaas.lambda_versions.check_routing); at most one weight and each
+    # weight in [0, 1] are the schema's maxProperties, minimum and maximum.
+    FunctionAliasSpec: [
+        {
+            "rule": "!self.name.matches('^[0-9]+$')",
+            "message": "name must not be only digits (a version)",
+        },
+        {
+            "rule": "self.functionVersion != '$LATEST' "
+            "|| self.routingConfig.additionalVersionWeights.size() == 0",
+            "message": "$LATEST is not supported for weighted aliases",
+        },
+        {
+            "rule": "!(self.functionVersion in self.routingConfig.additionalVersionWeights)",
+            "message": "a weighted version must not be the alias's functionVersion",
+        },
+    ],
     Http: [*_auth_needs("API_KEY", "apiKey"), *_auth_needs("JWT", "jwt")],
     ApiKeySource: [_exactly_one("secretRef", "file"), _dev_only_file()],
     JwtKeySource: [_exactly_one("secretRef", "configMapRef", "file"), _dev_only_file()],
@@ -112,6 +147,31 @@ CROSS_FIELD_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
         },
     ],
     **POD_TEMPLATE_RULES,
+}
+
+# The top-level models' validators (the object's name is its spec's), on the whole object.
+ROOT_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
+    FunctionVersion: [
+        {
+            # Not `name == functionName + '.' + string(version)`: the API server cannot bound the
+            # size of string(int) and refuses that rule's estimated cost; a comparison can.
+            "rule": "self.metadata.name.startsWith(self.spec.functionName + '.') && "
+            "self.metadata.name.substring(size(self.spec.functionName) + 1) "
+            "== string(self.spec.version)",
+            "message": "metadata.name must be <spec.functionName>.<spec.version>",
+        }
+    ],
+    FunctionAlias: [
+        {
+            "rule": "self.metadata.name == self.spec.functionName + '.' + self.spec.name",
+            "message": "metadata.name must be <spec.functionName>.<spec.name>",
+        }
+    ],
+}
+# A transition rule, not a model's: the folder store of kfaas dev refuses the same replace.
+IMMUTABLE_SPEC: Final = {
+    "rule": "self == oldSelf",
+    "message": "a published version is immutable: publish a new version instead",
 }
 
 # Kubernetes needs bounds to estimate the cost of a CEL rule over a map's keys.
@@ -201,7 +261,7 @@ def _object(
             pattern = schema["propertyNames"]["pattern"]
             values = schema.get("additionalProperties", {})
         node["additionalProperties"] = _structural(values, defs, models)
-        node["maxProperties"] = _MAX_MAP_KEYS
+        node["maxProperties"] = min(node.get("maxProperties", _MAX_MAP_KEYS), _MAX_MAP_KEYS)
         escaped = pattern.replace("\\", "\\\\")
         rules.append(
             {
@@ -259,9 +319,46 @@ def _crd(
     plural: str,
     short_names: list[str],
     spec: type[BaseModel],
-    status: type[BaseModel],
+    status: type[BaseModel] | None,
     columns: list[dict[str, Any]],
+    *,
+    model: type[BaseModel] | None = None,
+    spec_rules: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
+    spec_node = spec_schema(spec)
+    if spec_rules:
+        spec_node["x-kubernetes-validations"] = [
+            *spec_node.get("x-kubernetes-validations", []),
+            *spec_rules,
+        ]
+    properties: Schema = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec_node,
+    }
+    if status is not None:
+        properties["status"] = spec_schema(status)
+    root: Schema = {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": properties,
+    }
+    if model is not None and model in ROOT_RULES:
+        root["x-kubernetes-validations"] = list(ROOT_RULES[model])
+    version: Schema = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        # An alias has no status: the gateway reads it, nothing reconciles it.
+        **({"subresources": {"status": {}}} if status is not None else {}),
+        "additionalPrinterColumns": [
+            *columns,
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        "schema": {"openAPIV3Schema": root},
+    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -280,32 +377,7 @@ def _crd(
                 "shortNames": short_names,
                 "categories": ["kfaas", "all"],
             },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        *columns,
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": description,
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(spec),
-                                "status": spec_schema(status),
-                            },
-                        }
-                    },
-                }
-            ],
+            "versions": [version],
         },
     }
 
@@ -343,14 +415,74 @@ def mapping_crd() -> dict[str, Any]:
     )
 
 
-HEADER = "# Generated by `python -m kfaas.operator.crdgen` from kfaas/manifests.py; do not edit.\n"
+def version_crd() -> dict[str, Any]:
+    return _crd(
+        "FunctionVersion",
+        "A published, immutable version of a Function (PublishVersion); see docs/functions.md.",
+        "functionversions",
+        ["fnv"],
+        FunctionVersionSpec,
+        FunctionStatus,
+        [
+            {"name": "Function", "type": "string", "jsonPath": ".spec.functionName"},
+            {"name": "Version", "type": "integer", "jsonPath": ".spec.version"},
+            _condition_column(),
+            {"name": "Instances", "type": "integer", "jsonPath": ".status.readyInstances"},
+            {
+                "name": "Description",
+                "type": "string",
+                "jsonPath": ".spec.description",
+                "priority": 1,
+            },
+        ],
+        model=FunctionVersion,
+        spec_rules=[IMMUTABLE_SPEC],
+    )
+
+
+def alias_crd() -> dict[str, Any]:
+    return _crd(
+        "FunctionAlias",
+        "A name for a version of a Function, with an optional weighted second version; "
+        "see docs/functions.md.",
+        "functionaliases",
+        ["fna"],
+        FunctionAliasSpec,
+        None,
+        [
+            {"name": "Function", "type": "string", "jsonPath": ".spec.functionName"},
+            {"name": "Version", "type": "string", "jsonPath": ".spec.functionVersion"},
+            {
+                "name": "Weights",
+                "type": "string",
+                "jsonPath": ".spec.routingConfig.additionalVersionWeights",
+            },
+            {
+                "name": "Description",
+                "type": "string",
+                "jsonPath": ".spec.description",
+                "priority": 1,
+            },
+        ],
+        model=FunctionAlias,
+    )
+
+
+def _header(crd: dict[str, Any]) -> str:
+    """Names the module the CRD's models are in."""
+    kind = crd["spec"]["names"]["kind"]
+    source = "version_manifests" if kind in ("FunctionVersion", "FunctionAlias") else "manifests"
+    return (
+        f"# Generated by `python -m kfaas.operator.crdgen` from kfaas/{source}.py; do not edit.\n"
+    )
 
 
 def rendered() -> dict[str, str]:
     """File name → YAML text of every CRD kfaas defines."""
     return {
-        f"{crd['metadata']['name']}.yaml": HEADER + yaml.safe_dump(crd, sort_keys=False, width=100)
-        for crd in (function_crd(), mapping_crd())
+        f"{crd['metadata']['name']}.yaml": _header(crd)
+        + yaml.safe_dump(crd, sort_keys=False, width=100)
+        for crd in (function_crd(), mapping_crd(), version_crd(), alias_crd())
     }
 
 

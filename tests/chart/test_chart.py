@@ -109,6 +109,8 @@ def test_crds_ship_with_the_chart(helm: Path) -> None:
     assert names == {
         "functions.kfaas.dev",
         "eventsourcemappings.kfaas.dev",
+        "functionversions.kfaas.dev",
+        "functionaliases.kfaas.dev",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
@@ -169,6 +171,9 @@ OPERATOR_ALLOWED = [
     ("list", "functions.kfaas.dev"),
     ("watch", "eventsourcemappings.kfaas.dev"),
     ("patch", "functions.kfaas.dev/status"),
+    ("watch", "functionversions.kfaas.dev"),
+    ("patch", "functionversions.kfaas.dev/status"),
+    ("watch", "functionaliases.kfaas.dev"),
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
     ("create", "configmaps"),
@@ -190,6 +195,8 @@ OPERATOR_REFUSED = [
     ("delete", "deployments.apps"),
     ("delete", "functions.kfaas.dev"),
     ("create", "functions.kfaas.dev"),
+    ("create", "functionversions.kfaas.dev"),  # published by the gateway only
+    ("patch", "functionaliases.kfaas.dev"),
     ("create", "clusterroles.rbac.authorization.k8s.io"),
     ("escalate", "roles.rbac.authorization.k8s.io"),
     ("create", "namespaces"),

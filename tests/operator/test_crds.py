@@ -9,7 +9,7 @@ from typing import Any
 
 import pydantic
 
-from kfaas import manifests
+from kfaas import manifests, version_manifests
 from kfaas.operator import crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,17 +31,20 @@ def test_check_mode_reports_stale_files(tmp_path: Path) -> None:
     assert crdgen.main(["--root", str(tmp_path), "--check"]) == 0
 
 
+ALL_CRDS = (crdgen.function_crd, crdgen.mapping_crd, crdgen.version_crd, crdgen.alias_crd)
+
+
 def test_every_model_validator_has_a_cel_rule() -> None:
     with_validators = {
         model
-        for _, model in inspect.getmembers(manifests, inspect.isclass)
+        for module in (manifests, version_manifests)
+        for _, model in inspect.getmembers(module, inspect.isclass)
         if issubclass(model, pydantic.BaseModel)
-        and model.__module__ == manifests.__name__
+        and model.__module__ == module.__name__
         and model.__pydantic_decorators__.model_validators
     }
-    assert with_validators <= set(crdgen.CROSS_FIELD_RULES), with_validators - set(
-        crdgen.CROSS_FIELD_RULES
-    )
+    ruled = set(crdgen.CROSS_FIELD_RULES) | set(crdgen.ROOT_RULES)
+    assert with_validators <= ruled, with_validators - ruled
 
 
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -63,8 +66,8 @@ def _schema(crd: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_schemas_are_structural() -> None:
-    for crd in (crdgen.function_crd(), crdgen.mapping_crd()):
-        for path, node in _walk(_schema(crd)):
+    for make in ALL_CRDS:
+        for path, node in _walk(_schema(make())):
             assert not {"$ref", "anyOf", "oneOf", "allOf", "title", "const"} & set(node), path
             assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
             if "properties" in node:
@@ -101,14 +104,49 @@ def test_ranges_enums_and_defaults_come_from_the_models() -> None:
 
 
 def test_printer_columns_and_status_subresource() -> None:
-    function, mapping = crdgen.function_crd(), crdgen.mapping_crd()
     for crd, columns in (
-        (function, ["Runtime", "Ready", "Instances", "Age"]),
-        (mapping, ["Function", "Source", "State", "Lag", "Age"]),
+        (crdgen.function_crd(), ["Runtime", "Ready", "Instances", "Age"]),
+        (crdgen.mapping_crd(), ["Function", "Source", "State", "Lag", "Age"]),
+        (crdgen.version_crd(), ["Function", "Version", "Ready", "Instances", "Description", "Age"]),
     ):
         version = crd["spec"]["versions"][0]
         assert [c["name"] for c in version["additionalPrinterColumns"]] == columns
         assert version["subresources"] == {"status": {}}
+    # An alias is routing data the gateway reads: nothing reconciles it, so it has no status.
+    alias = crdgen.alias_crd()["spec"]["versions"][0]
+    columns = ["Function", "Version", "Weights", "Description", "Age"]
+    assert [c["name"] for c in alias["additionalPrinterColumns"]] == columns
+    assert "subresources" not in alias and "status" not in alias["schema"]["openAPIV3Schema"]
+
+
+def _rules(node: dict[str, Any]) -> list[str]:
+    return [rule["rule"] for rule in node.get("x-kubernetes-validations", [])]
+
+
+def test_versions_are_immutable_and_named_after_their_spec() -> None:
+    root = _schema(crdgen.version_crd())
+    assert any("self.metadata.name" in rule for rule in _rules(root))
+    spec = root["properties"]["spec"]
+    assert "self == oldSelf" in _rules(spec)
+    assert spec["required"] == ["functionName", "version", "codeSha256", "configSha256", "template"]
+    assert spec["properties"]["version"]["minimum"] == 1
+    # The template is a Function's spec with its own rules, and its code pinned.
+    template = spec["properties"]["template"]
+    function = _schema(crdgen.function_crd())["properties"]["spec"]
+    assert set(template["properties"]) == set(function["properties"])
+    assert set(_rules(function)) < set(_rules(template))
+    assert "!has(self.code.path) && !has(self.code.configMap)" in _rules(template)
+
+
+def test_alias_rules_are_lambdas() -> None:
+    root = _schema(crdgen.alias_crd())
+    assert _rules(root) == ["self.metadata.name == self.spec.functionName + '.' + self.spec.name"]
+    spec = root["properties"]["spec"]
+    weights = spec["properties"]["routingConfig"]["properties"]["additionalVersionWeights"]
+    assert weights["maxProperties"] == 1
+    assert weights["additionalProperties"] == {"type": "number", "minimum": 0, "maximum": 1}
+    assert spec["properties"]["functionVersion"]["pattern"] == r"^(\$LATEST|[1-9][0-9]*)$"
+    assert len(_rules(spec)) == 3
 
 
 def test_every_field_is_documented() -> None:
@@ -116,9 +154,10 @@ def test_every_field_is_documented() -> None:
     spans = " ".join(re.findall(r"`([^`]+)`", text))
     documented = set(re.findall(r"[A-Za-z][A-Za-z0-9]*", spans))
     missing = set()
-    for crd in (crdgen.function_crd(), crdgen.mapping_crd()):
+    for make in ALL_CRDS:
+        properties = _schema(make())["properties"]
         for part in ("spec", "status"):
-            for path, _ in _walk(_schema(crd)["properties"][part]):
+            for path, _ in _walk(properties.get(part, {})):
                 name = path.rsplit(".", 1)[-1].rstrip("[]{}")
                 if name and name not in documented:
                     missing.add(f"{part}{path}")
