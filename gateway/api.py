@@ -1,8 +1,9 @@
 """Lambda's Invoke API (``/2015-03-31/functions/...``) as boto3 and the AWS CLI speak it.
 
-Invoke (RequestResponse 200, Event 202, DryRun 204) plus read-only ListFunctions, GetFunction and
-GetFunctionConfiguration. Paths are parsed from the raw URL because botocore percent-encodes the
-function name (``ns%2Fname``, ``arn%3Aaws%3A...``) and a decoded ``/`` must not split it.
+Invoke (RequestResponse 200, Event 202, DryRun 204); every other operation is one of the
+management API's routes (``MANAGEMENT_ROUTES``, ADR 024). Paths are parsed from the raw URL
+because botocore percent-encodes the function name (``ns%2Fname``, ``arn%3Aaws%3A...``) and a
+decoded ``/`` must not split it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,12 @@ import binascii
 import re
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
 from kfaas import jsontext
-from kfaas.lambda_code import CodeFacts
-from kfaas.lambda_shapes import InvalidParameter, function_configuration
 from kfaas.manifests import Function
 from kfaas.names import InvalidFunctionName, QualifierMismatch, parse_function_name
-from kfaas.pagination import paginate, parse_max_items
 
 from . import (
     auth,
@@ -42,7 +39,6 @@ from .errors import (
 from .invoker import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, InvokeOptions
 from .limits import CAPACITY_REASON
 from .middleware import REQUEST_ID
-from .registry import FunctionFacts
 from .services import Services
 
 PREFIX = "/2015-03-31/functions"
@@ -55,18 +51,6 @@ _TRACE_HEADER = re.compile(
     r"[A-Za-z0-9_.-]+=[\x21-\x3a\x3c\x3e-\x7e]*(?:; ?[A-Za-z0-9_.-]+=[\x21-\x3a\x3c\x3e-\x7e]*)*"
 )
 _TRACE_HEADER_LIMIT = 2048
-# Signs ListFunctions' markers. Fixed until the gateways share a key (ADR 024): the signature
-# refuses a garbled marker; a made-up one could only move where the listing starts, and what is
-# listed is still filtered by the caller's permissions.
-_MARKER_KEY = b"kfaas ListFunctions marker v1"
-# A code.configMap's files are not the gateway's to read: its CodeSha256/CodeSize are left out.
-_UNSEEN_CODE = CodeFacts(sha256="", size=0)
-_STATE_REASONS = (
-    "StateReason",
-    "StateReasonCode",
-    "LastUpdateStatusReason",
-    "LastUpdateStatusReasonCode",
-)
 
 
 # Lambda's management operations (ADR 024), matched after the Invoke API's own.
@@ -98,15 +82,6 @@ async def _dispatch(services: Services, request: web.Request) -> web.StreamRespo
     parts = [urllib.parse.unquote(part) for part in raw.strip("/").split("/")] if raw else []
     parts = [part for part in parts if part] if parts != [""] else []
     method = request.method
-    if not parts and method == "GET":
-        return await _list_functions(services, request)
-    if len(parts) == 1 and method == "GET":
-        await _authorize(services, request, parts[0], "get", "GetFunction")
-        return _get_function(services, _resolve(services, request, parts[0]))
-    if len(parts) == 2 and parts[1] == "configuration" and method == "GET":
-        await _authorize(services, request, parts[0], "get", "GetFunctionConfiguration")
-        function = _resolve(services, request, parts[0])
-        return web.json_response(_configuration(services, function))
     if len(parts) == 2 and parts[1] == "invocations" and method == "POST":
         await _authorize(services, request, parts[0], "invoke", "InvokeFunction")
         return await _invoke(services, request, _resolve(services, request, parts[0]))
@@ -221,80 +196,3 @@ def _trace_header(value: str | None) -> str | None:
 
 def _labels(function: Function) -> tuple[str, str]:
     return function.metadata.namespace, function.metadata.name
-
-
-def _configuration(
-    services: Services, function: Function, facts: FunctionFacts | None = None
-) -> dict[str, Any]:
-    """FunctionConfiguration with LastModified, RevisionId and CodeSha256 from the facts."""
-    facts = facts or services.registry.facts(function.key)
-    namespace, name = function.metadata.namespace, function.metadata.name
-    configuration: dict[str, Any] = dict(
-        function_configuration(
-            function,
-            facts.object,
-            facts.code or _UNSEEN_CODE,
-            region=services.registry.region,
-            description=f"{namespace}/{name}",
-        )
-    )
-    if facts.code is None:  # a code.configMap in a cluster: not described rather than invented
-        del configuration["CodeSha256"], configuration["CodeSize"]
-    # State follows the operator's conditions in a later slice (ADR 024); until then, as before.
-    for reason in _STATE_REASONS:
-        configuration.pop(reason, None)
-    configuration.update(State="Active", LastUpdateStatus="Successful")
-    configuration["Environment"] = {"Variables": dict(function.spec.environment)}
-    return configuration
-
-
-async def _list_functions(services: Services, request: web.Request) -> web.Response:
-    """The functions of the namespaces the caller may list; environments only with ``get``.
-
-    Paged by ``MaxItems`` (at most 50, as Lambda) and the ``NextMarker`` of the previous page.
-    """
-    try:
-        max_items = parse_max_items(request.query.get("MaxItems"))
-    except InvalidParameter as exc:
-        raise InvalidParameterValue(str(exc)) from exc
-    principal = auth.principal_of(request)
-    # Facts read with the listing: a function removed while permissions are checked is listed
-    # as it was, as a listing from the API server would.
-    known = [(f, services.registry.facts(f.key)) for f in services.registry.list()]
-    visible: list[tuple[Function, FunctionFacts, bool]] = []
-    for function, facts in known:
-        namespace = function.metadata.namespace
-        if await auth.allowed(request, principal, "list", namespace):
-            may_get = await auth.allowed(request, principal, "get", namespace)
-            visible.append((function, facts, may_get))
-    try:
-        page = paginate(
-            visible,
-            lambda item: (item[0].metadata.namespace, item[0].metadata.name),
-            marker=request.query.get("Marker"),
-            max_items=max_items,
-            scope="ListFunctions",
-            key=_MARKER_KEY,
-        )
-    except InvalidParameter as exc:
-        raise InvalidParameterValue(str(exc)) from exc
-    functions = []
-    for function, facts, may_get in page.items:
-        configuration = _configuration(services, function, facts)
-        if not may_get:
-            del configuration["Environment"]
-        functions.append(configuration)
-    body: dict[str, Any] = {"Functions": functions}
-    if page.next_marker is not None:
-        body["NextMarker"] = page.next_marker
-    return web.json_response(body)
-
-
-def _get_function(services: Services, function: Function) -> web.Response:
-    body = {
-        "Configuration": _configuration(services, function),
-        "Code": {"RepositoryType": "kfaas", "Location": function.spec.code.image or ""},
-    }
-    if function.spec.concurrency.reserved is not None:
-        body["Concurrency"] = {"ReservedConcurrentExecutions": function.spec.concurrency.reserved}
-    return web.json_response(body)

@@ -47,6 +47,7 @@ from .errors import (
     UnrecognizedClient,
 )
 from .invoker import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT
+from .limits import CODE_UPLOAD_LIMIT, code_upload
 from .middleware import read_body
 
 MODES = ("none", "sigv4")
@@ -56,6 +57,8 @@ API_PATH = re.compile(r"/\d{4}-\d{2}-\d{2}/")
 MAX_BEARER_TOKEN = 8192
 UNRECOGNIZED = "The security token included in the request is invalid."
 INTERNAL_GROUP = "system:kfaas:internal"
+# GetFunction's Code.Location downloads: signed URLs (ADR 025), fetched without credentials.
+CODE_LOCATION_PATH = "/2015-03-31/code/"
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,10 @@ async def authorize(
 
 
 def body_limit_of(request: web.Request) -> int:
-    """The largest body the API accepts for this request (Event invocations take less)."""
+    """The largest body the API accepts for this request (Event invocations take less, code
+    uploads more)."""
+    if code_upload(request):
+        return CODE_UPLOAD_LIMIT
     event = request.headers.get("X-Amz-Invocation-Type") == "Event"
     return ASYNC_PAYLOAD_LIMIT if event else SYNC_PAYLOAD_LIMIT
 
@@ -241,6 +247,8 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     Unsigned, unknown-key and stale requests are refused before their body is read.
     """
     if not _auth(request).enabled or not API_PATH.match(request.path):
+        return await handler(request)
+    if request.path.startswith(CODE_LOCATION_PATH):  # the signed URL is its own capability
         return await handler(request)
     finish = await identify(request)
     body = await read_body(request, body_limit_of(request))

@@ -28,6 +28,24 @@ from .metrics import GatewayMetrics
 # Lambda's reason for a throttle that is not one function's own limit: the platform is at capacity.
 CAPACITY_REASON = "ConcurrentInvocationLimitExceeded"
 RETRY_AFTER_SECONDS = 1
+# Lambda's largest request: CreateFunction or UpdateFunctionCode with a 50 MiB zip in base64 JSON.
+CODE_UPLOAD_LIMIT = 70_167_211
+# Code uploads hold their bodies in a budget of their own, the size of one largest upload: the
+# body, its JSON text, the decoded zip and the check's buffers make ~4 times the body at peak,
+# which the gateway's memory limit (512 MiB by default) holds once. Past it: 429 and Retry-After,
+# which botocore retries.
+CODE_UPLOAD_BUDGET = CODE_UPLOAD_LIMIT
+_API_VERSION = "2015-03-31"
+
+
+def code_upload(request: web.BaseRequest) -> bool:
+    """Whether the request is CreateFunction or UpdateFunctionCode (the routes taking a zip)."""
+    parts = request.raw_path.split("?", 1)[0].strip("/").split("/")
+    if parts[:2] != [_API_VERSION, "functions"]:
+        return False
+    if request.method == "POST":
+        return len(parts) == 2
+    return request.method == "PUT" and len(parts) == 4 and parts[3] == "code"
 
 
 class RequestTimeout(ApiError):
@@ -117,12 +135,13 @@ def body_holds(limits: Settings, metrics: GatewayMetrics | None = None) -> Middl
     """
 
     budget = BodyBudget(limits.body_memory_bytes)
+    uploads = BodyBudget(CODE_UPLOAD_BUDGET)
     if metrics is not None:
-        metrics.body_bytes_held.set_function(lambda: budget.held_bytes)
+        metrics.body_bytes_held.set_function(lambda: budget.held_bytes + uploads.held_bytes)
 
     @web.middleware
     async def hold_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
-        hold = BodyHold(budget, limits, metrics)
+        hold = BodyHold(uploads if code_upload(request) else budget, limits, metrics)
         request[BODY_HOLD] = hold
         try:
             return await handler(request)

@@ -65,8 +65,9 @@ class FunctionConfiguration(StateFields):
     Runtime: str
     Role: str
     Handler: str
-    CodeSize: int
-    CodeSha256: str
+    # Left out when the gateway cannot see the code (a `code.configMap` in a cluster).
+    CodeSize: NotRequired[int]
+    CodeSha256: NotRequired[str]
     Description: str
     Timeout: int
     MemorySize: int
@@ -240,14 +241,17 @@ def default_role(namespace: str, service_account: str | None) -> str:
 def function_configuration(
     function: Function,
     facts: ObjectFacts,
-    code: CodeFacts,
+    code: CodeFacts | None,
     *,
     region: str,
     version: str = LATEST,
     role: str | None = None,
     description: str = "",
 ) -> FunctionConfiguration:
-    """GetFunctionConfiguration's answer for `$LATEST` (a Function) or a published version."""
+    """GetFunctionConfiguration's answer for `$LATEST` (a Function) or a published version.
+
+    ``code`` None: the code is not described rather than invented (CodeSha256/CodeSize left out).
+    """
     namespace, name, spec = function.metadata.namespace, function.metadata.name, function.spec
     qualifier = None if version == LATEST else version
     state = function_state(facts.status, facts.generation)
@@ -257,19 +261,20 @@ def function_configuration(
         "Runtime": spec.runtime,
         "Role": role or default_role(namespace, spec.pod_template.service_account_name),
         "Handler": spec.handler,
-        "CodeSize": code.size,
-        "CodeSha256": code.sha256,
         "Description": description,
         "Timeout": spec.timeout_seconds,
         "MemorySize": spec.memory_mb,
         "LastModified": last_modified(facts),
         "Version": version,
         "RevisionId": revision_id(facts.uid, facts.generation),
-        "PackageType": code.package_type,
+        "PackageType": code.package_type if code else "Image" if spec.code.image else "Zip",
         "TracingConfig": {"Mode": spec.tracing.mode},
         "State": state["State"],
         "LastUpdateStatus": state["LastUpdateStatus"],
     }
+    if code is not None:
+        configuration["CodeSize"] = code.size
+        configuration["CodeSha256"] = code.sha256
     # Spelled out: mypy cannot check a TypedDict merged from another with **.
     if "StateReason" in state:
         configuration["StateReason"] = state["StateReason"]

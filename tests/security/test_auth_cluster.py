@@ -196,7 +196,7 @@ def test_viewers_list_their_namespaces_and_read_environments(
             functions = viewer.list_functions()["Functions"]
         except ClientError:
             return {}
-        return {f["Description"]: f.get("Environment") for f in functions}
+        return {_key(f["FunctionArn"]): f.get("Environment") for f in functions}
 
     seen = eventually(
         lambda: listed().get(f"{namespace}/api") and listed(), within=30, what="the listing"
@@ -309,3 +309,9 @@ def test_the_aws_cli_is_judged_by_rbac_too(gateway: Gateway, namespace: str) -> 
 
     done = eventually(allowed, within=30, what="the CLI allowed")
     assert json.loads(done.stdout)["StatusCode"] == 204
+
+
+def _key(arn: str) -> str:
+    """`namespace/name` of a function ARN (the namespace is the ARN's account field)."""
+    fields = arn.split(":")
+    return f"{fields[4]}/{fields[6]}"

@@ -154,7 +154,7 @@ def test_another_namespace_is_access_denied(dev: DevServer) -> None:
 def test_list_functions_shows_the_namespaces_a_caller_may_list(dev: DevServer) -> None:
     def listed(who: str) -> dict[str, Any]:
         functions = client(dev, who).list_functions()["Functions"]
-        return {f["Description"]: f.get("Environment") for f in functions}
+        return {_key(f["FunctionArn"]): f.get("Environment") for f in functions}
 
     assert listed("alice") == {"team-a/echo": {"Variables": {"DB_PASSWORD": "team-a-password"}}}
     assert listed("bob") == {"team-b/echo": {"Variables": {"DB_PASSWORD": "team-b-password"}}}
@@ -362,3 +362,9 @@ def test_a_presigned_url_reads_a_configuration_until_it_expires(dev: DevServer) 
     with refused.value as error:
         assert error.code == 403
         assert error.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+
+
+def _key(arn: str) -> str:
+    """`namespace/name` of a function ARN (the namespace is the ARN's account field)."""
+    fields = arn.split(":")
+    return f"{fields[4]}/{fields[6]}"

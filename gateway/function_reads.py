@@ -1,0 +1,268 @@
+"""GetFunction, GetFunctionConfiguration and ListFunctions over the objects the API writes.
+
+Reads come from the object store (``management.objects_of``: a folder in ``kfaas dev``, the API
+server in a cluster), so a client reads its own writes right after CreateFunction, and what
+``kubectl apply`` wrote is visible too, with its real RevisionId, LastModified and State (ADR
+024). A gateway without an object store (one that serves only the Invoke API) answers from its
+registry of watched Functions, as before. A qualifier names a published version
+(``<name>.<N>``, a ``FunctionVersion``) or an alias (``<name>.<alias>``, a ``FunctionAlias``,
+read through to its version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from kfaas import object_store
+from kfaas.api_objects import from_api_object
+from kfaas.lambda_code import CodeFacts
+from kfaas.lambda_requests import ROLE_ANNOTATION
+from kfaas.lambda_shapes import (
+    InvalidParameter,
+    ObjectFacts,
+    function_configuration,
+    object_facts,
+)
+from kfaas.lambda_tags import ANNOTATION as TAGS_ANNOTATION
+from kfaas.lambda_tags import MalformedTags, decode_tags
+from kfaas.manifests import API_VERSION, Function, ManifestError
+from kfaas.names import (
+    LATEST,
+    FunctionRef,
+    InvalidFunctionName,
+    QualifierMismatch,
+    parse_function_name,
+)
+from kfaas.pagination import paginate, parse_max_items
+
+from . import auth, function_code, management
+from .errors import InvalidParameterValue, ResourceNotFound, ServiceError
+from .services import Services
+
+# Signs ListFunctions' markers. Fixed until the gateways share a key (ADR 024): the signature
+# refuses a garbled marker; a made-up one could only move where the listing starts, and what is
+# listed is still filtered by the caller's permissions.
+_MARKER_KEY: Final = b"kfaas ListFunctions marker v1"
+_DIGITS: Final = frozenset("0123456789")
+
+
+@dataclass(frozen=True)
+class Read:
+    """A function (or a published version's frozen template) and the facts of its object."""
+
+    function: Function
+    facts: ObjectFacts
+    body: Mapping[str, Any]
+    version: str = LATEST
+
+
+def function_ref(services: Services, request: web.Request, raw: str) -> FunctionRef:
+    """The function a path names, with the request's ``Qualifier``."""
+    try:
+        return parse_function_name(
+            raw, services.registry.default_namespace, qualifier=request.query.get("Qualifier")
+        )
+    except (InvalidFunctionName, QualifierMismatch) as exc:
+        raise InvalidParameterValue(f"FunctionName: {exc}") from exc
+
+
+def arn(services: Services, ref: FunctionRef) -> str:
+    return services.registry.arn(ref.namespace, ref.name)
+
+
+def parse_function(body: Mapping[str, Any]) -> Function:
+    try:
+        return from_api_object(body, Function)
+    except ManifestError as exc:  # written by hand past the schema: a fault, not the caller's
+        raise ServiceError(f"The stored function cannot be read: {exc}") from exc
+
+
+def _template(body: Mapping[str, Any], ref: FunctionRef) -> Function:
+    """A FunctionVersion's frozen template as the Function it runs."""
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": "Function",
+        "metadata": {"name": ref.name, "namespace": ref.namespace},
+        "spec": (body.get("spec") or {}).get("template") or {},
+    }
+    return parse_function(document)
+
+
+async def read(services: Services, ref: FunctionRef) -> Read:
+    """The function, version or alias ``ref`` names; ResourceNotFound if there is none."""
+    what = arn(services, ref) + (f":{ref.qualifier}" if ref.qualifier else "")
+    if services.objects is None:
+        if ref.qualifier not in (None, LATEST):
+            raise ResourceNotFound(f"Function not found: {what}")
+        function = services.registry.get_ref(ref)
+        facts = services.registry.facts(function.key)
+        return Read(function, facts.object, {})
+    store = services.objects
+    qualifier = ref.qualifier or LATEST
+    with management.store_errors(what):
+        if qualifier != LATEST and not set(qualifier) <= _DIGITS:
+            alias = await store.get(
+                object_store.FUNCTION_ALIASES, ref.namespace, f"{ref.name}.{qualifier}"
+            )
+            qualifier = str((alias.get("spec") or {}).get("functionVersion", LATEST))
+        if qualifier == LATEST:
+            body = await store.get(object_store.FUNCTIONS, ref.namespace, ref.name)
+            return Read(parse_function(body), object_facts(body), body)
+        body = await store.get(
+            object_store.FUNCTION_VERSIONS, ref.namespace, f"{ref.name}.{qualifier}"
+        )
+    return Read(_template(body, ref), object_facts(body), body, version=qualifier)
+
+
+async def code_facts(services: Services, loaded: Read) -> CodeFacts | None:
+    if services.objects is None and loaded.version == LATEST:
+        return services.registry.facts(loaded.function.key).code
+    return await function_code.code_facts(loaded.function)
+
+
+def configuration(services: Services, loaded: Read, code: CodeFacts | None) -> dict[str, Any]:
+    """Lambda's FunctionConfiguration of what was read."""
+    function = loaded.function
+    annotations = (loaded.body.get("metadata") or {}).get("annotations") or {}
+    if loaded.version != LATEST:  # a version's description is its own, not its template's
+        description = str((loaded.body.get("spec") or {}).get("description", ""))
+    else:
+        description = function.spec.description
+    return dict(
+        function_configuration(
+            function,
+            loaded.facts,
+            code,
+            region=services.registry.region,
+            version=loaded.version,
+            role=annotations.get(ROLE_ANNOTATION)
+            or function.metadata.annotations.get(ROLE_ANNOTATION),
+            description=description,
+        )
+    )
+
+
+async def authorize_read(
+    services: Services, request: web.Request, ref: FunctionRef, action: str
+) -> None:
+    """``get functions``, and ``get`` on the version or alias a qualifier names (ADR 024)."""
+    principal = auth.principal_of(request)
+    await auth.authorize(
+        request, principal, "get", ref.namespace, ref.name,
+        action=action, resource=arn(services, ref),
+    )  # fmt: skip
+    if ref.qualifier in (None, LATEST):
+        return
+    plural = (
+        object_store.FUNCTION_VERSIONS
+        if set(ref.qualifier) <= _DIGITS
+        else object_store.FUNCTION_ALIASES
+    )
+    await auth.authorize(
+        request, principal, "get", ref.namespace, f"{ref.name}.{ref.qualifier}",
+        action=action, resource=f"{arn(services, ref)}:{ref.qualifier}", plural=plural,
+    )  # fmt: skip
+
+
+async def get_function_configuration(
+    services: Services, request: web.Request, params: Mapping[str, str]
+) -> web.Response:
+    ref = function_ref(services, request, params["FunctionName"])
+    await authorize_read(services, request, ref, "GetFunctionConfiguration")
+    loaded = await read(services, ref)
+    return web.json_response(configuration(services, loaded, await code_facts(services, loaded)))
+
+
+async def get_function(
+    services: Services, request: web.Request, params: Mapping[str, str]
+) -> web.Response:
+    ref = function_ref(services, request, params["FunctionName"])
+    await authorize_read(services, request, ref, "GetFunction")
+    loaded = await read(services, ref)
+    answer: dict[str, Any] = {
+        "Configuration": configuration(services, loaded, await code_facts(services, loaded)),
+        "Code": await function_code.code_location(request, loaded.function),
+    }
+    tags = _tags(loaded)
+    if tags:
+        answer["Tags"] = tags
+    reserved = loaded.function.spec.concurrency.reserved
+    if reserved is not None:
+        answer["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
+    return web.json_response(answer)
+
+
+def _tags(loaded: Read) -> dict[str, str]:
+    annotations = (loaded.body.get("metadata") or {}).get("annotations") or {}
+    try:
+        return decode_tags(annotations.get(TAGS_ANNOTATION))
+    except MalformedTags:  # edited by hand: the function is still readable
+        return {}
+
+
+async def _listed(services: Services) -> list[Read]:
+    if services.objects is None:
+        functions = services.registry.list()
+        return [
+            Read(function, services.registry.facts(function.key).object, {})
+            for function in functions
+        ]
+    with management.store_errors("functions"):
+        bodies = await services.objects.list(object_store.FUNCTIONS)
+    return [Read(parse_function(body), object_facts(body), body) for body in bodies]
+
+
+async def list_functions(
+    services: Services, request: web.Request, params: Mapping[str, str]
+) -> web.Response:
+    """The functions of the namespaces the caller may list; environments only with ``get``.
+
+    Paged by ``MaxItems`` (at most 50, as Lambda) and the ``NextMarker`` of the previous page.
+    """
+    for refused in ("MasterRegion", "FunctionVersion"):
+        if request.query.get(refused):
+            raise InvalidParameterValue(
+                f"{refused} is not supported by kfaas: ListVersionsByFunction lists versions"
+            )
+    try:
+        max_items = parse_max_items(request.query.get("MaxItems"))
+    except InvalidParameter as exc:
+        raise InvalidParameterValue(str(exc)) from exc
+    principal = auth.principal_of(request)
+    # Read with the listing: a function removed while permissions are checked is listed as it
+    # was, as a listing from the API server would.
+    visible: list[tuple[Read, bool]] = []
+    for loaded in await _listed(services):
+        namespace = loaded.function.metadata.namespace
+        if await auth.allowed(request, principal, "list", namespace):
+            visible.append((loaded, await auth.allowed(request, principal, "get", namespace)))
+    try:
+        page = paginate(
+            visible,
+            lambda item: (item[0].function.metadata.namespace, item[0].function.metadata.name),
+            marker=request.query.get("Marker"),
+            max_items=max_items,
+            scope="ListFunctions",
+            key=_MARKER_KEY,
+        )
+    except InvalidParameter as exc:
+        raise InvalidParameterValue(str(exc)) from exc
+    functions = []
+    for loaded, may_get in page.items:
+        listed = configuration(services, loaded, await code_facts(services, loaded))
+        # Lambda's ListFunctions carries no state fields.
+        for state in ("State", "StateReason", "StateReasonCode", "LastUpdateStatus"):
+            listed.pop(state, None)
+        for reason in ("LastUpdateStatusReason", "LastUpdateStatusReasonCode"):
+            listed.pop(reason, None)
+        if not may_get:
+            listed.pop("Environment", None)
+        functions.append(listed)
+    body: dict[str, Any] = {"Functions": functions}
+    if page.next_marker is not None:
+        body["NextMarker"] = page.next_marker
+    return web.json_response(body)
