@@ -1,0 +1,333 @@
+"""The gateway's Kubernetes backend: functions and ready instances from the API, demand to it.
+
+``KubernetesBackend`` implements the ``InstanceBackend`` seam for a cluster. It watches Function
+objects (into the ``FunctionRegistry``) and the EndpointSlices of the operator's runtime Services
+(into the Router, through the listener, exactly as local instances are fed), and reports this
+replica's per-function concurrency in its own Lease for the operator's autoscaler (ADR 007): at
+once when a function goes from idle to busy (scale from zero, the request is held meanwhile),
+otherwise at most once per ``report_interval`` and as a keep-alive while there is demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from kfaas import aiokit, runtimetoken
+from kfaas.api_objects import from_api_object
+from kfaas.backends import Endpoint, EndpointsListener
+from kfaas.config import Settings
+from kfaas.demand import LEASE_SECONDS, demand_lease, lease_name
+from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
+from kfaas.lambda_shapes import object_facts
+from kfaas.manifests import API_GROUP, Function, ManifestError
+
+from .auth_clients import ClusterAuth
+from .code_store_client import HttpCodeStore
+from .listeners import Listener
+from .registry import FunctionFacts, FunctionRegistry, code_facts
+from .serving import compose_gateway
+from .trigger_keys import KeySource, KeysUnavailable, selected
+
+log = logging.getLogger("kfaas.gateway.kubernetes")
+
+Body = dict[str, Any]
+FUNCTION_LABEL = f"{API_GROUP}/function"
+RUNTIME_SELECTOR = f"{API_GROUP}/component=runtime"
+
+
+def endpoints_of(slices: list[Body], capacity: int, token: str = "") -> list[Endpoint]:
+    """The ready pod addresses in a function's EndpointSlices, one Endpoint each.
+
+    ``token`` is the function's runtime token (ADR 011), presented on every call to them.
+    """
+    found: dict[str, Endpoint] = {}
+    for item in slices:
+        ports = [p for p in item.get("ports") or [] if p.get("name") in ("http", None)]
+        if not ports or ports[0].get("port") is None:
+            continue
+        port = ports[0]["port"]
+        for entry in item.get("endpoints") or []:
+            conditions = entry.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating") is True:
+                continue
+            for address in entry.get("addresses") or []:
+                target = (entry.get("targetRef") or {}).get("name") or address
+                found[target] = Endpoint(target, f"http://{address}:{port}", capacity, token)
+    return [found[key] for key in sorted(found)]
+
+
+def function_from(body: Body) -> Function | None:
+    try:
+        return from_api_object(body, Function)
+    except ManifestError as exc:
+        log.warning("ignoring an invalid Function: %s", exc)
+        return None
+
+
+class KubernetesBackend:
+    def __init__(
+        self,
+        client: KubeClient,
+        registry: FunctionRegistry,
+        *,
+        platform_namespace: str,
+        replica: str,
+        watch_namespace: str | None = None,
+        report_interval: float = 1.0,
+        runtime_token_key: str | None = None,
+    ) -> None:
+        self.client = client
+        self._runtime_token_key = runtime_token_key
+        self.registry = registry
+        self.platform_namespace = platform_namespace
+        self.replica = replica
+        self.report_interval = report_interval
+        self._listeners: list[EndpointsListener] = []
+        self._concurrency: dict[str, int] = {}
+        self._reported: dict[str, int] = {}
+        self._reported_at = 0.0
+        self._urgent = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.functions = Informer(
+            client, f"{API_GROUP}/v1alpha1", "functions", self._function_changed,
+            namespace=watch_namespace,
+        )  # fmt: skip
+        self.slices = Informer(
+            client, "discovery.k8s.io/v1", "endpointslices", self._slice_changed,
+            namespace=watch_namespace, label_selector=RUNTIME_SELECTOR,
+        )  # fmt: skip
+
+    # -- InstanceBackend ---------------------------------------------------------------------
+
+    def subscribe(self, listener: EndpointsListener) -> None:
+        self._listeners.append(listener)
+
+    def demand(self, function_key: str, concurrency: int) -> None:
+        before = self._concurrency.get(function_key, 0)
+        self._concurrency[function_key] = concurrency
+        if concurrency > 0 and self._reported.get(function_key, 0) == 0 and before == 0:
+            self._urgent.set()  # scale from zero: the operator must hear of it now
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    def _function_changed(self, key: str, body: Body | None) -> None:
+        function = function_from(body) if body is not None else None
+        if function is None or body is None:
+            self.registry.remove(key)
+        else:
+            # LastModified and RevisionId from the object's own facts (ADR 024).
+            facts = FunctionFacts(
+                object=object_facts(body), code=code_facts(function, local_files=False)
+            )
+            self.registry.put(function, facts)
+        self._publish(key)
+
+    def _slice_changed(self, key: str, body: Body | None) -> None:
+        labels = (body or {}).get("metadata", {}).get("labels", {})
+        function = labels.get(FUNCTION_LABEL)
+        namespace = key.split("/", 1)[0]
+        if function:
+            self._publish(f"{namespace}/{function}")
+        else:
+            # A deleted slice: republish every function of its namespace (cheap, rare).
+            for known in {k for k in self._slice_keys() if k.startswith(f"{namespace}/")}:
+                self._publish(known)
+
+    def _slice_keys(self) -> set[str]:
+        keys = set()
+        for key, item in self.slices.objects.items():
+            function = item.get("metadata", {}).get("labels", {}).get(FUNCTION_LABEL)
+            if function:
+                keys.add(f"{key.split('/', 1)[0]}/{function}")
+        return keys | {f.key for f in self.registry.list()}
+
+    def _publish(self, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        slices = [
+            item
+            for item_key, item in self.slices.objects.items()
+            if item_key.startswith(f"{namespace}/")
+            and item.get("metadata", {}).get("labels", {}).get(FUNCTION_LABEL) == name
+        ]
+        function = self.registry.find(key)
+        capacity = function.spec.concurrency.per_instance if function else 1
+        platform_key = self._runtime_token_key
+        token = runtimetoken.derive(platform_key, namespace, name) if platform_key else ""
+        endpoints = endpoints_of(slices, capacity, token) if function else []
+        for listener in self._listeners:
+            listener(key, endpoints)
+
+    # -- demand reporting ----------------------------------------------------------------------
+
+    async def _report_demand(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await aiokit.wait_event(self._urgent, self.report_interval)
+            self._urgent.clear()
+            figures = {key: value for key, value in self._concurrency.items() if value > 0}
+            stale = loop.time() - self._reported_at > LEASE_SECONDS / 3
+            if figures == self._reported and not (figures and stale):
+                continue
+            lease = demand_lease(
+                self.platform_namespace,
+                self.replica,
+                figures,
+                datetime.datetime.now(datetime.UTC),
+            )
+            try:
+                await self.client.apply(lease, "leases")
+            except KubeError as exc:
+                log.warning("cannot report demand: %s", exc)
+                continue
+            self._reported = figures
+            self._reported_at = loop.time()
+
+    async def start(self) -> None:
+        # A watch or the reporter must never stop silently: without them the gateway is blind, so
+        # one that ends (they retry on their own) ends the process.
+        exit_gateway = aiokit.exit_process(log, status=1)
+        for name, run in (
+            ("functions", self.functions.run),
+            ("endpointslices", self.slices.run),
+            ("demand-reporter", self._report_demand),
+        ):
+            self._tasks.append(
+                aiokit.guarded_task(
+                    f"gateway-{name}", run, log=log, on_return="fatal", on_fatal=exit_gateway
+                )
+            )
+        await asyncio.gather(self.functions.synced.wait(), self.slices.synced.wait())
+
+    async def stop(self) -> None:
+        await aiokit.stop_tasks(self._tasks, grace_seconds=0)
+        with contextlib.suppress(KubeError):
+            await self.client.delete(
+                "coordination.k8s.io/v1", "leases", self.platform_namespace,
+                lease_name(self.replica),
+            )  # fmt: skip
+
+
+class KubernetesKeySources:
+    """HTTP trigger keys from the Secrets and ConfigMaps Functions name (``trigger_keys``).
+
+    The gateway gets them one by one and never lists them, so it reads only objects a Function
+    names. Each read is cached for ``ttl_seconds``, misses too: a rotated key takes effect within
+    that time, and a flood of requests costs one apiserver read per object per interval.
+    """
+
+    def __init__(self, client: KubeClient, *, ttl_seconds: float = 10.0) -> None:
+        self.client = client
+        self.ttl = ttl_seconds
+        self._cache: dict[tuple[str, str, str], tuple[float, dict[str, str] | KeysUnavailable]] = {}
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+    async def values(self, namespace: str, source: KeySource) -> list[str]:
+        if source.secret_ref is not None:
+            return selected(await self._data("secrets", namespace, source.secret_ref.name),
+                            source.secret_ref, "Secret")  # fmt: skip
+        config_map = getattr(source, "config_map_ref", None)
+        if config_map is not None:
+            data = await self._data("configmaps", namespace, config_map.name)
+            return selected(data, config_map, "ConfigMap")
+        raise KeysUnavailable("`file` is for kfaas dev only; in a cluster name a Secret")
+
+    async def _data(self, plural: str, namespace: str, name: str) -> dict[str, str]:
+        key = (plural, namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(key)
+            now = asyncio.get_running_loop().time()
+            if cached is None or now - cached[0] >= self.ttl:
+                cached = (now, await self._read(plural, namespace, name))
+                self._cache[key] = cached
+        if isinstance(cached[1], KeysUnavailable):
+            raise cached[1]
+        return cached[1]
+
+    async def _read(
+        self, plural: str, namespace: str, name: str
+    ) -> dict[str, str] | KeysUnavailable:
+        what = f"{'Secret' if plural == 'secrets' else 'ConfigMap'} {namespace}/{name}"
+        try:
+            body = await self.client.get("v1", plural, namespace, name)
+        except KubeError as exc:
+            if exc.status == 403:
+                return KeysUnavailable(
+                    f"{what}: the gateway may not read it; bind the chart's "
+                    f"<release>-gateway-trigger-keys ClusterRole to the gateway in {namespace}"
+                )
+            return KeysUnavailable(f"{what}: {exc.reason}")
+        data: dict[str, str] = {}
+        for entry, value in (body.get("data") or {}).items():
+            try:
+                data[entry] = base64.b64decode(value).decode() if plural == "secrets" else value
+            except (ValueError, UnicodeDecodeError):
+                log.warning("%s: key %s is not UTF-8 text; skipped", what, entry)
+        return data
+
+
+async def run_kubernetes_gateway(
+    *,
+    host: str,
+    port: int,
+    settings: Settings,
+    platform_namespace: str,
+    watch_namespace: str | None = None,
+    kubeconfig: str | None = None,
+    async_queue: str = "memory",
+    listeners: Sequence[Listener] = (),
+    replica: str,
+    code_store: HttpCodeStore | None = None,
+) -> int:
+    """Serve the gateway with functions and instances from the cluster until interrupted.
+
+    ``async_queue`` is a queue URL (``memory``, ``redis://…``, ``kafka://…``) as for `kfaas dev`;
+    ``listeners`` split the Invoke API and HTTP triggers (default: both on host:port); ``replica``
+    names this gateway in its demand Lease (the pod's name); ``code_store`` is the cluster's code
+    store (``KFAAS_CODE_STORE_URL``), None when it is not configured.
+    """
+    credentials = Credentials.load(kubeconfig)
+    async with KubeClient(credentials, field_manager="kfaas-gateway") as client:
+        registry = FunctionRegistry(
+            default_namespace=settings.default_namespace, region=settings.region
+        )
+        backend = KubernetesBackend(
+            client, registry, platform_namespace=platform_namespace, replica=replica,
+            watch_namespace=watch_namespace,
+            runtime_token_key=settings.runtime_token_key,
+        )  # fmt: skip
+        cluster_auth = ClusterAuth(client, settings, platform_namespace)
+        ready = False
+        functions_known = asyncio.Event()
+        gateway = compose_gateway(
+            registry,
+            backend,
+            settings,
+            async_queue=async_queue,
+            authentication=cluster_auth.auth,
+            ready=lambda: ready,
+            trigger_key_sources=KubernetesKeySources(client),
+            functions_known=functions_known,
+            code_store=code_store,
+        )
+        sites = await gateway.serve(list(listeners) or [Listener("all", host, port)])
+        try:
+            cluster_auth.start()
+            await backend.start()
+            functions_known.set()
+            await cluster_auth.synced()
+            ready = True
+            for site in sites:
+                log.info("gateway %s serving %s on %s", replica, site.listener.role, site.name)
+            await asyncio.Event().wait()
+        finally:
+            await cluster_auth.stop()
+            await backend.stop()
+            await gateway.close()
+    return 0
