@@ -330,4 +330,6 @@ async def run_kubernetes_gateway(
             await cluster_auth.stop()
             await backend.stop()
             await gateway.close()
+            if code_store is not None:
+                await code_store.close()
     return 0
