@@ -15,6 +15,7 @@ import random
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kfaas import runtimes
 from kfaas.config import Settings
@@ -95,6 +96,23 @@ class OperatorConfig:
     # automountServiceAccountToken: true): off unless the platform says so.
     allow_service_account_token: bool = False
     egress: EgressConfig = field(default_factory=EgressConfig)
+    # The code store (ADR 025; KFAAS_CODE_STORE_URL and KFAAS_CODE_STORE_KEY, the chart's
+    # codeStore): with both, code.zip Functions run (an init container fetches their zip with a
+    # read capability derived from the key); without, they are refused (CodeStoreNotAvailable).
+    code_store_url: str | None = None
+    code_store_key: str | None = field(default=None, repr=False)
+    # How the store's pods are labelled and the port they serve on: function pods' egress
+    # policy lets them reach exactly these (KFAAS_CODE_STORE_POD_LABELS).
+    code_store_pod_labels: tuple[tuple[str, str], ...] = (
+        ("app.kubernetes.io/name", "kfaas"),
+        ("app.kubernetes.io/component", "code-store"),
+    )
+    code_store_port: int = 8090
+
+    @property
+    def code_store(self) -> bool:
+        """Whether this platform runs the code store (code.zip Functions can run)."""
+        return self.code_store_url is not None and self.code_store_key is not None
 
     def images(self) -> dict[str, str]:
         """The image of each runtime the platform can run (a runtime missing has none)."""
@@ -123,6 +141,7 @@ class OperatorConfig:
             runtime_token_key=environ.get("KFAAS_RUNTIME_TOKEN_KEY") or None,
             allow_service_account_token=_flag(environ, "KFAAS_ALLOW_SERVICE_ACCOUNT_TOKEN", False),
             egress=EgressConfig.from_env(environ),
+            **_code_store(environ),
         )
 
 
@@ -164,6 +183,26 @@ class OperatorOptions:
             metrics_port=_port(environ.get("KFAAS_OPERATOR_METRICS_PORT")),
             standalone=standalone,
         )
+
+
+def _code_store(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The code store's settings; its URL and key come together or not at all."""
+    url = environ.get("KFAAS_CODE_STORE_URL", "").strip() or None
+    key = environ.get("KFAAS_CODE_STORE_KEY", "").strip() or None
+    if url is None:
+        return {}
+    if key is None:
+        raise ValueError("KFAAS_CODE_STORE_URL needs KFAAS_CODE_STORE_KEY (the code store's key)")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"KFAAS_CODE_STORE_URL={url!r} must be an http:// or https:// URL")
+    found: dict[str, Any] = {"code_store_url": url.rstrip("/"), "code_store_key": key}
+    labels = environ.get("KFAAS_CODE_STORE_POD_LABELS")
+    if labels:
+        found["code_store_pod_labels"] = _labels(labels, "KFAAS_CODE_STORE_POD_LABELS")
+    ports = _ports(environ, "KFAAS_CODE_STORE_POD_PORT")
+    if ports:
+        found["code_store_port"] = ports[0]
+    return found
 
 
 def _port(raw: str | None) -> int | None:

@@ -78,18 +78,23 @@ async def check_runtime(applier: Applier, state: FunctionPass) -> Outcome:
     return Outcome("RuntimeAvailable", "True", "ImageConfigured", message)
 
 
-# Until the code store's server and the pods' fetch step are part of the chart (ADR 025, its
-# slice 4), a cluster cannot run an uploaded zip: refused rather than run with no code.
+# A platform installed without the code store (the chart's codeStore.enabled: false) cannot run
+# an uploaded zip: refused rather than run with no code (ADR 025).
 ZIP_REFUSAL = (
-    "spec.code.zip needs the code store, which this platform does not run yet (ADR 025); "
-    "use code.image, code.inline or code.configMap"
+    "spec.code.zip needs the code store, which this platform does not run (chart value "
+    "codeStore.enabled); use code.image, code.inline or code.configMap"
 )
 
 
 async def store_code(applier: Applier, state: FunctionPass) -> Outcome:
     function = state.function
-    if function.spec.code.zip is not None:
-        return Outcome("CodeReady", "False", "CodeStoreNotAvailable", ZIP_REFUSAL)
+    stored = function.spec.code.zip
+    if stored is not None:
+        if not state.config.code_store:
+            return Outcome("CodeReady", "False", "CodeStoreNotAvailable", ZIP_REFUSAL)
+        # The gateway stored it before writing the Function; each pod fetches and checks it.
+        message = f"zip {stored.sha256[:12]} ({stored.size} bytes) in the code store"
+        return Outcome("CodeReady", "True", "StoredZip", message)
     config_map = fn_resources.make_code_config_map(function, state.uid)
     if config_map is not None:
         await applier.ensure(config_map)

@@ -3,10 +3,11 @@
 NetworkPolicies are allow-lists that add up: once one policy with ``Egress`` selects a pod, the
 pod may open only connections some rule of some such policy allows. kfaas's default allows DNS to
 the cluster's resolver, the gateway's invoke port (functions call functions through the gateway,
-never directly: ADR 011) and "anywhere" as an ``ipBlock`` of every address minus the link-local
-range (cloud metadata at 169.254.169.254 and fd00:ec2::254), minus what the platform lists as
-denied (its pod and service CIDRs, the API server's addresses). The platform's own Redis and Kafka
-and the API server are reached only if the platform allows them (``EgressConfig``).
+never directly: ADR 011), the code store's port when the platform runs it (ADR 025) and
+"anywhere" as an ``ipBlock`` of every address minus the link-local range (cloud metadata at
+169.254.169.254 and fd00:ec2::254), minus what the platform lists as denied (its pod and
+service CIDRs, the API server's addresses). The platform's own Redis and Kafka and the API server
+are reached only if the platform allows them (``EgressConfig``).
 
 What a NetworkPolicy cannot say, and docs/security.md repeats: whether an ``ipBlock`` matches
 in-cluster pod addresses is up to the network plugin (Calico: yes, Cilium: no), so "anywhere"
@@ -77,6 +78,15 @@ def make_egress_rules(config: OperatorConfig) -> list[Body]:
         "ports": [{"protocol": "TCP", "port": port} for port in egress.gateway_ports],
     }
     rules: list[Body] = [dns, gateway, {"to": _anywhere(egress)}]
+    if config.code_store:
+        # The code store's pods, where code.zip pods' init containers fetch their zip (ADR 025).
+        store = {
+            "namespaceSelector": {"matchLabels": platform},
+            "podSelector": {"matchLabels": dict(config.code_store_pod_labels)},
+        }
+        rules.append(
+            {"to": [store], "ports": [{"protocol": "TCP", "port": config.code_store_port}]}
+        )
     if egress.allow_platform_namespace:
         rules.append({"to": [{"namespaceSelector": {"matchLabels": platform}}]})
     if egress.allow_api_server and egress.api_server_cidrs:

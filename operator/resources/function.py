@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import math
 
-from kfaas import runtimes, runtimetoken
+from kfaas import code_capabilities, runtimes, runtimetoken
 from kfaas.code import code_digest, config_map_files, files_digest
 from kfaas.manifests import Function, ManifestError, parse_manifest
 from kfaas.podtemplate import PodTemplate
@@ -18,6 +18,7 @@ from kfaas.runtimeenv import runtime_environment
 
 from .. import names
 from ..config import OperatorConfig
+from . import zip_code
 from .common import (
     CONTAINER_SECURITY,
     POD_SECURITY,
@@ -194,6 +195,11 @@ def make_deployment(
     volumes: list[Body] = [
         {"name": "tmp", "emptyDir": {"sizeLimit": f"{config.tmp_size_mb}Mi"}},
     ]
+    init_containers: list[Body] = []
+    if function.spec.code.zip is not None:  # fetched from the code store (ADR 025)
+        container["volumeMounts"].append(zip_code.code_mount())
+        volumes.append(zip_code.code_volume())
+        init_containers.append(zip_code.fetch_container(function, config, image))
     config_map = code_config_map_name(function)
     if config_map is not None:
         container["volumeMounts"].append(
@@ -210,14 +216,15 @@ def make_deployment(
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": spec.timeout_seconds + SHUTDOWN_GRACE_SECONDS,
         "securityContext": POD_SECURITY,
+        **({"initContainers": init_containers} if init_containers else {}),
         "containers": [container],
         "volumes": volumes,
     }
     pod_spec.update(_placement(template))
     own_annotations = {names.CODE_SHA256_ANNOTATION: digest}
-    if config.runtime_token_key is not None:
-        token = runtime_token(function, config.runtime_token_key)
-        own_annotations[names.RUNTIME_TOKEN_ANNOTATION] = runtimetoken.fingerprint(token)
+    secret_fingerprint = token_fingerprint(function, config)
+    if secret_fingerprint is not None:
+        own_annotations[names.RUNTIME_TOKEN_ANNOTATION] = secret_fingerprint
     # kfaas's labels and annotations win over the Function's (which may not use kfaas.dev/ keys).
     extra = template.metadata
     template_meta: Body = {
@@ -315,18 +322,47 @@ def runtime_token(function: Function, key: str) -> str:
     return runtimetoken.derive(key, function.metadata.namespace, function.metadata.name)
 
 
-def make_token_secret(function: Function, uid: str, config: OperatorConfig) -> Body | None:
-    """The function's runtime token (ADR 011), which its pods read as KFAAS_RUNTIME_TOKEN."""
-    if config.runtime_token_key is None:
+def _secret_values(function: Function, config: OperatorConfig) -> dict[str, str]:
+    """The token Secret's keys: the runtime token (ADR 011) and a zip's read capability (025)."""
+    values = {}
+    if config.runtime_token_key is not None:
+        values[runtimetoken.SECRET_KEY] = runtime_token(function, config.runtime_token_key)
+    capability = zip_code.read_capability(function, config)
+    if capability is not None:
+        values[code_capabilities.SECRET_KEY] = capability
+    return values
+
+
+def token_fingerprint(function: Function, config: OperatorConfig) -> str | None:
+    """What the pod template carries of the token Secret, so a new key rolls the pods.
+
+    The runtime token's fingerprint as before; with a read capability too, one over both (a
+    rotated code store key must roll the pods as a rotated runtime token key does).
+    """
+    values = _secret_values(function, config)
+    if not values:
         return None
-    token = runtime_token(function, config.runtime_token_key)
+    if list(values) == [runtimetoken.SECRET_KEY]:
+        return runtimetoken.fingerprint(values[runtimetoken.SECRET_KEY])
+    return runtimetoken.fingerprint("\0".join(f"{key}={values[key]}" for key in sorted(values)))
+
+
+def make_token_secret(function: Function, uid: str, config: OperatorConfig) -> Body | None:
+    """The function's runtime token (ADR 011), which its pods read as KFAAS_RUNTIME_TOKEN, and a
+    code.zip function's read capability, which only its init container reads (ADR 025)."""
+    values = _secret_values(function, config)
+    if not values:
+        return None
     return with_hash(
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": _meta(function, uid, names.function_token(function.metadata.name)),
             "type": "Opaque",
-            "data": {runtimetoken.SECRET_KEY: base64.b64encode(token.encode()).decode()},
+            "data": {
+                key: base64.b64encode(value.encode()).decode()
+                for key, value in sorted(values.items())
+            },
         }
     )
 
