@@ -96,6 +96,7 @@ def create_app(
                 trigger_auth,
                 objects=objects,
                 code_store=code_store,
+                platform_redis_url=settings.redis_url,
             )
             await queue.start()
             dispatcher.start()

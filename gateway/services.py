@@ -28,3 +28,6 @@ class Services:
     # The management API's stores (ADR 024, 025); None where only the Invoke API is served.
     objects: ObjectStore | None = None
     code_store: CodeStore | None = None
+    # The platform's Redis (KFAAS_REDIS_URL): where a mapping named `arn:kfaas:redis:::stream/<s>`
+    # reads; None where there is none.
+    platform_redis_url: str | None = None
