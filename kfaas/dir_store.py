@@ -38,6 +38,7 @@ from .object_bodies import (
     with_status,
 )
 from .object_store import Body, ChangeListener, StoreError
+from .version_manifests import parse_alias, parse_version
 
 log = logging.getLogger("kfaas.dir_store")
 
@@ -58,12 +59,29 @@ def _validate_mapping(body: Body) -> None:
     from_api_object(body, EventSourceMapping)
 
 
+def _validate_version(body: Body) -> None:
+    parse_version(body)
+    # The CRD's `self == oldSelf` on spec: the generation moves exactly when the spec changed,
+    # and a version is created at 1, so a later one is a replaced spec.
+    if int(body["metadata"].get("generation", 1)) != 1:
+        raise store.Invalid(
+            f'FunctionVersion "{body["metadata"]["name"]}" is invalid: spec: a published '
+            "version is immutable: publish a new version instead",
+            "spec",
+        )
+
+
+def _validate_alias(body: Body) -> None:
+    parse_alias(body)
+
+
 # What the API server's schema checks, by plural; a validator raises ``object_store.Invalid`` or
-# a ``ManifestError`` (the store turns it into ``Invalid`` naming its field). The kinds without
-# a model here (functionversions, functionaliases) are registered by the modules defining them.
+# a ``ManifestError`` (the store turns it into ``Invalid`` naming its field).
 VALIDATORS: dict[str, Validator] = {
     store.FUNCTIONS: _validate_function,
     store.EVENT_SOURCE_MAPPINGS: _validate_mapping,
+    store.FUNCTION_VERSIONS: _validate_version,
+    store.FUNCTION_ALIASES: _validate_alias,
 }
 
 
