@@ -1,95 +1,24 @@
-"""A gateway serving the management API in-process, and boto3's Lambda client pointed at it.
+"""boto3's Lambda client on a gateway serving the management API in-process.
 
-``management_gateway`` runs ``gateway.app.create_app`` on its own event loop in a thread (boto3 is
-synchronous), over kfaas dev's folder stores in the test's ``tmp_path``: a
-``DirectoryObjectStore`` and a ``DirectoryCodeStore``. No instance ever starts (the backend is
-inert), so tests play the operator themselves:
-``gateway.run(gateway.objects.write_status(...))``.
+``management_gateway`` (``tests/management_gateway.py``) serves ``gateway.app.create_app`` over
+kfaas dev's folder stores in the test's ``tmp_path``; ``lambda_api`` is boto3 pointed at it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from aiohttp import web
 from devserver import make_lambda_client
+from management_gateway import ManagementGateway, NoInstances, serve_in_thread
 
-from kfaas.backends import EndpointsListener
 from kfaas.code_folder import DirectoryCodeStore
 from kfaas.config import Settings
 from kfaas.dir_store import DirectoryObjectStore
 from kfaas.gateway.app import create_app
 from kfaas.gateway.registry import FunctionRegistry
-
-T = TypeVar("T")
-START_SECONDS = 10
-
-
-class NoInstances:
-    """A backend that never starts anything: the management API needs no instance."""
-
-    def subscribe(self, listener: EndpointsListener) -> None:
-        pass
-
-    def demand(self, function_key: str, concurrency: int) -> None:
-        pass
-
-
-@dataclass
-class ManagementGateway:
-    url: str
-    client: Any  # boto3's Lambda client
-    objects: DirectoryObjectStore
-    code_store: DirectoryCodeStore
-    loop: asyncio.AbstractEventLoop
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the gateway's loop (the stores belong to it) and wait."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(START_SECONDS)
-
-
-def serve_in_thread(app: web.Application) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
-    """Serve ``app`` on 127.0.0.1 from a thread with its own loop until the generator closes."""
-    loop = asyncio.new_event_loop()
-    started: Future[str] = Future()
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            started.set_result(f"http://{host}:{port}")
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-
-    def thread_main() -> None:
-        try:
-            loop.run_until_complete(main())
-        except BaseException as exc:  # reported to the test instead of a thread warning
-            if not started.done():
-                started.set_exception(exc)
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=thread_main, name="management-gateway", daemon=True)
-    thread.start()
-    try:
-        yield started.result(START_SECONDS), loop
-    finally:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        thread.join(START_SECONDS)
 
 
 @pytest.fixture
@@ -106,7 +35,7 @@ def management_gateway(tmp_path: Path) -> Iterator[ManagementGateway]:
     served = serve_in_thread(app)
     try:
         url, loop = next(served)
-        yield ManagementGateway(url, make_lambda_client(url), objects, code_store, loop)
+        yield ManagementGateway(url, make_lambda_client(url), objects, code_store, loop, app)
     finally:
         served.close()
         objects.close()

@@ -1,0 +1,89 @@
+"""A gateway serving the management API in-process (tests/management/conftest.py's fixtures).
+
+``management_gateway`` runs ``gateway.app.create_app`` on its own event loop in a thread (boto3 is
+synchronous), over kfaas dev's folder stores in the test's ``tmp_path``: a
+``DirectoryObjectStore`` and a ``DirectoryCodeStore``. No instance ever starts (the backend is
+inert), so tests play the operator themselves:
+``gateway.run(gateway.objects.write_status(...))``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Generator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from kfaas.backends import EndpointsListener
+from kfaas.code_folder import DirectoryCodeStore
+from kfaas.dir_store import DirectoryObjectStore
+
+T = TypeVar("T")
+START_SECONDS = 10
+
+
+class NoInstances:
+    """A backend that never starts anything: the management API needs no instance."""
+
+    def subscribe(self, listener: EndpointsListener) -> None:
+        pass
+
+    def demand(self, function_key: str, concurrency: int) -> None:
+        pass
+
+
+@dataclass
+class ManagementGateway:
+    url: str
+    client: Any  # boto3's Lambda client
+    objects: DirectoryObjectStore
+    code_store: DirectoryCodeStore
+    loop: asyncio.AbstractEventLoop
+    app: web.Application
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the gateway's loop (the stores belong to it) and wait."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(START_SECONDS)
+
+
+def serve_in_thread(
+    app: web.Application,
+) -> Generator[tuple[str, asyncio.AbstractEventLoop], None, None]:
+    """Serve ``app`` on 127.0.0.1 from a thread with its own loop until the generator closes."""
+    loop = asyncio.new_event_loop()
+    started: Future[str] = Future()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            started.set_result(f"http://{host}:{port}")
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def thread_main() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # reported to the test instead of a thread warning
+            if not started.done():
+                started.set_exception(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=thread_main, name="management-gateway", daemon=True)
+    thread.start()
+    try:
+        yield started.result(START_SECONDS), loop
+    finally:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        thread.join(START_SECONDS)
