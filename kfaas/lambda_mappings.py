@@ -11,6 +11,7 @@ whether it has seen the current generation. Pure: camelCase spec dictionaries in
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -80,6 +81,13 @@ def _text(value: Any, parameter: str) -> str:
     return value
 
 
+def _holds_credentials(url: str) -> bool:
+    """A user, a password or a password parameter: not to be copied into a user's object."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
+    return bool(parts.username or parts.password or "password" in query or "username" in query)
+
+
 def _source(request: Mapping[str, Any], redis_url: str | None) -> Spec:
     """The spec's ``kafka`` or ``redis`` object for a CreateEventSourceMapping request."""
     position = request.get("StartingPosition", "LATEST")
@@ -106,6 +114,12 @@ def _source(request: Mapping[str, Any], redis_url: str | None) -> Spec:
         if redis_url is None:
             raise InvalidParameter(
                 "EventSourceArn", "EventSourceArn: this platform has no Redis (KFAAS_REDIS_URL)"
+            )
+        if _holds_credentials(redis_url):
+            raise InvalidParameter(
+                "EventSourceArn",
+                "EventSourceArn: the platform's Redis URL holds credentials, which the mapping "
+                "would show to everyone who may read it; apply the mapping with kubectl instead",
             )
         stream = arn[len(REDIS_PREFIX) :]
         _text(stream, "EventSourceArn")

@@ -160,6 +160,10 @@ def test_a_redis_source_needs_the_platforms_redis_and_no_topics() -> None:
     request = {"FunctionName": "resize", "EventSourceArn": "arn:kfaas:redis:::stream/s"}
     with pytest.raises(InvalidParameter, match="KFAAS_REDIS_URL"):
         create(request, redis_url=None)
+    for secret in ("redis://:pw@redis:6379", "redis://user@redis", "redis://redis?password=pw"):
+        with pytest.raises(InvalidParameter, match="credentials") as caught:
+            create(request, redis_url=secret)
+        assert caught.value.parameter == "EventSourceArn"
     with pytest.raises(InvalidParameter, match="Topics"):
         create({**request, "Topics": ["t"]})
     with pytest.raises(InvalidParameter, match="Kafka sources only"):
