@@ -29,15 +29,17 @@ from kfaas.lambda_shapes import (
 )
 from kfaas.lambda_tags import ANNOTATION as TAGS_ANNOTATION
 from kfaas.lambda_tags import MalformedTags, decode_tags
-from kfaas.manifests import API_VERSION, Function, ManifestError
+from kfaas.manifests import Function, ManifestError
 from kfaas.names import (
     LATEST,
     FunctionRef,
     InvalidFunctionName,
     QualifierMismatch,
+    function_arn,
     parse_function_name,
 )
 from kfaas.pagination import paginate, parse_max_items
+from kfaas.version_manifests import parse_alias, parse_version
 
 from . import auth, function_code, management
 from .errors import InvalidParameterValue, ResourceNotFound, ServiceError
@@ -58,6 +60,8 @@ class Read:
     facts: ObjectFacts
     body: Mapping[str, Any]
     version: str = LATEST
+    # The alias the read went through: Lambda then qualifies FunctionArn with it.
+    alias: str | None = None
 
 
 def function_ref(services: Services, request: web.Request, raw: str) -> FunctionRef:
@@ -81,15 +85,19 @@ def parse_function(body: Mapping[str, Any]) -> Function:
         raise ServiceError(f"The stored function cannot be read: {exc}") from exc
 
 
-def _template(body: Mapping[str, Any], ref: FunctionRef) -> Function:
+def _template(body: Mapping[str, Any]) -> Function:
     """A FunctionVersion's frozen template as the Function it runs."""
-    document = {
-        "apiVersion": API_VERSION,
-        "kind": "Function",
-        "metadata": {"name": ref.name, "namespace": ref.namespace},
-        "spec": (body.get("spec") or {}).get("template") or {},
-    }
-    return parse_function(document)
+    try:
+        return parse_version(body).function()
+    except ManifestError as exc:
+        raise ServiceError(f"The stored version cannot be read: {exc}") from exc
+
+
+def _alias_target(body: Mapping[str, Any]) -> str:
+    try:
+        return parse_alias(body).spec.function_version
+    except ManifestError as exc:
+        raise ServiceError(f"The stored alias cannot be read: {exc}") from exc
 
 
 async def read(services: Services, ref: FunctionRef) -> Read:
@@ -103,19 +111,21 @@ async def read(services: Services, ref: FunctionRef) -> Read:
         return Read(function, facts.object, {})
     store = services.objects
     qualifier = ref.qualifier or LATEST
+    alias_name = None
     with management.store_errors(what):
         if qualifier != LATEST and not set(qualifier) <= _DIGITS:
+            alias_name = qualifier
             alias = await store.get(
                 object_store.FUNCTION_ALIASES, ref.namespace, f"{ref.name}.{qualifier}"
             )
-            qualifier = str((alias.get("spec") or {}).get("functionVersion", LATEST))
+            qualifier = _alias_target(alias)
         if qualifier == LATEST:
             body = await store.get(object_store.FUNCTIONS, ref.namespace, ref.name)
-            return Read(parse_function(body), object_facts(body), body)
+            return Read(parse_function(body), object_facts(body), body, alias=alias_name)
         body = await store.get(
             object_store.FUNCTION_VERSIONS, ref.namespace, f"{ref.name}.{qualifier}"
         )
-    return Read(_template(body, ref), object_facts(body), body, version=qualifier)
+    return Read(_template(body), object_facts(body), body, qualifier, alias_name)
 
 
 async def code_facts(services: Services, loaded: Read) -> CodeFacts | None:
@@ -127,23 +137,27 @@ async def code_facts(services: Services, loaded: Read) -> CodeFacts | None:
 def configuration(services: Services, loaded: Read, code: CodeFacts | None) -> dict[str, Any]:
     """Lambda's FunctionConfiguration of what was read."""
     function = loaded.function
-    annotations = (loaded.body.get("metadata") or {}).get("annotations") or {}
     if loaded.version != LATEST:  # a version's description is its own, not its template's
         description = str((loaded.body.get("spec") or {}).get("description", ""))
     else:
         description = function.spec.description
-    return dict(
+    answer: dict[str, Any] = dict(
         function_configuration(
             function,
             loaded.facts,
             code,
             region=services.registry.region,
             version=loaded.version,
-            role=annotations.get(ROLE_ANNOTATION)
-            or function.metadata.annotations.get(ROLE_ANNOTATION),
+            role=function.metadata.annotations.get(ROLE_ANNOTATION),
             description=description,
         )
     )
+    if loaded.alias is not None:
+        namespace, name = function.metadata.namespace, function.metadata.name
+        answer["FunctionArn"] = function_arn(
+            namespace, name, region=services.registry.region, qualifier=loaded.alias
+        )
+    return answer
 
 
 async def authorize_read(

@@ -280,3 +280,68 @@ def test_a_function_that_never_ran_fails_the_active_waiter(
             FunctionName="thumbnail", WaiterConfig={"Delay": 1, "MaxAttempts": 3}
         )
     assert "failure" in str(failed.value)
+
+
+def _publish_by_hand(gateway: ManagementGateway, name: str) -> dict[str, Any]:
+    """A FunctionVersion and an alias to it, written as PublishVersion and CreateAlias would."""
+    function = gateway.run(gateway.objects.get(object_store.FUNCTIONS, "default", name))
+    version = {
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "FunctionVersion",
+        "metadata": {"name": f"{name}.1", "namespace": "default"},
+        "spec": {
+            "functionName": name,
+            "version": 1,
+            "description": "first release",
+            "codeSha256": "unused-here",
+            "configSha256": "e" * 64,
+            "template": function["spec"],
+        },
+    }
+    alias = {
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "FunctionAlias",
+        "metadata": {"name": f"{name}.live", "namespace": "default"},
+        "spec": {"functionName": name, "name": "live", "functionVersion": "1"},
+    }
+    manager = object_store.GATEWAY_MANAGER
+    gateway.run(
+        gateway.objects.create(object_store.FUNCTION_VERSIONS, version, field_manager=manager)
+    )
+    gateway.run(gateway.objects.create(object_store.FUNCTION_ALIASES, alias, field_manager=manager))
+    return function
+
+
+def test_qualified_reads_name_a_version_or_an_alias(management_gateway: ManagementGateway) -> None:
+    client = management_gateway.client
+    created = create(client, Description="head")
+    _publish_by_hand(management_gateway, "thumbnail")
+    version = client.get_function_configuration(FunctionName="thumbnail", Qualifier="1")
+    assert (version["Version"], version["Description"]) == ("1", "first release")
+    assert version["FunctionArn"].endswith(":function:thumbnail:1")
+    assert version["CodeSha256"] == created["CodeSha256"]
+    assert version["RevisionId"] != created["RevisionId"]
+    aliased = client.get_function(FunctionName="thumbnail:live")
+    assert aliased["Configuration"]["Version"] == "1"
+    assert aliased["Configuration"]["FunctionArn"].endswith(":function:thumbnail:live")
+    assert download(aliased["Code"]["Location"]) == package()
+    assert client.get_function(FunctionName="thumbnail")["Configuration"]["Version"] == "$LATEST"
+    for missing in ("2", "canary"):
+        error = error_of(client.get_function, FunctionName="thumbnail", Qualifier=missing)
+        assert error["Code"] == "ResourceNotFoundException"
+
+    fast = {"Delay": 1, "MaxAttempts": 2}
+    waiter = client.get_waiter("published_version_active")
+    with pytest.raises(WaiterError):
+        waiter.wait(FunctionName="thumbnail", Qualifier="1", WaiterConfig=fast)
+    status = {
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "codeSha256": "d" * 64,
+    }
+    management_gateway.run(
+        management_gateway.objects.write_status(
+            object_store.FUNCTION_VERSIONS, "default", "thumbnail.1", status
+        )
+    )
+    waiter.wait(FunctionName="thumbnail", Qualifier="1", WaiterConfig=fast)
