@@ -19,7 +19,7 @@ from aiohttp import web
 
 from kfaas import jsontext
 from kfaas.manifests import Function
-from kfaas.names import InvalidFunctionName, QualifierMismatch, parse_function_name
+from kfaas.names import FunctionRef, InvalidFunctionName, QualifierMismatch, parse_function_name
 
 from . import (
     auth,
@@ -33,7 +33,6 @@ from .asyncq import AsyncEvent, QueueFull
 from .errors import (
     InvalidParameterValue,
     InvalidRequestContent,
-    ResourceNotFound,
     TooManyRequests,
 )
 from .invoker import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, InvokeOptions
@@ -84,7 +83,11 @@ async def _dispatch(services: Services, request: web.Request) -> web.StreamRespo
     method = request.method
     if len(parts) == 2 and parts[1] == "invocations" and method == "POST":
         await _authorize(services, request, parts[0], "invoke", "InvokeFunction")
-        return await _invoke(services, request, _resolve(services, request, parts[0]))
+        ref = _ref(services, request, parts[0])
+        # `name:N`, `name:alias`, ?Qualifier= and qualified ARNs run exactly that version; an
+        # alias draws its version here, once per invocation (an async one: when accepted).
+        function = services.registry.resolve(ref)
+        return await _invoke(services, request, function, ref.qualifier)
     return await management.dispatch(services, request, MANAGEMENT_ROUTES)
 
 
@@ -102,24 +105,19 @@ async def _authorize(
     )  # fmt: skip
 
 
-def _resolve(services: Services, request: web.Request, raw_name: str) -> Function:
+def _ref(services: Services, request: web.Request, raw_name: str) -> FunctionRef:
     try:
-        ref = parse_function_name(
+        return parse_function_name(
             raw_name,
             services.registry.default_namespace,
             qualifier=request.query.get("Qualifier"),
         )
     except (InvalidFunctionName, QualifierMismatch) as exc:
         raise InvalidParameterValue(str(exc)) from exc
-    if ref.qualifier not in (None, "$LATEST"):
-        raise ResourceNotFound(
-            f"Function not found: {services.registry.arn(ref.namespace, ref.name)}:{ref.qualifier}"
-        )
-    return services.registry.get_ref(ref)
 
 
 async def _invoke(
-    services: Services, request: web.Request, function: Function
+    services: Services, request: web.Request, function: Function, qualifier: str | None = None
 ) -> web.StreamResponse:
     request_id: str = request[REQUEST_ID]
     invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
@@ -147,9 +145,10 @@ async def _invoke(
         log_tail=request.headers.get("X-Amz-Log-Type") == "Tail",
         client_context=_client_context(request.headers.get("X-Amz-Client-Context")),
         trace_id=_trace_header(request.headers.get("X-Amzn-Trace-Id")),
+        qualifier=qualifier,
     )
     result = await services.invoker.invoke(function.key, payload, options)
-    headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"}
+    headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": function.version}
     if result.function_error:
         headers["X-Amz-Function-Error"] = result.function_error
     if result.log_result is not None:
@@ -194,5 +193,5 @@ def _trace_header(value: str | None) -> str | None:
     return value
 
 
-def _labels(function: Function) -> tuple[str, str]:
-    return function.metadata.namespace, function.metadata.name
+def _labels(function: Function) -> tuple[str, str, str]:
+    return function.metadata.namespace, function.metadata.name, function.version

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kfaas.backends import Endpoint, InstanceBackend
 from kfaas.code_store import CodeStore
 from kfaas.config import Settings
+from kfaas.names import parse_function_key
 from kfaas.object_store import ObjectStore
 from kfaas.upstream import UpstreamPool
 
@@ -56,7 +57,7 @@ def create_app(
 
     def endpoints_changed(key: str, endpoints: list[Endpoint]) -> None:
         router.set_endpoints(key, endpoints)
-        metrics.ready_instances.labels(*key.split("/", 1)).set(len(endpoints))
+        metrics.ready_instances.labels(*parse_function_key(key)).set(len(endpoints))
 
     backend.subscribe(endpoints_changed)
     queue = async_queue or MemoryQueue(

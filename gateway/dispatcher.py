@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from kfaas import aiokit
 from kfaas.events import invocation_record
 from kfaas.manifests import Function
+from kfaas.names import function_arn
 from kfaas.retries import next_async_step
 
 from .asyncq import LOOP_RESTART, AsyncEvent, AsyncQueue, Delivery
@@ -141,8 +142,8 @@ class Dispatcher:
             return
         config = function.spec.async_
         age = time.time() - event.accepted_at
-        namespace, name = function.metadata.namespace, function.metadata.name
-        self.invoker.metrics.async_event_age.labels(namespace, name).observe(age)
+        labels = _labels(function)
+        self.invoker.metrics.async_event_age.labels(*labels).observe(age)
         if age > config.maximum_event_age_seconds:
             await self._finish(function, event, "EventAgeExceeded", None)
             return
@@ -200,7 +201,7 @@ class Dispatcher:
         namespace, name = function.metadata.namespace, function.metadata.name
         if destination is None:
             if condition != "Success":
-                self.invoker.metrics.async_dropped.labels(namespace, name, condition).inc()
+                self.invoker.metrics.async_dropped.labels(*_labels(function), condition).inc()
                 log.warning(
                     "async event %s of %s ended with %s and has no onFailure destination",
                     event.request_id,
@@ -210,7 +211,11 @@ class Dispatcher:
             return
         record = invocation_record(
             request_id=event.request_id,
-            function_arn=self.invoker.registry.arn(namespace, name) + ":$LATEST",
+            # The version the event runs (an alias was resolved when the event was accepted).
+            function_arn=function_arn(
+                namespace, name, region=self.invoker.registry.region, qualifier=function.version
+            ),
+            executed_version=function.version,
             condition=condition,
             approximate_invoke_count=event.invocations,
             request_payload=_json_or_text(event.payload),
@@ -228,7 +233,7 @@ class Dispatcher:
             else:
                 await self.destinations.send(destination, dict(record))
         except Exception as exc:
-            self.invoker.metrics.destination_failures.labels(namespace, name).inc()
+            self.invoker.metrics.destination_failures.labels(*_labels(function)).inc()
             log.error(
                 "invocation record of %s (%s) could not be delivered to %s: %s",
                 event.request_id,
@@ -236,6 +241,10 @@ class Dispatcher:
                 destination,
                 exc,
             )
+
+
+def _labels(function: Function) -> tuple[str, str, str]:
+    return function.metadata.namespace, function.metadata.name, function.version
 
 
 def _json_or_text(payload: bytes) -> Any:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from opentelemetry import propagate, trace
 
 from kfaas import runtimetoken
+from kfaas.names import LATEST, function_arn, function_key
 from kfaas.upstream import UpstreamError, UpstreamPool, UpstreamUnreachable
 from kfaas.wire import HeaderError
 
 from .errors import InvalidParameterValue, RequestTooLarge, ServiceError, TooManyRequests
-from .metrics import GatewayMetrics
+from .metrics import GatewayMetrics, Labels
 from .registry import FunctionRegistry
 from .routing import FunctionPool, Router
 
@@ -43,6 +44,8 @@ class InvokeOptions:
     """An X-Ray trace header value to hand to the function."""
     carrier: dict[str, str] = field(default_factory=dict)
     """Propagation headers (``traceparent``) of the caller, when not taken from the current span."""
+    qualifier: str | None = None
+    """The qualifier the caller named (an alias, a version), for the invoked function's ARN."""
 
 
 @dataclass
@@ -72,21 +75,25 @@ class Invoker:
         self.upstream = upstream
 
     async def invoke(self, key: str, payload: bytes, options: InvokeOptions) -> InvokeResult:
-        """Run one invocation of the function ``namespace/name`` and return its result.
+        """Run one invocation of ``namespace/name`` (or version ``namespace/name:N``).
 
         Raises ``ResourceNotFound`` for an unknown function and the other ``ApiError``s for
         throttles, oversized payloads and unreachable instances; a function error is a result.
         """
         function = self.registry.get(key)
-        namespace, name = function.metadata.namespace, function.metadata.name
+        labels = (function.metadata.namespace, function.metadata.name, function.version)
         if len(payload) > SYNC_PAYLOAD_LIMIT:
             raise RequestTooLarge(
                 f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the Invoke operation"
             )
-        pool = self.router.pool(key, function.spec.concurrency.reserved)
+        # Reserved concurrency is the function's (a template's is not used, ADR 024); here it
+        # caps each version's invocations apart, where Lambda caps all versions together.
+        latest = self.registry.find(function_key(labels[0], labels[1]))
+        reserved = (latest or function).spec.concurrency.reserved
+        pool = self.router.pool(key, reserved)
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
-                return await self._invoke_once(pool, namespace, name, payload, options)
+                return await self._invoke_once(pool, labels, payload, options)
             except UpstreamUnreachable as unreachable:
                 if attempt == CONNECT_ATTEMPTS:
                     raise ServiceError(
@@ -95,14 +102,15 @@ class Invoker:
         raise AssertionError("unreachable")
 
     async def _invoke_once(
-        self, pool: FunctionPool, namespace: str, name: str, payload: bytes, options: InvokeOptions
+        self, pool: FunctionPool, labels: Labels, payload: bytes, options: InvokeOptions
     ) -> InvokeResult:
+        namespace, name, version = labels
         try:
             slot = await pool.acquire()
         except TooManyRequests:
-            self.metrics.throttles.labels(namespace, name).inc()
+            self.metrics.throttles.labels(*labels).inc()
             raise
-        self.metrics.concurrent.labels(namespace, name).inc()
+        self.metrics.concurrent.labels(*labels).inc()
         started = time.perf_counter()
         try:
             with tracer.start_as_current_span(
@@ -110,7 +118,7 @@ class Invoker:
                 kind=trace.SpanKind.CLIENT,
                 attributes={"faas.invoked_name": name, "faas.invocation_id": options.request_id},
             ):
-                headers = self._headers(namespace, name, options)
+                headers = self._headers(namespace, name, version, options)
                 if slot.endpoint.token:  # ADR 011: only the platform reaches a runtime
                     headers[runtimetoken.HEADER] = slot.endpoint.token
                 try:
@@ -121,15 +129,21 @@ class Invoker:
                     raise
         finally:
             pool.release(slot)
-            self.metrics.concurrent.labels(namespace, name).dec()
+            self.metrics.concurrent.labels(*labels).dec()
         result.duration_seconds = time.perf_counter() - started
-        self.metrics.record(namespace, name, result)
+        self.metrics.record(labels, result)
         return result
 
-    def _headers(self, namespace: str, name: str, options: InvokeOptions) -> dict[str, str]:
+    def _headers(
+        self, namespace: str, name: str, version: str, options: InvokeOptions
+    ) -> dict[str, str]:
+        # The ARN as invoked (Lambda's context.invoked_function_arn): with the alias or version
+        # the caller named; an async event names the version its alias chose when accepted.
+        qualifier = options.qualifier or (None if version == LATEST else version)
+        invoked = function_arn(namespace, name, region=self.registry.region, qualifier=qualifier)
         headers = {
             "Lambda-Runtime-Aws-Request-Id": options.request_id,
-            "Lambda-Runtime-Invoked-Function-Arn": self.registry.arn(namespace, name),
+            "Lambda-Runtime-Invoked-Function-Arn": invoked,
         }
         if options.log_tail:
             headers["X-Amz-Log-Type"] = "Tail"

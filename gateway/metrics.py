@@ -1,7 +1,9 @@
 """The gateway's Prometheus metrics, named after Lambda's CloudWatch set (``kfaas_`` prefix).
 
 Each gateway app owns its registry so that several can live in one process (tests, ``kfaas dev``).
-Throttles are counted in neither invocations nor errors, as in Lambda.
+Throttles are counted in neither invocations nor errors, as in Lambda. Every per-function series
+carries the version that ran (`$LATEST` or N, ADR 024): a canary's versions are told apart, and
+`sum by (namespace, function)` still gives the function's totals.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LABELS = ("namespace", "function")
+LABELS = ("namespace", "function", "version")
+Labels = tuple[str, str, str]
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -103,12 +106,12 @@ class GatewayMetrics:
             registry=r,
         )
 
-    def record(self, namespace: str, name: str, result: Outcome) -> None:
-        self.invocations.labels(namespace, name).inc()
-        self.duration.labels(namespace, name).observe(result.duration_seconds)
+    def record(self, labels: Labels, result: Outcome) -> None:
+        self.invocations.labels(*labels).inc()
+        self.duration.labels(*labels).observe(result.duration_seconds)
         if result.function_error:
-            self.errors.labels(namespace, name).inc()
+            self.errors.labels(*labels).inc()
         if result.cold_start:
-            self.cold_starts.labels(namespace, name).inc()
+            self.cold_starts.labels(*labels).inc()
             if result.init_duration_seconds is not None:
-                self.init_duration.labels(namespace, name).observe(result.init_duration_seconds)
+                self.init_duration.labels(*labels).observe(result.init_duration_seconds)

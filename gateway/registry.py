@@ -1,5 +1,9 @@
 """The functions a gateway knows, by ``namespace/name``, and how Invoke API names resolve to them.
 
+Published versions are held beside them, each as a Function run from its template and keyed
+``namespace/name:N`` (so routing, instances, demand and metrics treat it as a function of its
+own); aliases are routing data: resolving ``name:alias`` draws the version that runs (ADR 024).
+
 Fed by ``kfaas dev`` from manifest files, or in a cluster by watching Function objects. Beside
 each Function it keeps the facts Lambda's read operations report (ADR 024): in a cluster those of
 the API object; in ``kfaas dev`` those of the registry itself — a uid per function for this run,
@@ -8,16 +12,19 @@ a generation counted up at every change ``kfaas dev`` applies and the time it ap
 
 from __future__ import annotations
 
+import builtins
 import datetime
+import random
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from kfaas.code import tree_files
 from kfaas.lambda_code import CodeFacts, files_code, image_code
 from kfaas.lambda_shapes import ObjectFacts
+from kfaas.lambda_versions import choose_version
 from kfaas.manifests import Function
-from kfaas.names import FunctionRef, function_arn
+from kfaas.names import LATEST, FunctionRef, function_arn, function_key
 
 from .errors import ResourceNotFound
 
@@ -31,6 +38,15 @@ class FunctionFacts:
     object: ObjectFacts
     # None when the gateway cannot see the code (a `code.configMap` in a cluster).
     code: CodeFacts | None
+
+
+@dataclass(frozen=True)
+class AliasRoute:
+    """Where an alias sends invocations: its version, and the one extra version's weight."""
+
+    primary: str
+    """`$LATEST` or a published version's number."""
+    weights: Mapping[str, float] = field(default_factory=dict)
 
 
 def code_facts(function: Function, *, local_files: bool = True) -> CodeFacts | None:
@@ -57,9 +73,13 @@ class FunctionRegistry:
     def __init__(self, *, default_namespace: str = "default", region: str = "us-east-1") -> None:
         self.default_namespace = default_namespace
         self.region = region
+        # `$LATEST` by `namespace/name` and published versions by `namespace/name:N`.
         self._functions: dict[str, Function] = {}
         self._facts: dict[str, FunctionFacts] = {}
+        self._aliases: dict[tuple[str, str, str], AliasRoute] = {}
         self._listeners: list[FunctionsListener] = []
+        # The uniform draw an alias's weighted choice takes, one per invocation (tests fix it).
+        self.draw: Callable[[], float] = random.random
 
     def subscribe(self, listener: FunctionsListener) -> None:
         self._listeners.append(listener)
@@ -106,7 +126,40 @@ class FunctionRegistry:
         return self.get(f"{ref.namespace}/{ref.name}")
 
     def list(self) -> list[Function]:
-        return [self._functions[key] for key in sorted(self._functions)]
+        """The functions (`$LATEST`); published versions are in ``versions``."""
+        return [f for key, f in sorted(self._functions.items()) if f.version == LATEST]
+
+    def versions(self) -> builtins.list[Function]:
+        return [f for key, f in sorted(self._functions.items()) if f.version != LATEST]
+
+    def put_alias(self, namespace: str, function: str, alias: str, route: AliasRoute) -> None:
+        self._aliases[(namespace, function, alias)] = route
+
+    def remove_alias(self, namespace: str, function: str, alias: str) -> None:
+        self._aliases.pop((namespace, function, alias), None)
+
+    def alias(self, namespace: str, function: str, alias: str) -> AliasRoute | None:
+        return self._aliases.get((namespace, function, alias))
+
+    def resolve(self, ref: FunctionRef) -> Function:
+        """What an invocation of ``ref`` runs: `$LATEST`, version N, or a version its alias
+        draws (a new draw per call); ResourceNotFound, with Lambda's message, for none."""
+        qualifier = ref.qualifier or LATEST
+        version = qualifier
+        if qualifier != LATEST and not qualifier.isdigit():
+            route = self._aliases.get((ref.namespace, ref.name, qualifier))
+            if route is None:
+                raise self._not_found(ref)
+            version = choose_version(route.primary, route.weights, self.draw())
+        function = self._functions.get(function_key(ref.namespace, ref.name, version))
+        if function is None:
+            raise self._not_found(ref)
+        return function
+
+    def _not_found(self, ref: FunctionRef) -> ResourceNotFound:
+        qualifier = None if ref.qualifier == LATEST else ref.qualifier
+        arn = function_arn(ref.namespace, ref.name, region=self.region, qualifier=qualifier)
+        return ResourceNotFound(f"Function not found: {arn}")
 
     def arn(self, namespace: str, name: str) -> str:
         return function_arn(namespace, name, region=self.region)

@@ -2,6 +2,8 @@
 
 Only functions with ``http.enabled`` answer (like a function URL). ``rawPath`` is the part after the
 function's prefix. The function's reply is mapped back with the 2.0 response format.
+``/fn/{namespace}/{name}:{qualifier}`` runs a published version or an alias (drawn per request),
+with that version's own ``http`` settings, as a Lambda function URL on an alias does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from kfaas.events import http_api_event, http_response_from_result
+from kfaas.names import FunctionRef
 
 from .errors import ResourceNotFound
 from .invoker import SYNC_PAYLOAD_LIMIT, InvokeOptions
@@ -34,9 +37,10 @@ def routes(services: Callable[[], Services]) -> list[web.RouteDef]:
 
 
 async def _trigger(services: Services, request: web.Request) -> web.StreamResponse:
-    namespace, name = request.match_info["namespace"], request.match_info["name"]
-    key = f"{namespace}/{name}"
-    function = services.registry.get(key)
+    namespace, named = request.match_info["namespace"], request.match_info["name"]
+    name, _, qualifier = named.partition(":")
+    function = services.registry.resolve(FunctionRef(namespace, name, qualifier or None))
+    key = function.key
     http = function.spec.http
     if not http.enabled:
         raise ResourceNotFound(f"Function {key} has no HTTP trigger (spec.http.enabled is false)")
@@ -48,8 +52,9 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
     body = (
         verdict.body if verdict.body is not None else await read_body(request, SYNC_PAYLOAD_LIMIT)
     )
-    prefix = f"/fn/{namespace}/{name}"
-    raw_path = request.raw_path.split("?", 1)[0][len(prefix) :] or "/"
+    # After `/fn/{namespace}/{name}` as sent (a qualifier's `$` may arrive percent-encoded).
+    segments = request.raw_path.split("?", 1)[0].split("/", 4)
+    raw_path = "/" + segments[4] if len(segments) > 4 else "/"
     peer = request.remote or "127.0.0.1"
     event = http_api_event(
         method=request.method,
@@ -64,7 +69,8 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
         now_ms=int(time.time() * 1000),
     )
     payload = json.dumps(event).encode()
-    result = await services.invoker.invoke(key, payload, InvokeOptions(request_id=request_id))
+    options = InvokeOptions(request_id=request_id, qualifier=qualifier or None)
+    result = await services.invoker.invoke(key, payload, options)
     if result.function_error:
         return web.Response(
             status=502,

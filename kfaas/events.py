@@ -356,11 +356,12 @@ def invocation_record(
     function_error: str | None,
     response_payload: Any,
     timestamp: datetime,
+    executed_version: str = "$LATEST",
 ) -> InvocationRecord:
     """The record Lambda sends to an async invocation's onSuccess/onFailure destination."""
     response_context: InvocationResponseContext = {
         "statusCode": status_code,
-        "executedVersion": "$LATEST",
+        "executedVersion": executed_version,
     }
     if function_error is not None:
         response_context["functionError"] = function_error

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from kfaas.names import LATEST, function_key
 from kfaas.podtemplate import PodTemplate, not_allowed
 
 API_VERSION: Final = "kfaas.dev/v1alpha1"
@@ -357,6 +358,9 @@ class Function(_Model):
     # Not a manifest field: the file the manifest came from, for messages. Kept out of dumps
     # and out of the JSON schema.
     _source: str | None = PrivateAttr(default=None)
+    # Not a manifest field either: `$LATEST`, or N when this is published version N run from
+    # its template (`as_version`), keyed `namespace/name:N` so it has instances of its own.
+    _version: str = PrivateAttr(default=LATEST)
 
     @property
     def source(self) -> str | None:
@@ -367,8 +371,19 @@ class Function(_Model):
         self._source = value
 
     @property
+    def version(self) -> str:
+        """What runs: `$LATEST` or a published version's number (X-Amz-Executed-Version)."""
+        return self._version
+
+    @property
     def key(self) -> str:
-        return f"{self.metadata.namespace}/{self.metadata.name}"
+        return function_key(self.metadata.namespace, self.metadata.name, self._version)
+
+    def as_version(self, version: int) -> Function:
+        """This function's spec run as published version ``version`` (a version's template)."""
+        published = self.model_copy()
+        published._version = str(version)
+        return published
 
     def code_root(self) -> Path | None:
         """The local folder holding the code (`code.path`), absolute; None for other sources."""

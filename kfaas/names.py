@@ -49,7 +49,7 @@ class QualifierMismatch(ValueError):
 class FunctionRef:
     namespace: str
     name: str
-    # As asked for (`$LATEST`, a version or an alias); kfaas always executes `$LATEST`.
+    # As asked for (`$LATEST`, a version or an alias); the registry resolves it to what runs.
     qualifier: str | None
 
     @property
@@ -84,3 +84,16 @@ def function_arn(
 ) -> str:
     arn = f"arn:aws:lambda:{region}:{namespace}:function:{name}"
     return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def function_key(namespace: str, name: str, version: str = LATEST) -> str:
+    """What routing, instances, demand and metrics key on: `namespace/name` for `$LATEST`,
+    `namespace/name:N` for published version N (each scales on its own, ADR 024)."""
+    return f"{namespace}/{name}" if version == LATEST else f"{namespace}/{name}:{version}"
+
+
+def parse_function_key(key: str) -> tuple[str, str, str]:
+    """`function_key`'s parts back: namespace, function name and version (`$LATEST` or N)."""
+    namespace, _, rest = key.partition("/")
+    name, _, version = rest.partition(":")
+    return namespace, name, version or LATEST

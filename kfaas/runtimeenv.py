@@ -18,7 +18,7 @@ def runtime_environment(function: Function, *, task_root: str, region: str) -> d
             "LAMBDA_TASK_ROOT": task_root,
             "AWS_LAMBDA_FUNCTION_NAME": function.metadata.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": function.version,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "KFAAS_RUNTIME": spec.runtime,

@@ -68,7 +68,7 @@ def test_gateway_metrics(dev: DevServer) -> None:
                    capture_output=True)  # fmt: skip
     with urllib.request.urlopen(f"{dev.url}/metrics", timeout=10) as reply:
         text = reply.read().decode()
-    labels = '{function="echo",namespace="default"}'
+    labels = '{function="echo",namespace="default",version="$LATEST"}'
     for name in ("kfaas_invocations_total", "kfaas_duration_seconds_count"):
         assert f"{name}{labels}" in text, name
     assert "kfaas_cold_starts_total" in text

@@ -63,7 +63,9 @@ def ready_instances(dev: DevServer, name: str) -> int:
     with urllib.request.urlopen(f"{dev.url}/metrics", timeout=10) as reply:
         text = reply.read().decode()
     found = re.search(
-        rf'kfaas_ready_instances{{function="{name}",namespace="default"}} ([\d.]+)', text
+        rf'kfaas_ready_instances{{function="{name}",namespace="default",version="\$LATEST"}}'
+        r" ([\d.]+)",
+        text,
     )
     return int(float(found.group(1))) if found else 0
 

@@ -1,0 +1,186 @@
+"""Which version an invocation runs (ADR 024): `name:N`, `name:alias` and `$LATEST` resolved by
+the registry, the alias's weighted draw, Lambda's not-found messages, and the version carried by
+keys, runtime environments, metrics and invocation records."""
+
+from __future__ import annotations
+
+import datetime
+import random
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from kfaas.events import invocation_record
+from kfaas.gateway.asyncq import AsyncEvent, decode_event, encode_event
+from kfaas.gateway.errors import ResourceNotFound
+from kfaas.gateway.metrics import GatewayMetrics
+from kfaas.gateway.registry import AliasRoute, FunctionRegistry
+from kfaas.manifests import Function
+from kfaas.names import FunctionRef, function_key, parse_function_key, parse_function_name
+from kfaas.runtimeenv import runtime_environment
+
+SPEC: dict[str, Any] = {
+    "runtime": "python3.12",
+    "handler": "app.handler",
+    "code": {"inline": {"app.py": "def handler(event, context):\n    return 0\n"}},
+}
+
+
+def function(name: str = "fn", namespace: str = "default") -> Function:
+    return Function.model_validate(
+        {"metadata": {"name": name, "namespace": namespace}, "spec": SPEC}
+    )
+
+
+def version_function(number: int) -> Function:
+    """Version ``number`` of `fn`, as the registry runs a published version."""
+    return function().as_version(number)
+
+
+def registry_with_canary(draws: list[float]) -> FunctionRegistry:
+    registry = FunctionRegistry()
+    registry.put(function())
+    for number in (1, 2):
+        registry.put(version_function(number))
+    registry.put_alias("default", "fn", "live", AliasRoute("1", {"2": 0.1}))
+    registry.put_alias("default", "fn", "head", AliasRoute("$LATEST"))
+    numbers = iter(draws)
+    registry.draw = lambda: next(numbers)
+    return registry
+
+
+def ref(text: str, qualifier: str | None = None) -> FunctionRef:
+    return parse_function_name(text, "default", qualifier=qualifier)
+
+
+def test_keys_carry_the_version_and_parse_back() -> None:
+    assert function_key("ns", "fn") == "ns/fn"
+    assert function_key("ns", "fn", "$LATEST") == "ns/fn"
+    assert function_key("ns", "fn", "12") == "ns/fn:12"
+    assert parse_function_key("ns/fn:12") == ("ns", "fn", "12")
+    assert parse_function_key("ns/fn") == ("ns", "fn", "$LATEST")
+
+
+def test_a_version_runs_its_template_under_the_functions_name() -> None:
+    published = version_function(3)
+    assert published.key == "default/fn:3" and published.version == "3"
+    assert published.metadata.name == "fn"
+    assert function().key == "default/fn" and function().version == "$LATEST"
+    env = runtime_environment(published, task_root="/var/task", region="us-east-1")
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "3"
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "fn"
+
+
+@pytest.mark.parametrize(
+    ("name", "qualifier", "runs"),
+    [
+        ("fn", None, "default/fn"),
+        ("fn:$LATEST", None, "default/fn"),
+        ("fn", "$LATEST", "default/fn"),
+        ("fn:2", None, "default/fn:2"),
+        ("fn", "1", "default/fn:1"),
+        ("arn:aws:lambda:us-east-1:default:function:fn:2", None, "default/fn:2"),
+        ("default:function:fn:1", None, "default/fn:1"),
+        ("default/fn:head", None, "default/fn"),
+    ],
+)
+def test_a_qualifier_runs_exactly_that_version(name: str, qualifier: str | None, runs: str) -> None:
+    registry = registry_with_canary([0.5])
+    assert registry.resolve(ref(name, qualifier)).key == runs
+
+
+def test_an_alias_draws_its_version_per_invocation() -> None:
+    # choose_version: a draw below the weight runs the weighted version.
+    registry = registry_with_canary([0.05, 0.5, 0.0999, 0.1])
+    runs = [registry.resolve(ref("fn:live")).version for _ in range(4)]
+    assert runs == ["2", "1", "2", "1"]
+
+
+def test_the_weighted_split_of_the_registry_s_own_draw() -> None:
+    registry = registry_with_canary([])
+    registry.draw = random.Random(11).random
+    second = sum(registry.resolve(ref("fn:live")).version == "2" for _ in range(2000))
+    # Binomial(2000, 0.1): mean 200, deviation 13.4; four deviations either side.
+    assert 146 <= second <= 254
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("fn:7", "Function not found: arn:aws:lambda:us-east-1:default:function:fn:7"),
+        ("fn:nope", "Function not found: arn:aws:lambda:us-east-1:default:function:fn:nope"),
+        ("other:1", "Function not found: arn:aws:lambda:us-east-1:default:function:other:1"),
+        ("other", "Function not found: arn:aws:lambda:us-east-1:default:function:other"),
+    ],
+)
+def test_a_missing_version_or_alias_is_lambdas_not_found(name: str, message: str) -> None:
+    registry = registry_with_canary([0.5])
+    with pytest.raises(ResourceNotFound) as excinfo:
+        registry.resolve(ref(name))
+    assert excinfo.value.message == message
+
+
+def test_an_alias_on_a_deleted_version_is_not_found() -> None:
+    registry = registry_with_canary([0.05])
+    registry.remove("default/fn:2")
+    with pytest.raises(ResourceNotFound):
+        registry.resolve(ref("fn:live"))
+
+
+def test_versions_are_listed_apart_from_functions() -> None:
+    registry = registry_with_canary([])
+    assert [f.key for f in registry.list()] == ["default/fn"]
+    assert [f.key for f in registry.versions()] == ["default/fn:1", "default/fn:2"]
+    registry.remove_alias("default", "fn", "live")
+    assert registry.alias("default", "fn", "live") is None
+
+
+def test_a_versions_put_reaches_the_listeners_under_its_own_key() -> None:
+    registry = FunctionRegistry()
+    seen: list[tuple[str, bool]] = []
+    registry.subscribe(lambda key, fn: seen.append((key, fn is not None)))
+    registry.put(version_function(4))
+    registry.remove("default/fn:4")
+    assert seen == [("default/fn:4", True), ("default/fn:4", False)]
+
+
+def test_metrics_carry_the_executed_version() -> None:
+    metrics = GatewayMetrics()
+
+    class Outcome:
+        duration_seconds = 0.01
+        function_error = None
+        cold_start = False
+        init_duration_seconds = None
+
+    metrics.record(("default", "fn", "2"), Outcome())
+    metrics.record(("default", "fn", "$LATEST"), Outcome())
+    text = generate_latest(metrics.registry).decode()
+    assert 'kfaas_invocations_total{function="fn",namespace="default",version="2"} 1.0' in text
+    assert (
+        'kfaas_invocations_total{function="fn",namespace="default",version="$LATEST"} 1.0' in text
+    )
+
+
+def test_an_async_event_keeps_the_version_chosen_when_accepted() -> None:
+    event = AsyncEvent.new("default/fn:2", b"{}", request_id="r")
+    decoded, _ = decode_event(encode_event(event))
+    assert decoded.function_key == "default/fn:2"
+
+
+def test_the_invocation_record_names_the_executed_version() -> None:
+    record = invocation_record(
+        request_id="r",
+        function_arn="arn:aws:lambda:us-east-1:default:function:fn:2",
+        condition="Success",
+        approximate_invoke_count=1,
+        request_payload={},
+        status_code=200,
+        function_error=None,
+        response_payload=None,
+        timestamp=datetime.datetime.now(datetime.UTC),
+        executed_version="2",
+    )
+    assert record["responseContext"]["executedVersion"] == "2"
+    assert record["requestContext"]["functionArn"].endswith(":fn:2")
