@@ -42,6 +42,11 @@ BOUND_HELP = {
     "--async-queue-max-bytes": "payload bytes the in-memory async queue holds, e.g. 64Mi "
     "(default 64Mi, $KFAAS_ASYNC_QUEUE_MAX_BYTES)",
 }
+STATE_HELP = (
+    "folder kept across restarts: the objects applied from PATHs or created through the "
+    "management API, and uploaded code; one kfaas dev per folder (default $KFAAS_DEV_STATE, "
+    "else ./.kfaas)"
+)
 LISTEN_HELP = (
     "ROLE=HOST:PORT, repeatable: serve the Invoke API (invoke) and the HTTP triggers (trigger) on "
     "separate addresses, or both (all); overrides --host/--port (default $KFAAS_LISTEN, "
@@ -98,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     dev.add_argument("--async-queue", default=None, help=ASYNC_QUEUE_HELP)
+    dev.add_argument("--state", metavar="DIR", default=None, help=STATE_HELP)
     _add_server_flags(dev)
     _add_auth_flags(dev)
 

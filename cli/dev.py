@@ -1,8 +1,10 @@
 """``kfaas dev``: the gateway, local instances and reloads, all on one machine with no cluster.
 
-Loads every manifest under the given paths, serves the Lambda Invoke API and HTTP triggers, starts
-instances as local processes, and reloads a function when its manifest or code changes (polling
-modification times once a second, so it needs no file-watching library).
+Keeps its objects and uploaded code in a state folder (``--state``, ADR 024/025), applies every
+manifest under the given paths into it, serves the Lambda Invoke and management APIs and HTTP
+triggers from what it holds, starts instances as local processes, and re-applies the manifests
+when they or their code change (polling modification times once a second, so it needs no
+file-watching library). ``cli/dev_files.py`` applies, ``cli/dev_state.py`` acts on the changes.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ from pathlib import Path
 from typing import TextIO
 
 from kfaas import aiokit
+from kfaas import object_store as store
+from kfaas.code_folder import DirectoryCodeStore
+from kfaas.code_store import CodeStoreError
 from kfaas.config import Settings
+from kfaas.dir_store import DirectoryObjectStore
 from kfaas.gateway.asyncq import QueueError, parse_queue_url
 from kfaas.gateway.auth_rules import CredentialsFile, dev_auth
 from kfaas.gateway.listeners import Listener
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.gateway.serving import compose_gateway
 from kfaas.interpreters import RuntimeUnavailable
-from kfaas.local import LocalBackend, generation_of
+from kfaas.local import LocalBackend
 from kfaas.manifests import (
     EventSourceMapping,
     Function,
@@ -37,6 +43,8 @@ from kfaas.manifests import (
 from kfaas.pollers.runner import PollerGroup
 from kfaas.pollers.settings import PollerSettings
 
+from .dev_files import apply_manifests
+from .dev_state import DevObjects
 from .settings import ServerSettings
 
 log = logging.getLogger("kfaas.dev")
@@ -75,6 +83,7 @@ class DevServer:
         listeners: Sequence[Listener] = (),
         credentials: CredentialsFile | None = None,
         poller: PollerSettings | None = None,
+        state: Path | None = None,
     ) -> None:
         self.paths = list(paths)
         self.host = host
@@ -83,7 +92,12 @@ class DevServer:
         self.listeners = list(listeners) or [Listener("all", host, port)]
         self.trigger_url = ""
         self.out = out
+        # Scratch for this run's instances (bytecode, inline code); the state outlives the run.
         self.state_dir = Path(tempfile.mkdtemp(prefix="kfaas-dev-"))
+        self.state = state or self.state_dir / "state"
+        # One process per state folder: StoreError if another kfaas dev holds it.
+        self.objects = DirectoryObjectStore.open(self.state)
+        self.code = DirectoryCodeStore(self.state / "code")
         self.registry = FunctionRegistry(
             default_namespace=settings.default_namespace, region=settings.region
         )
@@ -92,8 +106,10 @@ class DevServer:
             region=settings.region,
             stable_window_seconds=settings.scaling_stable_window_seconds,
             runtime_token_key=settings.runtime_token_key,
+            code_roots=self._code_root,
         )
         self.registry.subscribe(self.backend.set_function)
+        self.feed = DevObjects(self.objects, self.code, self.registry, self.backend.interpreters)
         # With --auth sigv4 the in-process pollers present a token made for this run.
         self.auth, self._pollers_token = dev_auth(settings.auth, credentials)
         self.async_queue = async_queue
@@ -103,9 +119,11 @@ class DevServer:
             settings,
             async_queue=async_queue,
             authentication=self.auth,
+            objects=self.objects,
+            code_store=self.code,
         )
-        self.mappings: list[EventSourceMapping] = []
-        self._generations: dict[str, str] = {}
+        # The manifests last applied: their code folders are watched.
+        self.manifests: list[Function | EventSourceMapping] = []
         self._watcher: asyncio.Task[None] | None = None
         self._seen: Snapshot = {}  # the files the watcher compares with
         self.settings = settings
@@ -129,9 +147,18 @@ class DevServer:
         if problems:
             raise RuntimeUnavailable(problems)
 
+    async def _code_root(self, function: Function) -> Path | None:
+        return await self.feed.code_root(function)
+
+    def _code_folders(self) -> list[Function]:
+        return [manifest for manifest in self.manifests if isinstance(manifest, Function)]
+
     async def start(self) -> None:
         manifests = load_manifests(self.paths)
         self.check_runtimes(manifests)
+        await apply_manifests(self.objects, self.code, manifests)
+        self.manifests = manifests
+        await self.feed.collect_garbage()
         await self.backend.start()
         for site in await self.gateway.serve(self.listeners):
             url = f"http://{site.listener.host}:{site.port}"
@@ -140,7 +167,9 @@ class DevServer:
                 self.host, self.port = site.listener.host, site.port
             if site.listener.role != "invoke":
                 self.trigger_url = url
-        self._apply(manifests)
+        # From here on every write reaches the registry, instances and pollers.
+        self.objects.subscribe(self.feed.changed)
+        await self.feed.sync()
         token = self._pollers_token
         self.pollers = PollerGroup(
             gateway_url=self.url,
@@ -149,11 +178,12 @@ class DevServer:
             gateway_authorization=(lambda: f"Bearer {token}") if token else None,
         )
         await self.pollers.start()
-        self._mapping_lines = await self.pollers.update(self.mappings)
+        self._mapping_lines = await self.pollers.update(self.feed.mapping_list())
+        self.feed.start(self.pollers.update)
         self._print_summary()
         # Reloading must not stop silently: a watcher that fails is logged and started again,
         # comparing with what it saw last.
-        self._seen = snapshot(self.paths, self.registry.list())
+        self._seen = snapshot(self.paths, self._code_folders())
         self._watcher = aiokit.guarded_task(
             "kfaas-dev-watcher", self._watch, log=log, restart=WATCHER_RESTART
         )
@@ -161,35 +191,23 @@ class DevServer:
     async def stop(self) -> None:
         if self._watcher is not None:
             await aiokit.stop_tasks([self._watcher], grace_seconds=0)
+        await self.feed.stop()
         if self.pollers is not None:
             await self.pollers.stop()
         await self.gateway.close()
         await self.backend.stop()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.close()
 
-    def _apply(self, manifests: list[Function | EventSourceMapping]) -> list[str]:
-        """Make the registry hold exactly these functions; returns the keys that changed."""
-        functions = {m.key: m for m in manifests if isinstance(m, Function)}
-        self.mappings = [m for m in manifests if isinstance(m, EventSourceMapping)]
-        changed = []
-        for existing in self.registry.list():
-            if existing.key not in functions:
-                self.registry.remove(existing.key)
-                changed.append(existing.key)
-                self._generations.pop(existing.key, None)
-        for key, function in functions.items():
-            # The generation covers the code on disk, which comparing manifests cannot see.
-            generation = generation_of(function) + function.model_dump_json()
-            if self._generations.get(key) != generation:
-                self._generations[key] = generation
-                self.registry.put(function)
-                changed.append(key)
-        return changed
+    def close(self) -> None:
+        """Let the state folder go (another kfaas dev may take it) and remove the scratch."""
+        self.objects.close()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def _print_summary(self) -> None:
         print(f"kfaas dev: serving on {self.url}", file=self.out)
         if self.trigger_url != self.url:
             print(f"kfaas dev: serving HTTP triggers on {self.trigger_url}", file=self.out)
+        print(f"  state: {self.state}", file=self.out)
         print(f"  async queue: {_redacted(self.async_queue)}", file=self.out)
         if self.auth.enabled:
             print(f"  auth: {self.auth.mode} (Invoke API callers must sign)", file=self.out)
@@ -223,20 +241,22 @@ class DevServer:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(WATCH_SECONDS)
-            current = snapshot(self.paths, self.registry.list())
+            current = snapshot(self.paths, self._code_folders())
             if current == self._seen:
                 continue
             self._seen = current
             try:
                 manifests = load_manifests(self.paths)
                 self.check_runtimes(manifests)
-            except (ManifestError, RuntimeUnavailable) as exc:
+                changed = await apply_manifests(self.objects, self.code, manifests)
+            except (ManifestError, RuntimeUnavailable, store.StoreError, CodeStoreError) as exc:
                 log.error("manifests not reloaded: %s", exc)
                 continue
-            for key in self._apply(manifests):
-                print(f"kfaas dev: reloaded {key}", file=self.out, flush=True)
-            if self.pollers is not None:
-                await self.pollers.update(self.mappings)
+            self.manifests = manifests
+            # Mappings reach the pollers through the store's listener (cli/dev_state.py).
+            for plural, namespace, name in changed:
+                if plural == store.FUNCTIONS:
+                    print(f"kfaas dev: reloaded {namespace}/{name}", file=self.out, flush=True)
 
 
 def _redacted(queue: str) -> str:
@@ -261,16 +281,29 @@ async def run_dev(paths: Sequence[str], options: ServerSettings) -> int:
             listeners=options.listeners,
             credentials=options.credentials,
             poller=options.poller,
+            state=options.state,
         )
         await server.start()
+    except store.StoreError as exc:  # the state folder is another's, or holds an unreadable file
+        print(f"kfaas dev: {exc}", file=sys.stderr)
+        if server is not None:
+            server.close()
+        return 2
     except ManifestError as exc:
         print(f"kfaas dev: invalid manifests\n{exc}", file=sys.stderr)
+        if server is not None:
+            server.close()
         return 2
     except RuntimeUnavailable as exc:
         print(f"kfaas dev: runtime not available here\n{exc}", file=sys.stderr)
         if server is not None:
-            shutil.rmtree(server.state_dir, ignore_errors=True)
+            server.close()
         return 2
+    except CodeStoreError as exc:
+        print(f"kfaas dev: code store unavailable: {exc}", file=sys.stderr)
+        if server is not None:
+            server.close()
+        return 1
     except QueueError as exc:
         print(f"kfaas dev: async queue unavailable: {exc}", file=sys.stderr)
         if server is not None:

@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kfaas import sigv4
@@ -30,6 +31,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 DEFAULT_PLATFORM_NAMESPACE = "kfaas-system"
+DEFAULT_DEV_STATE = ".kfaas"
 
 
 def process_environment() -> Mapping[str, str]:
@@ -56,6 +58,9 @@ class ServerSettings:
     watch_namespace: str | None
     platform_namespace: str
     replica: str
+    # `kfaas dev`'s state folder (objects and code kept across restarts, ADR 024); None: a local
+    # `kfaas gateway` keeps nothing.
+    state: Path | None = None
     # The cluster's code store (ADR 025): its URL (KFAAS_CODE_STORE_URL) and key
     # (KFAAS_CODE_STORE_KEY); None: uploaded zips are refused.
     code_store_url: str | None = None
@@ -107,6 +112,7 @@ def server_settings(
         watch_namespace=watch_namespace(getattr(args, "namespace", None), environ),
         platform_namespace=environ.get("KFAAS_PLATFORM_NAMESPACE") or DEFAULT_PLATFORM_NAMESPACE,
         replica=environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        state=dev_state(getattr(args, "state", None), environ) if command == "dev" else None,
         **_code_store(gateway),
     )
 
@@ -120,6 +126,16 @@ def _code_store(environ: Mapping[str, str]) -> dict[str, str | None]:
     if url is not None and not url.startswith(("http://", "https://")):
         raise ValueError(f"KFAAS_CODE_STORE_URL={url!r} must be an http:// or https:// URL")
     return {"code_store_url": url, "code_store_key": key if url else None}
+
+
+def dev_state(flag: str | None, environ: Mapping[str, str]) -> Path:
+    """--state, else KFAAS_DEV_STATE, else ./.kfaas, absolute; ValueError if it is not a folder."""
+    raw = flag or environ.get("KFAAS_DEV_STATE") or DEFAULT_DEV_STATE
+    path = Path(raw).absolute()
+    if path.exists() and not path.is_dir():
+        source = "--state" if flag else "KFAAS_DEV_STATE"
+        raise ValueError(f"{source}: {raw} is not a folder (the state folder, e.g. ./.kfaas)")
+    return path
 
 
 def _auth(

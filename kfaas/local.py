@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,9 @@ RUNTIME_MODULES = [
 ]
 # Another interpreter sees kfaas alone (kfaas.interpreters), without this one's uvloop.
 FOREIGN_RUNTIME_MODULES = [module for module in RUNTIME_MODULES if module != "uvloop"]
+# Where a function's code is on this machine, when the backend cannot know it from the spec alone
+# (`code.zip`: kfaas dev's code store unpacks it); None leaves `code.path`/`code.inline` to it.
+CodeRoots = Callable[[Function], Awaitable[Path | None]]
 
 
 @dataclass
@@ -99,8 +102,10 @@ class LocalBackend:
         extra_environment: dict[str, str] | None = None,
         runtime_token_key: str | None = None,
         host_environment: Mapping[str, str] | None = None,
+        code_roots: CodeRoots | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.code_roots = code_roots
         # What instances inherit of this process's environment comes from this one copy.
         self.host_environment = dict(
             config.host_environment() if host_environment is None else host_environment
@@ -185,8 +190,10 @@ class LocalBackend:
             local = LocalFunction(function, generation, policy)
             self._functions[key] = local
         else:
+            # The same generation again (a status write, a tag): keep the start backoff.
+            if generation != local.generation:
+                local.failures = 0
             local.function, local.generation, local.policy = function, generation, policy
-            local.failures = 0
         self._reconcile(key, time.monotonic())
 
     def instances(self, key: str) -> list[LocalInstance]:
@@ -232,7 +239,8 @@ class LocalBackend:
 
     async def _start_instance(self, key: str, function: Function, instance: LocalInstance) -> None:
         try:
-            env = self._environment(function, instance.generation)
+            root = await self._code_root(function)
+            env = self._environment(function, instance.generation, root)
             read_fd, write_fd = os.pipe()
             try:
                 interpreter = self.interpreters.require(function.spec.runtime)
@@ -262,14 +270,20 @@ class LocalBackend:
             self._publish(key)
             self._reconcile(key, time.monotonic())
 
-    def _environment(self, function: Function, generation: str) -> dict[str, str]:
+    async def _code_root(self, function: Function) -> Path:
+        if self.code_roots is not None and (found := await self.code_roots(function)) is not None:
+            return found
         root = function.code_root()
         if root is None:
             if function.spec.code.inline is None:
                 raise RuntimeError(
-                    "kfaas dev runs code.path or code.inline only, not code.image or code.configMap"
+                    "kfaas dev runs code.path, code.inline or code.zip (from its code store) "
+                    "only, not code.image or code.configMap"
                 )
             root = write_inline(function, self.state_dir / "code" / function.key)
+        return root
+
+    def _environment(self, function: Function, generation: str, root: Path) -> dict[str, str]:
         host = self.host_environment
         env = {name: host[name] for name in PASSED_ENVIRONMENT if name in host}
         env.update({name: value for name, value in host.items() if name.startswith("OTEL_")})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,8 +45,16 @@ def dev_server(
     timeout: float = 60.0,
     args: Sequence[str] = (),
 ) -> Iterator[DevServer]:
-    """Start ``kfaas dev PATHS --port 0 *ARGS``, wait until /healthz answers, stop it afterwards."""
+    """Start ``kfaas dev PATHS --port 0 *ARGS``, wait until /healthz answers, stop it afterwards.
+
+    Each server gets a fresh state folder, removed afterwards, unless the caller names one
+    (``--state`` or KFAAS_DEV_STATE): tests run in parallel and must not share one.
+    """
     log = Path(tempfile.mkstemp(prefix="kfaas-dev-", suffix=".log")[1])
+    own_state: str | None = None
+    if "--state" not in args and "KFAAS_DEV_STATE" not in (env or {}):
+        own_state = tempfile.mkdtemp(prefix="kfaas-dev-state-")
+        args = [*args, "--state", own_state]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [KFAAS, "dev", *map(str, paths), "--port", "0", *args],
@@ -64,6 +73,8 @@ def dev_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if own_state is not None:
+            shutil.rmtree(own_state, ignore_errors=True)
 
 
 def _wait_serving(process: subprocess.Popen[bytes], log: Path, timeout: float) -> str:

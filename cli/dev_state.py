@@ -1,0 +1,278 @@
+"""``kfaas dev``'s objects at work: every change in its store feeds the gateway, instances, pollers.
+
+The object store (``kfaas dev --state DIR``) calls ``DevObjects.changed`` after every write, from
+manifests applied by ``cli/dev_files.py`` or from the management API alike (ADR 024), so a
+function created through the API is invokable at once. Changes are dispatched by plural
+(``handlers``): Functions go to the registry, which hands them to the local backend;
+EventSourceMappings to the pollers. Another kind is fed by adding its handler (published
+versions and aliases, for qualified invocations).
+
+What the operator does in a cluster is done here too: once a function's generation is handed to
+the local instances, its status gets ``observedGeneration``, a ``Ready`` condition and
+``codeSha256`` (or ``Ready`` False with the reason: a runtime no interpreter here runs, a zip
+that cannot be unpacked), so ``lambda_shapes.function_state`` reads Pending → Active as in a
+cluster. The code store's sweep runs at start and hourly over the digests the objects name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from kfaas import aiokit
+from kfaas import object_store as store
+from kfaas.api_objects import Model, from_api_object, status_differs
+from kfaas.code import code_digest
+from kfaas.code_archives import CodeArchiveError
+from kfaas.code_digests import CodeDigest, DigestMismatch
+from kfaas.code_folder import DirectoryCodeStore
+from kfaas.code_store import CodeStoreError
+from kfaas.dir_store import DirectoryObjectStore
+from kfaas.gateway.registry import FunctionFacts, FunctionRegistry, code_facts
+from kfaas.interpreters import Interpreters
+from kfaas.lambda_code import CodeFacts, stored_code
+from kfaas.lambda_shapes import object_facts
+from kfaas.manifests import EventSourceMapping, Function, ManifestError
+from kfaas.object_bodies import rfc3339_now
+from kfaas.object_store import Body
+
+from .dev_files import CODE_PATH, CODE_PATH_SHA256
+
+log = logging.getLogger("kfaas.dev")
+
+READY_REASON: Final = "Ready"
+READY_MESSAGE: Final = "kfaas dev runs it: instances start on demand"
+# The operator's reasons (lambda_shapes maps them to Lambda's reason codes).
+RUNTIME_NOT_AVAILABLE: Final = "RuntimeNotAvailable"
+CODE_NOT_AVAILABLE: Final = "CodeStoreNotAvailable"
+GC_INTERVAL_SECONDS: Final = 3600.0
+RESTART: Final = aiokit.Backoff(first=1.0, most=30.0)
+
+ChangeHandler = Callable[[str, Body | None], None]
+MappingsUpdate = Callable[[list[EventSourceMapping]], Awaitable[object]]
+Problem = tuple[str, str]  # reason, message
+
+
+def function_status(
+    generation: int,
+    code_sha256: str,
+    problem: Problem | None,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The status the operator would write once ``generation`` is handed to instances.
+
+    ``codeSha256`` says the code ran; a failure leaves the previous one, so a function that
+    served before stays Active through a failed update (``function_state``).
+    """
+    status, reason, message = ("True", READY_REASON, READY_MESSAGE)
+    if problem is not None:
+        status, (reason, message) = "False", problem
+    before = next(
+        (c for c in (previous or {}).get("conditions") or [] if c.get("type") == "Ready"), None
+    )
+    same = before is not None and before.get("status") == status
+    ready = {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": before.get("lastTransitionTime", now) if same and before else now,
+        "observedGeneration": generation,
+    }
+    written: dict[str, Any] = {"observedGeneration": generation, "conditions": [ready]}
+    if problem is None:
+        written["codeSha256"] = code_sha256
+    return written
+
+
+def function_code_facts(function: Function) -> CodeFacts | None:
+    """CodeSha256/CodeSize: a stored zip by its digest and size, other code as its files."""
+    stored = function.spec.code.zip
+    if stored is not None:
+        return stored_code(CodeDigest(stored.sha256), stored.size)
+    return code_facts(function)
+
+
+def referenced_digests(functions: list[Body], versions: list[Body]) -> set[str]:
+    """The zips the objects name: a Function's ``code.zip``, a version's template's."""
+    found = set()
+    for body, path in [(f, ("spec",)) for f in functions] + [
+        (v, ("spec", "template")) for v in versions
+    ]:
+        value: Any = body
+        for key in (*path, "code", "zip", "sha256"):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, str):
+            found.add(value)
+    return found
+
+
+class DevObjects:
+    """The store's listener and the tasks that act on what it heard (see the module docstring)."""
+
+    def __init__(
+        self,
+        objects: DirectoryObjectStore,
+        code: DirectoryCodeStore,
+        registry: FunctionRegistry,
+        interpreters: Interpreters,
+        *,
+        clock: Callable[[], str] = rfc3339_now,
+    ) -> None:
+        self.objects = objects
+        self.code = code
+        self.registry = registry
+        self.interpreters = interpreters
+        self.clock = clock
+        self.mappings: dict[str, EventSourceMapping] = {}
+        # By plural: what a change of that kind does. Kinds without a handler are only stored.
+        self.handlers: dict[str, ChangeHandler] = {
+            store.FUNCTIONS: self._function_changed,
+            store.EVENT_SOURCE_MAPPINGS: self._mapping_changed,
+        }
+        self._statuses: set[str] = set()
+        self._statuses_wanted = asyncio.Event()
+        self._mappings_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- the store's listener -------------------------------------------------------------
+
+    def changed(self, plural: str, key: str, body: Body | None) -> None:
+        handler = self.handlers.get(plural)
+        if handler is not None:
+            handler(key, body)
+
+    async def sync(self) -> None:
+        """Feed every stored object once (the store tells only of changes after ``open``)."""
+        for plural in list(self.handlers):
+            for body in await self.objects.list(plural):
+                metadata = body["metadata"]
+                self.changed(plural, f"{metadata['namespace']}/{metadata['name']}", body)
+
+    def _function_changed(self, key: str, body: Body | None) -> None:
+        if body is None:
+            self.registry.remove(key)
+            return
+        function = _parsed(body, Function)
+        if function is None:
+            return
+        facts = FunctionFacts(object=object_facts(body), code=function_code_facts(function))
+        self.registry.put(function, facts)  # the backend hears it from the registry
+        self._statuses.add(key)
+        self._statuses_wanted.set()
+
+    def _mapping_changed(self, key: str, body: Body | None) -> None:
+        mapping = None if body is None else _parsed(body, EventSourceMapping)
+        if mapping is None:
+            self.mappings.pop(key, None)
+        else:
+            self.mappings[key] = mapping
+        self._mappings_changed.set()
+
+    def mapping_list(self) -> list[EventSourceMapping]:
+        return [self.mappings[key] for key in sorted(self.mappings)]
+
+    # -- what runs where ------------------------------------------------------------------
+
+    async def code_root(self, function: Function) -> Path | None:
+        """The folder a zip function runs in (None: not a zip, the backend knows the rest).
+
+        A `code.path` function applied from files runs in its folder while its spec still names
+        the zip made of it; otherwise (code uploaded through the API) in the unpacked zip.
+        """
+        stored = function.spec.code.zip
+        if stored is None:
+            return None
+        annotations = function.metadata.annotations
+        folder = annotations.get(CODE_PATH)
+        if (
+            folder
+            and annotations.get(CODE_PATH_SHA256) == stored.sha256
+            and ":" not in function.key
+        ):
+            return Path(folder)
+        return await self.code.tree(CodeDigest(stored.sha256))
+
+    async def _problem(self, function: Function) -> Problem | None:
+        found = self.interpreters.resolve(function.spec.runtime)
+        if isinstance(found, str):
+            return RUNTIME_NOT_AVAILABLE, found
+        try:
+            await self.code_root(function)
+        except (CodeStoreError, CodeArchiveError, DigestMismatch) as exc:
+            return CODE_NOT_AVAILABLE, f"the code cannot be unpacked: {exc}"
+        return None
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def start(self, update_mappings: MappingsUpdate) -> None:
+        """Status writes, the pollers' updates and the hourly sweep, each a guarded task."""
+
+        async def mappings() -> None:
+            while True:
+                await self._mappings_changed.wait()
+                self._mappings_changed.clear()
+                await update_mappings(self.mapping_list())
+
+        self._tasks = [
+            aiokit.guarded_task("kfaas-dev-status", self._write_statuses, log=log, restart=RESTART),
+            aiokit.guarded_task("kfaas-dev-mappings", mappings, log=log, restart=RESTART),
+            aiokit.guarded_task("kfaas-dev-code-gc", self._sweep_hourly, log=log, restart=RESTART),
+        ]
+
+    async def stop(self) -> None:
+        await aiokit.stop_tasks(self._tasks, grace_seconds=0)
+        self._tasks = []
+
+    async def _write_statuses(self) -> None:
+        while True:
+            await self._statuses_wanted.wait()
+            self._statuses_wanted.clear()
+            while self._statuses:
+                key = self._statuses.pop()
+                try:
+                    await self._write_status(key)
+                except store.StoreError as exc:
+                    log.warning("status of %s not written: %s", key, exc)
+
+    async def _write_status(self, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        try:
+            body = await self.objects.get(store.FUNCTIONS, namespace, name)
+        except store.ObjectNotFound:
+            return
+        function = _parsed(body, Function)
+        if function is None:
+            return
+        problem = await self._problem(function)
+        generation = int(body["metadata"].get("generation", 1))
+        live = body.get("status") or {}
+        status = function_status(generation, code_digest(function), problem, live, self.clock())
+        if status_differs(live, status):
+            await self.objects.write_status(store.FUNCTIONS, namespace, name, status)
+
+    async def collect_garbage(self, *, now: float | None = None) -> list[CodeDigest]:
+        """Sweep the zips no Function or version names (after the store's grace period)."""
+        functions = await self.objects.list(store.FUNCTIONS)
+        versions = await self.objects.list(store.FUNCTION_VERSIONS)
+        deleted = await self.code.sweep(referenced_digests(functions, versions), now=now)
+        for digest in deleted:
+            log.info("code %s deleted: no function or version uses it", digest.hex)
+        return deleted
+
+    async def _sweep_hourly(self) -> None:
+        while True:
+            await asyncio.sleep(GC_INTERVAL_SECONDS)
+            await self.collect_garbage()
+
+
+def _parsed(body: Body, kind: type[Model]) -> Model | None:
+    try:
+        return from_api_object(body, kind)
+    except ManifestError as exc:  # the store validated it: a file edited by hand
+        log.error("%s not served: %s", kind.__name__, exc)
+        return None
