@@ -662,13 +662,23 @@ def _resolve_key_files(http: Http, folder: str) -> None:
 
 
 def manifest_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
-    """The YAML files named by `paths` (folders searched recursively), and the missing paths."""
+    """The YAML files named by `paths` (folders searched recursively), and the missing paths.
+
+    Hidden folders below a searched folder are skipped: they hold tools' files (`.git`, `.venv`)
+    and `kfaas dev`'s own state (`.kfaas`, whose stored objects are not manifests).
+    """
     files: list[Path] = []
     missing: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = [p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+            found = [
+                p
+                for p in path.rglob("*")
+                if p.suffix in (".yaml", ".yml")
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts[:-1])
+            ]
             files.extend(sorted(found))
         elif path.is_file():
             files.append(path)

@@ -301,6 +301,16 @@ spec: {runtime: python3.12, handler: app.handler, code: {path: ./src}}
         names = [m.metadata.name for m in load_manifests([tmp_path])]
         assert names == ["a", "b"]
 
+    def test_hidden_folders_below_a_searched_folder_are_skipped(self, tmp_path: Path) -> None:
+        # kfaas dev's state (.kfaas/objects/…) holds Function objects that are not manifests.
+        self.write(tmp_path / "f.yaml", self.FUNCTION % "f")
+        self.write(tmp_path / ".kfaas" / "objects" / "s.yaml", self.FUNCTION % "stored")
+        self.write(tmp_path / "a" / ".venv" / "x.yaml", "not: [yaml")
+        assert [m.metadata.name for m in load_manifests([tmp_path])] == ["f"]
+        # Named itself, a hidden folder is searched.
+        names = [m.metadata.name for m in load_manifests([tmp_path / ".kfaas"])]
+        assert names == ["stored"]
+
     def test_multi_document_files_skip_empty_and_foreign_documents(self, tmp_path: Path) -> None:
         text = (
             "---\n"
