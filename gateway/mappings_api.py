@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kfaas import lambda_mappings, lambda_tags
+from kfaas import lambda_mapping_shapes, lambda_mappings, lambda_tags
 from kfaas.manifests import EventSourceMapping
 from kfaas.object_store import EVENT_SOURCE_MAPPINGS, FUNCTIONS, GATEWAY_MANAGER, Body
 from kfaas.pagination import paginate, parse_max_items
@@ -35,7 +35,7 @@ _GENERATE_PREFIX = 57
 
 
 def _answer(services: Services, body: Body, *, status: int = 200, **override: Any) -> web.Response:
-    configuration = lambda_mappings.mapping_configuration(
+    configuration = lambda_mapping_shapes.mapping_configuration(
         body, region=services.registry.region, last_modified=modified_epoch(body)
     )
     return web.json_response({**configuration, **override}, status=status)
@@ -64,7 +64,7 @@ async def _authorize_mapping(
     services: Services, request: web.Request, body: Body, verb: str, action: str
 ) -> None:
     metadata = body["metadata"]
-    arn = lambda_mappings.mapping_arn(
+    arn = lambda_mapping_shapes.mapping_arn(
         metadata["namespace"], str(metadata.get("uid")), services.registry.region
     )
     await auth.authorize(
@@ -189,7 +189,7 @@ async def list_mappings(services: Services, request: web.Request, params: Params
             )
         if not listable[namespace]:
             continue
-        if source and lambda_mappings.source_arn(spec) != source:
+        if source and lambda_mapping_shapes.source_arn(spec) != source:
             continue
         visible.append(body)
     with lambda_parameters():
@@ -203,7 +203,7 @@ async def list_mappings(services: Services, request: web.Request, params: Params
         )
     answer: dict[str, Any] = {
         "EventSourceMappings": [
-            lambda_mappings.mapping_configuration(
+            lambda_mapping_shapes.mapping_configuration(
                 body, region=services.registry.region, last_modified=modified_epoch(body)
             )
             for body in page.items

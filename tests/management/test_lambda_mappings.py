@@ -1,5 +1,5 @@
-"""EventSourceMapping requests ↔ specs and the answer's State (kfaas.lambda_mappings), the
-answers judged by botocore's parser and the specs by the model the CRD is generated from."""
+"""EventSourceMapping requests ↔ specs (kfaas.lambda_mappings) and the answers with their State
+(kfaas.lambda_mapping_shapes), judged by botocore's parser; the specs by the CRD's model."""
 
 from __future__ import annotations
 
@@ -10,12 +10,8 @@ import botocore.session
 import pytest
 from botocore.parsers import create_parser
 
-from kfaas.lambda_mappings import (
-    create_spec,
-    mapping_configuration,
-    mapping_state,
-    update_spec,
-)
+from kfaas.lambda_mapping_shapes import mapping_configuration, mapping_state
+from kfaas.lambda_mappings import create_spec, update_spec
 from kfaas.lambda_shapes import InvalidParameter
 from kfaas.manifests import EventSourceMappingSpec
 
