@@ -4,14 +4,15 @@ The object store (``kfaas dev --state DIR``) calls ``DevObjects.changed`` after 
 manifests applied by ``cli/dev_files.py`` or from the management API alike (ADR 024), so a
 function created through the API is invokable at once. Changes are dispatched by plural
 (``handlers``): Functions go to the registry, which hands them to the local backend;
-EventSourceMappings to the pollers. Another kind is fed by adding its handler (published
-versions and aliases, for qualified invocations).
+EventSourceMappings to the pollers; published versions to the registry as functions of their
+own (``namespace/name:N``, with local instances of their own) and aliases as its routing data,
+for qualified invocations. Another kind is fed by adding its handler.
 
-What the operator does in a cluster is done here too: once a function's generation is handed to
-the local instances, its status gets ``observedGeneration``, a ``Ready`` condition and
-``codeSha256`` (or ``Ready`` False with the reason: a runtime no interpreter here runs, a zip
-that cannot be unpacked), so ``lambda_shapes.function_state`` reads Pending → Active as in a
-cluster. The code store's sweep runs at start and hourly over the digests the objects name.
+What the operator does in a cluster is done here too: once a function's generation (or a
+published version) is handed to the local instances, its status gets ``observedGeneration``, a
+``Ready`` condition and ``codeSha256`` (or ``Ready`` False with the reason: a runtime no
+interpreter here runs, a zip that cannot be unpacked), so ``lambda_shapes.function_state`` reads
+Pending → Active as in a cluster. The code store's sweep runs at start and hourly over the digests the objects name.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from kfaas import aiokit
 from kfaas import object_store as store
@@ -31,13 +32,21 @@ from kfaas.code_digests import CodeDigest, DigestMismatch
 from kfaas.code_folder import DirectoryCodeStore
 from kfaas.code_store import CodeStoreError
 from kfaas.dir_store import DirectoryObjectStore
-from kfaas.gateway.registry import FunctionFacts, FunctionRegistry, code_facts
+from kfaas.gateway.registry import (
+    FunctionFacts,
+    FunctionRegistry,
+    alias_route,
+    code_facts,
+    version_function,
+    version_key,
+)
 from kfaas.interpreters import Interpreters
 from kfaas.lambda_code import CodeFacts, stored_code
 from kfaas.lambda_shapes import object_facts
 from kfaas.manifests import EventSourceMapping, Function, ManifestError
 from kfaas.object_bodies import rfc3339_now
 from kfaas.object_store import Body
+from kfaas.version_manifests import parse_alias, parse_version, template_code
 
 from .dev_files import CODE_PATH, CODE_PATH_SHA256
 
@@ -54,6 +63,7 @@ RESTART: Final = aiokit.Backoff(first=1.0, most=30.0)
 ChangeHandler = Callable[[str, Body | None], None]
 MappingsUpdate = Callable[[list[EventSourceMapping]], Awaitable[object]]
 Problem = tuple[str, str]  # reason, message
+Parsed = TypeVar("Parsed")
 
 
 def function_status(
@@ -133,8 +143,11 @@ class DevObjects:
         self.handlers: dict[str, ChangeHandler] = {
             store.FUNCTIONS: self._function_changed,
             store.EVENT_SOURCE_MAPPINGS: self._mapping_changed,
+            store.FUNCTION_VERSIONS: self._version_changed,
+            store.FUNCTION_ALIASES: self._alias_changed,
         }
         self._statuses: set[str] = set()
+        self._version_statuses: set[str] = set()
         self._statuses_wanted = asyncio.Event()
         self._mappings_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,6 +177,28 @@ class DevObjects:
         self.registry.put(function, facts)  # the backend hears it from the registry
         self._statuses.add(key)
         self._statuses_wanted.set()
+
+    def _version_changed(self, key: str, body: Body | None) -> None:
+        """A published version runs as a function of its own, keyed `namespace/name:N`."""
+        version = None if body is None else _parsed_kind(body, parse_version)
+        if body is None or version is None:
+            self.registry.remove(version_key(key))
+            return
+        template = version.spec.template
+        facts = FunctionFacts(object=object_facts(body), code=template_code(template))
+        self.registry.put(version_function(version), facts)
+        self._version_statuses.add(key)
+        self._statuses_wanted.set()
+
+    def _alias_changed(self, key: str, body: Body | None) -> None:
+        """An alias is routing data: which version(s) an invocation of `name:alias` runs."""
+        namespace, _, name = key.partition("/")
+        function, _, alias_name = name.partition(".")  # a function name holds no dot
+        alias = None if body is None else _parsed_kind(body, parse_alias)
+        if alias is None:
+            self.registry.remove_alias(namespace, function, alias_name)
+        else:
+            self.registry.put_alias(namespace, function, alias_name, alias_route(alias))
 
     def _mapping_changed(self, key: str, body: Body | None) -> None:
         mapping = None if body is None else _parsed(body, EventSourceMapping)
@@ -238,6 +273,12 @@ class DevObjects:
                     await self._write_status(key)
                 except store.StoreError as exc:
                     log.warning("status of %s not written: %s", key, exc)
+            while self._version_statuses:
+                key = self._version_statuses.pop()
+                try:
+                    await self._write_version_status(key)
+                except store.StoreError as exc:
+                    log.warning("status of version %s not written: %s", key, exc)
 
     async def _write_status(self, key: str) -> None:
         namespace, _, name = key.partition("/")
@@ -255,6 +296,24 @@ class DevObjects:
         if status_differs(live, status):
             await self.objects.write_status(store.FUNCTIONS, namespace, name, status)
 
+    async def _write_version_status(self, key: str) -> None:
+        """A version's status as the operator would write it, for `published_version_active`."""
+        namespace, _, name = key.partition("/")
+        try:
+            body = await self.objects.get(store.FUNCTION_VERSIONS, namespace, name)
+        except store.ObjectNotFound:
+            return
+        version = _parsed_kind(body, parse_version)
+        if version is None:
+            return
+        function = version_function(version)
+        problem = await self._problem(function)
+        generation = int(body["metadata"].get("generation", 1))
+        live = body.get("status") or {}
+        status = function_status(generation, code_digest(function), problem, live, self.clock())
+        if status_differs(live, status):
+            await self.objects.write_status(store.FUNCTION_VERSIONS, namespace, name, status)
+
     async def collect_garbage(self, *, now: float | None = None) -> list[CodeDigest]:
         """Sweep the zips no Function or version names (after the store's grace period)."""
         functions = await self.objects.list(store.FUNCTIONS)
@@ -268,6 +327,14 @@ class DevObjects:
         while True:
             await asyncio.sleep(GC_INTERVAL_SECONDS)
             await self.collect_garbage()
+
+
+def _parsed_kind(body: Body, parse: Callable[[Body], Parsed]) -> Parsed | None:
+    try:
+        return parse(body)
+    except ManifestError as exc:  # the store validated it: a file edited by hand
+        log.error("%s not served: %s", body.get("kind", "object"), exc)
+        return None
 
 
 def _parsed(body: Body, kind: type[Model]) -> Model | None:

@@ -25,6 +25,7 @@ from kfaas.lambda_shapes import ObjectFacts
 from kfaas.lambda_versions import choose_version
 from kfaas.manifests import Function
 from kfaas.names import LATEST, FunctionRef, function_arn, function_key
+from kfaas.version_manifests import FunctionAlias, FunctionVersion
 
 from .errors import ResourceNotFound
 
@@ -47,6 +48,22 @@ class AliasRoute:
     primary: str
     """`$LATEST` or a published version's number."""
     weights: Mapping[str, float] = field(default_factory=dict)
+
+
+def version_function(version: FunctionVersion) -> Function:
+    """A published version as the registry runs it: its template, keyed `namespace/name:N`."""
+    return version.function().as_version(version.spec.version)
+
+
+def version_key(object_key: str) -> str:
+    """The run key `namespace/name:N` of the FunctionVersion object `namespace/name.N`."""
+    namespace, _, name = object_key.partition("/")
+    function, _, number = name.rpartition(".")
+    return function_key(namespace, function, number)
+
+
+def alias_route(alias: FunctionAlias) -> AliasRoute:
+    return AliasRoute(alias.spec.function_version, alias.spec.weights)
 
 
 def code_facts(function: Function, *, local_files: bool = True) -> CodeFacts | None:

@@ -15,10 +15,11 @@ from kfaas.events import invocation_record
 from kfaas.gateway.asyncq import AsyncEvent, decode_event, encode_event
 from kfaas.gateway.errors import ResourceNotFound
 from kfaas.gateway.metrics import GatewayMetrics
-from kfaas.gateway.registry import AliasRoute, FunctionRegistry
+from kfaas.gateway.registry import AliasRoute, FunctionRegistry, alias_route, version_key
 from kfaas.manifests import Function
 from kfaas.names import FunctionRef, function_key, parse_function_key, parse_function_name
 from kfaas.runtimeenv import runtime_environment
+from kfaas.version_manifests import parse_alias
 
 SPEC: dict[str, Any] = {
     "runtime": "python3.12",
@@ -184,3 +185,22 @@ def test_the_invocation_record_names_the_executed_version() -> None:
     )
     assert record["responseContext"]["executedVersion"] == "2"
     assert record["requestContext"]["functionArn"].endswith(":fn:2")
+
+
+def test_an_alias_object_becomes_its_route() -> None:
+    alias = parse_alias(
+        {
+            "metadata": {"name": "fn.live", "namespace": "default"},
+            "spec": {
+                "functionName": "fn",
+                "name": "live",
+                "functionVersion": "1",
+                "routingConfig": {"additionalVersionWeights": {"2": 0.25}},
+            },
+        }
+    )
+    assert alias_route(alias) == AliasRoute("1", {"2": 0.25})
+
+
+def test_a_version_object_s_key_is_its_run_key() -> None:
+    assert version_key("team/fn.12") == "team/fn:12"
