@@ -126,9 +126,10 @@ async def update_mapping(services: Services, request: web.Request, params: Param
         wanted = lambda_mappings.update_spec(
             found.get("spec") or {}, document, namespace=namespace, region=region
         )
-    await _function_readable(
-        services, request, namespace, wanted["functionName"], "UpdateEventSourceMapping"
-    )
+    if "FunctionName" in document:  # moved to another function: the caller must see that one
+        await _function_readable(
+            services, request, namespace, wanted["functionName"], "UpdateEventSourceMapping"
+        )
 
     def change(body: Body) -> None:
         if body["metadata"].get("uid") != found["metadata"].get("uid"):

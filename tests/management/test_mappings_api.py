@@ -202,3 +202,16 @@ def test_errors_are_lambdas_and_name_the_parameter(
     assert "BatchSize" in message_of(caught)
     with pytest.raises(lambda_api.exceptions.ResourceNotFoundException):
         lambda_api.update_event_source_mapping(UUID=uid, FunctionName="absent")
+
+
+def test_a_mapping_outliving_its_function_can_still_be_disabled(
+    management_gateway: Gateway, lambda_api: Any
+) -> None:
+    apply_function(management_gateway)
+    uid = lambda_api.create_event_source_mapping(**KAFKA)["UUID"]
+    management_gateway.run(management_gateway.objects.delete(FUNCTIONS, "default", "resize"))
+    assert lambda_api.update_event_source_mapping(UUID=uid, Enabled=False)["BatchSize"] == 100
+    (stored,) = mappings(management_gateway)
+    assert stored["spec"]["enabled"] is False
+    with pytest.raises(lambda_api.exceptions.ResourceNotFoundException):
+        lambda_api.update_event_source_mapping(UUID=uid, FunctionName="resize")
