@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from kfaas import aiokit, runtimetoken
+from kfaas import aiokit, object_store, runtimetoken
 from kfaas.api_objects import from_api_object
 from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.config import Settings
@@ -29,6 +29,7 @@ from kfaas.manifests import API_GROUP, Function, ManifestError
 
 from .auth_clients import ClusterAuth
 from .code_store_client import HttpCodeStore
+from .kube_store import KubernetesObjectStore
 from .listeners import Listener
 from .registry import FunctionFacts, FunctionRegistry, code_facts
 from .serving import compose_gateway
@@ -293,7 +294,7 @@ async def run_kubernetes_gateway(
     store (``KFAAS_CODE_STORE_URL``), None when it is not configured.
     """
     credentials = Credentials.load(kubeconfig)
-    async with KubeClient(credentials, field_manager="kfaas-gateway") as client:
+    async with KubeClient(credentials, field_manager=object_store.GATEWAY_MANAGER) as client:
         registry = FunctionRegistry(
             default_namespace=settings.default_namespace, region=settings.region
         )
@@ -314,6 +315,8 @@ async def run_kubernetes_gateway(
             ready=lambda: ready,
             trigger_key_sources=KubernetesKeySources(client),
             functions_known=functions_known,
+            # The management API writes the cluster's objects as this gateway (ADR 024).
+            objects=KubernetesObjectStore(client),
             code_store=code_store,
         )
         sites = await gateway.serve(list(listeners) or [Listener("all", host, port)])

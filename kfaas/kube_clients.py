@@ -32,10 +32,14 @@ Body = dict[str, Any]
 class KubeError(Exception):
     """A request to the Kubernetes API failed; ``status`` is the HTTP status (0: no answer)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, details: Mapping[str, Any] | None = None
+    ) -> None:
         self.status = status
         self.reason = reason
         self.message = message
+        # The Status' details: ``causes`` (``[{"field": "spec.memoryMB", …}]``) on a 422.
+        self.details: Mapping[str, Any] = details or {}
         super().__init__(f"{status} {reason}: {message}" if status else message)
 
     @property
@@ -216,10 +220,18 @@ class KubeClient:
             content_type="application/merge-patch+json",
         )
 
-    async def create(self, obj: Body, plural: str) -> Body:
+    async def create(self, obj: Body, plural: str, *, field_manager: str | None = None) -> Body:
         path = api_path(obj["apiVersion"], plural, obj["metadata"].get("namespace"))
         return await self.request(
-            "POST", path, query={"fieldManager": self.field_manager}, body=obj
+            "POST", path, query={"fieldManager": field_manager or self.field_manager}, body=obj
+        )
+
+    async def replace(self, obj: Body, plural: str, *, field_manager: str | None = None) -> Body:
+        """PUT ``obj`` whole; its ``metadata.resourceVersion`` is the API server's precondition."""
+        meta = obj["metadata"]
+        path = api_path(obj["apiVersion"], plural, meta.get("namespace"), meta["name"])
+        return await self.request(
+            "PUT", path, query={"fieldManager": field_manager or self.field_manager}, body=obj
         )
 
     async def delete(self, api_version: str, plural: str, namespace: str | None, name: str) -> bool:
@@ -288,7 +300,13 @@ def _error(status: int, text: str) -> KubeError:
         answer = {}
     if not isinstance(answer, dict):
         answer = {}
-    return KubeError(status, str(answer.get("reason", "")), str(answer.get("message", text)))
+    details = answer.get("details")
+    return KubeError(
+        status,
+        str(answer.get("reason", "")),
+        str(answer.get("message", text)),
+        details if isinstance(details, dict) else None,
+    )
 
 
 def object_key(obj: Body) -> str:

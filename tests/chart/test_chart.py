@@ -204,6 +204,16 @@ OPERATOR_REFUSED = [
 ]
 GATEWAY_ALLOWED = [
     ("watch", "functions.kfaas.dev"),
+    # The management API writes kfaas objects as the gateway (ADR 024): PUT, never PATCH.
+    ("create", "functions.kfaas.dev"),
+    ("update", "functions.kfaas.dev"),
+    ("delete", "functions.kfaas.dev"),
+    ("create", "functionversions.kfaas.dev"),
+    ("delete", "functionversions.kfaas.dev"),
+    ("update", "functionaliases.kfaas.dev"),
+    ("watch", "functionaliases.kfaas.dev"),
+    ("create", "eventsourcemappings.kfaas.dev"),
+    ("watch", "eventsourcemappings.kfaas.dev"),
     ("list", "endpointslices.discovery.k8s.io"),
     # auth: sigv4 (ADR 009): bearer tokens and RBAC questions go to the apiserver.
     ("create", "tokenreviews.authentication.k8s.io"),
@@ -211,6 +221,7 @@ GATEWAY_ALLOWED = [
 ]
 GATEWAY_REFUSED = [
     ("patch", "functions.kfaas.dev"),
+    ("deletecollection", "functions.kfaas.dev"),
     ("get", "secrets"),
     ("create", "deployments.apps"),
     ("list", "pods"),

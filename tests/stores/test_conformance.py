@@ -205,11 +205,11 @@ async def test_write_status_merges_top_level_keys(subject: Subject) -> None:
     created = await subject.store.create(
         store.FUNCTIONS, function(namespace, name), field_manager=store.GATEWAY_MANAGER
     )
-    ready = [{"type": "Ready", "status": "True", "reason": "Ready"}]
+    ready = [{"type": "Ready", "status": "True", "reason": "Ready", "message": ""}]
     await subject.store.write_status(
         store.FUNCTIONS, namespace, name, {"observedGeneration": 1, "conditions": ready}
     )
-    later = [{"type": "Ready", "status": "False", "reason": "InvalidSpec"}]
+    later = [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "x"}]
     written = await subject.store.write_status(
         store.FUNCTIONS, namespace, name, {"conditions": later, "codeSha256": "ab"}
     )
