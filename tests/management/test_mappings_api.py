@@ -85,6 +85,11 @@ def test_a_kafka_mapping_is_created_read_updated_and_deleted(
     assert got["LastModified"] == created["LastModified"]
     arn = got["EventSourceMappingArn"]
     assert lambda_api.list_tags(Resource=arn)["Tags"] == {"team": "media"}
+    lambda_api.tag_resource(Resource=arn, Tags={"stage": "prod"})
+    lambda_api.untag_resource(Resource=arn, TagKeys=["team"])
+    assert lambda_api.list_tags(Resource=arn)["Tags"] == {"stage": "prod"}
+    tagged = lambda_api.get_event_source_mapping(UUID=created["UUID"])
+    assert tagged["LastModified"] == created["LastModified"]
 
     updated = lambda_api.update_event_source_mapping(
         UUID=created["UUID"], Enabled=False, BatchSize=20
