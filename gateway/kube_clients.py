@@ -1,11 +1,12 @@
 """The gateway's Kubernetes backend: functions and ready instances from the API, demand to it.
 
-``KubernetesBackend`` implements the ``InstanceBackend`` seam for a cluster. It watches Function
-objects (into the ``FunctionRegistry``) and the EndpointSlices of the operator's runtime Services
-(into the Router, through the listener, exactly as local instances are fed), and reports this
-replica's per-function concurrency in its own Lease for the operator's autoscaler (ADR 007): at
-once when a function goes from idle to busy (scale from zero, the request is held meanwhile),
-otherwise at most once per ``report_interval`` and as a keep-alive while there is demand.
+``KubernetesBackend`` implements the ``InstanceBackend`` seam for a cluster. It watches Function,
+FunctionVersion and FunctionAlias objects (into the ``FunctionRegistry``) and the EndpointSlices
+of the operator's runtime Services (into the Router, through the listener, exactly as local
+instances are fed), and reports this replica's per-function concurrency in its own Lease for
+the operator's autoscaler (ADR 007): at once when a function goes from idle to busy (scale from
+zero, the request is held meanwhile), otherwise at most once per ``report_interval`` and as a
+keep-alive while there is demand.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import base64
 import contextlib
 import datetime
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from kfaas import aiokit, object_store, runtimetoken
 from kfaas.api_objects import from_api_object
@@ -26,18 +27,27 @@ from kfaas.demand import LEASE_SECONDS, demand_lease, lease_name
 from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
 from kfaas.lambda_shapes import object_facts
 from kfaas.manifests import API_GROUP, Function, ManifestError
+from kfaas.version_manifests import parse_alias, parse_version, template_code
 
 from .auth_clients import ClusterAuth
 from .code_store_client import HttpCodeStore
 from .kube_store import KubernetesObjectStore
 from .listeners import Listener
-from .registry import FunctionFacts, FunctionRegistry, code_facts
+from .registry import (
+    FunctionFacts,
+    FunctionRegistry,
+    alias_route,
+    code_facts,
+    version_function,
+    version_key,
+)
 from .serving import compose_gateway
 from .trigger_keys import KeySource, KeysUnavailable, selected
 
 log = logging.getLogger("kfaas.gateway.kubernetes")
 
 Body = dict[str, Any]
+Parsed = TypeVar("Parsed")
 FUNCTION_LABEL = f"{API_GROUP}/function"
 RUNTIME_SELECTOR = f"{API_GROUP}/component=runtime"
 
@@ -61,6 +71,14 @@ def endpoints_of(slices: list[Body], capacity: int, token: str = "") -> list[End
                 target = (entry.get("targetRef") or {}).get("name") or address
                 found[target] = Endpoint(target, f"http://{address}:{port}", capacity, token)
     return [found[key] for key in sorted(found)]
+
+
+def _parsed(body: Body, parse: Callable[[Body], Parsed]) -> Parsed | None:
+    try:
+        return parse(body)
+    except ManifestError as exc:
+        log.warning("ignoring an invalid %s: %s", body.get("kind", "object"), exc)
+        return None
 
 
 def function_from(body: Body) -> Function | None:
@@ -103,6 +121,18 @@ class KubernetesBackend:
             client, "discovery.k8s.io/v1", "endpointslices", self._slice_changed,
             namespace=watch_namespace, label_selector=RUNTIME_SELECTOR,
         )  # fmt: skip
+        # Published versions and aliases (ADR 024): the registry resolves `name:N` and
+        # `name:alias` with them. The operator does not build a version's instances yet, so
+        # invoking one is refused at once (409, state Pending) rather than left waiting.
+        registry.runs_versions = False
+        self.versions = Informer(
+            client, f"{API_GROUP}/v1alpha1", "functionversions", self._version_changed,
+            namespace=watch_namespace,
+        )  # fmt: skip
+        self.aliases = Informer(
+            client, f"{API_GROUP}/v1alpha1", "functionaliases", self._alias_changed,
+            namespace=watch_namespace,
+        )  # fmt: skip
 
     # -- InstanceBackend ---------------------------------------------------------------------
 
@@ -128,6 +158,24 @@ class KubernetesBackend:
             )
             self.registry.put(function, facts)
         self._publish(key)
+
+    def _version_changed(self, key: str, body: Body | None) -> None:
+        version = _parsed(body, parse_version) if body is not None else None
+        if version is None or body is None:
+            self.registry.remove(version_key(key))
+            return
+        template = version.spec.template
+        facts = FunctionFacts(object=object_facts(body), code=template_code(template))
+        self.registry.put(version_function(version), facts)
+
+    def _alias_changed(self, key: str, body: Body | None) -> None:
+        namespace, _, name = key.partition("/")
+        function, _, alias_name = name.partition(".")  # a function name holds no dot
+        alias = _parsed(body, parse_alias) if body is not None else None
+        if alias is None:
+            self.registry.remove_alias(namespace, function, alias_name)
+        else:
+            self.registry.put_alias(namespace, function, alias_name, alias_route(alias))
 
     def _slice_changed(self, key: str, body: Body | None) -> None:
         labels = (body or {}).get("metadata", {}).get("labels", {})
@@ -196,6 +244,8 @@ class KubernetesBackend:
         for name, run in (
             ("functions", self.functions.run),
             ("endpointslices", self.slices.run),
+            ("functionversions", self.versions.run),
+            ("functionaliases", self.aliases.run),
             ("demand-reporter", self._report_demand),
         ):
             self._tasks.append(
@@ -203,7 +253,12 @@ class KubernetesBackend:
                     f"gateway-{name}", run, log=log, on_return="fatal", on_fatal=exit_gateway
                 )
             )
-        await asyncio.gather(self.functions.synced.wait(), self.slices.synced.wait())
+        await asyncio.gather(
+            *(
+                informer.synced.wait()
+                for informer in (self.functions, self.slices, self.versions, self.aliases)
+            )
+        )
 
     async def stop(self) -> None:
         await aiokit.stop_tasks(self._tasks, grace_seconds=0)

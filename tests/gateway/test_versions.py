@@ -13,7 +13,8 @@ from prometheus_client import generate_latest
 
 from kfaas.events import invocation_record
 from kfaas.gateway.asyncq import AsyncEvent, decode_event, encode_event
-from kfaas.gateway.errors import ResourceNotFound
+from kfaas.gateway.errors import ResourceConflict, ResourceNotFound
+from kfaas.gateway.kube_clients import KubernetesBackend
 from kfaas.gateway.metrics import GatewayMetrics
 from kfaas.gateway.registry import AliasRoute, FunctionRegistry, alias_route, version_key
 from kfaas.manifests import Function
@@ -204,3 +205,42 @@ def test_an_alias_object_becomes_its_route() -> None:
 
 def test_a_version_object_s_key_is_its_run_key() -> None:
     assert version_key("team/fn.12") == "team/fn:12"
+
+
+def test_a_cluster_gateway_refuses_a_version_it_cannot_run_at_once() -> None:
+    """The operator builds no version's instances yet: 409 Pending, not a wait for none."""
+    registry = FunctionRegistry()
+    backend = KubernetesBackend(
+        None,  # type: ignore[arg-type]  # only the watches' handlers are called
+        registry,
+        platform_namespace="platform",
+        replica="r",
+    )
+    backend._function_changed("default/fn", {"metadata": {"name": "fn"}, "spec": SPEC})
+    version = {
+        "metadata": {"name": "fn.1", "namespace": "default"},
+        "spec": {
+            "functionName": "fn",
+            "version": 1,
+            "codeSha256": "x",
+            "configSha256": "0" * 64,
+            "template": SPEC,
+        },
+    }
+    alias = {
+        "metadata": {"name": "fn.live", "namespace": "default"},
+        "spec": {"functionName": "fn", "name": "live", "functionVersion": "1"},
+    }
+    backend._version_changed("default/fn.1", version)
+    backend._alias_changed("default/fn.live", alias)
+    assert [f.key for f in registry.versions()] == ["default/fn:1"]
+    assert registry.resolve(ref("fn")).key == "default/fn"
+    for name in ("fn:1", "fn:live"):
+        with pytest.raises(ResourceConflict) as excinfo:
+            registry.resolve(ref(name))
+        assert "state: Pending" in excinfo.value.message
+    with pytest.raises(ResourceNotFound):
+        registry.resolve(ref("fn:2"))
+    backend._version_changed("default/fn.1", None)
+    backend._alias_changed("default/fn.live", None)
+    assert registry.versions() == [] and registry.alias("default", "fn", "live") is None
