@@ -12,7 +12,8 @@ What the operator does in a cluster is done here too: once a function's generati
 published version) is handed to the local instances, its status gets ``observedGeneration``, a
 ``Ready`` condition and ``codeSha256`` (or ``Ready`` False with the reason: a runtime no
 interpreter here runs, a zip that cannot be unpacked), so ``lambda_shapes.function_state`` reads
-Pending → Active as in a cluster. The code store's sweep runs at start and hourly over the digests the objects name.
+Pending → Active as in a cluster. The code store's sweep runs at start and hourly over the
+digests the objects name.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from kfaas.code import code_digest
 from kfaas.code_archives import CodeArchiveError
 from kfaas.code_digests import CodeDigest, DigestMismatch
 from kfaas.code_folder import DirectoryCodeStore
+from kfaas.code_marks import marked_digests
 from kfaas.code_store import CodeStoreError
 from kfaas.dir_store import DirectoryObjectStore
 from kfaas.gateway.registry import (
@@ -44,6 +46,7 @@ from kfaas.interpreters import Interpreters
 from kfaas.lambda_code import CodeFacts, stored_code
 from kfaas.lambda_shapes import object_facts
 from kfaas.manifests import EventSourceMapping, Function, ManifestError
+from kfaas.names import LATEST
 from kfaas.object_bodies import rfc3339_now
 from kfaas.object_store import Body
 from kfaas.version_manifests import parse_alias, parse_version, template_code
@@ -105,20 +108,6 @@ def function_code_facts(function: Function) -> CodeFacts | None:
     if stored is not None:
         return stored_code(CodeDigest(stored.sha256), stored.size)
     return code_facts(function)
-
-
-def referenced_digests(functions: list[Body], versions: list[Body]) -> set[str]:
-    """The zips the objects name: a Function's ``code.zip``, a version's template's."""
-    found = set()
-    for body, path in [(f, ("spec",)) for f in functions] + [
-        (v, ("spec", "template")) for v in versions
-    ]:
-        value: Any = body
-        for key in (*path, "code", "zip", "sha256"):
-            value = value.get(key) if isinstance(value, Mapping) else None
-        if isinstance(value, str):
-            found.add(value)
-    return found
 
 
 class DevObjects:
@@ -224,11 +213,8 @@ class DevObjects:
             return None
         annotations = function.metadata.annotations
         folder = annotations.get(CODE_PATH)
-        if (
-            folder
-            and annotations.get(CODE_PATH_SHA256) == stored.sha256
-            and ":" not in function.key
-        ):
+        latest = function.version == LATEST  # a version runs the zip it pinned, never the folder
+        if folder and latest and annotations.get(CODE_PATH_SHA256) == stored.sha256:
             return Path(folder)
         return await self.code.tree(CodeDigest(stored.sha256))
 
@@ -318,7 +304,9 @@ class DevObjects:
         """Sweep the zips no Function or version names (after the store's grace period)."""
         functions = await self.objects.list(store.FUNCTIONS)
         versions = await self.objects.list(store.FUNCTION_VERSIONS)
-        deleted = await self.code.sweep(referenced_digests(functions, versions), now=now)
+        # No workloads here: kfaas dev's instances run what the registry holds.
+        marked = marked_digests(functions, versions, workloads=())
+        deleted = await self.code.sweep({digest.hex for digest in marked}, now=now)
         for digest in deleted:
             log.info("code %s deleted: no function or version uses it", digest.hex)
         return deleted

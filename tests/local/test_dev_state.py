@@ -25,7 +25,7 @@ from kfaas.cli.dev_files import (
     removed_from_files,
     stored_body,
 )
-from kfaas.cli.dev_state import DevObjects, function_status, referenced_digests
+from kfaas.cli.dev_state import DevObjects, function_status
 from kfaas.code_digests import CodeDigest
 from kfaas.code_folder import DirectoryCodeStore
 from kfaas.code_sweep import GRACE_SECONDS
@@ -217,13 +217,6 @@ def test_a_failure_keeps_the_code_that_ran() -> None:
     assert state.get("StateReason") == "no python3.13"
     served = {**failed, "codeSha256": "ab" * 32}
     assert function_state(served, 1)["State"] == "Active"
-
-
-def test_the_zips_objects_name_are_referenced() -> None:
-    zipped = {"spec": {"code": {"zip": {"sha256": "a" * 64, "size": 1}}}}
-    inline = {"spec": {"code": {"inline": {"app.py": ""}}}}
-    version = {"spec": {"template": {"code": {"zip": {"sha256": "b" * 64, "size": 1}}}}}
-    assert referenced_digests([zipped, inline], [version]) == {"a" * 64, "b" * 64}
 
 
 # -- the store's changes at work --------------------------------------------------------------
