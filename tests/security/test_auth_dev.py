@@ -4,6 +4,7 @@ the AWS CLI and `kfaas invoke` signing real requests, and by raw sockets sending
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 import socket
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -362,6 +364,46 @@ def test_a_presigned_url_reads_a_configuration_until_it_expires(dev: DevServer) 
     with refused.value as error:
         assert error.code == 403
         assert error.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+
+
+def test_function_writes_are_authorized_and_uploads_pass_the_signature_check(
+    dev: DevServer,
+) -> None:
+    """RBAC verbs per ADR 024; a zip over the Invoke API's 6 MB limit is read, signed, stored."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("app.py", "def echo(event, context):\n    return event\n")
+        archive.writestr("data.bin", os.urandom(7 * 1024 * 1024))
+    request = {
+        "Role": "arn:aws:iam::123456789012:role/any",
+        "Runtime": "python3.11",
+        "Handler": "app.echo",
+        "Code": {"ZipFile": buffer.getvalue()},
+    }
+    status, code, message = refused(
+        client(dev, "alice").create_function, FunctionName="team-a/made", **request
+    )
+    assert (status, code) == (403, "AccessDeniedException")
+    assert "lambda:CreateFunction" in message
+    bob = client(dev, "bob")
+    created = bob.create_function(FunctionName="team-b/made", **request)
+    try:
+        assert created["CodeSize"] == len(buffer.getvalue())
+        location = bob.get_function(FunctionName="team-b/made")["Code"]["Location"]
+        # The signed URL is its own credential: fetched with none.
+        with urllib.request.urlopen(location, timeout=30) as answer:
+            assert answer.read() == buffer.getvalue()
+        assert refused(
+            client(dev, "alice").update_function_configuration,
+            FunctionName="team-b/made",
+            Timeout=10,
+        )[:2] == (403, "AccessDeniedException")
+        assert (
+            bob.update_function_configuration(FunctionName="team-b/made", Timeout=10)["Timeout"]
+            == 10
+        )
+    finally:
+        bob.delete_function(FunctionName="team-b/made")
 
 
 def _key(arn: str) -> str:
