@@ -72,10 +72,14 @@ def test_optional_parts_and_namespaced_mode(helm: Path) -> None:
     assert "ServiceMonitor" in kinds and "KopfPeering" in kinds
     cluster_roles = {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"}
     # CRDs and the reviews the gateway asks for (auth: sigv4) are cluster-scoped; the example
-    # roles for Invoke API callers are ClusterRoles to bind per namespace.
-    assert {"kfaas-operator-crds", "kfaas-gateway-auth", "kfaas-invoker", "kfaas-viewer"} <= (
-        cluster_roles
-    )
+    # roles for API callers are ClusterRoles to bind per namespace.
+    assert {
+        "kfaas-operator-crds",
+        "kfaas-gateway-auth",
+        "kfaas-invoker",
+        "kfaas-viewer",
+        "kfaas-deployer",
+    } <= cluster_roles
     assert not {"kfaas-operator", "kfaas-gateway"} & cluster_roles  # those are Roles now
     assert "HorizontalPodAutoscaler" not in kinds
 
