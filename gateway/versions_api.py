@@ -264,13 +264,22 @@ async def list_versions(services: Services, request: web.Request, params: Params
             scope=f"ListVersionsByFunction {ref.namespace}/{ref.name}",
             key=aliases_api.MARKER_KEY,
         )  # fmt: skip
+    # Environment values only for a caller who may read the versions one by one, as
+    # ListFunctions shows them only with `get`.
+    may_get = await auth.allowed(
+        request, auth.principal_of(request), "get", ref.namespace,
+        plural=object_store.FUNCTION_VERSIONS,
+    )  # fmt: skip
     listed = []
     for _, body in page.items:
         if body is None:
             code = await function_reads.code_facts(services, latest)
-            listed.append(function_reads.configuration(services, latest, code))
+            configuration = function_reads.configuration(services, latest, code)
         else:
-            listed.append(version_configuration(services, body))
+            configuration = version_configuration(services, body)
+        if not may_get:
+            configuration.pop("Environment", None)
+        listed.append(configuration)
     answer: dict[str, Any] = {"Versions": listed}
     if page.next_marker is not None:
         answer["NextMarker"] = page.next_marker

@@ -95,6 +95,7 @@ def test_each_version_and_alias_operation_needs_its_verb(guarded: Guarded) -> No
             "runtime": "python3.12",
             "handler": "app.handler",
             "code": {"inline": {"app.py": "def handler(event, context):\n    return 1\n"}},
+            "environment": {"STAGE": "prod"},
         },
     }
     gateway.run(
@@ -118,8 +119,13 @@ def test_each_version_and_alias_operation_needs_its_verb(guarded: Guarded) -> No
     grants.asked.clear()
     grants.pairs = {("create", VERSIONS), ("list", VERSIONS), ("get", "functions")}
     assert client.publish_version(FunctionName="resize")["Version"] == "1"
-    assert len(client.list_versions_by_function(FunctionName="resize")["Versions"]) == 2
+    # Environment values only for a caller who may get the versions, as ListFunctions does.
+    versions = client.list_versions_by_function(FunctionName="resize")["Versions"]
+    assert len(versions) == 2 and not any("Environment" in v for v in versions)
     assert ("create", VERSIONS, None) in grants.asked
+    grants.pairs.add(("get", VERSIONS))
+    versions = client.list_versions_by_function(FunctionName="resize")["Versions"]
+    assert [v["Environment"]["Variables"] for v in versions] == [{"STAGE": "prod"}] * 2
     grants.asked.clear()
     grants.pairs = {(verb, ALIASES) for verb in ("create", "get", "update", "list", "delete")}
     client.create_alias(FunctionName="resize", Name="live", FunctionVersion="1")
