@@ -21,6 +21,7 @@ from services.image_fixtures import BuiltImages
 from services.node import NodeCluster
 from services.redis_server import PodRedis
 
+from node.code_store_volume import code_store_volume
 from node.kfaas_release import (
     PLATFORM_NAMESPACE,
     RELEASE,
@@ -87,9 +88,11 @@ def release(
         yield kept
         return
     _uninstall(kubectl, cluster_service, helm)
+    # No provisioner on the node: the code store's claim binds to a volume made here.
+    code_store = code_store_volume(kubectl, cluster_service.dir.root / "code-store")
     release = install(
         kubectl, cluster_service.kubeconfig, helm, image, platform_redis_url,
-        f"functions.runtimeImages.python3\\.13={python313.ref}",
+        f"functions.runtimeImages.python3\\.13={python313.ref}", *code_store,
     )  # fmt: skip
     try:
         yield release
