@@ -76,6 +76,20 @@ def owner_reference(function: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def of_function(body: Mapping[str, Any], function: Mapping[str, Any] | None) -> bool:
+    """Whether ``body`` belongs to this incarnation of the function: not to a Function of the
+    same name deleted before (its objects wait for the garbage collector in a cluster)."""
+    if function is None:
+        return True
+    owners = [
+        owner
+        for owner in (body.get("metadata") or {}).get("ownerReferences") or []
+        if owner.get("kind") == "Function"
+    ]
+    uid = (function.get("metadata") or {}).get("uid")
+    return not owners or any(owner.get("uid") == uid for owner in owners)
+
+
 def string_field(document: Mapping[str, Any], key: str, *, limit: int = 256) -> str | None:
     value = document.get(key)
     if value is None:
@@ -93,13 +107,13 @@ def parsed_alias(body: Mapping[str, Any]) -> FunctionAlias:
 
 
 async def function_aliases(
-    services: Services, ref: FunctionRef
+    services: Services, ref: FunctionRef, function: Mapping[str, Any] | None = None
 ) -> list[tuple[FunctionAlias, Body]]:
     """The function's aliases and their bodies, found by spec (one ``kubectl`` wrote may carry
-    no labels)."""
+    no labels), of ``function``'s incarnation when it is given."""
     with store_errors(f"aliases of {function_reads.arn(services, ref)}"):
         bodies = await objects_of(services).list(object_store.FUNCTION_ALIASES, ref.namespace)
-    found = [(parsed_alias(body), body) for body in bodies]
+    found = [(parsed_alias(body), body) for body in bodies if of_function(body, function)]
     return [(alias, body) for alias, body in found if alias.spec.function_name == ref.name]
 
 
@@ -299,8 +313,8 @@ async def list_aliases(services: Services, request: web.Request, params: Params)
             parse_version(version)
     await _authorize(services, request, ref, "list", "ListAliases", None)
     with store_errors(function_reads.arn(services, ref)):
-        await objects_of(services).get(object_store.FUNCTIONS, ref.namespace, ref.name)
-    aliases = await function_aliases(services, ref)
+        function = await objects_of(services).get(object_store.FUNCTIONS, ref.namespace, ref.name)
+    aliases = await function_aliases(services, ref, function)
     if version is not None:  # the aliases that may run it: as primary or as the weighted one
         aliases = [(alias, body) for alias, body in aliases if routes_to(alias.spec, version)]
     with lambda_parameters():

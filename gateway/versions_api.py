@@ -48,7 +48,7 @@ from kfaas.version_manifests import (
 from kfaas.version_manifests import parse_version as parse_version_object
 
 from . import aliases_api, auth, function_code, function_reads
-from .aliases_api import owner_reference, string_field, unqualified
+from .aliases_api import of_function, owner_reference, string_field, unqualified
 from .errors import (
     InvalidParameterValue,
     PreconditionFailed,
@@ -74,12 +74,13 @@ def _version_object(body: Mapping[str, Any]) -> FunctionVersion:
 
 
 async def function_versions(
-    services: Services, ref: FunctionRef
+    services: Services, ref: FunctionRef, function: Mapping[str, Any] | None = None
 ) -> list[tuple[FunctionVersion, Body]]:
-    """The function's versions by number, found by spec (``kubectl`` may omit the labels)."""
+    """The function's versions by number, found by spec (``kubectl`` may omit the labels), of
+    ``function``'s incarnation when it is given."""
     with store_errors(f"versions of {function_reads.arn(services, ref)}"):
         bodies = await objects_of(services).list(object_store.FUNCTION_VERSIONS, ref.namespace)
-    found = [(_version_object(body), body) for body in bodies]
+    found = [(_version_object(body), body) for body in bodies if of_function(body, function)]
     mine = [(version, body) for version, body in found if version.spec.function_name == ref.name]
     return sorted(mine, key=lambda item: item[0].spec.version)
 
@@ -182,7 +183,7 @@ async def publish_version(
         pinned = function.spec.model_copy(update={"code": await _pinned_code(services, function)})
         template = pinned.model_dump(mode="json", by_alias=True, exclude_none=True)
         digest = config_sha256(template)
-        versions = await function_versions(services, ref)
+        versions = await function_versions(services, ref, body)
         if versions and versions[-1][0].spec.config_sha256 == digest:
             return version_configuration(services, versions[-1][1])
         annotations = (body["metadata"].get("annotations") or {}).get(LAST_VERSION_ANNOTATION)
@@ -255,7 +256,8 @@ async def list_versions(services: Services, request: web.Request, params: Params
     latest = await function_reads.read(services, ref)
     items: list[tuple[int, Body | None]] = [(0, None)]
     items += [
-        (version.spec.version, body) for version, body in await function_versions(services, ref)
+        (version.spec.version, body)
+        for version, body in await function_versions(services, ref, latest.body)
     ]
     with lambda_parameters():
         page = paginate(
