@@ -2,8 +2,8 @@
 
 ``subject`` is a ``Subject``: the store, two namespaces it may write in, and fresh names. The
 folder store runs everywhere; the Kubernetes store (``kube``, marked ``kwok``) runs on the kwok
-control plane with kfaas's CRDs installed (``crds/`` as it is at test time, so a kind whose CRD
-is not there yet is skipped), so both are judged by the same assertions.
+control plane with kfaas's CRDs (``crds/``) installed, so both are judged by the same
+assertions.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from services.cluster import Cluster
 from kfaas.dir_store import DirectoryObjectStore
 from kfaas.gateway.kube_store import KubernetesObjectStore
 from kfaas.kube_clients import Credentials, KubeClient
-from kfaas.object_store import GATEWAY_MANAGER, KINDS, ObjectStore
+from kfaas.object_store import GATEWAY_MANAGER, ObjectStore
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
@@ -55,11 +55,6 @@ def kube_setup(kwok_service: Cluster) -> Iterator[KubeSetup]:
         kwok_service.kubectl("create", "namespace", namespace)
     yield KubeSetup(kwok_service.kubeconfig, namespaces)
     kwok_service.kubectl("delete", "namespace", "--wait=false", *namespaces)
-
-
-def served_plurals() -> set[str]:
-    """The kfaas kinds whose CRD is in crds/ now."""
-    return {plural for plural in KINDS if (CRDS / f"{plural}.kfaas.dev.yaml").exists()}
 
 
 @pytest.fixture(params=["dir", pytest.param("kube", marks=pytest.mark.kwok)])

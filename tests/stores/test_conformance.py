@@ -293,3 +293,64 @@ async def test_list_sorts_filters_by_label_and_spans_namespaces(subject: Subject
     assert keys(in_first) == [f"{first}/{prefix}-b", f"{first}/{prefix}-c"]
     team_x = await subject.store.list(store.FUNCTIONS, first, labels={"run": prefix, "team": "x"})
     assert keys(team_x) == [f"{first}/{prefix}-b"]
+
+
+def owned_by(owner: Body) -> list[dict[str, Any]]:
+    metadata = owner["metadata"]
+    return [
+        {"apiVersion": "kfaas.dev/v1alpha1", "kind": "Function", "name": metadata["name"],
+         "uid": metadata["uid"]},
+    ]  # fmt: skip
+
+
+async def test_a_published_version_is_immutable_and_goes_with_its_function(
+    subject: Subject,
+) -> None:
+    namespace, name = subject.namespaces[0], subject.name()
+    owner = await subject.store.create(
+        store.FUNCTIONS, function(namespace, name), field_manager=store.GATEWAY_MANAGER
+    )
+    version: Body = {
+        "metadata": {"name": f"{name}.1", "namespace": namespace,
+                     "ownerReferences": owned_by(owner)},
+        "spec": {
+            "functionName": name, "version": 1, "codeSha256": "c2hh", "configSha256": "0" * 64,
+            "template": owner["spec"],
+        },
+    }  # fmt: skip
+    published = await subject.store.create(
+        store.FUNCTION_VERSIONS, version, field_manager=store.GATEWAY_MANAGER
+    )
+    assert published["kind"] == "FunctionVersion"
+    changed = published | {"spec": published["spec"] | {"description": "edited"}}
+    with pytest.raises(store.Invalid) as refused:
+        await subject.store.replace(
+            store.FUNCTION_VERSIONS, changed, field_manager=store.GATEWAY_MANAGER
+        )
+    assert refused.value.field == "spec"
+    assert "immutable" in str(refused.value)
+    labelled = published | {"metadata": published["metadata"] | {"labels": {"kept": "yes"}}}
+    relabelled = await subject.store.replace(
+        store.FUNCTION_VERSIONS, labelled, field_manager=store.GATEWAY_MANAGER
+    )
+    assert relabelled["metadata"]["generation"] == 1
+    alias: Body = {
+        "metadata": {"name": f"{name}.live", "namespace": namespace,
+                     "ownerReferences": owned_by(owner)},
+        "spec": {"functionName": name, "name": "live", "functionVersion": "1"},
+    }  # fmt: skip
+    await subject.store.create(store.FUNCTION_ALIASES, alias, field_manager=store.GATEWAY_MANAGER)
+
+    await subject.store.delete(store.FUNCTIONS, namespace, name)
+
+    async def children_gone() -> bool:
+        for plural in (store.FUNCTION_VERSIONS, store.FUNCTION_ALIASES):
+            for body in await subject.store.list(plural, namespace):
+                if body["spec"]["functionName"] == name:
+                    return False
+        return True
+
+    # At once in a folder; by the garbage collector in a cluster.
+    await eventually_async(
+        children_gone, within=30, what="the version and alias deleted with the function"
+    )
