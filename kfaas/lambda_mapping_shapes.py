@@ -38,7 +38,7 @@ def mapping_state(body: Mapping[str, Any]) -> tuple[str, str]:
     if state == "Failed":
         for condition in status.get("conditions") or []:
             if condition.get("type") == "Ready":
-                return "Failed", str(condition.get("message") or condition.get("reason"))
+                return "Failed", str(condition.get("message") or condition.get("reason") or "")
     return str(state), "User action"
 
 
@@ -63,7 +63,7 @@ def mapping_configuration(
     answer: dict[str, Any] = {
         "UUID": uid,
         "EventSourceMappingArn": mapping_arn(namespace, uid, region),
-        "FunctionArn": function_arn(namespace, spec["functionName"], region),
+        "FunctionArn": function_arn(namespace, spec["functionName"], region, spec.get("qualifier")),
         "BatchSize": spec.get("batchSize", 100),
         # Lambda's is whole seconds; a kubectl-written fraction (the default 0.5) is shown as is.
         "MaximumBatchingWindowInSeconds": int(window) if float(window).is_integer() else window,
