@@ -371,7 +371,7 @@ async def run_kubernetes_gateway(
             trigger_key_sources=KubernetesKeySources(client),
             functions_known=functions_known,
             # The management API writes the cluster's objects as this gateway (ADR 024).
-            objects=KubernetesObjectStore(client),
+            objects=KubernetesObjectStore(client, watch_namespace=watch_namespace),
             code_store=code_store,
         )
         sites = await gateway.serve(list(listeners) or [Listener("all", host, port)])

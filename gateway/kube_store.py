@@ -107,14 +107,27 @@ def _absent(plural: str, namespace: object, name: object) -> store.ObjectNotFoun
 
 
 class KubernetesObjectStore:
-    """``kfaas.object_store.ObjectStore`` on the API server, as ``client``'s identity."""
+    """``kfaas.object_store.ObjectStore`` on the API server, as ``client``'s identity.
 
-    def __init__(self, client: KubeClient) -> None:
+    ``watch_namespace``: the one namespace a gateway installed with the chart's
+    ``watchNamespace`` may read and write (its grant is a Role there); other namespaces hold
+    nothing for it, and a listing of all namespaces lists that one.
+    """
+
+    def __init__(self, client: KubeClient, *, watch_namespace: str | None = None) -> None:
         self.client = client
+        self.watch_namespace = watch_namespace
+
+    def _reachable(self, namespace: object, name: object) -> bool:
+        return (
+            is_namespace(namespace)
+            and is_object_name(name)
+            and self.watch_namespace in (None, namespace)
+        )
 
     async def get(self, plural: str, namespace: str, name: str) -> Body:
         _kind(plural)
-        if not (is_namespace(namespace) and is_object_name(name)):
+        if not self._reachable(namespace, name):
             raise _absent(plural, namespace, name)
         with _requests(f"get {plural} {namespace}/{name}"):
             return _typed(plural, await self.client.get(API_VERSION, plural, namespace, name))
@@ -127,7 +140,9 @@ class KubernetesObjectStore:
         labels: Mapping[str, str] | None = None,
     ) -> list[Body]:
         _kind(plural)
-        if namespace is not None and not is_namespace(namespace):
+        if namespace is None:
+            namespace = self.watch_namespace
+        elif not is_namespace(namespace) or self.watch_namespace not in (None, namespace):
             return []
         selector = label_selector(labels)
         try:
@@ -156,6 +171,11 @@ class KubernetesObjectStore:
                 f"metadata.namespace: {metadata.get('namespace')!r} is not a DNS-1123 label",
                 "metadata.namespace",
             )
+        if self.watch_namespace not in (None, metadata["namespace"]):
+            raise store.Invalid(
+                f"metadata.namespace: this gateway manages namespace {self.watch_namespace} only",
+                "metadata.namespace",
+            )
         if body.get("kind") not in (None, kind):
             raise store.Invalid(f"kind: {body.get('kind')!r} is not {kind}", "kind")
         obj = {
@@ -173,7 +193,7 @@ class KubernetesObjectStore:
         kind = _kind(plural)
         metadata = copy.deepcopy(body.get("metadata") or {})
         namespace, name = metadata.get("namespace"), metadata.get("name")
-        if not (is_namespace(namespace) and is_object_name(name)):
+        if not self._reachable(namespace, name):
             raise _absent(plural, namespace, name)
         if body.get("kind") not in (None, kind):
             raise store.Invalid(f"kind: {body.get('kind')!r} is not {kind}", "kind")
@@ -206,7 +226,7 @@ class KubernetesObjectStore:
         self, plural: str, namespace: str, name: str, *, resource_version: str | None = None
     ) -> None:
         _kind(plural)
-        if not (is_namespace(namespace) and is_object_name(name)):
+        if not self._reachable(namespace, name):
             raise _absent(plural, namespace, name)
         options: Body = {
             "apiVersion": "v1",

@@ -1,13 +1,22 @@
-"""The Kubernetes store's pure rules: the API server's answers as the store's errors (by status
-and reason), label selectors that cannot be smuggled, status writes whose keys replace."""
+"""The Kubernetes store's own rules: the API server's answers as the store's errors (by status
+and reason), label selectors that cannot be smuggled, status writes whose keys replace, and a
+gateway limited to one namespace (the chart's watchNamespace) asking for no other."""
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 import pytest
 
 from kfaas import object_store as store
-from kfaas.gateway.kube_store import label_selector, status_merge_patch, translated
-from kfaas.kube_clients import KubeError
+from kfaas.gateway.kube_store import (
+    KubernetesObjectStore,
+    label_selector,
+    status_merge_patch,
+    translated,
+)
+from kfaas.kube_clients import KubeClient, KubeError
+from kfaas.object_store import Body
 
 INVALID_DETAILS = {
     "name": "f",
@@ -72,3 +81,38 @@ def test_status_keys_replace_whole_through_a_merge_patch() -> None:
         "conditions": [],
         "y": None,
     }
+
+
+class RecordingClient:
+    """Answers every list with nothing and every get with a bare object; records the paths."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+
+    async def list(
+        self, api_version: str, plural: str, namespace: str | None = None, **query: Any
+    ) -> Body:
+        self.calls.append(("list", namespace))
+        return {"items": []}
+
+    async def get(self, api_version: str, plural: str, namespace: str | None, name: str) -> Body:
+        self.calls.append(("get", namespace))
+        return {"metadata": {"name": name, "namespace": namespace}}
+
+
+async def test_a_gateway_limited_to_one_namespace_keeps_to_it() -> None:
+    client = RecordingClient()
+    limited = KubernetesObjectStore(cast(KubeClient, client), watch_namespace="team-a")
+    assert await limited.list(store.FUNCTIONS) == []
+    assert await limited.list(store.FUNCTIONS, "team-b") == []
+    await limited.get(store.FUNCTIONS, "team-a", "f")
+    with pytest.raises(store.ObjectNotFound):
+        await limited.get(store.FUNCTIONS, "team-b", "f")
+    with pytest.raises(store.ObjectNotFound):
+        await limited.delete(store.FUNCTIONS, "team-b", "f")
+    body = {"metadata": {"name": "f", "namespace": "team-b"}, "spec": {}}
+    with pytest.raises(store.Invalid) as refused:
+        await limited.create(store.FUNCTIONS, body, field_manager=store.GATEWAY_MANAGER)
+    assert refused.value.field == "metadata.namespace"
+    # Only the namespace it may read was asked for; the others never left the process.
+    assert client.calls == [("list", "team-a"), ("get", "team-a")]
