@@ -43,10 +43,12 @@ class MarkingFailed(Exception):
     """A list the marking needs could not be read; the sweep is skipped. Says which."""
 
 
-async def _items(client: KubeClient, listing: Listing) -> list[dict[str, object]]:
+async def _items(
+    client: KubeClient, listing: Listing, namespace: str | None
+) -> list[dict[str, object]]:
     try:
         answer = await client.list(
-            listing.api_version, listing.plural, label_selector=listing.label_selector
+            listing.api_version, listing.plural, namespace, label_selector=listing.label_selector
         )
     except KubeError as exc:
         raise MarkingFailed(f"cannot list {listing.plural}: {exc}") from exc
@@ -59,20 +61,29 @@ async def _items(client: KubeClient, listing: Listing) -> list[dict[str, object]
     return items
 
 
-async def referenced(client: KubeClient) -> set[CodeDigest]:
-    """Every digest some object names; ``MarkingFailed`` if any list could not be read."""
+async def referenced(client: KubeClient, namespace: str | None = None) -> set[CodeDigest]:
+    """Every digest some object of ``namespace`` (None: all) names; ``MarkingFailed`` if any list
+    could not be read."""
     functions, versions, deployments, replica_sets = await asyncio.gather(
-        *(_items(client, what) for what in (FUNCTIONS, VERSIONS, DEPLOYMENTS, REPLICA_SETS))
+        *(
+            _items(client, what, namespace)
+            for what in (FUNCTIONS, VERSIONS, DEPLOYMENTS, REPLICA_SETS)
+        )
     )
     return marked_digests(functions, versions, [*deployments, *replica_sets])
 
 
 async def collect(
-    store: DirectoryCodeStore, client: KubeClient, *, grace_seconds: float, metrics: StoreMetrics
+    store: DirectoryCodeStore,
+    client: KubeClient,
+    *,
+    grace_seconds: float,
+    metrics: StoreMetrics,
+    namespace: str | None = None,
 ) -> Sequence[CodeDigest] | None:
     """One mark and sweep; the deleted digests, or None when the sweep was skipped."""
     try:
-        marked = await referenced(client)
+        marked = await referenced(client, namespace)
     except MarkingFailed as exc:
         log.warning("garbage collection skipped: %s", exc)
         metrics.sweeps.labels("skipped").inc()
@@ -111,7 +122,10 @@ async def collect_forever(
     interval: float,
     grace_seconds: float,
     metrics: StoreMetrics,
+    namespace: str | None = None,
 ) -> None:
     while True:
         await asyncio.sleep(interval)
-        await collect(store, client, grace_seconds=grace_seconds, metrics=metrics)
+        await collect(
+            store, client, grace_seconds=grace_seconds, metrics=metrics, namespace=namespace
+        )

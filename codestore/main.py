@@ -42,6 +42,7 @@ async def run_code_store(settings: StoreSettings) -> int:
                 await collect_forever(
                     store, client, interval=settings.gc_interval,
                     grace_seconds=settings.gc_grace, metrics=metrics,
+                    namespace=settings.watch_namespace,
                 )  # fmt: skip
 
             # A sweep the folder refused is logged and tried again later; the server keeps serving.

@@ -62,6 +62,8 @@ class StoreSettings:
     gc_interval: float = 3600.0
     gc_grace: float = 3600.0
     kubeconfig: str | None = None
+    # The chart's watchNamespace: Functions live in that namespace only (None: every namespace).
+    watch_namespace: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StoreSettings:
@@ -86,6 +88,7 @@ class StoreSettings:
             gc_interval=interval,
             gc_grace=grace,
             kubeconfig=environ.get("KUBECONFIG") or None,
+            watch_namespace=environ.get("KFAAS_WATCH_NAMESPACE") or None,
         )
 
 

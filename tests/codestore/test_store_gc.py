@@ -30,12 +30,14 @@ class FakeLists:
     def __init__(self, answers: dict[str, Any]) -> None:
         self.answers = answers
         self.asked: list[tuple[str, str, str | None]] = []
+        self.namespaces: set[str | None] = set()
 
     async def list(
         self, api_version: str, plural: str, namespace: str | None = None, *,
         label_selector: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         self.asked.append((api_version, plural, label_selector))
+        self.namespaces.add(namespace)
         answer = self.answers[plural]
         if isinstance(answer, Exception):
             raise answer
@@ -129,3 +131,12 @@ async def test_a_list_cut_short_skips_the_sweep(store: DirectoryCodeStore) -> No
     lists = cast(KubeClient, Paged(_lists()))
     assert await collect(store, lists, grace_seconds=HOUR, metrics=StoreMetrics()) is None
     assert await _stored(store) == before
+
+
+async def test_with_a_watched_namespace_only_it_is_listed(store: DirectoryCodeStore) -> None:
+    lists = FakeLists(_lists())
+    await collect(
+        store, cast(KubeClient, lists), grace_seconds=HOUR, metrics=StoreMetrics(),
+        namespace="team-a",
+    )  # fmt: skip
+    assert lists.namespaces == {"team-a"}
