@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import object_store as store
-from .manifests import API_VERSION, ManifestError
+from .manifests import API_VERSION, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, ManifestError
 from .object_store import Body
 
-# DNS-1123 subdomain (object names) and label (namespaces), as Kubernetes validates them.
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
-_NAMESPACE = re.compile(_LABEL)
+# DNS-1123 subdomain (object names) and label (namespaces), as Kubernetes validates them: the
+# models' own patterns (anchored), so a name the store takes is one the model takes.
+_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
+_NAMESPACE = re.compile(DNS_LABEL_PATTERN)
 # The metadata a write may set; the rest (uid, generation, …) is the store's.
 WRITABLE_METADATA = ("labels", "annotations", "ownerReferences")
 # A ManifestError's field path: the text before its first ": ", without spaces.

@@ -209,6 +209,8 @@ async def test_registered_validators_judge_their_kind(
     [
         ({"name": "../up", "namespace": NS}, "metadata.name"),
         ({"name": "Upper", "namespace": NS}, "metadata.name"),
+        ({"name": "f\n", "namespace": NS}, "metadata.name"),
+        ({"name": "f", "namespace": f"{NS}\n"}, "metadata.namespace"),
         ({"name": "f", "namespace": "a/b"}, "metadata.namespace"),
         ({"name": "f"}, "metadata.namespace"),
         ({"namespace": NS}, "metadata.name"),
