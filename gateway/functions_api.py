@@ -36,7 +36,7 @@ from kfaas.lambda_shapes import InvalidParameter, object_facts, revision_id
 from kfaas.names import LATEST, FunctionRef
 from kfaas.object_store import Body
 
-from . import auth, function_code, function_reads, management
+from . import auth, function_code, function_reads, management, versions_api
 from .errors import InvalidParameterValue, PreconditionFailed
 from .limits import CODE_UPLOAD_LIMIT
 from .management import Route
@@ -105,10 +105,26 @@ async def _stored_code(services: Services, source: CodeSource) -> dict[str, Any]
     return code_spec(source, sha256=digest.hex, size=size)
 
 
-def _refuse_publish() -> None:
-    raise InvalidParameterValue(
-        "Publish: this gateway cannot publish versions yet; call PublishVersion after the update"
+async def _authorize_publish(services: Services, request: web.Request, ref: FunctionRef) -> None:
+    """``Publish``: the caller must also be allowed to create versions (PublishVersion's verb)."""
+    await auth.authorize(
+        request, auth.principal_of(request), "create", ref.namespace, None,
+        action="PublishVersion", resource=function_reads.arn(services, ref),
+        plural=object_store.FUNCTION_VERSIONS,
+    )  # fmt: skip
+
+
+async def _published(services: Services, written: Body) -> web.Response:
+    """PublishVersion of exactly what was written; Lambda answers with the version's."""
+    metadata = written["metadata"]
+    facts = object_facts(written)
+    configuration = await versions_api.publish_version(
+        services,
+        metadata["namespace"],
+        metadata["name"],
+        revision_id=revision_id(facts.uid, facts.generation),
     )
+    return web.json_response(configuration)
 
 
 async def create_function(
@@ -123,7 +139,7 @@ async def create_function(
     await _authorize(services, request, ref, "create", "CreateFunction")
     store = management.objects_of(services)
     if create.publish:
-        _refuse_publish()
+        await _authorize_publish(services, request, ref)
     with lambda_parameters():  # refused before the zip is stored
         check_function(function_body(ref.namespace, ref.name, {**create.spec, "code": _UNSTORED},
                                      create.annotations))  # fmt: skip
@@ -135,6 +151,10 @@ async def create_function(
         created = await store.create(
             object_store.FUNCTIONS, body, field_manager=object_store.GATEWAY_MANAGER
         )
+    if create.publish:
+        published = await _published(services, created)
+        published.set_status(201)
+        return published
     return await _answer(services, created, status=201)
 
 
@@ -213,7 +233,7 @@ async def update_function_code(
     with lambda_parameters():
         update = await asyncio.to_thread(parse_code_update, document, current.get("spec") or {})
     if update.publish:
-        _refuse_publish()
+        await _authorize_publish(services, request, ref)
     if update.dry_run:  # checked, not stored nor written: the configuration as it stands
         if update.code.zip_file is not None:
             await function_code.check_zip(update.code.zip_file)
@@ -226,6 +246,8 @@ async def update_function_code(
         return new
 
     written = await _rewrite(services, ref, change, lambda body: update.revision_id)
+    if update.publish:
+        return await _published(services, written)
     return await _answer(services, written)
 
 
@@ -233,10 +255,9 @@ async def delete_function(
     services: Services, request: web.Request, params: Mapping[str, str]
 ) -> web.Response:
     ref = function_reads.function_ref(services, request, params["FunctionName"])
-    if ref.qualifier not in (None, LATEST):
-        raise InvalidParameterValue(
-            "Qualifier: deleting a published version is not served by this gateway yet"
-        )
+    if ref.qualifier is not None:  # one published version (versions_api authorizes it)
+        await versions_api.delete_version(services, request, ref.namespace, ref.name, ref.qualifier)
+        return web.Response(status=204)
     await _authorize(services, request, ref, "delete", "DeleteFunction")
     store = management.objects_of(services)
     with management.store_errors(function_reads.arn(services, ref)):

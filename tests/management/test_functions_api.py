@@ -345,3 +345,22 @@ def test_qualified_reads_name_a_version_or_an_alias(management_gateway: Manageme
         )
     )
     waiter.wait(FunctionName="thumbnail", Qualifier="1", WaiterConfig=fast)
+
+
+def test_publish_on_create_and_code_update_and_deleting_a_version(lambda_api: Any) -> None:
+    created = create(lambda_api, Publish=True)
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
+    assert created["Version"] == "1" and created["FunctionArn"].endswith(":thumbnail:1")
+    newer = package("def handler(event, context):\n    return 2\n")
+    updated = lambda_api.update_function_code(FunctionName="thumbnail", ZipFile=newer, Publish=True)
+    assert (updated["Version"], updated["CodeSha256"]) == ("2", sha256(newer))
+    versions = lambda_api.list_versions_by_function(FunctionName="thumbnail")["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
+    answer = lambda_api.delete_function(FunctionName="thumbnail", Qualifier="1")
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 204
+    error = error_of(lambda_api.get_function, FunctionName="thumbnail", Qualifier="1")
+    assert error["Code"] == "ResourceNotFoundException"
+    assert lambda_api.get_function(FunctionName="thumbnail:2")["Configuration"]["Version"] == "2"
+    lambda_api.delete_function(FunctionName="thumbnail")
+    error = error_of(lambda_api.get_function, FunctionName="thumbnail", Qualifier="2")
+    assert error["Code"] == "ResourceNotFoundException"
