@@ -22,6 +22,7 @@ from typing import TextIO
 
 from kfaas import aiokit
 from kfaas import object_store as store
+from kfaas.code import IGNORED_PARTS
 from kfaas.code_folder import DirectoryCodeStore
 from kfaas.code_store import CodeStoreError
 from kfaas.config import Settings
@@ -62,8 +63,8 @@ def snapshot(paths: Iterable[str | Path], functions: Iterable[Function]) -> Snap
     for path in [*manifests, *roots]:
         candidates = path.rglob("*") if path.is_dir() else [path]
         for file in candidates:
-            if "__pycache__" in file.parts:
-                continue
+            if path.is_dir() and IGNORED_PARTS.intersection(file.relative_to(path).parts):
+                continue  # what the code's zip leaves out (caches, kfaas dev's own state)
             with contextlib.suppress(OSError):
                 stat = file.stat()
                 state[str(file)] = (stat.st_mtime, stat.st_size)

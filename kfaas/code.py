@@ -14,7 +14,9 @@ from typing import Any
 
 from kfaas.manifests import Function
 
-IGNORED_PARTS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache"}
+# Caches, VCS folders and `kfaas dev`'s default state folder (whose files change with every
+# write: in the code's digest they would make each write a code change, and so another write).
+IGNORED_PARTS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".kfaas"}
 
 
 def files_digest(files: Mapping[str, bytes]) -> str:

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,22 @@ def test_a_code_edit_is_a_new_revision_and_reloads(tmp_path: Path) -> None:
         assert second["CodeSha256"] != first["CodeSha256"]
         assert second["LastModified"] >= first["LastModified"]
         client.get_waiter("function_updated_v2").wait(FunctionName="edited", WaiterConfig=FAST)
+
+
+def test_the_default_state_beside_the_code_is_neither_manifest_nor_code(tmp_path: Path) -> None:
+    # `kfaas dev .` with `code: {path: .}` and ./.kfaas: its writes must not look like edits.
+    (tmp_path / "app.py").write_text(CODE.replace("CODE", "here"))
+    (tmp_path / "functions.yaml").write_text(MANIFEST.replace("./src", ".").replace("NAME", "here"))
+    env = {"KFAAS_DEV_STATE": str(tmp_path / ".kfaas")}
+    with dev_server([tmp_path], env=env) as dev:
+        client = make_lambda_client(dev.url)
+        client.get_waiter("function_active_v2").wait(FunctionName="here", WaiterConfig=FAST)
+        first = client.get_function_configuration(FunctionName="here")
+        del first["ResponseMetadata"]
+        assert invoke(client, "here") == {"code": "here"}
+        time.sleep(2.5)  # the watcher looks every second
+        again = client.get_function_configuration(FunctionName="here")
+        del again["ResponseMetadata"]
+        assert again == first
+        assert "reloaded" not in dev.output()
+    assert (tmp_path / ".kfaas" / "objects" / "functions" / "default" / "here.yaml").exists()

@@ -338,3 +338,11 @@ async def test_the_sweep_keeps_what_functions_name(
     assert await dev.collect_garbage(now=later) == [gone]
     assert await dev.code.exists(kept)
     assert not await dev.code.exists(gone)
+
+
+def test_the_state_folder_is_no_part_of_a_code_folder(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(HANDLER)
+    before = pack_folder(tmp_path)
+    (tmp_path / ".kfaas" / "objects").mkdir(parents=True)
+    (tmp_path / ".kfaas" / "objects" / "f.yaml").write_text("written at every status change")
+    assert pack_folder(tmp_path) == before
