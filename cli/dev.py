@@ -44,7 +44,7 @@ from kfaas.manifests import (
 from kfaas.pollers.runner import PollerGroup
 from kfaas.pollers.settings import PollerSettings
 
-from .dev_files import apply_manifests
+from .dev_files import apply_manifests, state_misplaced
 from .dev_state import DevObjects
 from .settings import ServerSettings
 
@@ -148,6 +148,12 @@ class DevServer:
         if problems:
             raise RuntimeUnavailable(problems)
 
+    def check_state(self, manifests: Iterable[Function | EventSourceMapping]) -> None:
+        """Raise StoreError if the state folder lies where its files would be read as input."""
+        problem = state_misplaced(self.state, self.paths, manifests)
+        if problem is not None:
+            raise store.StoreError(problem)
+
     async def _code_root(self, function: Function) -> Path | None:
         return await self.feed.code_root(function)
 
@@ -157,6 +163,7 @@ class DevServer:
     async def start(self) -> None:
         manifests = load_manifests(self.paths)
         self.check_runtimes(manifests)
+        self.check_state(manifests)
         await apply_manifests(self.objects, self.code, manifests)
         self.manifests = manifests
         await self.feed.collect_garbage()
@@ -249,6 +256,7 @@ class DevServer:
             try:
                 manifests = load_manifests(self.paths)
                 self.check_runtimes(manifests)
+                self.check_state(manifests)
                 changed = await apply_manifests(self.objects, self.code, manifests)
             except (ManifestError, RuntimeUnavailable, store.StoreError, CodeStoreError) as exc:
                 log.error("manifests not reloaded: %s", exc)

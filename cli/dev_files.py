@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kfaas import object_store as store
-from kfaas.code import tree_files
+from kfaas.code import IGNORED_PARTS, tree_files
 from kfaas.code_archives import ArchiveTooLarge
 from kfaas.code_store import CodeStore
 from kfaas.lambda_code import canonical_zip
@@ -116,6 +116,33 @@ def removed_from_files(
         for body in bodies
         if from_files(body) and (key := object_key(plural, body)) not in wanted
     )
+
+
+def state_misplaced(
+    state: Path, paths: Iterable[str | Path], manifests: Iterable[Function | EventSourceMapping]
+) -> str | None:
+    """Why ``state`` cannot be where it is, if it cannot: inside a folder of manifests its stored
+    objects would be read as manifests, inside a code folder its writes would be code edits
+    (unless hidden, or named as a folder the code's zip leaves out)."""
+    for path in paths:
+        folder = Path(path).absolute()
+        if state.is_relative_to(folder):
+            inside = state.relative_to(folder).parts
+            if not any(part.startswith(".") for part in inside):
+                return (
+                    f"the state folder {state} is in {folder}, whose YAML files are read as "
+                    "manifests: give --state a folder outside it, or a hidden one (.kfaas)"
+                )
+    for manifest in manifests:
+        root = manifest.code_root() if isinstance(manifest, Function) else None
+        if root is None or not state.is_relative_to(root):
+            continue
+        if not IGNORED_PARTS.intersection(state.relative_to(root).parts):
+            return (
+                f"the state folder {state} is in {root}, the code of Function "
+                f"{manifest.key}: give --state a folder outside it, or {root / '.kfaas'}"
+            )
+    return None
 
 
 def pack_folder(folder: Path) -> bytes:

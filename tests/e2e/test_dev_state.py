@@ -186,3 +186,17 @@ def test_the_default_state_beside_the_code_is_neither_manifest_nor_code(tmp_path
         assert again == first
         assert "reloaded" not in dev.output()
     assert (tmp_path / ".kfaas" / "objects" / "functions" / "default" / "here.yaml").exists()
+
+
+def test_a_state_folder_among_the_manifests_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", "first")
+    done = subprocess.run(
+        [KFAAS, "dev", str(folder), "--port", "0", "--state", str(folder / "state")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"kfaas dev: the state folder {folder / 'state'} is in {folder}"), line

@@ -23,6 +23,7 @@ from kfaas.cli.dev_files import (
     pack_folder,
     reapplied_body,
     removed_from_files,
+    state_misplaced,
     stored_body,
 )
 from kfaas.cli.dev_state import DevObjects, function_status
@@ -346,3 +347,15 @@ def test_the_state_folder_is_no_part_of_a_code_folder(tmp_path: Path) -> None:
     (tmp_path / ".kfaas" / "objects").mkdir(parents=True)
     (tmp_path / ".kfaas" / "objects" / "f.yaml").write_text("written at every status change")
     assert pack_folder(tmp_path) == before
+
+
+def test_a_state_folder_read_as_manifests_or_code_is_refused(tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", "first")
+    manifests = load_manifests([folder])
+    assert state_misplaced(folder / ".kfaas", [folder], manifests) is None
+    assert state_misplaced(tmp_path / "state", [folder], manifests) is None
+    assert state_misplaced(folder / "src" / ".kfaas", [folder], manifests) is None
+    refused = state_misplaced(folder / "state", [folder], manifests)
+    assert refused is not None and "read as manifests" in refused
+    refused = state_misplaced(folder / "src" / ".state", [folder / "functions.yaml"], manifests)
+    assert refused is not None and "the code of Function default/first" in refused
