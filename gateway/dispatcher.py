@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 from kfaas import aiokit
 from kfaas.events import invocation_record
 from kfaas.manifests import Function
-from kfaas.names import function_arn
+from kfaas.names import FunctionRef, function_arn
 from kfaas.retries import next_async_step
 
 from .asyncq import LOOP_RESTART, AsyncEvent, AsyncQueue, Delivery
@@ -226,8 +226,11 @@ class Dispatcher:
         )
         try:
             if destination.function is not None:
-                target = f"{namespace}/{destination.function.name}"
-                self.invoker.registry.get(target)
+                # A qualified destination runs that version; an alias picks when queued.
+                ref = FunctionRef(
+                    namespace, destination.function.name, destination.function.qualifier
+                )
+                target = self.invoker.registry.resolve(ref).key
                 body = json.dumps(record).encode()
                 await self.queue.put(AsyncEvent.new(target, body, request_id=str(uuid.uuid4())))
             else:

@@ -11,6 +11,7 @@ encode/parse pair). Every other request field is refused naming it. The answers'
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Final
@@ -22,6 +23,7 @@ from .lambda_settings import (
     refuse_unknown,
 )
 from .lambda_shapes import InvalidParameter
+from .manifests import QUALIFIER_PATTERN
 from .names import LATEST, InvalidFunctionName, QualifierMismatch
 from .names import parse_function_name as _parse_name
 
@@ -30,6 +32,8 @@ Spec = dict[str, Any]
 KAFKA_ENDPOINT: Final = "KAFKA_BOOTSTRAP_SERVERS"
 POSITIONS: Final = ("LATEST", "TRIM_HORIZON")
 # What each request field is in the spec (settings both Create and Update take).
+# A mapping's qualifier as its spec holds it (a version number or an alias, ADR 024).
+_QUALIFIER: Final = re.compile(QUALIFIER_PATTERN)
 _SETTINGS: Final = (
     "Enabled",
     "BatchSize",
@@ -51,18 +55,35 @@ UPDATE_FIELDS: Final = frozenset(_SETTINGS)
 
 
 def function_of(raw: Any, default_namespace: str) -> tuple[str, str]:
-    """The (namespace, name) a FunctionName names; a qualifier other than $LATEST is refused."""
+    """The (namespace, name) a FunctionName names, whatever its qualifier."""
+    namespace, name, _ = qualified_function_of(raw, default_namespace)
+    return namespace, name
+
+
+def qualified_function_of(raw: Any, default_namespace: str) -> tuple[str, str, str | None]:
+    """The (namespace, name, qualifier) a FunctionName names; the qualifier (a version or an
+    alias, as Lambda accepts) is None for `$LATEST`."""
     if not isinstance(raw, str) or not raw:
         raise InvalidParameter("FunctionName", "FunctionName is required")
     try:
         ref = _parse_name(raw, default_namespace)
     except (InvalidFunctionName, QualifierMismatch) as exc:
         raise InvalidParameter("FunctionName", f"FunctionName: {exc}") from None
-    if ref.qualifier not in (None, LATEST):
+    qualifier = None if ref.qualifier in (None, LATEST) else ref.qualifier
+    if qualifier is not None and not _QUALIFIER.fullmatch(qualifier):
         raise InvalidParameter(
-            "FunctionName", "FunctionName: a mapping invokes $LATEST; qualifiers are not accepted"
+            "FunctionName",
+            f"FunctionName: qualifier {qualifier!r} must be a version number or an alias name",
         )
-    return ref.namespace, ref.name
+    return ref.namespace, ref.name, qualifier
+
+
+def _qualified(spec: Spec, name: str, qualifier: str | None) -> None:
+    spec["functionName"] = name
+    if qualifier is None:
+        spec.pop("qualifier", None)
+    else:
+        spec["qualifier"] = qualifier
 
 
 def _boolean(request: Mapping[str, Any], parameter: str) -> bool | None:
@@ -252,8 +273,11 @@ def create_spec(
 ) -> tuple[str, Spec]:
     """CreateEventSourceMapping: the namespace and the new mapping's spec."""
     refuse_unknown(request, CREATE_FIELDS, "an event source mapping")
-    namespace, name = function_of(request.get("FunctionName"), default_namespace)
+    namespace, name, qualifier = qualified_function_of(
+        request.get("FunctionName"), default_namespace
+    )
     spec: Spec = {"functionName": name, **_source(request, redis_url)}
+    _qualified(spec, name, qualifier)
     _apply(spec, request, namespace=namespace, region=region)
     return namespace, spec
 
@@ -265,11 +289,13 @@ def update_spec(
     refuse_unknown(request, UPDATE_FIELDS, "UpdateEventSourceMapping")
     spec: Spec = {key: value for key, value in current.items()}
     if "FunctionName" in request:
-        function_namespace, name = function_of(request["FunctionName"], namespace)
+        function_namespace, name, qualifier = qualified_function_of(
+            request["FunctionName"], namespace
+        )
         if function_namespace != namespace:
             raise InvalidParameter(
                 "FunctionName", f"FunctionName: the function must be in namespace {namespace!r}"
             )
-        spec["functionName"] = name
+        _qualified(spec, name, qualifier)
     _apply(spec, request, namespace=namespace, region=region)
     return spec

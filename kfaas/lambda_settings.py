@@ -16,12 +16,14 @@ Pure: spec dictionaries (camelCase, as the API object holds them) in and out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from .code_archives import MAX_UNZIPPED_BYTES, MAX_ZIPPED_BYTES
 from .lambda_code import files_code
 from .lambda_shapes import InvalidParameter
+from .manifests import QUALIFIER_PATTERN
 from .names import LATEST, InvalidFunctionName, function_arn, parse_function_name
 
 Spec = dict[str, Any]
@@ -30,6 +32,7 @@ KAFKA_PREFIX: Final = "arn:kfaas:kafka:::topic/"
 REDIS_PREFIX: Final = "arn:kfaas:redis:::stream/"
 # Lambda's limits on DestinationArn and on the async settings (botocore's model).
 _ARN_LIMIT: Final = 350
+_QUALIFIER: Final = re.compile(QUALIFIER_PATTERN)
 RETRIES: Final = (0, 2)
 EVENT_AGE: Final = (60, 21600)
 DEFAULT_RETRIES: Final = 2
@@ -94,11 +97,15 @@ def parse_destination(arn: str, *, namespace: str, parameter: str, functions: bo
                 parameter,
                 f"{parameter}: a destination function must be in namespace {namespace!r}",
             )
-        if ref.qualifier not in (None, LATEST):
+        if ref.qualifier in (None, LATEST):
+            return {"function": {"name": ref.name}}
+        if not _QUALIFIER.fullmatch(ref.qualifier):
             raise InvalidParameter(
-                parameter, f"{parameter}: a destination function is invoked at $LATEST only"
+                parameter,
+                f"{parameter}: qualifier {ref.qualifier!r} must be a version number or an alias",
             )
-        return {"function": {"name": ref.name}}
+        # A version or an alias (its pick made when the record is queued), as Lambda accepts.
+        return {"function": {"name": ref.name, "qualifier": ref.qualifier}}
     if functions:
         kinds = f"a Lambda function ARN, {kinds}"
     raise InvalidParameter(parameter, f"{parameter} {arn!r} must be {kinds}")
@@ -107,7 +114,8 @@ def parse_destination(arn: str, *, namespace: str, parameter: str, functions: bo
 def encode_destination(destination: Mapping[str, Any], *, namespace: str, region: str) -> str:
     """The ARN Lambda's API shows for a spec destination object."""
     if destination.get("function"):
-        return function_arn(namespace, str(destination["function"]["name"]), region)
+        target = destination["function"]
+        return function_arn(namespace, str(target["name"]), region, target.get("qualifier"))
     if destination.get("kafka"):
         return KAFKA_PREFIX + str(destination["kafka"]["topic"])
     if destination.get("redis"):

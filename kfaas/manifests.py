@@ -72,6 +72,9 @@ _PATTERN_RULES = {
 DnsLabel = Annotated[str, StringConstraints(max_length=63, pattern=DNS_LABEL_PATTERN)]
 DnsSubdomain = Annotated[str, StringConstraints(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+# What a mapping or a destination invokes (ADR 024): `$LATEST`, a version number or an alias.
+QUALIFIER_PATTERN = r"^(\$LATEST|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
+Qualifier = Annotated[str, StringConstraints(max_length=63, pattern=QUALIFIER_PATTERN)]
 FileName = Annotated[str, StringConstraints(max_length=253, pattern=CONFIG_MAP_KEY_PATTERN)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -200,6 +203,8 @@ class RedisDestination(_Model):
 
 class FunctionDestination(_Model):
     name: DnsLabel
+    # A version or alias of it (resolved when the record is queued); none: `$LATEST`.
+    qualifier: Qualifier | None = None
 
 
 class Destination(_Model):
@@ -452,6 +457,8 @@ class DestinationConfig(_Model):
 
 class EventSourceMappingSpec(_Model):
     function_name: DnsLabel
+    # Lambda's qualified FunctionName (`name:alias`, `name:N`): what each batch invokes.
+    qualifier: Qualifier | None = None
     enabled: bool = True
     kafka: KafkaSource | None = None
     redis: RedisSource | None = None

@@ -63,9 +63,11 @@ class MappingRunner:
         spec = mapping.spec
         namespace, name = mapping.metadata.namespace, mapping.metadata.name
         self.metrics = metrics.for_mapping((namespace, spec.function_name, name))
+        # A qualified mapping invokes `name:qualifier` (a version, or an alias's pick per batch).
+        invoked = f"{spec.function_name}:{spec.qualifier}" if spec.qualifier else spec.function_name
         try:
             self.invoker = GatewayInvoker(
-                gateway_url, namespace, spec.function_name, authorization=gateway_authorization
+                gateway_url, namespace, invoked, authorization=gateway_authorization
             )
         except ValueError as exc:
             raise MappingError(str(exc)) from None
@@ -96,7 +98,7 @@ class MappingRunner:
                 base_seconds=settings.stream_retry_base_seconds,
             ),
             report_item_failures="ReportBatchItemFailures" in spec.function_response_types,
-            function_arn=function_arn(settings.region, namespace, spec.function_name),
+            function_arn=function_arn(settings.region, namespace, invoked),
         )
         self.destination = self._destination()
         self.attempts: dict[Position, int] = {}

@@ -5,6 +5,7 @@ keys, runtime environments, metrics and invocation records."""
 from __future__ import annotations
 
 import datetime
+import json
 import random
 from typing import Any
 
@@ -12,14 +13,18 @@ import pytest
 from prometheus_client import generate_latest
 
 from kfaas.events import invocation_record
-from kfaas.gateway.asyncq import AsyncEvent, decode_event, encode_event
+from kfaas.gateway.asyncq import AsyncEvent, MemoryQueue, decode_event, encode_event
+from kfaas.gateway.dispatcher import Dispatcher
 from kfaas.gateway.errors import ResourceConflict, ResourceNotFound
+from kfaas.gateway.invoker import Invoker
 from kfaas.gateway.kube_clients import KubernetesBackend
 from kfaas.gateway.metrics import GatewayMetrics
 from kfaas.gateway.registry import AliasRoute, FunctionRegistry, alias_route, version_key
-from kfaas.manifests import Function
+from kfaas.gateway.routing import Router
+from kfaas.manifests import AsyncConfig, Function
 from kfaas.names import FunctionRef, function_key, parse_function_key, parse_function_name
 from kfaas.runtimeenv import runtime_environment
+from kfaas.upstream import UpstreamPool
 from kfaas.version_manifests import parse_alias
 
 SPEC: dict[str, Any] = {
@@ -244,3 +249,23 @@ def test_a_cluster_gateway_refuses_a_version_it_cannot_run_at_once() -> None:
     backend._version_changed("default/fn.1", None)
     backend._alias_changed("default/fn.live", None)
     assert registry.versions() == [] and registry.alias("default", "fn", "live") is None
+
+
+async def test_a_qualified_destination_queues_the_record_for_that_version() -> None:
+    registry = registry_with_canary([0.05])
+    source = function("source").model_copy(deep=True)
+    source.spec.async_ = AsyncConfig.model_validate(
+        {"onSuccess": {"function": {"name": "fn", "qualifier": "live"}}}
+    )
+    registry.put(source)
+    queue = MemoryQueue()
+    invoker = Invoker(registry, Router(lambda key, demand: None), GatewayMetrics(), UpstreamPool())
+    dispatcher = Dispatcher(queue, invoker, retry_base_seconds=1)
+    event = AsyncEvent.new("default/source", b"{}", request_id="r")
+    await dispatcher._finish(source, event, "Success", None)
+    delivery = await queue.take()
+    # The alias drew version 2 when the record was queued (draw 0.05 < weight 0.1).
+    assert delivery.event.function_key == "default/fn:2"
+    record = json.loads(delivery.event.payload)
+    assert record["requestContext"]["functionArn"].endswith(":function:source:$LATEST")
+    assert record["responseContext"]["executedVersion"] == "$LATEST"

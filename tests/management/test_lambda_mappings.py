@@ -108,9 +108,26 @@ def test_a_redis_stream_arn_reads_the_platforms_redis() -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "qualifier"),
+    [("resize:3", "3"), ("resize:live", "live"), ("resize:$LATEST", None), ("resize", None)],
+)
+def test_a_mapping_may_invoke_a_version_or_an_alias(name: str, qualifier: str | None) -> None:
+    """Lambda's FunctionName may be qualified; the spec keeps the qualifier apart from the name,
+    so the operator's labels and RBAC keep naming the function."""
+    _, spec = create({**KAFKA, "FunctionName": name})
+    assert spec["functionName"] == "resize"
+    assert spec.get("qualifier") == qualifier
+    assert EventSourceMappingSpec.model_validate(spec).qualifier == qualifier
+    arn = mapping_configuration(body(spec), region=REGION, last_modified=0)["FunctionArn"]
+    assert arn == f"arn:aws:lambda:{REGION}:{NS}:function:" + name.replace(":$LATEST", "")
+    updated = update_spec(spec, {"FunctionName": "resize"}, namespace=NS, region=REGION)
+    assert "qualifier" not in updated
+
+
+@pytest.mark.parametrize(
     ("change", "parameter"),
     [
-        ({"FunctionName": "resize:3"}, "FunctionName"),
+        ({"FunctionName": "resize:Live_1"}, "FunctionName"),
         ({"FunctionName": "not a name"}, "FunctionName"),
         ({"StartingPosition": "AT_TIMESTAMP"}, "StartingPosition"),
         ({"StartingPositionTimestamp": 1}, "StartingPositionTimestamp"),

@@ -50,6 +50,8 @@ def parsed(operation: str, body: object) -> dict[str, Any]:
     ("arn", "spec"),
     [
         (FN_ARN, {"function": {"name": "resize"}}),
+        (f"{FN_ARN}:3", {"function": {"name": "resize", "qualifier": "3"}}),
+        (f"{FN_ARN}:live", {"function": {"name": "resize", "qualifier": "live"}}),
         ("arn:kfaas:kafka:::topic/uploads.dlq", {"kafka": {"topic": "uploads.dlq"}}),
         ("arn:kfaas:redis:::stream/fail:ures/1", {"redis": {"stream": "fail:ures/1"}}),
     ],
@@ -73,7 +75,7 @@ def test_a_function_destination_may_be_qualified_at_latest() -> None:
         ("arn:kfaas:redis:::stream/a b", "without spaces"),
         ("arn:kfaas:redis:::stream/a\nb", "without spaces"),
         (f"arn:aws:lambda:{REGION}:other:function:resize", "namespace 'media'"),
-        (f"{FN_ARN}:3", r"\$LATEST only"),
+        (f"{FN_ARN}:Live_1", "a version number or an alias"),
         ("arn:kfaas:kafka:::topic/" + "t" * 400, "at most 350"),
     ],
 )
