@@ -72,6 +72,9 @@ def create_app(
             middleware.tracing,
             auth.authentication,
         ],
+        # Bounds only request.read()/post(), which no handler calls: every body goes through
+        # middleware.read_body, whose limit is per route (auth.body_limit_of: code uploads take
+        # 70,167,211 bytes, the rest the Invoke API's limits).
         client_max_size=8 * 1024 * 1024,
     )
 
