@@ -86,8 +86,8 @@ class Invoker:
             raise RequestTooLarge(
                 f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the Invoke operation"
             )
-        # Reserved concurrency is the function's (a template's is not used, ADR 024); here it
-        # caps each version's invocations apart, where Lambda caps all versions together.
+        # Reserved concurrency is the function's (a template's is not used, ADR 024): the
+        # Router's pools of one function share it, so it caps all versions together.
         latest = self.registry.find(function_key(labels[0], labels[1]))
         reserved = (latest or function).spec.concurrency.reserved
         pool = self.router.pool(key, reserved)

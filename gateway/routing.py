@@ -4,8 +4,9 @@ One ``FunctionPool`` per function holds its ready instances and the invocations 
 worker. Routing is least-outstanding-requests among instances with a free worker; an instance never
 gets more than its capacity (``perInstance``) at once. Invocations beyond free capacity wait, in
 arrival order and for a bounded time, while the backend starts instances; ``concurrency.reserved``
-caps in-flight plus waiting invocations across all instances. Every change in demand is reported to
-the backend, which scales with the shared rule.
+caps in-flight plus waiting invocations across all instances — and, as in Lambda, across all the
+function's published versions, whose pools (``namespace/name:N``) share one count. Every change
+in demand is reported to the backend, which scales with the shared rule.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kfaas.backends import Endpoint
+from kfaas.names import parse_function_key
 
 from .errors import ResourceNotReady, TooManyRequests
 
@@ -49,6 +51,9 @@ class FunctionPool:
         self._slots: dict[str, Slot] = {}
         self._waiters: collections.deque[asyncio.Future[Slot]] = collections.deque()
         self.in_flight = 0
+        # The pools of the same function (`$LATEST` and its versions, this one included): the
+        # reserved concurrency caps them together.
+        self.siblings: list[FunctionPool] = [self]
 
     @property
     def concurrency(self) -> int:
@@ -75,7 +80,7 @@ class FunctionPool:
 
     async def acquire(self) -> Slot:
         """Take a worker on some instance, waiting for one if none is free."""
-        if self.reserved is not None and self.concurrency >= self.reserved:
+        if self.reserved is not None and self._function_concurrency() >= self.reserved:
             raise TooManyRequests(
                 "Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded"
             )
@@ -106,6 +111,9 @@ class FunctionPool:
             raise TooManyRequests(
                 "Rate Exceeded.", reason="ConcurrentInvocationLimitExceeded"
             ) from None
+
+    def _function_concurrency(self) -> int:
+        return sum(pool.concurrency for pool in self.siblings)
 
     def release(self, slot: Slot) -> None:
         slot.in_flight -= 1
@@ -170,7 +178,19 @@ class Router:
             key, reserved=None, max_wait_seconds=self.max_wait_seconds, on_demand=self._on_demand
         )
         self._pools[key] = pool
+        # One list per function, shared by its pools: `namespace/name` and `namespace/name:N`.
+        function = _function_of(key)
+        for other_key, other in self._pools.items():
+            if other_key != key and _function_of(other_key) == function:
+                other.siblings.append(pool)
+                pool.siblings = other.siblings
+                break
         return pool
 
     def pools(self) -> dict[str, FunctionPool]:
         return dict(self._pools)
+
+
+def _function_of(key: str) -> tuple[str, str]:
+    namespace, name, _ = parse_function_key(key)
+    return namespace, name

@@ -8,7 +8,7 @@ import pytest
 
 from kfaas.backends import Endpoint
 from kfaas.gateway.errors import ResourceNotReady, TooManyRequests
-from kfaas.gateway.routing import FunctionPool
+from kfaas.gateway.routing import FunctionPool, Router
 
 
 def make_pool(reserved: int | None = None, wait: float = 5.0) -> tuple[FunctionPool, list[int]]:
@@ -75,6 +75,25 @@ async def test_reserved_concurrency_counts_in_flight_and_waiting() -> None:
     assert raised.value.reason == "ReservedFunctionConcurrentInvocationLimitExceeded"
     pool.release(first)
     pool.release(await second)
+
+
+async def test_reserved_concurrency_caps_a_function_s_versions_together() -> None:
+    """As in Lambda: `concurrency.reserved` is the function's, over `$LATEST` and every version."""
+    router = Router(lambda key, value: None)
+    pools = [router.pool(key, 2) for key in ("default/fn", "default/fn:1", "default/fn:2")]
+    other = router.pool("default/other", 2)
+    for pool in [*pools, other]:
+        pool.set_endpoints([Endpoint("a", "http://a", 5)])
+    latest, first = await pools[0].acquire(), await pools[1].acquire()
+    with pytest.raises(TooManyRequests):
+        await pools[2].acquire()
+    # Another function's count is its own.
+    held = [await other.acquire(), await other.acquire()]
+    pools[0].release(latest)
+    pools[2].release(await pools[2].acquire())
+    pools[1].release(first)
+    for slot in held:
+        other.release(slot)
 
 
 async def test_bounded_wait_without_instances_is_not_ready() -> None:
