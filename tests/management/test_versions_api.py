@@ -284,6 +284,37 @@ def test_alias_conflicts_and_missing_versions(lambda_api: Any) -> None:
     assert no_function["Code"] == "ResourceNotFoundException"
 
 
+def test_delete_function_with_a_qualifier_deletes_one_version(lambda_api: Any) -> None:
+    create(lambda_api)
+    lambda_api.publish_version(FunctionName="thumbnail")
+    update_code(lambda_api, "return 2")
+    lambda_api.publish_version(FunctionName="thumbnail")
+    lambda_api.create_alias(
+        FunctionName="thumbnail", Name="live", FunctionVersion="2",
+        RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}},
+    )  # fmt: skip
+    # A version an alias routes to (as primary or weighted) cannot be deleted.
+    for version in ("1", "2"):
+        routed = error_of(lambda_api.delete_function, FunctionName="thumbnail", Qualifier=version)
+        assert (routed["Code"], routed["Status"]) == ("ResourceConflictException", 409)
+        assert "live" in routed["Message"]
+    lambda_api.update_alias(
+        FunctionName="thumbnail", Name="live", RoutingConfig={"AdditionalVersionWeights": {}}
+    )
+    lambda_api.delete_function(FunctionName="thumbnail", Qualifier="1")
+    versions = lambda_api.list_versions_by_function(FunctionName="thumbnail")["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "2"]
+    assert (
+        lambda_api.get_function(FunctionName="thumbnail")["Configuration"]["Version"] == "$LATEST"
+    )
+    # $LATEST never on its own; a version that is not there (any more) is not found.
+    latest = error_of(lambda_api.delete_function, FunctionName="thumbnail", Qualifier="$LATEST")
+    assert latest["Code"] == "InvalidParameterValueException"
+    for absent in ("1", "5"):
+        gone = error_of(lambda_api.delete_function, FunctionName="thumbnail", Qualifier=absent)
+        assert gone["Code"] == "ResourceNotFoundException"
+
+
 def test_deleting_the_function_deletes_its_versions_and_aliases(
     lambda_api: Any, management_gateway: ManagementGateway
 ) -> None:
