@@ -14,7 +14,8 @@ from devserver import DevServer, dev_server, make_lambda_client
 from waiting import eventually
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
-COVERED = {"hello", "http-api", "http-api-key", "async-destinations", "failing"}
+# aws-cli holds a deploy script, run as written by tests/e2e/test_aws_cli.py.
+COVERED = {"hello", "http-api", "http-api-key", "async-destinations", "failing", "aws-cli"}
 
 
 @pytest.fixture(scope="module")
