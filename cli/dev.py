@@ -154,6 +154,12 @@ class DevServer:
         if problem is not None:
             raise store.StoreError(problem)
 
+    async def _run_mappings(self, mappings: list[EventSourceMapping]) -> dict[str, str]:
+        """The pollers run exactly these mappings; why any could not start, by key."""
+        assert self.pollers is not None  # started before the feed's tasks
+        await self.pollers.update(mappings)
+        return dict(self.pollers.refused)
+
     async def _code_root(self, function: Function) -> Path | None:
         return await self.feed.code_root(function)
 
@@ -187,7 +193,7 @@ class DevServer:
         )
         await self.pollers.start()
         self._mapping_lines = await self.pollers.update(self.feed.mapping_list())
-        self.feed.start(self.pollers.update)
+        self.feed.start(self._run_mappings)
         self._print_summary()
         # Reloading must not stop silently: a watcher that fails is logged and started again,
         # comparing with what it saw last.

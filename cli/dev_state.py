@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from kfaas import aiokit
 from kfaas import object_store as store
@@ -52,54 +52,23 @@ from kfaas.object_store import Body
 from kfaas.version_manifests import parse_alias, parse_version, template_code
 
 from .dev_files import CODE_PATH, CODE_PATH_SHA256
+from .dev_status import (
+    CODE_NOT_AVAILABLE,
+    RUNTIME_NOT_AVAILABLE,
+    Problem,
+    function_status,
+    mapping_status,
+)
 
 log = logging.getLogger("kfaas.dev")
 
-READY_REASON: Final = "Ready"
-READY_MESSAGE: Final = "kfaas dev runs it: instances start on demand"
-# The operator's reasons (lambda_shapes maps them to Lambda's reason codes).
-RUNTIME_NOT_AVAILABLE: Final = "RuntimeNotAvailable"
-CODE_NOT_AVAILABLE: Final = "CodeStoreNotAvailable"
 GC_INTERVAL_SECONDS: Final = 3600.0
 RESTART: Final = aiokit.Backoff(first=1.0, most=30.0)
 
 ChangeHandler = Callable[[str, Body | None], None]
-MappingsUpdate = Callable[[list[EventSourceMapping]], Awaitable[object]]
-Problem = tuple[str, str]  # reason, message
+# Runs exactly these mappings; returns why each one that could not start did not, by key.
+MappingsUpdate = Callable[[list[EventSourceMapping]], Awaitable[Mapping[str, str]]]
 Parsed = TypeVar("Parsed")
-
-
-def function_status(
-    generation: int,
-    code_sha256: str,
-    problem: Problem | None,
-    previous: Mapping[str, Any] | None,
-    now: str,
-) -> dict[str, Any]:
-    """The status the operator would write once ``generation`` is handed to instances.
-
-    ``codeSha256`` says the code ran; a failure leaves the previous one, so a function that
-    served before stays Active through a failed update (``function_state``).
-    """
-    status, reason, message = ("True", READY_REASON, READY_MESSAGE)
-    if problem is not None:
-        status, (reason, message) = "False", problem
-    before = next(
-        (c for c in (previous or {}).get("conditions") or [] if c.get("type") == "Ready"), None
-    )
-    same = before is not None and before.get("status") == status
-    ready = {
-        "type": "Ready",
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": before.get("lastTransitionTime", now) if same and before else now,
-        "observedGeneration": generation,
-    }
-    written: dict[str, Any] = {"observedGeneration": generation, "conditions": [ready]}
-    if problem is None:
-        written["codeSha256"] = code_sha256
-    return written
 
 
 def function_code_facts(function: Function) -> CodeFacts | None:
@@ -237,7 +206,12 @@ class DevObjects:
             while True:
                 await self._mappings_changed.wait()
                 self._mappings_changed.clear()
-                await update_mappings(self.mapping_list())
+                refused = await update_mappings(self.mapping_list())
+                for key in sorted(self.mappings):
+                    try:
+                        await self._write_mapping_status(key, refused.get(key))
+                    except store.StoreError as exc:
+                        log.warning("status of mapping %s not written: %s", key, exc)
 
         self._tasks = [
             aiokit.guarded_task("kfaas-dev-status", self._write_statuses, log=log, restart=RESTART),
@@ -299,6 +273,19 @@ class DevObjects:
         status = function_status(generation, code_digest(function), problem, live, self.clock())
         if status_differs(live, status):
             await self.objects.write_status(store.FUNCTION_VERSIONS, namespace, name, status)
+
+    async def _write_mapping_status(self, key: str, refused: str | None) -> None:
+        namespace, _, name = key.partition("/")
+        try:
+            body = await self.objects.get(store.EVENT_SOURCE_MAPPINGS, namespace, name)
+        except store.ObjectNotFound:
+            return
+        generation = int(body["metadata"].get("generation", 1))
+        enabled = bool((body.get("spec") or {}).get("enabled", True))
+        live = body.get("status") or {}
+        status = mapping_status(generation, enabled, refused, live, self.clock())
+        if status_differs(live, status):
+            await self.objects.write_status(store.EVENT_SOURCE_MAPPINGS, namespace, name, status)
 
     async def collect_garbage(self, *, now: float | None = None) -> list[CodeDigest]:
         """Sweep the zips no Function or version names (after the store's grace period)."""

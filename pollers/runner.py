@@ -276,6 +276,8 @@ class PollerGroup:
         self.metrics_port = metrics_port
         self._site: web.AppRunner | None = None
         self.running: dict[str, tuple[EventSourceMapping, asyncio.Task[None]]] = {}
+        # Why each mapping of the last update that could not start did not, by key.
+        self.refused: dict[str, str] = {}
 
     async def start(self) -> None:
         if self.metrics_port:
@@ -286,6 +288,7 @@ class PollerGroup:
     async def update(self, mappings: Sequence[EventSourceMapping]) -> list[str]:
         """Run exactly these mappings; returns one line per mapping saying what it does."""
         wanted = {mapping.key: mapping for mapping in mappings}
+        self.refused = {}
         for key in list(self.running):
             current, _ = self.running[key]
             if key not in wanted or wanted[key] != current:
@@ -304,6 +307,7 @@ class PollerGroup:
                     )
                 except MappingError as exc:
                     log.error("mapping %s not started: %s", key, exc)
+                    self.refused[key] = str(exc)
                     lines.append(f"mapping {key}: not started: {exc}")
                     continue
                 # A mapping that cannot run as written stops alone; the others keep running.

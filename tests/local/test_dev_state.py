@@ -7,6 +7,7 @@ Real folder stores in a temporary folder; `kfaas dev` itself is in tests/e2e/tes
 from __future__ import annotations
 
 import asyncio
+import copy
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +27,8 @@ from kfaas.cli.dev_files import (
     state_misplaced,
     stored_body,
 )
-from kfaas.cli.dev_state import DevObjects, function_status
+from kfaas.cli.dev_state import DevObjects
+from kfaas.cli.dev_status import function_status, mapping_status
 from kfaas.code_digests import CodeDigest
 from kfaas.code_folder import DirectoryCodeStore
 from kfaas.code_sweep import GRACE_SECONDS
@@ -34,6 +36,7 @@ from kfaas.dir_store import DirectoryObjectStore
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.interpreters import Interpreters
 from kfaas.lambda_code import canonical_zip
+from kfaas.lambda_mapping_shapes import mapping_state
 from kfaas.lambda_shapes import function_state, object_facts
 from kfaas.manifests import EventSourceMapping, Function, ManifestError, load_manifests
 
@@ -210,6 +213,18 @@ def test_status_says_ready_for_the_generation_handed_over() -> None:
     assert again["conditions"][0]["lastTransitionTime"] == "2026-11-30T06:00:00Z"
 
 
+def test_a_mapping_is_enabled_disabled_or_failed_for_its_generation() -> None:
+    body: dict[str, Any] = {"metadata": {"generation": 2}, "spec": {"enabled": True}}
+    body["status"] = mapping_status(2, True, None, None, "t")
+    assert mapping_state(body) == ("Enabled", "User action")
+    body["status"] = mapping_status(2, False, None, None, "t")
+    assert mapping_state(body)[0] == "Disabled"
+    body["status"] = mapping_status(2, True, "no such broker", None, "t")
+    assert mapping_state(body) == ("Failed", "no such broker")
+    body["status"] = mapping_status(1, True, None, None, "t")
+    assert mapping_state(body)[0] == "Updating"  # the pollers have not run generation 2 yet
+
+
 def test_a_failure_keeps_the_code_that_ran() -> None:
     failed = function_status(1, "ab" * 32, ("RuntimeNotAvailable", "no python3.13"), None, "t")
     assert "codeSha256" not in failed
@@ -243,8 +258,10 @@ async def feed(
     dev = DevObjects(objects, code, registry, interpreters)
     updates: list[list[EventSourceMapping]] = []
 
-    async def update(mappings: list[EventSourceMapping]) -> None:
+    async def update(mappings: list[EventSourceMapping]) -> dict[str, str]:
         updates.append(mappings)
+        # A mapping named "broken" cannot start, as a bad one cannot in the pollers.
+        return {m.key: "cannot reach it" for m in mappings if m.metadata.name == "broken"}
 
     objects.subscribe(dev.changed)
     dev.start(update)
@@ -317,6 +334,23 @@ async def test_mappings_reach_the_pollers_from_the_store(
             break
         await asyncio.sleep(0.01)
     assert [m.key for m in updates[-1]] == ["default/orders"]
+    # As the operator would: the state of the generation the pollers run.
+    for _ in range(200):
+        body = await dev.objects.get(store.EVENT_SOURCE_MAPPINGS, "default", "orders")
+        if body.get("status"):
+            break
+        await asyncio.sleep(0.01)
+    assert mapping_state(body) == ("Enabled", "User action")
+    broken = copy.deepcopy(body)
+    broken["metadata"] = {"name": "broken", "namespace": "default"}
+    await dev.objects.create(store.EVENT_SOURCE_MAPPINGS, broken, field_manager="test")
+    for _ in range(200):
+        body = await dev.objects.get(store.EVENT_SOURCE_MAPPINGS, "default", "broken")
+        if body.get("status"):
+            break
+        await asyncio.sleep(0.01)
+    assert mapping_state(body) == ("Failed", "cannot reach it")
+    await dev.objects.delete(store.EVENT_SOURCE_MAPPINGS, "default", "broken")
     await dev.objects.delete(store.EVENT_SOURCE_MAPPINGS, "default", "orders")
     for _ in range(200):
         if updates[-1] == []:
