@@ -4,9 +4,12 @@ version runs as, and Lambda's CodeSha256 of a pinned template."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kfaas.code_digests import CodeDigest
 from kfaas.lambda_code import files_code
@@ -126,3 +129,13 @@ def test_a_pinned_template_code_as_lambda_describes_it() -> None:
     image = TEMPLATE | {"code": {"image": f"registry/fn@sha256:{'a' * 64}"}}
     facts = template_code(parse_version(version(template=image)).spec.template)
     assert (facts.sha256, facts.size, facts.package_type) == ("a" * 64, 0, "Image")
+
+
+def test_the_reference_examples_are_valid() -> None:
+    """docs/functions.md's FunctionVersion and FunctionAlias example, as written."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "functions.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    [example] = [block for block in blocks if "kind: FunctionVersion" in block]
+    version_doc, alias_doc = yaml.safe_load_all(example)
+    assert parse_version(version_doc).spec.version == 3
+    assert parse_alias(alias_doc).spec.weights == {"4": 0.1}
