@@ -197,7 +197,10 @@ class DirectoryObjectStore:
     ) -> Body:
         with self._mutex:
             live = self._find(plural, namespace, name)
-            return self._write(plural, with_status(live, status))
+            updated = with_status(live, status)
+            if updated.get("status") == live.get("status"):  # a no-op, as on the API server
+                return copy.deepcopy(live)
+            return self._write(plural, updated)
 
     async def delete(
         self, plural: str, namespace: str, name: str, *, resource_version: str | None = None

@@ -218,6 +218,9 @@ async def test_write_status_merges_top_level_keys(subject: Subject) -> None:
     assert written["metadata"]["resourceVersion"] != created["metadata"]["resourceVersion"]
     assert revision(written) == revision(created)
     assert await subject.store.get(store.FUNCTIONS, namespace, name) == written
+    # Writing what is there changes nothing, not even the resourceVersion.
+    again = await subject.store.write_status(store.FUNCTIONS, namespace, name, {"codeSha256": "ab"})
+    assert again["metadata"]["resourceVersion"] == written["metadata"]["resourceVersion"]
 
 
 async def test_delete_with_a_precondition(subject: Subject) -> None:
