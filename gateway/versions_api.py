@@ -239,6 +239,8 @@ async def publish(services: Services, request: web.Request, params: Params) -> w
     description = string_field(document, "Description") or ""
     code_sha256 = string_field(document, "CodeSha256", limit=128)
     given = string_field(document, "RevisionId", limit=128)
+    if document.get("PublishTo") is not None:  # Lambda Managed Instances' target, not kfaas'
+        raise InvalidParameterValue("PublishTo is not supported by kfaas: omit it")
     await _authorize(services, request, ref, "create", "PublishVersion")
     configuration = await publish_version(
         services, ref.namespace, ref.name,

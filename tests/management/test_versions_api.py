@@ -121,6 +121,11 @@ def test_publish_preconditions(lambda_api: Any) -> None:
     assert missing["Code"] == "ResourceNotFoundException"
     qualified = error_of(lambda_api.publish_version, FunctionName="thumbnail:1")
     assert qualified["Code"] == "InvalidParameterValueException"
+    elsewhere = error_of(
+        lambda_api.publish_version, FunctionName="thumbnail", PublishTo="LATEST_PUBLISHED"
+    )
+    assert elsewhere["Code"] == "InvalidParameterValueException"
+    assert "PublishTo" in elsewhere["Message"]
 
 
 def test_a_version_reads_as_lambda_and_waits_until_active(
