@@ -13,6 +13,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -200,3 +201,34 @@ def test_a_state_folder_among_the_manifests_is_refused_in_one_line(tmp_path: Pat
     assert done.returncode == 2, done.stdout + done.stderr
     [line] = done.stderr.splitlines()
     assert line.startswith(f"kfaas dev: the state folder {folder / 'state'} is in {folder}"), line
+
+
+def test_an_api_function_whose_runtime_is_not_here_fails_and_kfaas_dev_serves_on(
+    tmp_path: Path,
+) -> None:
+    # A python3.X on PATH that is not one (exit 127), so that runtime has no interpreter here.
+    own = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    other = "python3.12" if own != "python3.12" else "python3.13"
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / other).write_text("#!/bin/sh\nexit 127\n")
+    (shims / other).chmod(0o755)
+    env = {"PATH": f"{shims}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+    with dev_server([project(tmp_path / "p", "here")], env=env) as dev:
+        client = make_lambda_client(dev.url)
+        client.create_function(
+            FunctionName="elsewhere",
+            Runtime=other,
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": zipped("elsewhere")},
+        )
+
+        def failed() -> dict[str, Any] | None:
+            answer: dict[str, Any] = client.get_function_configuration(FunctionName="elsewhere")
+            return answer if answer["State"] == "Failed" else None
+
+        configuration = eventually(failed, within=20, what="State Failed")
+        assert configuration["StateReasonCode"] == "InvalidRuntime"
+        assert f"runtime {other} needs Python" in configuration["StateReason"]
+        assert invoke(client, "here") == {"code": "file"}  # the rest is served as before
