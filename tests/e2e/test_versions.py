@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from botocore.exceptions import ClientError
 from devserver import DevServer, dev_server, make_lambda_client
+from services.redis_server import RedisServer
 from waiting import eventually
 
 from kfaas import object_store as store
@@ -32,9 +34,11 @@ import json, os
 CODE = {code!r}
 
 def handler(event, context):
-    if event.get("record"):
+    # An async test names its event; a mapping's batch (SQS-shaped Records) is "mapping".
+    named = event.get("record") or ("mapping" if event.get("Records") else None)
+    if named:
         with open(os.environ["RECORD_FILE"], "a") as record:
-            record.write(json.dumps({{"code": CODE, "id": event["record"]}}) + "\\n")
+            record.write(json.dumps({{"code": CODE, "id": named}}) + "\\n")
     return {{
         "code": CODE,
         "version": context.function_version,
@@ -55,7 +59,7 @@ def spec(code: str, record: Path) -> dict[str, Any]:
     }
 
 
-def write_objects(state: Path, record: Path) -> None:
+def write_objects(state: Path, record: Path, *, redis_url: str | None = None) -> None:
     async def write() -> None:
         objects = DirectoryObjectStore.open(state)
         try:
@@ -88,6 +92,21 @@ def write_objects(state: Path, record: Path) -> None:
                     },
                 }
                 await objects.create(store.FUNCTION_ALIASES, body, field_manager="test")
+            if redis_url is not None:
+                mapping = {
+                    "metadata": {"name": "uploads", "namespace": "default"},
+                    "spec": {
+                        "functionName": "canary",
+                        "qualifier": "2",
+                        "batchSize": 1,
+                        "redis": {
+                            "url": redis_url,
+                            "stream": "canary-uploads",
+                            "startingPosition": "TRIM_HORIZON",
+                        },
+                    },
+                }
+                await objects.create(store.EVENT_SOURCE_MAPPINGS, mapping, field_manager="test")
         finally:
             objects.close()
 
@@ -207,3 +226,21 @@ def test_an_http_trigger_names_a_version(canary: tuple[DevServer, Path]) -> None
     ):
         with urllib.request.urlopen(f"{server.url}/fn/default/{path}/x", timeout=30) as reply:
             assert json.loads(reply.read())["code"] in codes
+
+
+def test_a_qualified_mapping_runs_that_version(tmp_path: Path, redis_service: RedisServer) -> None:
+    record = tmp_path / "record.jsonl"
+    record.touch()
+    (tmp_path / "manifests").mkdir()
+    client = redis.Redis.from_url(redis_service.url)
+    client.delete("canary-uploads")
+    client.xadd("canary-uploads", {"body": "hello"})
+    write_objects(tmp_path / "state", record, redis_url=redis_service.url)
+    with dev_server([tmp_path / "manifests"], args=["--state", str(tmp_path / "state")]):
+
+        def ran() -> list[str]:
+            lines = [json.loads(line) for line in record.read_text().splitlines()]
+            return [line["code"] for line in lines if line["id"] == "mapping"]
+
+        codes = eventually(ran, within=60, what="the mapping's batch ran")
+    assert set(codes) == {"v2"}
