@@ -97,7 +97,11 @@ class DevServer:
         self.state_dir = Path(tempfile.mkdtemp(prefix="kfaas-dev-"))
         self.state = state or self.state_dir / "state"
         # One process per state folder: StoreError if another kfaas dev holds it.
-        self.objects = DirectoryObjectStore.open(self.state)
+        try:
+            self.objects = DirectoryObjectStore.open(self.state)
+        except OSError as exc:  # not writable, not a folder: the user's to fix, one line
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            raise store.StoreError(f"cannot use the state folder {self.state}: {exc}") from exc
         self.code = DirectoryCodeStore(self.state / "code")
         self.registry = FunctionRegistry(
             default_namespace=settings.default_namespace, region=settings.region

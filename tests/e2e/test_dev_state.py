@@ -121,6 +121,17 @@ def test_a_state_path_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> N
         f"kfaas dev: KFAAS_DEV_STATE: {tmp_path / 'file'} is not a folder "
         "(the state folder, e.g. ./.kfaas)"
     ]
+    below = tmp_path / "file" / "state"  # a folder that cannot be made
+    done = subprocess.run(
+        [KFAAS, "dev", str(tmp_path), "--port", "0", "--state", str(below)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"kfaas dev: cannot use the state folder {below}: "), line
 
 
 def test_manifests_are_applied_and_removed_while_api_functions_stay(tmp_path: Path) -> None:
