@@ -28,18 +28,7 @@ TEMPLATE = {
 
 @pytest.fixture(scope="module")
 def cluster(kwok_service: Cluster) -> Cluster:
-    kwok_service.kubectl("apply", "--server-side", "-f", str(CRDS))
-    for plural in ("functions", "functionversions", "functionaliases"):
-        kwok_service.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.kfaas.dev", "--timeout=60s"
-        )
-    # Established is not yet served: the API server answers 429 while a new CRD's storage starts.
-    kinds = "functions,functionversions,functionaliases"
-    eventually(
-        lambda: kwok_service.kubectl("get", kinds, "-A", check=False).returncode == 0,
-        within=60,
-        what="the kfaas kinds served",
-    )
+    kwok_service.install_crds(CRDS)
     return kwok_service
 
 

@@ -35,16 +35,7 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 @pytest.fixture
 def cluster_api(kwok_service: Cluster, tmp_path: Path) -> Iterator[tuple[Any, Cluster, str]]:
     """boto3 on a gateway whose objects are the kwok API server's, in a namespace of its own."""
-    kwok_service.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    crds = [f"crd/{path.name.removesuffix('.yaml')}" for path in sorted(CRDS.glob("*.yaml"))]
-    kwok_service.kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
-    # Established is not yet served: the API server answers 429 while a new CRD's storage starts.
-    kinds = "functions,functionversions,functionaliases"
-    eventually(
-        lambda: kwok_service.kubectl("get", kinds, "-A", check=False).returncode == 0,
-        within=60,
-        what="the kfaas kinds served",
-    )
+    kwok_service.install_crds(CRDS)
     namespace = f"versions-{uuid.uuid4().hex[:6]}"
     kwok_service.kubectl("create", "namespace", namespace)
     client = KubeClient(

@@ -36,10 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def crd(kwok_service: Cluster) -> Cluster:
-    kwok_service.kubectl("apply", "-f", str(ROOT / "crds" / "functions.kfaas.dev.yaml"))
-    kwok_service.kubectl(
-        "wait", "--for=condition=Established", "crd/functions.kfaas.dev", "--timeout=60s"
-    )
+    kwok_service.install_crds(ROOT / "crds" / "functions.kfaas.dev.yaml")
     return kwok_service
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from waiting import eventually
+
 from services import cluster_build
 from services.base import LOOPBACK, ServiceDir, ServiceError, progress
 from services.cluster_pki import Pki
@@ -130,6 +132,26 @@ class ControlPlane:
         if check and done.returncode != 0:
             raise ServiceError(f"kubectl {' '.join(args)} failed:\n{done.stderr}")
         return done
+
+    def install_crds(self, *paths: Path) -> None:
+        """Apply CRD files (or folders of them) as helm does; return once every kind is served.
+
+        Established is not enough: for a moment after it the API server answers 429 ("storage is
+        (re)initializing"), so each kind is listed until it answers.
+        """
+        files = [f for p in paths for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
+        for path in paths:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        kinds = [f.name.removesuffix(".yaml") for f in files]
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{k}" for k in kinds)
+        )
+        listing = ",".join(kinds)
+        eventually(
+            lambda: self.kubectl("get", listing, "-A", check=False).returncode == 0,
+            within=60,
+            what=f"the kinds {listing} served",
+        )
 
     # -- what subclasses add -------------------------------------------------------------------
 

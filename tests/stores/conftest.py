@@ -46,9 +46,7 @@ class KubeSetup:
 @pytest.fixture(scope="session")
 def kube_setup(kwok_service: Cluster) -> Iterator[KubeSetup]:
     """kfaas's CRDs installed and two namespaces for the store tests."""
-    kwok_service.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    crds = [f"crd/{path.name.removesuffix('.yaml')}" for path in sorted(CRDS.glob("*.yaml"))]
-    kwok_service.kubectl("wait", "--for=condition=Established", "--timeout=60s", *crds)
+    kwok_service.install_crds(CRDS)
     suffix = uuid.uuid4().hex[:6]
     namespaces = (f"stores-a-{suffix}", f"stores-b-{suffix}")
     for namespace in namespaces:

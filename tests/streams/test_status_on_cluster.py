@@ -26,8 +26,7 @@ def live_status(cluster: Any, name: str) -> dict[str, Any]:
 async def test_a_redis_poller_reports_lag_last_batch_and_result(
     kwok_service: Any, project: Project, redis: RedisTools, pollers: Any
 ) -> None:
-    kwok_service.kubectl("apply", "--server-side", "-f", str(CRDS))
-    kwok_service.kubectl("wait", "--for=condition=Established", "crd/eventsourcemappings.kfaas.dev")
+    kwok_service.install_crds(CRDS)
     stream, name = unique("s"), unique("status")
     project.function("reported", mode="error_on_poison")
     mapping = project.mapping(
