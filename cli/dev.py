@@ -10,7 +10,6 @@ file-watching library). ``cli/dev_files.py`` applies, ``cli/dev_state.py`` acts 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import signal
@@ -22,7 +21,6 @@ from typing import TextIO
 
 from kfaas import aiokit
 from kfaas import object_store as store
-from kfaas.code import IGNORED_PARTS
 from kfaas.code_folder import DirectoryCodeStore
 from kfaas.code_store import CodeStoreError
 from kfaas.config import Settings
@@ -39,12 +37,11 @@ from kfaas.manifests import (
     Function,
     ManifestError,
     load_manifests,
-    manifest_files,
 )
 from kfaas.pollers.runner import PollerGroup
 from kfaas.pollers.settings import PollerSettings
 
-from .dev_files import apply_manifests, state_misplaced
+from .dev_files import Snapshot, apply_manifests, snapshot, state_misplaced
 from .dev_state import DevObjects
 from .settings import ServerSettings
 
@@ -52,23 +49,6 @@ log = logging.getLogger("kfaas.dev")
 
 WATCH_SECONDS = 1.0
 WATCHER_RESTART = aiokit.Backoff(first=WATCH_SECONDS, most=30.0)
-Snapshot = dict[str, tuple[float, int]]
-
-
-def snapshot(paths: Iterable[str | Path], functions: Iterable[Function]) -> Snapshot:
-    """Modification time and size of every manifest and code file: cheap to take every second."""
-    state: Snapshot = {}
-    roots = [root for fn in functions if (root := fn.code_root()) is not None]
-    manifests, _ = manifest_files(paths)
-    for path in [*manifests, *roots]:
-        candidates = path.rglob("*") if path.is_dir() else [path]
-        for file in candidates:
-            if path.is_dir() and IGNORED_PARTS.intersection(file.relative_to(path).parts):
-                continue  # what the code's zip leaves out (caches, kfaas dev's own state)
-            with contextlib.suppress(OSError):
-                stat = file.stat()
-                state[str(file)] = (stat.st_mtime, stat.st_size)
-    return state
 
 
 class DevServer:

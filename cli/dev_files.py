@@ -13,10 +13,12 @@ A ``code.path`` folder is stored as the zip the API would have received: its can
 ``LastModified`` — kfaas dev does ``UpdateFunctionCode`` for you — and a published version pins
 that code by digest. ``$LATEST`` still runs in the folder itself (the annotations
 ``kfaas.dev/code-path`` and the digest it had), so tracebacks and breakpoints show the user's files.
+``snapshot`` is what the watcher compares every second to know when to apply again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +30,13 @@ from kfaas.code import IGNORED_PARTS, tree_files
 from kfaas.code_archives import ArchiveTooLarge
 from kfaas.code_store import CodeStore
 from kfaas.lambda_code import canonical_zip
-from kfaas.manifests import API_VERSION, EventSourceMapping, Function, ManifestError
+from kfaas.manifests import (
+    API_VERSION,
+    EventSourceMapping,
+    Function,
+    ManifestError,
+    manifest_files,
+)
 from kfaas.object_store import Body, ObjectStore
 
 # The file an object was applied from (for messages, and to know it came from a file).
@@ -200,3 +208,23 @@ async def _apply(objects: ObjectStore, key: ObjectKey, body: Body) -> bool:
             continue  # a status or API write came in between: read it again
         return bool(written["metadata"].get("generation") != live["metadata"].get("generation"))
     raise store.Conflict(f"{plural} {namespace}/{name} kept changing while it was applied")
+
+
+# What the watcher compares every second: modification time and size by file.
+Snapshot = dict[str, tuple[float, int]]
+
+
+def snapshot(paths: Iterable[str | Path], functions: Iterable[Function]) -> Snapshot:
+    """Modification time and size of every manifest and code file: cheap to take every second."""
+    state: Snapshot = {}
+    roots = [root for fn in functions if (root := fn.code_root()) is not None]
+    manifests, _ = manifest_files(paths)
+    for path in [*manifests, *roots]:
+        candidates = path.rglob("*") if path.is_dir() else [path]
+        for file in candidates:
+            if path.is_dir() and IGNORED_PARTS.intersection(file.relative_to(path).parts):
+                continue  # what the code's zip leaves out (caches, kfaas dev's own state)
+            with contextlib.suppress(OSError):
+                stat = file.stat()
+                state[str(file)] = (stat.st_mtime, stat.st_size)
+    return state
