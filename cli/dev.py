@@ -158,6 +158,10 @@ class DevServer:
         self.manifests = manifests
         await self.feed.collect_garbage()
         await self.backend.start()
+        # From here on every write reaches the registry, instances and pollers: before serving,
+        # so that no write through the API can come in between.
+        self.objects.subscribe(self.feed.changed)
+        await self.feed.sync()
         for site in await self.gateway.serve(self.listeners):
             url = f"http://{site.listener.host}:{site.port}"
             if site.listener.role != "trigger":
@@ -165,9 +169,6 @@ class DevServer:
                 self.host, self.port = site.listener.host, site.port
             if site.listener.role != "invoke":
                 self.trigger_url = url
-        # From here on every write reaches the registry, instances and pollers.
-        self.objects.subscribe(self.feed.changed)
-        await self.feed.sync()
         token = self._pollers_token
         self.pollers = PollerGroup(
             gateway_url=self.url,
