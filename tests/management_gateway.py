@@ -10,17 +10,26 @@ inert), so tests play the operator themselves:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import boto3
 from aiohttp import web
+from botocore.config import Config
 
+from kfaas import object_store
 from kfaas.backends import EndpointsListener
 from kfaas.code_folder import DirectoryCodeStore
+from kfaas.config import Settings
 from kfaas.dir_store import DirectoryObjectStore
+from kfaas.gateway.app import create_app
+from kfaas.gateway.auth import Auth
+from kfaas.gateway.registry import FunctionRegistry
 
 T = TypeVar("T")
 START_SECONDS = 10
@@ -87,3 +96,61 @@ def serve_in_thread(
         if not loop.is_closed():
             loop.call_soon_threadsafe(stop.set)
         thread.join(START_SECONDS)
+
+
+@contextlib.contextmanager
+def management_gateway_on(
+    folder: Path,
+    *,
+    authentication: Auth | None = None,
+    access_key: tuple[str, str] = ("test", "test"),
+) -> Iterator[ManagementGateway]:
+    """A gateway over folder stores in ``folder``, and boto3 on it signing with ``access_key``."""
+    objects = DirectoryObjectStore.open(folder / "state")
+    code_store = DirectoryCodeStore(folder / "state" / "code")
+    app = create_app(
+        FunctionRegistry(default_namespace="default", region="us-east-1"),
+        NoInstances(),
+        Settings(),
+        objects=objects,
+        code_store=code_store,
+        authentication=authentication,
+    )
+    served = serve_in_thread(app)
+    try:
+        url, loop = next(served)
+        client = boto3.client(
+            "lambda",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id=access_key[0],
+            aws_secret_access_key=access_key[1],
+            config=Config(retries={"max_attempts": 0}, read_timeout=120),
+        )
+        yield ManagementGateway(url, client, objects, code_store, loop, app)
+    finally:
+        served.close()
+        objects.close()
+
+
+def apply_function(
+    gateway: ManagementGateway, name: str = "resize", namespace: str = "default", **spec: Any
+) -> dict[str, Any]:
+    """A Function written into the store as kubectl apply (or kfaas dev's files) would write it."""
+    body = {
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "runtime": "python3.11",
+            "handler": "app.handler",
+            "code": {"inline": {"app.py": "def handler(event, context):\n    return 1\n"}},
+            **spec,
+        },
+    }
+    created: dict[str, Any] = gateway.run(
+        gateway.objects.create(
+            object_store.FUNCTIONS, body, field_manager=object_store.DEV_FILES_MANAGER
+        )
+    )
+    return created

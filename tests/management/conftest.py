@@ -11,34 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from devserver import make_lambda_client
-from management_gateway import ManagementGateway, NoInstances, serve_in_thread
-
-from kfaas.code_folder import DirectoryCodeStore
-from kfaas.config import Settings
-from kfaas.dir_store import DirectoryObjectStore
-from kfaas.gateway.app import create_app
-from kfaas.gateway.registry import FunctionRegistry
+from management_gateway import ManagementGateway, management_gateway_on
 
 
 @pytest.fixture
 def management_gateway(tmp_path: Path) -> Iterator[ManagementGateway]:
-    objects = DirectoryObjectStore.open(tmp_path / "state")
-    code_store = DirectoryCodeStore(tmp_path / "state" / "code")
-    app = create_app(
-        FunctionRegistry(default_namespace="default", region="us-east-1"),
-        NoInstances(),
-        Settings(),
-        objects=objects,
-        code_store=code_store,
-    )
-    served = serve_in_thread(app)
-    try:
-        url, loop = next(served)
-        yield ManagementGateway(url, make_lambda_client(url), objects, code_store, loop, app)
-    finally:
-        served.close()
-        objects.close()
+    with management_gateway_on(tmp_path) as gateway:
+        yield gateway
 
 
 @pytest.fixture

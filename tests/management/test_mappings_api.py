@@ -10,35 +10,18 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from management_gateway import ManagementGateway as Gateway
+from management_gateway import apply_function
 
-from kfaas import object_store
 from kfaas.manifests import EventSourceMapping
 from kfaas.object_store import EVENT_SOURCE_MAPPINGS, FUNCTIONS
 
-# The fixture's ManagementGateway (a conftest class, not importable from a test module).
-Gateway = Any
 KAFKA: dict[str, Any] = {
     "FunctionName": "resize",
     "SelfManagedEventSource": {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["k1:9092"]}},
     "Topics": ["uploads"],
     "StartingPosition": "TRIM_HORIZON",
 }
-
-
-def apply_function(gateway: Gateway, name: str = "resize", namespace: str = "default") -> None:
-    body = {
-        "apiVersion": "kfaas.dev/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "runtime": "python3.11",
-            "handler": "app.handler",
-            "code": {"inline": {"app.py": "def handler(event, context):\n    return 1\n"}},
-        },
-    }
-    gateway.run(
-        gateway.objects.create(FUNCTIONS, body, field_manager=object_store.DEV_FILES_MANAGER)
-    )
 
 
 def mappings(gateway: Gateway, namespace: str | None = None) -> list[dict[str, Any]]:

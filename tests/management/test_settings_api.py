@@ -10,34 +10,13 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from management_gateway import ManagementGateway as Gateway
+from management_gateway import apply_function
 
-from kfaas import object_store
 from kfaas.lambda_shapes import object_facts, revision_id
 from kfaas.object_store import FUNCTIONS
 
-# The fixture's ManagementGateway (a conftest class, not importable from a test module).
-Gateway = Any
 ARN = "arn:aws:lambda:us-east-1:default:function:resize"
-
-
-def apply_function(
-    gateway: Gateway, name: str = "resize", namespace: str = "default", **spec: Any
-) -> dict[str, Any]:
-    body = {
-        "apiVersion": "kfaas.dev/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "runtime": "python3.11",
-            "handler": "app.handler",
-            "code": {"inline": {"app.py": "def handler(event, context):\n    return 1\n"}},
-            **spec,
-        },
-    }
-    created: dict[str, Any] = gateway.run(
-        gateway.objects.create(FUNCTIONS, body, field_manager=object_store.DEV_FILES_MANAGER)
-    )
-    return created
 
 
 def stored(gateway: Gateway, name: str = "resize") -> dict[str, Any]:

@@ -10,19 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from management_gateway import ManagementGateway, NoInstances, serve_in_thread
+from management_gateway import ManagementGateway, management_gateway_on
 
 from kfaas import object_store
-from kfaas.code_folder import DirectoryCodeStore
-from kfaas.config import Settings
-from kfaas.dir_store import DirectoryObjectStore
-from kfaas.gateway.app import create_app
 from kfaas.gateway.auth import Auth, Credential, Principal
 from kfaas.gateway.auth_rules import StaticCredentials
-from kfaas.gateway.registry import FunctionRegistry
 
 VERSIONS, ALIASES = object_store.FUNCTION_VERSIONS, object_store.FUNCTION_ALIASES
 
@@ -50,30 +43,13 @@ class Guarded:
 
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[Guarded]:
-    objects = DirectoryObjectStore.open(tmp_path / "state")
-    code_store = DirectoryCodeStore(tmp_path / "state" / "code")
     grants = Grants()
     credentials = StaticCredentials([Credential("AKTEST", "secret", Principal("alice"))])
-    app = create_app(
-        FunctionRegistry(default_namespace="default", region="us-east-1"),
-        NoInstances(),
-        Settings(),
-        objects=objects,
-        code_store=code_store,
-        authentication=Auth("sigv4", credentials, grants),
-    )
-    served = serve_in_thread(app)
-    try:
-        url, loop = next(served)
-        client = boto3.client(
-            "lambda", endpoint_url=url, region_name="us-east-1",
-            aws_access_key_id="AKTEST", aws_secret_access_key="secret",
-            config=Config(retries={"max_attempts": 0}),
-        )  # fmt: skip
-        yield Guarded(ManagementGateway(url, client, objects, code_store, loop, app), grants)
-    finally:
-        served.close()
-        objects.close()
+    authentication = Auth("sigv4", credentials, grants)
+    with management_gateway_on(
+        tmp_path, authentication=authentication, access_key=("AKTEST", "secret")
+    ) as gateway:
+        yield Guarded(gateway, grants)
 
 
 def denied(client: Any, action: str, call: Any, **arguments: Any) -> None:
