@@ -48,6 +48,8 @@ from .settings import ServerSettings
 log = logging.getLogger("kfaas.dev")
 
 WATCH_SECONDS = 1.0
+# How long the files must hold still before a change is applied.
+SETTLE_SECONDS = 0.25
 WATCHER_RESTART = aiokit.Backoff(first=WATCH_SECONDS, most=30.0)
 
 
@@ -243,6 +245,11 @@ class DevServer:
             current = snapshot(self.paths, self._code_folders())
             if current == self._seen:
                 continue
+            # Files caught mid-write (an editor truncates, then writes) are not applied: a
+            # function missing from them would be deleted, its versions and aliases with it.
+            await asyncio.sleep(SETTLE_SECONDS)
+            if snapshot(self.paths, self._code_folders()) != current:
+                continue  # still changing: the next look tries again
             self._seen = current
             try:
                 manifests = load_manifests(self.paths)
