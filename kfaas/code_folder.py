@@ -168,10 +168,11 @@ class DirectoryCodeStore:
         staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
         try:
             extract_archive(data, staging)
+            _read_only(staging)
             staging.rename(target)
         finally:
             if staging.exists():
-                shutil.rmtree(staging)
+                _remove_tree(staging)
 
     def _blobs(self) -> list[StoredBlob]:
         found = []
@@ -186,7 +187,7 @@ class DirectoryCodeStore:
     def _delete(self, digest: CodeDigest) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.blob_path(digest).unlink()
-        shutil.rmtree(self.tree_path(digest), ignore_errors=True)
+        _remove_tree(self.tree_path(digest))
 
     def _remove_leftovers(self, before: float) -> None:
         for path in (self.root / TEMPORARY).glob("*"):
@@ -201,7 +202,27 @@ class DirectoryCodeStore:
                 digest = CodeDigest(hex_name)
                 # An unpack a crash interrupted, or a tree whose blob was deleted.
                 if rest or not self.blob_path(digest).is_file():
-                    shutil.rmtree(path, ignore_errors=True)
+                    _remove_tree(path)
+
+
+def _read_only(tree: Path) -> None:
+    """No write bits under ``tree``, as Lambda's ``/var/task`` is read-only: code that writes
+    beside itself fails in kfaas dev (for a user who is not root) as it would in a cluster, and
+    every function running a digest runs the same files."""
+    for folder, _, files in os.walk(tree, topdown=False):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):  # chmod would follow it
+                os.chmod(path, os.stat(path).st_mode & ~0o222)
+        os.chmod(folder, 0o555)
+
+
+def _remove_tree(tree: Path) -> None:
+    """Remove a tree made read-only: its folders get their write bit back first."""
+    for folder, _, _ in os.walk(tree):
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o755)
+    shutil.rmtree(tree, ignore_errors=True)
 
 
 def _modified(path: Path) -> float | None:

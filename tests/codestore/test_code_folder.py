@@ -86,11 +86,20 @@ async def test_tree_unpacks_once_and_returns_the_folder(store: DirectoryCodeStor
     tree = await store.tree(digest)
     assert tree == store.root / "trees" / digest.hex
     assert (tree / "app.py").read_text().startswith("def handler")
-    marker = tree / "marker"
-    marker.write_text("kept")  # a second call does not unpack again
+    inode = tree.stat().st_ino  # a second call does not unpack again
     assert await store.tree(digest) == tree
-    assert marker.exists()
+    assert tree.stat().st_ino == inode
     assert [path.name for path in (store.root / "trees").iterdir()] == [digest.hex]
+
+
+async def test_a_tree_is_read_only_and_still_deleted(store: DirectoryCodeStore) -> None:
+    # As Lambda's /var/task: no write bit anywhere (root ignores them; others are refused).
+    digest = await store.put(make_zip([("pkg/mod.py", "x = 1\n"), ("app.py", "")]))
+    tree = await store.tree(digest)
+    for path in [tree, tree / "pkg", tree / "pkg" / "mod.py", tree / "app.py"]:
+        assert path.stat().st_mode & 0o222 == 0, path
+    await store.delete(digest)
+    assert not tree.exists()
 
 
 async def test_concurrent_trees_unpack_once(store: DirectoryCodeStore) -> None:
