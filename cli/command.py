@@ -307,6 +307,7 @@ def _kubernetes_gateway(server: ServerSettings) -> int:
                 async_queue=server.async_queue,
                 listeners=server.listeners,
                 code_store=code_store,
+                location_key=server.code_store_key if code_store is not None else None,
             )
         )
     except KubeError as exc:

@@ -43,6 +43,7 @@ def create_app(
     functions_known: asyncio.Event | None = None,
     objects: ObjectStore | None = None,
     code_store: CodeStore | None = None,
+    location_key: str | None = None,
 ) -> web.Application:
     """The gateway app; its client session and dispatcher live as long as the app runs.
 
@@ -100,6 +101,7 @@ def create_app(
                 trigger_auth,
                 objects=objects,
                 code_store=code_store,
+                **({"location_key": location_key} if location_key else {}),
                 platform_redis_url=settings.redis_url,
             )
             await queue.start()

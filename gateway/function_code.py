@@ -5,11 +5,13 @@ byte request). It is checked by ``code_archives.verify_archive`` in a thread (un
 must not stall the event loop) and stored in the code store *before* any Function names its
 digest (ADR 025), with the archive's refusals mapped to Lambda's errors here, once.
 
-GetFunction's ``Code.Location`` is a URL on this gateway, ``/2015-03-31/code/<hex>?Expires=&
-Signature=``, valid ten minutes like Lambda's presigned URLs, signed with a key made at random
-when the gateway process starts (ADR 025: gateways of one cluster must share it — a follow-up;
-until then a URL works on the gateway that made it). It serves the stored zip, or the canonical
-zip of inline and ``code.path`` code, kept for the URL's lifetime in a small in-process cache.
+GetFunction's ``Code.Location`` is a URL on the gateway, ``/2015-03-31/code/<hex>?Expires=&
+Signature=``, valid ten minutes like Lambda's presigned URLs, signed with ``Services.location_key``
+(the code store's key in a cluster, so any replica opens any replica's URL). It serves the stored
+zip, or the canonical zip of inline and ``code.path`` code. Those are not in the code store: the
+URL also names the function (``Function=<namespace>/<name>:<version>``, unsigned — the rebuilt
+zip must still have the signed digest), so the replica that gets the download rebuilds the zip
+when its small in-process cache does not hold it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import collections
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
@@ -49,8 +52,6 @@ from .registry import code_facts as files_facts
 from .services import Services
 
 CODE_PATH: Final = CODE_LOCATION_PATH.rstrip("/")
-# Signs Code.Location URLs: random per process (see the module docstring).
-_LOCATION_KEY: Final = code_capabilities.new_key()
 # Canonical zips of inline/path code handed out in a Location: few, small (a ConfigMap's 1 MiB),
 # kept at most this many, the oldest dropped first.
 _RECENT_ZIPS: Final = 32
@@ -117,13 +118,19 @@ async def _package(function: Function) -> bytes | None:
     return await asyncio.to_thread(canonical_zip, files)
 
 
-def _url(request: web.Request, digest: CodeDigest) -> str:
-    signed = code_capabilities.sign_location(_LOCATION_KEY, digest, now=time.time())
-    query = urllib.parse.urlencode(signed.query())
-    return f"{request.scheme}://{request.host}{CODE_PATH}/{digest.hex}?{query}"
+def _url(
+    services: Services, request: web.Request, digest: CodeDigest, source: str | None = None
+) -> str:
+    signed = code_capabilities.sign_location(services.location_key, digest, now=time.time())
+    query = signed.query() | ({"Function": source} if source else {})
+    encoded = urllib.parse.urlencode(query)
+    return f"{request.scheme}://{request.host}{CODE_PATH}/{digest.hex}?{encoded}"
 
 
-async def code_location(request: web.Request, function: Function) -> dict[str, str]:
+async def code_location(
+    services: Services, request: web.Request, function: Function, source: str
+) -> dict[str, str]:
+    """``source`` (``namespace/name:version``) is what a replica reads to rebuild the zip."""
     """GetFunction's ``Code``: a signed download URL, or the image for image functions."""
     code = function.spec.code
     if code.image is not None:
@@ -132,29 +139,51 @@ async def code_location(request: web.Request, function: Function) -> dict[str, s
             location["ResolvedImageUri"] = code.image
         return location
     if code.zip is not None:
-        return {"RepositoryType": "S3", "Location": _url(request, CodeDigest(code.zip.sha256))}
+        location = _url(services, request, CodeDigest(code.zip.sha256))
+        return {"RepositoryType": "S3", "Location": location}
     package = await _package(function)
     if package is None:  # a code.configMap in a cluster: not the gateway's to read
         return {"RepositoryType": "S3", "Location": ""}
+    digest = _remember(package)
+    return {"RepositoryType": "S3", "Location": _url(services, request, digest, source)}
+
+
+def _remember(package: bytes) -> CodeDigest:
     digest = CodeDigest.of(package)
     _recent[digest.hex] = package
     _recent.move_to_end(digest.hex)
     while len(_recent) > _RECENT_ZIPS:
         _recent.popitem(last=False)
-    return {"RepositoryType": "S3", "Location": _url(request, digest)}
+    return digest
 
 
-async def download(services: Services, request: web.Request, hex_digest: str) -> web.Response:
-    """``GET /2015-03-31/code/<hex>``: the zip, if the URL's signature holds and is unexpired."""
+async def download(
+    services: Services,
+    request: web.Request,
+    hex_digest: str,
+    rebuild: Callable[[str], Awaitable[Function | None]],
+) -> web.Response:
+    """``GET /2015-03-31/code/<hex>``: the zip, if the URL's signature holds and is unexpired.
+
+    ``rebuild`` reads the function a URL's ``Function`` names, for code only a Function holds.
+    """
     try:
         digest = CodeDigest(hex_digest)
     except ValueError as exc:
         raise ResourceNotFound(f"No code at {request.path}") from exc
     try:
-        code_capabilities.check_location(_LOCATION_KEY, digest, request.query, now=time.time())
+        check = code_capabilities.check_location
+        check(services.location_key, digest, request.query, now=time.time())
     except LocationRefused as exc:
         raise Forbidden(f"The code location is not valid: {exc}") from exc
     package = _recent.get(digest.hex)
+    source = request.query.get("Function")
+    if package is None and source:
+        function = await rebuild(source)
+        built = None if function is None else await _package(function)
+        # Only the signed digest is served: a Function naming other code yields nothing.
+        if built is not None and _remember(built) == digest:
+            package = built
     if package is None and services.code_store is not None:
         try:
             package = await services.code_store.read(digest)

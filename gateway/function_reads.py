@@ -199,7 +199,9 @@ async def get_function(
     loaded = await read(services, ref)
     answer: dict[str, Any] = {
         "Configuration": configuration(services, loaded, await code_facts(services, loaded)),
-        "Code": await function_code.code_location(request, loaded.function),
+        "Code": await function_code.code_location(
+            services, request, loaded.function, f"{ref.namespace}/{ref.name}:{loaded.version}"
+        ),
     }
     tags = _tags(loaded)
     if tags:

@@ -33,11 +33,18 @@ from kfaas.lambda_requests import (
     parse_create,
 )
 from kfaas.lambda_shapes import InvalidParameter, object_facts, revision_id
-from kfaas.names import LATEST, FunctionRef
+from kfaas.manifests import Function
+from kfaas.names import (
+    LATEST,
+    FunctionRef,
+    InvalidFunctionName,
+    QualifierMismatch,
+    parse_function_name,
+)
 from kfaas.object_store import Body
 
 from . import auth, function_code, function_reads, management, versions_api
-from .errors import InvalidParameterValue, PreconditionFailed
+from .errors import InvalidParameterValue, PreconditionFailed, ResourceNotFound
 from .limits import CODE_UPLOAD_LIMIT
 from .management import Route
 from .services import Services
@@ -268,7 +275,19 @@ async def delete_function(
 async def download_code(
     services: Services, request: web.Request, params: Mapping[str, str]
 ) -> web.Response:
-    return await function_code.download(services, request, params["Digest"])
+    async def rebuild(source: str) -> Function | None:
+        """The function (or version) a Location names, read as GetFunction read it; None if
+        it is gone or the name is not one."""
+        try:
+            ref = parse_function_name(source, services.registry.default_namespace)
+        except (InvalidFunctionName, QualifierMismatch):
+            return None
+        try:
+            return (await function_reads.read(services, ref)).function
+        except ResourceNotFound:
+            return None
+
+    return await function_code.download(services, request, params["Digest"], rebuild)
 
 
 ROUTES: list[Route] = [

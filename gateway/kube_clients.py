@@ -340,13 +340,15 @@ async def run_kubernetes_gateway(
     listeners: Sequence[Listener] = (),
     replica: str,
     code_store: HttpCodeStore | None = None,
+    location_key: str | None = None,
 ) -> int:
     """Serve the gateway with functions and instances from the cluster until interrupted.
 
     ``async_queue`` is a queue URL (``memory``, ``redis://…``, ``kafka://…``) as for `kfaas dev`;
     ``listeners`` split the Invoke API and HTTP triggers (default: both on host:port); ``replica``
     names this gateway in its demand Lease (the pod's name); ``code_store`` is the cluster's code
-    store (``KFAAS_CODE_STORE_URL``), None when it is not configured.
+    store (``KFAAS_CODE_STORE_URL``), None when it is not configured; ``location_key`` signs
+    Code.Location URLs (the code store's key, so every replica opens every replica's URLs).
     """
     credentials = Credentials.load(kubeconfig)
     async with KubeClient(credentials, field_manager=object_store.GATEWAY_MANAGER) as client:
@@ -373,6 +375,7 @@ async def run_kubernetes_gateway(
             # The management API writes the cluster's objects as this gateway (ADR 024).
             objects=KubernetesObjectStore(client, watch_namespace=watch_namespace),
             code_store=code_store,
+            location_key=location_key,
         )
         sites = await gateway.serve(list(listeners) or [Listener("all", host, port)])
         try:

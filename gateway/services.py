@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from kfaas.code_capabilities import new_key
 from kfaas.code_store import CodeStore
 from kfaas.object_store import ObjectStore
 
@@ -28,6 +29,9 @@ class Services:
     # The management API's stores (ADR 024, 025); None where only the Invoke API is served.
     objects: ObjectStore | None = None
     code_store: CodeStore | None = None
+    # Signs GetFunction's Code.Location URLs (ADR 025): the code store's key in a cluster, so a
+    # URL made by one gateway replica opens on any; random per process otherwise.
+    location_key: str = field(default_factory=new_key, repr=False)
     # The platform's Redis (KFAAS_REDIS_URL): where a mapping named `arn:kfaas:redis:::stream/<s>`
     # reads; None where there is none.
     platform_redis_url: str | None = None

@@ -58,6 +58,7 @@ def compose_gateway(
     functions_known: asyncio.Event | None = None,
     objects: ObjectStore | None = None,
     code_store: CodeStore | None = None,
+    location_key: str | None = None,
 ) -> Gateway:
     """The gateway over ``registry`` and ``backend``, its queue a URL (memory, redis://, kafka://).
 
@@ -83,5 +84,6 @@ def compose_gateway(
         functions_known=functions_known,
         objects=objects,
         code_store=code_store,
+        location_key=location_key,
     )
     return Gateway(app, make_runner(app, settings), destinations, settings)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import threading
+import zipfile
 from collections.abc import Coroutine, Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -104,6 +106,7 @@ def management_gateway_on(
     *,
     authentication: Auth | None = None,
     access_key: tuple[str, str] = ("test", "test"),
+    location_key: str | None = None,
 ) -> Iterator[ManagementGateway]:
     """A gateway over folder stores in ``folder``, and boto3 on it signing with ``access_key``."""
     objects = DirectoryObjectStore.open(folder / "state")
@@ -115,6 +118,7 @@ def management_gateway_on(
         objects=objects,
         code_store=code_store,
         authentication=authentication,
+        location_key=location_key,
     )
     served = serve_in_thread(app)
     try:
@@ -154,3 +158,14 @@ def apply_function(
         )
     )
     return created
+
+
+def handler_zip(body: str = "return 1", *, deflated: bool = True) -> bytes:
+    """A zip of ``app.py`` whose handler runs ``body``: the same bytes every time (a fixed date,
+    where zipfile would stamp the clock), so digests compare across calls."""
+    buffer = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        entry = zipfile.ZipInfo("app.py", date_time=(2026, 1, 1, 0, 0, 0))
+        archive.writestr(entry, f"def handler(event, context):\n    {body}\n", method)
+    return buffer.getvalue()

@@ -11,27 +11,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import urllib.error
 import urllib.request
-import zipfile
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, WaiterError
-from management_gateway import ManagementGateway
+from management_gateway import ManagementGateway, handler_zip
 
 from kfaas import object_store
 from kfaas.lambda_code import canonical_zip
 
 ROLE = "arn:aws:iam::123456789012:role/deployer"
-
-
-def package(code: str = "def handler(event, context):\n    return 1\n") -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("app.py", code)
-    return buffer.getvalue()
 
 
 def sha256(data: bytes) -> str:
@@ -44,7 +35,7 @@ def create(client: Any, name: str = "thumbnail", **extra: Any) -> dict[str, Any]
         "Role": ROLE,
         "Runtime": "python3.12",
         "Handler": "app.handler",
-        "Code": {"ZipFile": package()},
+        "Code": {"ZipFile": handler_zip()},
         **extra,
     }
     answer: dict[str, Any] = client.create_function(**request)
@@ -66,7 +57,7 @@ def download(url: str) -> bytes:
 
 
 def test_create_then_read_your_writes(lambda_api: Any) -> None:
-    zipped = package()
+    zipped = handler_zip()
     created = create(
         lambda_api,
         Description="makes thumbnails",
@@ -174,7 +165,7 @@ def test_update_configuration_checks_the_revision(lambda_api: Any) -> None:
 
 def test_update_code_stores_the_new_zip(lambda_api: Any) -> None:
     created = create(lambda_api)
-    newer = package("def handler(event, context):\n    return 2\n")
+    newer = handler_zip("return 2")
     updated = lambda_api.update_function_code(
         FunctionName="thumbnail", ZipFile=newer, RevisionId=created["RevisionId"]
     )
@@ -185,11 +176,13 @@ def test_update_code_stores_the_new_zip(lambda_api: Any) -> None:
     error = error_of(
         lambda_api.update_function_code,
         FunctionName="thumbnail",
-        ZipFile=package(),
+        ZipFile=handler_zip(),
         RevisionId=created["RevisionId"],
     )
     assert (error["Code"], error["Status"]) == ("PreconditionFailedException", 412)
-    dry = lambda_api.update_function_code(FunctionName="thumbnail", ZipFile=package(), DryRun=True)
+    dry = lambda_api.update_function_code(
+        FunctionName="thumbnail", ZipFile=handler_zip(), DryRun=True
+    )
     assert dry["CodeSha256"] == sha256(newer)  # checked, not written
 
 
@@ -324,7 +317,7 @@ def test_qualified_reads_name_a_version_or_an_alias(management_gateway: Manageme
     aliased = client.get_function(FunctionName="thumbnail:live")
     assert aliased["Configuration"]["Version"] == "1"
     assert aliased["Configuration"]["FunctionArn"].endswith(":function:thumbnail:live")
-    assert download(aliased["Code"]["Location"]) == package()
+    assert download(aliased["Code"]["Location"]) == handler_zip()
     assert client.get_function(FunctionName="thumbnail")["Configuration"]["Version"] == "$LATEST"
     for missing in ("2", "canary"):
         error = error_of(client.get_function, FunctionName="thumbnail", Qualifier=missing)
@@ -351,7 +344,7 @@ def test_publish_on_create_and_code_update_and_deleting_a_version(lambda_api: An
     created = create(lambda_api, Publish=True)
     assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert created["Version"] == "1" and created["FunctionArn"].endswith(":thumbnail:1")
-    newer = package("def handler(event, context):\n    return 2\n")
+    newer = handler_zip("return 2")
     updated = lambda_api.update_function_code(FunctionName="thumbnail", ZipFile=newer, Publish=True)
     assert (updated["Version"], updated["CodeSha256"]) == ("2", sha256(newer))
     versions = lambda_api.list_versions_by_function(FunctionName="thumbnail")["Versions"]

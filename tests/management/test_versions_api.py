@@ -9,14 +9,12 @@ operator would.
 
 from __future__ import annotations
 
-import io
-import zipfile
 from typing import Any
 
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError, WaiterError
-from management_gateway import ManagementGateway
+from management_gateway import ManagementGateway, handler_zip
 
 from kfaas import object_store
 from kfaas.lambda_versions import LAST_VERSION_ANNOTATION
@@ -27,20 +25,15 @@ ROLE = "arn:aws:iam::123456789012:role/deployer"
 def create(client: Any, name: str = "thumbnail", code: str = "return 1") -> dict[str, Any]:
     answer: dict[str, Any] = client.create_function(
         FunctionName=name, Role=ROLE, Runtime="python3.12", Handler="app.handler",
-        Code={"ZipFile": _zip(code)},
+        Code={"ZipFile": handler_zip(code)},
     )  # fmt: skip
     return answer
 
 
-def _zip(code: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", f"def handler(event, context):\n    {code}\n")
-    return buffer.getvalue()
-
-
 def update_code(client: Any, code: str, name: str = "thumbnail") -> dict[str, Any]:
-    answer: dict[str, Any] = client.update_function_code(FunctionName=name, ZipFile=_zip(code))
+    answer: dict[str, Any] = client.update_function_code(
+        FunctionName=name, ZipFile=handler_zip(code)
+    )
     return answer
 
 

@@ -7,17 +7,15 @@ versions and aliases with it through the garbage collector."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import uuid
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from devserver import make_lambda_client
-from management_gateway import NoInstances, serve_in_thread
+from management_gateway import NoInstances, handler_zip, serve_in_thread
 from services.cluster import Cluster
 from waiting import eventually
 
@@ -58,13 +56,6 @@ def cluster_api(kwok_service: Cluster, tmp_path: Path) -> Iterator[tuple[Any, Cl
         kwok_service.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
-def package(code: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", f"def handler(event, context):\n    {code}\n")
-    return buffer.getvalue()
-
-
 def listed(cluster: Cluster, namespace: str, what: str) -> list[dict[str, Any]]:
     body = json.loads(cluster.kubectl("-n", namespace, "get", what, "-o", "json").stdout)
     items: list[dict[str, Any]] = body["items"]
@@ -77,7 +68,7 @@ def test_versions_and_aliases_are_objects_kubectl_sees(
     api, cluster, namespace = cluster_api
     api.create_function(
         FunctionName="thumbnail", Role="arn:aws:iam::1:role/r", Runtime="python3.12",
-        Handler="app.handler", Code={"ZipFile": package("return 1")},
+        Handler="app.handler", Code={"ZipFile": handler_zip("return 1")},
     )  # fmt: skip
     before = api.get_function_configuration(FunctionName="thumbnail")
     first = api.publish_version(FunctionName="thumbnail", Description="first")
@@ -87,7 +78,7 @@ def test_versions_and_aliases_are_objects_kubectl_sees(
         before["LastModified"],
     )
     assert api.publish_version(FunctionName="thumbnail")["Version"] == first["Version"] == "1"
-    api.update_function_code(FunctionName="thumbnail", ZipFile=package("return 2"))
+    api.update_function_code(FunctionName="thumbnail", ZipFile=handler_zip("return 2"))
     assert api.publish_version(FunctionName="thumbnail")["Version"] == "2"
     api.create_alias(
         FunctionName="thumbnail", Name="live", FunctionVersion="1",
