@@ -7,6 +7,10 @@ the reconciler, which never sets replicas, and the autoscaler never fight over i
 wakes it at once: a function at zero with a held request gets its first instance without waiting
 for the next tick. It acts only while this replica is the active one (``active()``), and keeps
 its caches warm while standby so a takeover decides from full information.
+
+Published versions (FunctionVersion objects, ADR 024) are scaled the same way, each on its own:
+the gateways report a version's demand under `namespace/name:N` (``Function.key``), the key the
+autoscaler keeps its window under, and its Deployment is the version's own.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from kfaas.api_objects import from_api_object
 from kfaas.demand import DEMAND_LABEL, DEMAND_LABEL_VALUE, total_demand
 from kfaas.kube_clients import Informer, KubeClient, KubeError, running
 from kfaas.manifests import Function, ManifestError
+from kfaas.names import parse_function_key
 from kfaas.scaling import ScalingPolicy, ScalingState, desired_instances, record
+from kfaas.version_manifests import parse_version
 
 from . import names
 from .metrics import OperatorMetrics
@@ -63,6 +69,13 @@ class Autoscaler:
         self.functions = Informer(
             client, "kfaas.dev/v1alpha1", "functions", self._changed, namespace=watch_namespace
         )
+        self.versions = Informer(
+            client,
+            "kfaas.dev/v1alpha1",
+            "functionversions",
+            self._changed,
+            namespace=watch_namespace,
+        )
         self.deployments = Informer(
             client,
             "apps/v1",
@@ -85,9 +98,10 @@ class Autoscaler:
 
     async def run(self, active: Callable[[], bool]) -> None:
         """Decide every ``interval`` (or at once when woken) while ``active()``; never returns."""
-        async with running(self.functions, self.deployments, self.leases):
+        async with running(self.functions, self.versions, self.deployments, self.leases):
             await asyncio.gather(
                 self.functions.synced.wait(),
+                self.versions.synced.wait(),
                 self.deployments.synced.wait(),
                 self.leases.synced.wait(),
             )
@@ -104,21 +118,36 @@ class Autoscaler:
         now = self.clock()
         demand = total_demand(self.leases.objects.values(), datetime.datetime.now(datetime.UTC))
         seen = set()
-        for key, body in list(self.functions.objects.items()):
+        for function in self._runnable():
+            key = function.key
             seen.add(key)
             try:
-                await self._scale(key, body, demand.get(key, 0), now)
+                await self._scale(function, demand.get(key, 0), now)
             except KubeError as exc:
                 log.warning("cannot scale %s: %s", key, exc)
         for key in set(self.states) - seen:
             del self.states[key]
-            self.metrics.forget(*key.split("/", 1))
+            self.metrics.forget(*parse_function_key(key))
 
-    async def _scale(self, key: str, body: Body, concurrency: int, now: float) -> None:
-        try:
-            function = from_api_object(body, Function)
-        except ManifestError:
-            return
+    def _runnable(self) -> list[Function]:
+        """Every Function and published version as it runs; objects that do not parse are the
+        reconciler's to report, and are not scaled."""
+        runnable = []
+        for body in list(self.functions.objects.values()):
+            try:
+                runnable.append(from_api_object(body, Function))
+            except ManifestError:
+                continue
+        for body in list(self.versions.objects.values()):
+            try:
+                version = parse_version(body)
+            except ManifestError:
+                continue
+            runnable.append(version.function().as_version(version.spec.version))
+        return runnable
+
+    async def _scale(self, function: Function, concurrency: int, now: float) -> None:
+        key = function.key
         template = function.spec.pod_template
         if template.automount_service_account_token and not self.allow_service_account_token:
             return  # refused (PodTemplateNotAllowed): its instances stay stopped
@@ -127,8 +156,13 @@ class Autoscaler:
             runtimes.function_image(spec.runtime, spec.code.image, self.images) is None
         ):
             return  # refused (RuntimeNotAvailable): its instances stay stopped
-        namespace, name = function.metadata.namespace, function.metadata.name
-        deployment = self.deployments.objects.get(f"{namespace}/{names.function_workload(name)}")
+        namespace, name, version = (
+            function.metadata.namespace,
+            function.metadata.name,
+            function.version,
+        )
+        workload = f"{namespace}/{names.function_workload(name, version)}"
+        deployment = self.deployments.objects.get(workload)
         if deployment is None:
             return  # the reconciler has not created it yet
         policy = dataclasses.replace(
@@ -143,8 +177,8 @@ class Autoscaler:
         record(state, now, float(concurrency))
         current = int(deployment.get("spec", {}).get("replicas", 0))
         desired = desired_instances(policy, state, now, current)
-        self.metrics.demand.labels(namespace, name).set(concurrency)
-        self.metrics.desired.labels(namespace, name).set(desired)
+        self.metrics.demand.labels(namespace, name, version).set(concurrency)
+        self.metrics.desired.labels(namespace, name, version).set(desired)
         if desired != current:
             log.info(
                 "scaling %s from %d to %d instances (concurrency %d)",
@@ -154,9 +188,9 @@ class Autoscaler:
                 concurrency,
             )
             scaled = await self.client.apply(
-                make_replicas(namespace, name, desired),
+                make_replicas(namespace, name, desired, version),
                 "deployments",
                 field_manager=names.AUTOSCALER_FIELD_MANAGER,
             )
             # The watch brings the same soon; until then, decide from what was written.
-            self.deployments.objects[f"{namespace}/{names.function_workload(name)}"] = scaled
+            self.deployments.objects[workload] = scaled

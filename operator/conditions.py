@@ -78,9 +78,9 @@ def rolled_out(deployment: Body) -> bool:
     )
 
 
-def instances_outcome(deployment: Body | None, function: str) -> Outcome:
-    """What the runtime Deployment says about a function's instances."""
-    selector = f"{names.FUNCTION_LABEL}={function}"
+def instances_outcome(deployment: Body | None, selector: str) -> Outcome:
+    """What the runtime Deployment says about a function's instances; ``selector`` (a label
+    selector) finds its pods, for the messages."""
     if deployment is None:
         return Outcome("InstancesReady", "Unknown", "DeploymentPending", "not created yet")
     spec = deployment.get("spec", {})
@@ -134,7 +134,7 @@ def poller_outcome(deployment: Body | None, mapping: str, enabled: bool) -> Outc
         return Outcome("PollersReady", "Unknown", "DeploymentPending", "not created yet")
     if not enabled:
         return Outcome("PollersReady", "True", "Disabled", "spec.enabled is false; no poller runs")
-    outcome = instances_outcome(deployment, mapping)
+    outcome = instances_outcome(deployment, f"{names.FUNCTION_LABEL}={mapping}")
     message = outcome.message.replace(names.FUNCTION_LABEL, names.MAPPING_LABEL)
     reason = "PollersReady" if outcome.reason == "InstancesReady" else outcome.reason
     return Outcome("PollersReady", outcome.status, reason, message.replace("instances", "pollers"))

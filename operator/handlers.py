@@ -1,7 +1,8 @@
 """The Kopf handlers: thin glue between Kopf's events and the reconcile steps.
 
-Functions and EventSourceMappings are reconciled on create, update and resume (an operator restart
-re-checks everything and, thanks to the hash annotations, writes nothing that is already right).
+Functions, published FunctionVersions (ADR 024) and EventSourceMappings are reconciled on create,
+update and resume (an operator restart re-checks everything and, thanks to the hash annotations,
+writes nothing that is already right).
 Changes of the Deployments the operator made refresh the owner's status (instances, rollout,
 Ready). A change of a ConfigMap that Functions name as ``code.configMap`` (found through an index
 of those references, so no API call is made for other ConfigMaps) re-reconciles them: the new
@@ -28,7 +29,7 @@ from .applier import Applier
 from .conditions import rolled_out
 from .config import OperatorConfig
 from .metrics import OperatorMetrics
-from .reconcile import prune_code, reconcile_function, reconcile_mapping
+from .reconcile import prune_code, reconcile_function, reconcile_mapping, reconcile_version
 from .status import Result
 from .status_writes import write_status
 
@@ -93,6 +94,14 @@ def register(
     async def function_changed(body: kopf.Body, **_: Any) -> None:
         result = await reconcile_function(client, _plain(body), config)
         await _report(client, "Function", body, result, metrics)
+
+    # A published version runs on instances of its own, as its function does (ADR 024).
+    @kopf.on.resume(API_GROUP, VERSION, "functionversions", registry=registry)
+    @kopf.on.create(API_GROUP, VERSION, "functionversions", registry=registry)
+    @kopf.on.update(API_GROUP, VERSION, "functionversions", registry=registry)
+    async def version_changed(body: kopf.Body, **_: Any) -> None:
+        result = await reconcile_version(client, _plain(body), config)
+        await _report(client, "FunctionVersion", body, result, metrics)
 
     @kopf.on.resume(API_GROUP, VERSION, "eventsourcemappings", registry=registry)
     @kopf.on.create(API_GROUP, VERSION, "eventsourcemappings", registry=registry)

@@ -17,7 +17,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-LABELS = ("namespace", "function")
+# The version scaled (`$LATEST` or N): each published version scales on its own (ADR 024).
+LABELS = ("namespace", "function", "version")
 
 
 class OperatorMetrics:
@@ -45,10 +46,10 @@ class OperatorMetrics:
             registry=r,
         )
 
-    def forget(self, namespace: str, function: str) -> None:
+    def forget(self, namespace: str, function: str, version: str) -> None:
         for gauge in (self.demand, self.desired):
             with contextlib.suppress(KeyError):
-                gauge.remove(namespace, function)
+                gauge.remove(namespace, function, version)
 
     def app(self) -> web.Application:
         async def page(request: web.Request) -> web.Response:

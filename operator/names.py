@@ -10,15 +10,22 @@ from __future__ import annotations
 import hashlib
 
 from kfaas.manifests import API_GROUP
+from kfaas.names import LATEST
 
 MANAGED_BY = "kfaas-operator"
 FIELD_MANAGER = "kfaas-operator"
 AUTOSCALER_FIELD_MANAGER = "kfaas-autoscaler"
 
 FUNCTION_LABEL = f"{API_GROUP}/function"
+# On a published version's children (ADR 024): which version they run.
+VERSION_LABEL = f"{API_GROUP}/version"
 MAPPING_LABEL = f"{API_GROUP}/event-source-mapping"
 COMPONENT_LABEL = f"{API_GROUP}/component"
 RUNTIME_COMPONENT = "runtime"
+# A published version's pods: not "runtime", so `$LATEST`'s selector (function + component,
+# immutable on its Deployment) never takes them in. Their Deployment and Service still carry
+# "runtime", which the autoscaler's and the gateway's informers select.
+VERSION_RUNTIME_COMPONENT = "version-runtime"
 POLLER_COMPONENT = "poller"
 GATEWAY_COMPONENT = "gateway"
 
@@ -47,19 +54,36 @@ def child_name(owner: str, suffix: str) -> str:
     return f"{owner[:keep].rstrip('-')}-{digest}-{suffix}"
 
 
-def function_workload(function: str) -> str:
-    """The Deployment, Service, ServiceAccount, NetworkPolicy and PDB of a function."""
-    return child_name(function, "fn")
+def _version_stem(function: str, version: str) -> str:
+    """`<function>-<N>`: the trailing digits are the version, so two (function, N) never meet."""
+    return f"{function}-{version}"
 
 
-def function_token(function: str) -> str:
-    """The Secret holding a function's runtime token (ADR 011)."""
-    return child_name(function, "fn-token")
+# A version's children end in `-fnv…`/`-vcode-…` where a function's end in `-fn…`/`-code-…`:
+# function names may hold `-<digits>`, so only the suffix keeps `f`'s version 2 (`f-2-fnv`)
+# apart from a function named `f-2` (`f-2-fn`).
 
 
-def function_code(function: str, digest: str) -> str:
+def function_workload(function: str, version: str = LATEST) -> str:
+    """The Deployment, Service, ServiceAccount, NetworkPolicy and PDB of a function (or of one
+    of its published versions)."""
+    if version == LATEST:
+        return child_name(function, "fn")
+    return child_name(_version_stem(function, version), "fnv")
+
+
+def function_token(function: str, version: str = LATEST) -> str:
+    """The Secret holding a function's (or a version's) runtime token (ADR 011)."""
+    if version == LATEST:
+        return child_name(function, "fn-token")
+    return child_name(_version_stem(function, version), "fnv-token")
+
+
+def function_code(function: str, digest: str, version: str = LATEST) -> str:
     """The ConfigMap holding one version of a function's inline code (immutable)."""
-    return child_name(function, f"code-{digest[:10]}")
+    if version == LATEST:
+        return child_name(function, f"code-{digest[:10]}")
+    return child_name(_version_stem(function, version), f"vcode-{digest[:10]}")
 
 
 def poller(mapping: str) -> str:
@@ -67,18 +91,35 @@ def poller(mapping: str) -> str:
     return child_name(mapping, "poller")
 
 
-def function_labels(function: str) -> dict[str, str]:
-    return {
+def function_labels(function: str, version: str = LATEST) -> dict[str, str]:
+    """The labels of a function's (or a version's) child objects; EndpointSlices copy the
+    Service's, so the gateway finds a version's instances by them."""
+    labels = {
         "app.kubernetes.io/name": "kfaas-function",
         "app.kubernetes.io/instance": function,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         FUNCTION_LABEL: function,
         COMPONENT_LABEL: RUNTIME_COMPONENT,
     }
+    if version != LATEST:
+        labels[VERSION_LABEL] = version
+    return labels
 
 
-def function_selector(function: str) -> dict[str, str]:
-    return {FUNCTION_LABEL: function, COMPONENT_LABEL: RUNTIME_COMPONENT}
+def function_selector(function: str, version: str = LATEST) -> dict[str, str]:
+    """What selects a function's (or a version's) pods; their labels hold it."""
+    if version == LATEST:
+        return {FUNCTION_LABEL: function, COMPONENT_LABEL: RUNTIME_COMPONENT}
+    return {
+        FUNCTION_LABEL: function,
+        VERSION_LABEL: version,
+        COMPONENT_LABEL: VERSION_RUNTIME_COMPONENT,
+    }
+
+
+def pod_labels(function: str, version: str = LATEST) -> dict[str, str]:
+    """A runtime pod's own labels: the objects' labels with the selector's component."""
+    return {**function_labels(function, version), **function_selector(function, version)}
 
 
 def poller_labels(mapping: str, function: str) -> dict[str, str]:

@@ -10,8 +10,10 @@ is computed by ``operator/status.py`` and written by ``operator/status_writes.py
 
 A Function's phases: the stored podTemplate is allowed, the spec parses, its runtime has an
 image, its code is stored (or found), its child objects are applied, and once the rollout is
-complete the code of earlier versions is pruned. A mapping's: the spec parses, its Function
-exists, its poller objects are applied.
+complete the code of earlier versions is pruned. A published version's (ADR 024) are the same
+phases over the Function it froze (``FunctionVersion.function()``), its children named and
+owned per version; its code never changes, so nothing is pruned. A mapping's: the spec parses,
+its Function exists, its poller objects are applied.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from kfaas.api_objects import from_api_object
 from kfaas.kube_clients import KubeClient, KubeError
 from kfaas.manifests import EventSourceMapping, Function, ManifestError
+from kfaas.names import LATEST
+from kfaas.version_manifests import parse_version
 
 from . import names
 from .applier import Applier
@@ -47,13 +51,52 @@ class FunctionPass(Pass):
             raise RuntimeError("a phase ran before the Function's spec was parsed")
         return self.parsed
 
+    @property
+    def function_spec(self) -> Body:
+        """The stored spec of the function to run, as the API server holds it (unparsed)."""
+        return dict(self.body.get("spec") or {})
+
+    @property
+    def runs(self) -> Workload:
+        """Whose runtime Deployment this pass builds, read from the stored object."""
+        meta = self.body.get("metadata") or {}
+        return Workload(meta.get("namespace", ""), meta.get("name", ""), LATEST)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A function's runtime Deployment, or one of its published versions'."""
+
+    namespace: str
+    function: str
+    version: str
+
+    @property
+    def name(self) -> str:
+        return names.function_workload(self.function, self.version)
+
+
+@dataclass
+class VersionPass(FunctionPass):
+    """A FunctionVersion's pass: the Function phases over the Function it froze."""
+
+    @property
+    def function_spec(self) -> Body:
+        return dict((self.body.get("spec") or {}).get("template") or {})
+
+    @property
+    def runs(self) -> Workload:
+        meta, spec = self.body.get("metadata") or {}, self.body.get("spec") or {}
+        namespace = meta.get("namespace", "")
+        return Workload(namespace, str(spec.get("functionName", "")), str(spec.get("version", "")))
+
 
 async def refuse_pod_template(applier: Applier, state: FunctionPass) -> Outcome | None:
     """Before anything is built: a stored podTemplate the platform refuses never becomes a pod."""
-    refusal = fn_resources.pod_template_refusal(state.body, state.config)
+    refusal = fn_resources.pod_template_refusal({"spec": state.function_spec}, state.config)
     if refusal is None:
         return None
-    refusal += await stop_refused(applier, state.body)
+    refusal += await stop_refused(applier, state.runs)
     return Outcome("SpecValid", "False", "PodTemplateNotAllowed", refusal)
 
 
@@ -66,12 +109,23 @@ async def parse_function_spec(_: Applier, state: FunctionPass) -> Outcome:
     return Outcome("SpecValid", "True", "SpecValid")
 
 
+async def parse_version_spec(_: Applier, state: FunctionPass) -> Outcome:
+    """A FunctionVersion as the Function it runs: its template, keyed `namespace/name:N`."""
+    try:
+        version = parse_version(state.body)
+    except ManifestError as exc:
+        return Outcome("SpecValid", "False", "InvalidSpec", "; ".join(exc.problems))
+    state.parsed = version.function().as_version(version.spec.version)
+    state.extra["url"] = fn_resources.function_url(state.parsed, state.config)
+    return Outcome("SpecValid", "True", "SpecValid")
+
+
 async def check_runtime(applier: Applier, state: FunctionPass) -> Outcome:
     """A runtime with no image is never run on another one's interpreter (ADR 016)."""
     function = state.function
     missing = fn_resources.runtime_refusal(function, state.config)
     if missing is not None:
-        missing += await stop_refused(applier, state.body)
+        missing += await stop_refused(applier, state.runs)
         return Outcome("RuntimeAvailable", "False", "RuntimeNotAvailable", missing)
     image = fn_resources.function_image(function, state.config)
     message = f"{function.spec.runtime}: {image}"
@@ -126,7 +180,7 @@ async def apply_function_resources(applier: Applier, state: FunctionPass) -> Out
     if budget is not None:
         await applier.ensure(budget)
     else:
-        workload = names.function_workload(function.metadata.name)
+        workload = fn_resources.workload_name(function)
         namespace = function.metadata.namespace
         await applier.ensure_absent("policy/v1", "PodDisruptionBudget", namespace, workload)
     state.deployment = await applier.ensure_workload(
@@ -135,6 +189,7 @@ async def apply_function_resources(applier: Applier, state: FunctionPass) -> Out
             function.metadata.namespace,
             function.metadata.name,
             fn_resources.initial_replicas(function),
+            function.version,
         ),
         secret=fn_resources.make_token_secret(function, uid, config),
     )
@@ -160,22 +215,33 @@ async def reconcile_function(client: KubeClient, body: Body, config: OperatorCon
     return await run_phases(FUNCTION_PHASES, Applier(client), FunctionPass(body, config))
 
 
-async def stop_refused(applier: Applier, body: Body) -> str:
+# The Function's phases, parsing a FunctionVersion; a version's code never changes: no pruning.
+VERSION_PHASES: tuple[Phase[FunctionPass], ...] = (
+    FUNCTION_PHASES[0],
+    Phase("SpecParsed", "SpecValid", parse_version_spec, gate=True),
+    *(phase for phase in FUNCTION_PHASES[2:] if phase.name != "OldCodePruned"),
+)
+
+
+async def reconcile_version(client: KubeClient, body: Body, config: OperatorConfig) -> Result:
+    """A published version's instances (ADR 024): a Function's children, per version."""
+    return await run_phases(VERSION_PHASES, Applier(client), VersionPass(body, config))
+
+
+async def stop_refused(applier: Applier, runs: Workload) -> str:
     """Scale to zero the pods an earlier version built from a podTemplate (or for a runtime)
     now refused.
 
     Only ``replicas`` is written, as the autoscaler (which skips refused Functions): the refused
     template itself is never applied. Returns what to add to the condition's message.
     """
-    meta = body.get("metadata") or {}
-    namespace, name = meta.get("namespace", ""), meta.get("name", "")
-    workload = names.function_workload(name)
+    namespace, workload = runs.namespace, runs.name
     try:
         live = await applier.find("apps/v1", "deployments", namespace, workload)
         if live is None or not live.get("spec", {}).get("replicas"):
             return ""
         await applier.apply(
-            fn_resources.make_replicas(namespace, name, 0),
+            fn_resources.make_replicas(namespace, runs.function, 0, runs.version),
             field_manager=names.AUTOSCALER_FIELD_MANAGER,
         )
     except KubeError as exc:
@@ -184,10 +250,14 @@ async def stop_refused(applier: Applier, body: Body) -> str:
 
 
 async def prune_code(applier: Applier, function: Function) -> None:
-    """Delete inline-code ConfigMaps of earlier versions once no pod runs them."""
+    """Delete inline-code ConfigMaps of earlier versions once no pod runs them.
+
+    Earlier code of `$LATEST` only: a published version's ConfigMap (labelled with its version)
+    is its own, and goes with it.
+    """
     current = fn_resources.code_config_map_name(function)
     namespace = function.metadata.namespace
-    selector = f"{names.FUNCTION_LABEL}={function.metadata.name}"
+    selector = f"{names.FUNCTION_LABEL}={function.metadata.name},!{names.VERSION_LABEL}"
     found = await applier.list("v1", "configmaps", namespace, selector)
     for item in found.get("items", []):
         name = item["metadata"]["name"]

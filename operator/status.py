@@ -153,10 +153,22 @@ def _status(
 def function_status(
     owner: Body, result: Result | None, deployment: Body | None, *, now: str
 ) -> Body:
-    """A Function's status from its last reconcile pass (if any) and its runtime Deployment."""
-    watched = instances_outcome(deployment, owner["metadata"]["name"])
+    """A Function's (or a FunctionVersion's) status from its last reconcile pass (if any) and
+    its runtime Deployment."""
+    watched = instances_outcome(deployment, _pods_selector(owner))
     extra = {"codeSha256": _running_code(deployment), **_counts(deployment)}
     return _status(owner, result, watched, "the function can be invoked", extra, now)
+
+
+def _pods_selector(owner: Body) -> str:
+    """The label selector of the owner's runtime pods, which the instance messages name."""
+    if owner.get("kind") == "FunctionVersion" or "template" in (owner.get("spec") or {}):
+        spec = owner.get("spec") or {}
+        function, version = str(spec.get("functionName", "")), str(spec.get("version", ""))
+        labels = names.function_selector(function, version)
+    else:
+        labels = {names.FUNCTION_LABEL: owner["metadata"]["name"]}
+    return ",".join(f"{key}={value}" for key, value in labels.items())
 
 
 def mapping_status(

@@ -21,7 +21,19 @@ from .status import Result, function_status, mapping_status, rfc3339
 Body = dict[str, Any]
 
 FUNCTIONS = ("kfaas.dev/v1alpha1", "functions")
+VERSIONS = ("kfaas.dev/v1alpha1", "functionversions")
 MAPPINGS = ("kfaas.dev/v1alpha1", "eventsourcemappings")
+
+
+def _owner_kind(kind: str, name: str) -> tuple[tuple[str, str], str]:
+    """(apiVersion, plural) of an owner and its Deployment's name; a FunctionVersion is
+    `<function>.<N>` (ADR 024), its Deployment the version's."""
+    if kind == "Function":
+        return FUNCTIONS, names.function_workload(name)
+    if kind == "FunctionVersion":
+        function, _, version = name.rpartition(".")
+        return VERSIONS, names.function_workload(function, version)
+    return MAPPINGS, names.poller(name)
 
 
 async def write_status(
@@ -37,9 +49,8 @@ async def write_status(
 
     None when the owner is gone, or when every attempt met someone else's newer write.
     """
-    api_version, plural = FUNCTIONS if kind == "Function" else MAPPINGS
-    workload = names.function_workload(name) if kind == "Function" else names.poller(name)
-    builder = function_status if kind == "Function" else mapping_status
+    (api_version, plural), workload = _owner_kind(kind, name)
+    builder = mapping_status if kind == "EventSourceMapping" else function_status
     for _ in range(attempts):
         owner = await client.find(api_version, plural, namespace, name)
         if owner is None:

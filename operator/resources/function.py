@@ -13,6 +13,7 @@ import math
 from kfaas import code_capabilities, runtimes, runtimetoken
 from kfaas.code import code_digest, config_map_files, files_digest
 from kfaas.manifests import Function, ManifestError, parse_manifest
+from kfaas.names import LATEST
 from kfaas.podtemplate import PodTemplate
 from kfaas.runtimeenv import runtime_environment
 
@@ -38,16 +39,30 @@ STARTUP_SECONDS = 120
 
 
 def _owner(function: Function, uid: str) -> Body:
-    return owner_reference("Function", function.metadata.name, uid)
+    """The Function, or for a published version (ADR 024) its FunctionVersion `<name>.<N>`:
+    deleting the version (or the function, which owns its versions) removes its children."""
+    name, version = function.metadata.name, function.version
+    if version != LATEST:
+        return owner_reference("FunctionVersion", f"{name}.{version}", uid)
+    return owner_reference("Function", name, uid)
 
 
 def _meta(function: Function, uid: str, name: str) -> Body:
     return metadata(
         name,
         function.metadata.namespace,
-        names.function_labels(function.metadata.name),
+        names.function_labels(function.metadata.name, function.version),
         _owner(function, uid),
     )
+
+
+def workload_name(function: Function) -> str:
+    """The Deployment (and Service, …) of the function or of the published version it is."""
+    return names.function_workload(function.metadata.name, function.version)
+
+
+def _selector(function: Function) -> dict[str, str]:
+    return names.function_selector(function.metadata.name, function.version)
 
 
 def make_code_config_map(function: Function, uid: str) -> Body | None:
@@ -60,7 +75,9 @@ def make_code_config_map(function: Function, uid: str) -> Body | None:
     if inline is None:
         return None
     digest = code_digest(function)
-    meta = _meta(function, uid, names.function_code(function.metadata.name, digest))
+    meta = _meta(
+        function, uid, names.function_code(function.metadata.name, digest, function.version)
+    )
     meta["annotations"] = {names.CODE_SHA256_ANNOTATION: digest}
     return with_hash(
         {
@@ -90,7 +107,7 @@ def code_config_map_name(function: Function) -> str | None:
     """The ConfigMap the pods mount: the inline code's, or the one ``code.configMap`` names."""
     code = function.spec.code
     if code.inline is not None:
-        return names.function_code(function.metadata.name, code_digest(function))
+        return names.function_code(function.metadata.name, code_digest(function), function.version)
     return code.config_map
 
 
@@ -100,7 +117,7 @@ def make_service_account(function: Function, uid: str) -> Body:
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": _meta(function, uid, names.function_workload(function.metadata.name)),
+            "metadata": _meta(function, uid, workload_name(function)),
             "automountServiceAccountToken": False,
         }
     )
@@ -145,7 +162,7 @@ def _environment(function: Function, config: OperatorConfig) -> list[Body]:
     env.pop(runtimetoken.TOKEN_ENV, None)  # only ever the operator's
     entries: list[Body] = [{"name": key, "value": env[key]} for key in sorted(env)]
     if config.runtime_token_key is not None:
-        name = names.function_token(function.metadata.name)
+        name = names.function_token(function.metadata.name, function.version)
         entries.append(
             {
                 "name": runtimetoken.TOKEN_ENV,
@@ -210,7 +227,7 @@ def make_deployment(
 
     template = spec.pod_template
     pod_spec: Body = {
-        "serviceAccountName": template.service_account_name or names.function_workload(name),
+        "serviceAccountName": template.service_account_name or workload_name(function),
         "automountServiceAccountToken": mounts_token(template, config),
         # Service links would put other services' variables into the handler's environment.
         "enableServiceLinks": False,
@@ -228,15 +245,18 @@ def make_deployment(
     # kfaas's labels and annotations win over the Function's (which may not use kfaas.dev/ keys).
     extra = template.metadata
     template_meta: Body = {
-        "labels": {**(extra.labels if extra else {}), **names.function_labels(name)},
+        "labels": {
+            **(extra.labels if extra else {}),
+            **names.pod_labels(name, function.version),
+        },
         "annotations": {**(extra.annotations if extra else {}), **own_annotations},
     }
     deployment: Body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(function, uid, names.function_workload(name)),
+        "metadata": _meta(function, uid, workload_name(function)),
         "spec": {
-            "selector": {"matchLabels": names.function_selector(name)},
+            "selector": {"matchLabels": _selector(function)},
             "revisionHistoryLimit": 3,
             "progressDeadlineSeconds": 600,
             # Never below the serving capacity during a code update.
@@ -357,7 +377,9 @@ def make_token_secret(function: Function, uid: str, config: OperatorConfig) -> B
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": _meta(function, uid, names.function_token(function.metadata.name)),
+            "metadata": _meta(
+                function, uid, names.function_token(function.metadata.name, function.version)
+            ),
             "type": "Opaque",
             "data": {
                 key: base64.b64encode(value.encode()).decode()
@@ -367,12 +389,12 @@ def make_token_secret(function: Function, uid: str, config: OperatorConfig) -> B
     )
 
 
-def make_replicas(namespace: str, function: str, replicas: int) -> Body:
+def make_replicas(namespace: str, function: str, replicas: int, version: str = LATEST) -> Body:
     """The autoscaler's whole say in the runtime Deployment: ``spec.replicas`` and nothing else."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": names.function_workload(function), "namespace": namespace},
+        "metadata": {"name": names.function_workload(function, version), "namespace": namespace},
         "spec": {"replicas": replicas},
     }
 
@@ -384,15 +406,14 @@ def initial_replicas(function: Function) -> int:
 
 def make_service(function: Function, uid: str) -> Body:
     """Headless: the gateway routes to pods itself, reading the Service's EndpointSlices."""
-    name = function.metadata.name
     return with_hash(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(function, uid, names.function_workload(name)),
+            "metadata": _meta(function, uid, workload_name(function)),
             "spec": {
                 "clusterIP": "None",
-                "selector": names.function_selector(name),
+                "selector": _selector(function),
                 "ports": [
                     {"name": "http", "port": names.RUNTIME_PORT, "targetPort": "http"},
                 ],
@@ -423,9 +444,9 @@ def make_network_policy(function: Function, uid: str, config: OperatorConfig) ->
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": _meta(function, uid, names.function_workload(name)),
+            "metadata": _meta(function, uid, workload_name(function)),
             "spec": {
-                "podSelector": {"matchLabels": names.function_selector(name)},
+                "podSelector": {"matchLabels": _selector(function)},
                 "policyTypes": ["Ingress", "Egress"] if config.egress.enabled else ["Ingress"],
                 "ingress": [
                     {
@@ -445,15 +466,14 @@ def make_pod_disruption_budget(function: Function, uid: str) -> Body | None:
     floor = max(scaling.min_instances, function.spec.concurrency.provisioned)
     if floor <= 1:
         return None
-    name = function.metadata.name
     return with_hash(
         {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": _meta(function, uid, names.function_workload(name)),
+            "metadata": _meta(function, uid, workload_name(function)),
             "spec": {
                 "maxUnavailable": 1,
-                "selector": {"matchLabels": names.function_selector(name)},
+                "selector": {"matchLabels": _selector(function)},
             },
         }
     )
@@ -463,6 +483,8 @@ def function_url(function: Function, config: OperatorConfig) -> str:
     """Where users invoke it: the HTTP trigger when enabled, else the Invoke API path."""
     base = config.gateway_url.rstrip("/")
     meta = function.metadata
+    # A published version's: `name:N`, as the gateway resolves it (ADR 024).
+    name = meta.name if function.version == LATEST else f"{meta.name}:{function.version}"
     if function.spec.http.enabled:
-        return f"{base}/fn/{meta.namespace}/{meta.name}"
-    return f"{base}/2015-03-31/functions/{meta.namespace}%2F{meta.name}/invocations"
+        return f"{base}/fn/{meta.namespace}/{name}"
+    return f"{base}/2015-03-31/functions/{meta.namespace}%2F{name}/invocations"

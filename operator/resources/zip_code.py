@@ -60,7 +60,7 @@ def fetch_container(function: Function, config: OperatorConfig, image: str) -> B
     digest = stored_digest(function)
     if digest is None or config.code_store_url is None:
         raise ValueError("a fetch container needs a code.zip Function and the code store's URL")
-    secret = names.function_token(function.metadata.name)
+    secret = names.function_token(function.metadata.name, function.version)
     env: list[Body] = [
         {"name": "KFAAS_CODE_STORE_URL", "value": config.code_store_url},
         {"name": "KFAAS_CODE_SHA256", "value": digest.hex},

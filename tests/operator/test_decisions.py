@@ -71,7 +71,7 @@ def test_instances_outcomes() -> None:
              "message": "ReplicaSet f-1 has timed out progressing."}
         ],
     )  # fmt: skip
-    failed = instances_outcome(stuck, "f")
+    failed = instances_outcome(stuck, "kfaas.dev/function=f")
     assert failed.status == "False" and "kubectl describe pods -l kfaas.dev/function=f" in (
         failed.message
     )

@@ -465,7 +465,7 @@ def test_autoscaler_follows_reported_demand_and_scales_to_zero(
     wait(platform, namespace, "jsonpath={.spec.replicas}=3", "deployment/busy-fn")
     wait(platform, namespace, "jsonpath={.status.readyInstances}=3", "function/busy")
     metrics = _metrics(platform)
-    labels = f'{{function="busy",namespace="{namespace}"}}'
+    labels = f'{{function="busy",namespace="{namespace}",version="$LATEST"}}'
     assert f"kfaas_autoscaler_concurrency{labels} 6.0" in metrics
     assert f"kfaas_autoscaler_desired_instances{labels} 3.0" in metrics
     assert "kfaas_operator_active 1.0" in metrics

@@ -171,7 +171,8 @@ def test_the_autoscaler_leaves_a_function_without_an_image_stopped() -> None:
         autoscaler = Autoscaler(cluster, platform_namespace="platform", images=images)  # type: ignore[arg-type]
         autoscaler.deployments.objects["media/thumb-fn"] = {"spec": {"replicas": 0}}
         stored = doc("python3.13", scaling={"minInstances": 2})
-        asyncio.run(autoscaler._scale("media/thumb", stored, 0, 0.0))
+        autoscaler.functions.objects["media/thumb"] = stored
+        asyncio.run(autoscaler.tick())
         return [body["spec"] for body, _ in cluster.applied]
 
     assert scaled({"python3.11": MAIN}) == []

@@ -301,7 +301,8 @@ def test_the_autoscaler_leaves_a_refused_function_stopped() -> None:
             allow_service_account_token=allowed,
         )
         autoscaler.deployments.objects["media/thumb-fn"] = {"spec": {"replicas": 0}}
-        asyncio.run(autoscaler._scale("media/thumb", asks, 0, 0.0))
+        autoscaler.functions.objects["media/thumb"] = asks
+        asyncio.run(autoscaler.tick())
         return [body["spec"] for body, _ in cluster.applied]
 
     assert scaled(allowed=False) == []
