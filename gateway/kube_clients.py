@@ -3,7 +3,8 @@
 ``KubernetesBackend`` implements the ``InstanceBackend`` seam for a cluster. It watches Function,
 FunctionVersion and FunctionAlias objects (into the ``FunctionRegistry``) and the EndpointSlices
 of the operator's runtime Services (into the Router, through the listener, exactly as local
-instances are fed), and reports this replica's per-function concurrency in its own Lease for
+instances are fed; a published version's Service is labelled with its version, so its slices
+feed `namespace/name:N`), and reports this replica's per-function concurrency in its own Lease for
 the operator's autoscaler (ADR 007): at once when a function goes from idle to busy (scale from
 zero, the request is held meanwhile), otherwise at most once per ``report_interval`` and as a
 keep-alive while there is demand.
@@ -27,6 +28,7 @@ from kfaas.demand import LEASE_SECONDS, demand_lease, lease_name
 from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
 from kfaas.lambda_shapes import object_facts
 from kfaas.manifests import API_GROUP, Function, ManifestError
+from kfaas.names import LATEST, function_key, parse_function_key
 from kfaas.version_manifests import parse_alias, parse_version, template_code
 
 from .auth_clients import ClusterAuth
@@ -49,6 +51,7 @@ log = logging.getLogger("kfaas.gateway.kubernetes")
 Body = dict[str, Any]
 Parsed = TypeVar("Parsed")
 FUNCTION_LABEL = f"{API_GROUP}/function"
+VERSION_LABEL = f"{API_GROUP}/version"
 RUNTIME_SELECTOR = f"{API_GROUP}/component=runtime"
 
 
@@ -71,6 +74,15 @@ def endpoints_of(slices: list[Body], capacity: int, token: str = "") -> list[End
                 target = (entry.get("targetRef") or {}).get("name") or address
                 found[target] = Endpoint(target, f"http://{address}:{port}", capacity, token)
     return [found[key] for key in sorted(found)]
+
+
+def slice_key(namespace: str, labels: dict[str, str]) -> str | None:
+    """The function key an EndpointSlice's addresses serve: `namespace/name`, or a published
+    version's `namespace/name:N` (the operator labels a version's Service with it, ADR 024)."""
+    function = labels.get(FUNCTION_LABEL)
+    if not function:
+        return None
+    return function_key(namespace, function, labels.get(VERSION_LABEL) or LATEST)
 
 
 def _parsed(body: Body, parse: Callable[[Body], Parsed]) -> Parsed | None:
@@ -122,9 +134,7 @@ class KubernetesBackend:
             namespace=watch_namespace, label_selector=RUNTIME_SELECTOR,
         )  # fmt: skip
         # Published versions and aliases (ADR 024): the registry resolves `name:N` and
-        # `name:alias` with them. The operator does not build a version's instances yet, so
-        # invoking one is refused at once (409, state Pending) rather than left waiting.
-        registry.runs_versions = False
+        # `name:alias` with them; the operator runs each version on a Deployment of its own.
         self.versions = Informer(
             client, f"{API_GROUP}/v1alpha1", "functionversions", self._version_changed,
             namespace=watch_namespace,
@@ -163,10 +173,11 @@ class KubernetesBackend:
         version = _parsed(body, parse_version) if body is not None else None
         if version is None or body is None:
             self.registry.remove(version_key(key))
-            return
-        template = version.spec.template
-        facts = FunctionFacts(object=object_facts(body), code=template_code(template))
-        self.registry.put(version_function(version), facts)
+        else:
+            template = version.spec.template
+            facts = FunctionFacts(object=object_facts(body), code=template_code(template))
+            self.registry.put(version_function(version), facts)
+        self._publish(version_key(key))
 
     def _alias_changed(self, key: str, body: Body | None) -> None:
         namespace, _, name = key.partition("/")
@@ -179,10 +190,10 @@ class KubernetesBackend:
 
     def _slice_changed(self, key: str, body: Body | None) -> None:
         labels = (body or {}).get("metadata", {}).get("labels", {})
-        function = labels.get(FUNCTION_LABEL)
         namespace = key.split("/", 1)[0]
+        function = slice_key(namespace, labels)
         if function:
-            self._publish(f"{namespace}/{function}")
+            self._publish(function)
         else:
             # A deleted slice: republish every function of its namespace (cheap, rare).
             for known in {k for k in self._slice_keys() if k.startswith(f"{namespace}/")}:
@@ -191,22 +202,25 @@ class KubernetesBackend:
     def _slice_keys(self) -> set[str]:
         keys = set()
         for key, item in self.slices.objects.items():
-            function = item.get("metadata", {}).get("labels", {}).get(FUNCTION_LABEL)
+            labels = item.get("metadata", {}).get("labels", {})
+            function = slice_key(key.split("/", 1)[0], labels)
             if function:
-                keys.add(f"{key.split('/', 1)[0]}/{function}")
-        return keys | {f.key for f in self.registry.list()}
+                keys.add(function)
+        known = [*self.registry.list(), *self.registry.versions()]
+        return keys | {f.key for f in known}
 
     def _publish(self, key: str) -> None:
-        namespace, _, name = key.partition("/")
+        namespace, name, _ = parse_function_key(key)
         slices = [
             item
             for item_key, item in self.slices.objects.items()
             if item_key.startswith(f"{namespace}/")
-            and item.get("metadata", {}).get("labels", {}).get(FUNCTION_LABEL) == name
+            and slice_key(namespace, item.get("metadata", {}).get("labels", {})) == key
         ]
         function = self.registry.find(key)
         capacity = function.spec.concurrency.per_instance if function else 1
         platform_key = self._runtime_token_key
+        # A version's token Secret holds its function's token (derived from the name alone).
         token = runtimetoken.derive(platform_key, namespace, name) if platform_key else ""
         endpoints = endpoints_of(slices, capacity, token) if function else []
         for listener in self._listeners:

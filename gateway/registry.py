@@ -27,7 +27,7 @@ from kfaas.manifests import Function
 from kfaas.names import LATEST, FunctionRef, function_arn, function_key
 from kfaas.version_manifests import FunctionAlias, FunctionVersion
 
-from .errors import ResourceConflict, ResourceNotFound
+from .errors import ResourceNotFound
 
 FunctionsListener = Callable[[str, Function | None], None]
 
@@ -97,10 +97,6 @@ class FunctionRegistry:
         self._listeners: list[FunctionsListener] = []
         # The uniform draw an alias's weighted choice takes, one per invocation (tests fix it).
         self.draw: Callable[[], float] = random.random
-        # Whether the instance backend runs published versions (kfaas dev's does). Where it
-        # does not, invoking one is refused at once instead of waiting for instances that
-        # never come (in a cluster, until the operator builds a version's Deployment).
-        self.runs_versions = True
 
     def subscribe(self, listener: FunctionsListener) -> None:
         self._listeners.append(listener)
@@ -175,13 +171,6 @@ class FunctionRegistry:
         function = self._functions.get(function_key(ref.namespace, ref.name, version))
         if function is None:
             raise self._not_found(ref)
-        if version != LATEST and not self.runs_versions:
-            arn = function_arn(ref.namespace, ref.name, region=self.region, qualifier=version)
-            raise ResourceConflict(
-                "The operation cannot be performed at this time. The function is currently in "
-                f"the following state: Pending ({arn}: this cluster's operator does not run "
-                "published versions yet; invoke $LATEST, or use kfaas dev)"
-            )
         return function
 
     def _not_found(self, ref: FunctionRef) -> ResourceNotFound:

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from kfaas import runtimetoken
 from kfaas.events import invocation_record
 from kfaas.gateway.asyncq import AsyncEvent, MemoryQueue, decode_event, encode_event
 from kfaas.gateway.dispatcher import Dispatcher
-from kfaas.gateway.errors import ResourceConflict, ResourceNotFound
+from kfaas.gateway.errors import ResourceNotFound
 from kfaas.gateway.invoker import Invoker
 from kfaas.gateway.kube_clients import KubernetesBackend
 from kfaas.gateway.metrics import GatewayMetrics
@@ -212,15 +213,34 @@ def test_a_version_object_s_key_is_its_run_key() -> None:
     assert version_key("team/fn.12") == "team/fn:12"
 
 
-def test_a_cluster_gateway_refuses_a_version_it_cannot_run_at_once() -> None:
-    """The operator builds no version's instances yet: 409 Pending, not a wait for none."""
+def _slice(labels: dict[str, str], address: str) -> dict[str, Any]:
+    entry = {"addresses": [address], "conditions": {"ready": True}}
+    return {
+        "metadata": {"labels": labels},
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [{**entry, "targetRef": {"name": f"pod-{address}"}}],
+    }
+
+
+def test_a_cluster_gateway_runs_a_version_on_its_own_slices() -> None:
+    """The operator labels a version's Service (so its EndpointSlices) with its version: the
+    gateway feeds those addresses to `namespace/name:N` alone, with the function's token."""
     registry = FunctionRegistry()
     backend = KubernetesBackend(
         None,  # type: ignore[arg-type]  # only the watches' handlers are called
         registry,
         platform_namespace="platform",
         replica="r",
+        runtime_token_key="key",
     )
+    fed: dict[str, list[str]] = {}
+    tokens: set[str] = set()
+
+    def listener(key: str, endpoints: list[Any]) -> None:
+        fed[key] = [e.url for e in endpoints]
+        tokens.update(e.token for e in endpoints)
+
+    backend.subscribe(listener)
     backend._function_changed("default/fn", {"metadata": {"name": "fn"}, "spec": SPEC})
     version = {
         "metadata": {"name": "fn.1", "namespace": "default"},
@@ -240,12 +260,24 @@ def test_a_cluster_gateway_refuses_a_version_it_cannot_run_at_once() -> None:
     backend._alias_changed("default/fn.live", alias)
     assert [f.key for f in registry.versions()] == ["default/fn:1"]
     assert registry.resolve(ref("fn")).key == "default/fn"
-    for name in ("fn:1", "fn:live"):
-        with pytest.raises(ResourceConflict) as excinfo:
-            registry.resolve(ref(name))
-        assert "state: Pending" in excinfo.value.message
+    assert registry.resolve(ref("fn:1")).key == registry.resolve(ref("fn:live")).key
+    assert registry.resolve(ref("fn:live")).key == "default/fn:1"
     with pytest.raises(ResourceNotFound):
         registry.resolve(ref("fn:2"))
+    base = {"kfaas.dev/function": "fn", "kfaas.dev/component": "runtime"}
+    backend.slices.objects["default/fn-fn-x"] = _slice(base, "10.0.0.1")
+    backend.slices.objects["default/fn-1-fnv-x"] = _slice(
+        {**base, "kfaas.dev/version": "1"}, "10.0.0.2"
+    )
+    backend._slice_changed("default/fn-fn-x", backend.slices.objects["default/fn-fn-x"])
+    backend._slice_changed("default/fn-1-fnv-x", backend.slices.objects["default/fn-1-fnv-x"])
+    assert fed["default/fn"] == ["http://10.0.0.1:8080"]
+    assert fed["default/fn:1"] == ["http://10.0.0.2:8080"]
+    assert tokens == {runtimetoken.derive("key", "default", "fn")}
+    # A deleted slice republishes its namespace's functions and versions.
+    del backend.slices.objects["default/fn-1-fnv-x"]
+    backend._slice_changed("default/fn-1-fnv-x", None)
+    assert fed["default/fn:1"] == [] and fed["default/fn"] == ["http://10.0.0.1:8080"]
     backend._version_changed("default/fn.1", None)
     backend._alias_changed("default/fn.live", None)
     assert registry.versions() == [] and registry.alias("default", "fn", "live") is None
