@@ -123,10 +123,13 @@ def test_the_policy_admits_gateways_and_function_pods_on_8090(helm: Path) -> Non
     peers = ingress["from"]
     assert peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
     assert "namespaceSelector" not in peers[0]  # the release's own gateways only
-    assert peers[1] == {
-        "namespaceSelector": {},
-        "podSelector": {"matchLabels": {"kfaas.dev/component": "runtime"}},
-    }
+    assert peers[1:] == [
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"kfaas.dev/component": component}},
+        }
+        for component in ("runtime", "version-runtime")  # a published version's pods too
+    ]
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     dns, api_server = policy["spec"]["egress"]
     assert {port["port"] for port in dns["ports"]} == {53}

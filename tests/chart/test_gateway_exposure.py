@@ -85,7 +85,7 @@ def test_network_policy_admits_only_configured_peers_to_the_invoke_api(helm: Pat
     components = {
         peer["podSelector"]["matchLabels"]["kfaas.dev/component"] for peer in rules[8080]["from"]
     }
-    assert components == {"poller", "runtime"}
+    assert components == {"poller", "runtime", "version-runtime"}
     assert all(peer["namespaceSelector"] == {} for peer in rules[8080]["from"])
 
     policy = _one(
