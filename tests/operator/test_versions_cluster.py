@@ -7,6 +7,7 @@ are the real controllers', so what the gateway would route to is what is checked
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import uuid
@@ -20,8 +21,12 @@ from services.cluster import Cluster
 from waiting import eventually
 
 from kfaas.api_objects import from_api_object
+from kfaas.backends import Endpoint
 from kfaas.code import code_digest
 from kfaas.demand import demand_lease
+from kfaas.gateway.kube_clients import KubernetesBackend
+from kfaas.gateway.registry import FunctionRegistry
+from kfaas.kube_clients import Credentials, KubeClient
 from kfaas.lambda_shapes import function_state
 from kfaas.manifests import Function
 
@@ -193,3 +198,55 @@ def test_a_version_runs_on_children_of_its_own_and_scales_on_its_own(
         what="version 1's Deployment garbage-collected",
     )
     assert get(platform, namespace, "deployment", "canary-fn")["metadata"]["name"] == "canary-fn"
+
+
+def test_the_cluster_gateway_scales_a_version_from_zero_and_routes_to_its_pods(
+    platform: Platform, namespace: str
+) -> None:
+    """The gateway's backend, as the chart's gateway ServiceAccount: a held invocation of
+    `name:1` is reported under that key, the operator starts version 1's instance, and its
+    address reaches the listener under `namespace/name:1` alone."""
+    platform.apply(
+        {
+            "apiVersion": "kfaas.dev/v1alpha1",
+            "kind": "Function",
+            "metadata": {"name": "cold", "namespace": namespace},
+            "spec": SPEC,
+        }
+    )
+    wait(platform, namespace, "condition=Ready", "function/cold")
+    platform.apply(version_doc(namespace, get(platform, namespace, "function/cold"), 1))
+    wait(platform, namespace, "condition=Ready", "functionversion/cold.1")
+    kubeconfig = platform.token_kubeconfig("kfaas-gateway")
+    asyncio.run(_scale_version_from_zero(platform, kubeconfig, namespace))
+    assert get(platform, namespace, "deployment", "cold-fn")["spec"]["replicas"] == 0
+
+
+async def _scale_version_from_zero(platform: Platform, kubeconfig: Path, namespace: str) -> None:
+    key = f"{namespace}/cold:1"
+    fed: dict[str, list[Endpoint]] = {}
+    arrived = asyncio.Event()
+
+    def listener(function_key: str, endpoints: list[Endpoint]) -> None:
+        fed[function_key] = endpoints
+        if function_key == key and endpoints:
+            arrived.set()
+
+    credentials = Credentials.load(str(kubeconfig))
+    async with KubeClient(credentials, field_manager="kfaas-gateway") as client:
+        registry = FunctionRegistry()
+        backend = KubernetesBackend(
+            client, registry, platform_namespace=platform.namespace, replica="versions-gateway"
+        )
+        backend.subscribe(listener)
+        await backend.start()
+        try:
+            assert registry.get(key).version == "1"
+            backend.demand(key, 1)
+            async with asyncio.timeout(60):
+                await arrived.wait()
+            (endpoint,) = fed[key]
+            assert endpoint.url.endswith(":8080")
+            assert not fed.get(f"{namespace}/cold")  # $LATEST has no instance
+        finally:
+            await backend.stop()
