@@ -260,6 +260,22 @@ def test_a_version_that_does_not_parse_is_invalid_and_builds_nothing() -> None:
     assert result.written == []
 
 
+def test_a_version_whose_runtime_has_no_image_builds_nothing_and_stops_its_pods() -> None:
+    body = version_body()
+    body["spec"]["template"]["runtime"] = "python3.12"  # no image by default (ADR 016)
+    cluster = _Cluster(body)
+    cluster.objects[("deployments", "media", "thumb-2-fnv")] = {
+        "metadata": {"name": "thumb-2-fnv", "namespace": "media"},
+        "spec": {"replicas": 2},
+    }
+    result = asyncio.run(reconcile_version(cluster, body, CONFIG))  # type: ignore[arg-type]
+    missing = result.outcomes[-1]
+    assert (missing.type, missing.reason) == ("RuntimeAvailable", "RuntimeNotAvailable")
+    assert missing.message.endswith("(Deployment thumb-2-fnv) were stopped")
+    assert cluster.objects[("deployments", "media", "thumb-2-fnv")]["spec"]["replicas"] == 0
+    assert result.written == ["Deployment/thumb-2-fnv"]
+
+
 def test_latest_s_code_pruning_leaves_versions_code_alone() -> None:
     function = {
         "apiVersion": "kfaas.dev/v1alpha1",
