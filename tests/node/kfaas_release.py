@@ -96,6 +96,14 @@ class Release:
             )
         return self._clients[key]
 
+    def allow_deploys(self) -> None:
+        """Bind the chart's deployer role to the e2e caller in the test namespace (idempotent):
+        the management API's writes (CreateFunction, PublishVersion, …) need it."""
+        self.kubectl(
+            "-n", self.namespace, "create", "rolebinding", "e2e-deploys",
+            f"--clusterrole={RELEASE}-deployer", f"--user={USER}", check=False,
+        )  # fmt: skip
+
     def aws_environment(self) -> dict[str, str]:
         return {
             "AWS_ACCESS_KEY_ID": self.access_key,

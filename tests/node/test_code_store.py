@@ -24,7 +24,7 @@ from waiting import eventually
 from kfaas import code_capabilities
 from kfaas.code_digests import CodeDigest
 from node.code_store_volume import GC_GRACE_SECONDS, GC_INTERVAL_SECONDS
-from node.kfaas_release import PLATFORM_NAMESPACE, RELEASE, USER, Release
+from node.kfaas_release import PLATFORM_NAMESPACE, RELEASE, Release
 
 ROLE = "arn:aws:iam::e2e:role/default"
 HANDLER = """\
@@ -80,10 +80,7 @@ def _store_has(release: Release, digest: CodeDigest) -> bool:
 
 @pytest.fixture(scope="module")
 def zip_function(release: Release) -> str:
-    release.kubectl(
-        "-n", release.namespace, "create", "rolebinding", "e2e-deploys",
-        f"--clusterrole={RELEASE}-deployer", f"--user={USER}", check=False,
-    )  # fmt: skip
+    release.allow_deploys()
     name = f"zip-{uuid.uuid4().hex[:8]}"
     release.lambda_client().create_function(
         FunctionName=release.qualified(name),
