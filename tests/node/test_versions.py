@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from waiting import eventually
 
-from node.kfaas_release import RELEASE, USER, Release
+from node.kfaas_release import Release
 
 # Cold starts of two versions, and scale-downs that wait for the autoscaler's 60 s stable window.
 pytestmark = pytest.mark.timeout(420)
@@ -67,10 +67,7 @@ def _publish(release: Release, name: str, code: str) -> str:
 
 @pytest.fixture(scope="module")
 def versioned(release: Release) -> str:
-    release.kubectl(
-        "-n", release.namespace, "create", "rolebinding", "e2e-deploys",
-        f"--clusterrole={RELEASE}-deployer", f"--user={USER}", check=False,
-    )  # fmt: skip
+    release.allow_deploys()
     name = f"ver-{uuid.uuid4().hex[:8]}"
     assert _publish(release, name, "one") == "1"
     assert _publish(release, name, "two") == "2"
