@@ -130,8 +130,10 @@ def _url(
 async def code_location(
     services: Services, request: web.Request, function: Function, source: str
 ) -> dict[str, str]:
-    """``source`` (``namespace/name:version``) is what a replica reads to rebuild the zip."""
-    """GetFunction's ``Code``: a signed download URL, or the image for image functions."""
+    """GetFunction's ``Code``: a signed download URL, or the image for image functions.
+
+    ``source`` (``namespace/name:version``) is what a replica reads to rebuild the zip.
+    """
     code = function.spec.code
     if code.image is not None:
         location = {"RepositoryType": "ECR", "ImageUri": code.image}
@@ -139,8 +141,8 @@ async def code_location(
             location["ResolvedImageUri"] = code.image
         return location
     if code.zip is not None:
-        location = _url(services, request, CodeDigest(code.zip.sha256))
-        return {"RepositoryType": "S3", "Location": location}
+        stored = _url(services, request, CodeDigest(code.zip.sha256))
+        return {"RepositoryType": "S3", "Location": stored}
     package = await _package(function)
     if package is None:  # a code.configMap in a cluster: not the gateway's to read
         return {"RepositoryType": "S3", "Location": ""}
