@@ -13,6 +13,7 @@ the environment says CI=true: there a missing service fails the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -104,6 +105,13 @@ def _running(fixture: str, service: _S) -> Iterator[_S]:
             pytest.fail(f"CI=true and a service is missing: {reason}", pytrace=False)
         print(f"skipping tests that need {reason}")
         pytest.skip(reason)
+    except BaseException:
+        # A service that failed half-way (a node whose image import timed out) is stopped here:
+        # its processes would otherwise outlive the run, and a real node left running makes the
+        # next run's node fight it over the machine's cgroups and containers.
+        with contextlib.suppress(Exception):
+            service.down()
+        raise
     try:
         yield service
     finally:
