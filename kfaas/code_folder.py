@@ -30,6 +30,7 @@ from kfaas.code_archives import MAX_ZIPPED_BYTES, ArchiveTooLarge, extract_archi
 from kfaas.code_digests import CodeDigest, check_digest
 from kfaas.code_store import BlobMissing, CodeStorageExceeded, CodeStoreUnavailable
 from kfaas.code_sweep import GRACE_SECONDS, StoredBlob, sweepable
+from kfaas.durable_files import write_whole
 
 BLOBS: Final = "sha256"
 TREES: Final = "trees"
@@ -143,18 +144,7 @@ class DirectoryCodeStore:
         temporary_folder = self.root / TEMPORARY
         temporary_folder.mkdir(parents=True, exist_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, name = tempfile.mkstemp(prefix=f"{digest.hex}.", dir=temporary_folder)
-        try:
-            with os.fdopen(descriptor, "wb") as temporary:
-                temporary.write(data)
-                temporary.flush()
-                os.fsync(temporary.fileno())
-            os.replace(name, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-            raise
-        _fsync_folder(target.parent)
+        write_whole(target, data, temporary_folder=temporary_folder)
 
     def _read(self, digest: CodeDigest) -> bytes:
         try:
@@ -230,15 +220,6 @@ def _modified(path: Path) -> float | None:
         return path.stat().st_mtime
     except FileNotFoundError:
         return None
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (its entry is written with the folder)."""
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 async def _in_thread(function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

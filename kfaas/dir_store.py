@@ -12,13 +12,11 @@ objects are read once at ``open`` and kept in memory; every write goes through t
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import fcntl
 import logging
 import os
 import secrets
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,6 +27,7 @@ import yaml
 
 from . import object_store as store
 from .api_objects import from_api_object
+from .durable_files import write_whole
 from .manifests import EventSourceMapping, Function, ManifestError
 from .object_bodies import (
     body_for_create,
@@ -256,12 +255,12 @@ class DirectoryObjectStore:
         between the two leaves a gap in the numbers, never a number used twice)."""
         self._resource_version += 1
         version = str(self._resource_version)
-        _atomic_write(self.objects_dir / ".resource-version", version + "\n")
+        write_whole(self.objects_dir / ".resource-version", (version + "\n").encode())
         body["metadata"]["resourceVersion"] = version
         metadata = body["metadata"]
         path = self._path(plural, metadata["namespace"], metadata["name"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
+        write_whole(path, yaml.safe_dump(body, sort_keys=False, allow_unicode=True).encode())
         self._objects[plural][(metadata["namespace"], metadata["name"])] = body
         self._tell(plural, body)
         return copy.deepcopy(body)
@@ -316,28 +315,3 @@ def _read(path: Path) -> Body:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise StoreError(f"cannot read {path}: {exc}; fix or remove it") from exc
     return body
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` whole: a temporary file in its folder, fsync, rename."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # The rename is durable only once the folder's entry is.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
