@@ -10,15 +10,18 @@ line on stderr and a non-zero exit: the kubelet retries the init container with 
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import IO, Final
 
-from kfaas.code_archives import MAX_ZIPPED_BYTES, CodeArchiveError, extract_archive
+from kfaas.code_archives import (
+    MAX_ZIPPED_BYTES,
+    CodeArchiveError,
+    empty_folder,
+    extract_archive,
+)
 from kfaas.code_digests import CHUNK_BYTES, DigestMismatch, check_stream
 
 from .settings import FetchSettings
@@ -83,22 +86,13 @@ def fetch_code(settings: FetchSettings) -> int:
         scratch.seek(0)
         try:
             # A run the kubelet killed mid-unpack (then restarted) left part of a tree.
-            _empty(settings.target)
+            empty_folder(settings.target)
             manifest = extract_archive(scratch, settings.target)
         except CodeArchiveError as exc:
             raise FetchFailed(f"the zip {digest.hex} cannot be unpacked: {exc}") from None
         except OSError as exc:
             raise FetchFailed(f"cannot unpack into {settings.target}: {exc}") from None
     return manifest.unzipped_size
-
-
-def _empty(folder: Path) -> None:
-    """Remove what ``folder`` holds (it is a volume's mount point: the folder itself stays)."""
-    for child in folder.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
 
 
 def main(settings: FetchSettings) -> int:

@@ -338,15 +338,16 @@ def extract_archive(
                     (destination / entry.path).parent.mkdir(parents=True, exist_ok=True)
                     os.symlink(entry.link_target, destination / entry.path)
     except CodeArchiveError:
-        _empty(destination)
+        empty_folder(destination)
         raise
     except UNZIP_ERRORS as exc:
-        _empty(destination)
+        empty_folder(destination)
         raise InvalidArchive(f"could not unzip the file: {exc}") from exc
     return ArchiveManifest(_digest(stream), size, declared, tuple(entries))
 
 
-def _empty(folder: Path) -> None:
+def empty_folder(folder: Path) -> None:
+    """Remove what ``folder`` holds; the folder itself stays (it may be a volume's mount point)."""
     for child in folder.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
