@@ -74,7 +74,9 @@ def translated(exc: KubeError, what: str) -> store.StoreError:
         causes = exc.details.get("causes") or []
         fields = [c.get("field") for c in causes if isinstance(c, Mapping) and c.get("field")]
         return store.Invalid(exc.message, str(fields[0]) if fields else None)
-    if exc.status == 429 or exc.status >= 500:
+    if exc.status == 429:  # throttled, or a new CRD's storage still starting: try again later
+        return store.StoreBusy(f"{what}: the Kubernetes API asked to retry later: {exc}")
+    if exc.status >= 500:
         return store.StoreUnavailable(f"{what}: the Kubernetes API answered {exc}")
     return store.StoreError(f"{what}: {exc}")
 

@@ -30,7 +30,9 @@ from .errors import (
     ResourceConflict,
     ResourceNotFound,
     ServiceError,
+    TooManyRequests,
 )
+from .limits import CAPACITY_REASON
 from .services import Services
 
 Params = Mapping[str, str]
@@ -132,5 +134,8 @@ def store_errors(what: str, *, revision_given: bool = False) -> Iterator[None]:
     except object_store.Invalid as exc:
         field = f" ({exc.field})" if exc.field else ""
         raise InvalidParameterValue(f"{exc}{field}") from exc
+    except object_store.StoreBusy as exc:
+        # Lambda's throttling answer, which botocore retries after Retry-After.
+        raise TooManyRequests(f"Rate exceeded: {exc}", reason=CAPACITY_REASON) from exc
     except object_store.StoreUnavailable as exc:
         raise ServiceError(f"The function store is unavailable: {exc}") from exc

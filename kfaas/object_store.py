@@ -67,6 +67,10 @@ class StoreUnavailable(StoreError):
     """The store could not be reached or answered with a server error; nothing was written."""
 
 
+class StoreBusy(StoreUnavailable):
+    """The store asked to be called again later (the API server's 429); nothing was written."""
+
+
 class ObjectStore(Protocol):
     """Namespaced kfaas objects by plural, with the API server's write semantics.
 

@@ -39,7 +39,7 @@ INVALID_DETAILS = {
         (KubeError(500, "InternalError", "etcd"), store.StoreUnavailable),
         (KubeError(503, "ServiceUnavailable", ""), store.StoreUnavailable),
         (KubeError(504, "Timeout", ""), store.StoreUnavailable),
-        (KubeError(429, "TooManyRequests", ""), store.StoreUnavailable),
+        (KubeError(429, "TooManyRequests", ""), store.StoreBusy),
         (KubeError(401, "Unauthorized", ""), store.StoreUnavailable),
         (KubeError(403, "Forbidden", "cannot create"), store.StoreUnavailable),
         (KubeError(405, "MethodNotAllowed", ""), store.StoreError),
