@@ -110,8 +110,8 @@ def test_kfaas_dev_refuses_to_start_and_names_every_field(tmp_path: Path) -> Non
     )
     (tmp_path / "fn.yaml").write_text(json.dumps(manifest))
     done = subprocess.run(
-        [KFAAS, "dev", str(tmp_path), "--port", "0"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [KFAAS, "dev", str(tmp_path), "--port", "0", "--state", str(tmp_path / ".state")],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     lines = (done.stdout + done.stderr).splitlines()
