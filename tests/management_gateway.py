@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
+import pytest
 from aiohttp import web
 from botocore.config import Config
 
@@ -30,7 +31,8 @@ from kfaas.code_folder import DirectoryCodeStore
 from kfaas.config import Settings
 from kfaas.dir_store import DirectoryObjectStore
 from kfaas.gateway.app import create_app
-from kfaas.gateway.auth import Auth
+from kfaas.gateway.auth import Auth, Authorizer, Credential, Principal
+from kfaas.gateway.auth_rules import StaticCredentials
 from kfaas.gateway.registry import FunctionRegistry
 
 T = TypeVar("T")
@@ -169,3 +171,24 @@ def handler_zip(body: str = "return 1", *, deflated: bool = True) -> bytes:
         entry = zipfile.ZipInfo("app.py", date_time=(2026, 1, 1, 0, 0, 0))
         archive.writestr(entry, f"def handler(event, context):\n    {body}\n", method)
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def signed_gateway_on(folder: Path, authorizer: Authorizer) -> Iterator[ManagementGateway]:
+    """A gateway checking SigV4 (one key, the user ``alice``) and asking ``authorizer``."""
+    credentials = StaticCredentials([Credential("AKTEST", "secret", Principal("alice"))])
+    with management_gateway_on(
+        folder,
+        authentication=Auth("sigv4", credentials, authorizer),
+        access_key=("AKTEST", "secret"),
+    ) as gateway:
+        yield gateway
+
+
+def denied(client: Any, action: str, call: Any, **arguments: Any) -> None:
+    """``call`` is refused with AccessDeniedException naming ``lambda:<action>``."""
+    with pytest.raises(client.exceptions.ClientError) as caught:
+        call(**arguments)
+    error = caught.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException", error
+    assert f"lambda:{action}" in error["Message"]

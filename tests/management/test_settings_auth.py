@@ -8,14 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-from management_gateway import ManagementGateway, apply_function, management_gateway_on
+from management_gateway import ManagementGateway, apply_function, denied, signed_gateway_on
 
 from kfaas.gateway.app import SERVICES
-from kfaas.gateway.auth import Auth, Credential, Principal
-from kfaas.gateway.auth_rules import StaticCredentials
+from kfaas.gateway.auth import Principal
 from kfaas.object_store import EVENT_SOURCE_MAPPINGS
 
 ARN = "arn:aws:lambda:us-east-1:default:function:resize"
@@ -47,20 +45,8 @@ class Guarded:
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[Guarded]:
     grants = Grants()
-    credentials = StaticCredentials([Credential("AKTEST", "secret", Principal("alice"))])
-    authentication = Auth("sigv4", credentials, grants)
-    with management_gateway_on(
-        tmp_path, authentication=authentication, access_key=("AKTEST", "secret")
-    ) as gateway:
+    with signed_gateway_on(tmp_path, grants) as gateway:
         yield Guarded(gateway, grants)
-
-
-def denied(client: Any, action: str, call: Any, **arguments: Any) -> None:
-    with pytest.raises(client.exceptions.ClientError) as caught:
-        call(**arguments)
-    error = caught.value.response["Error"]
-    assert error["Code"] == "AccessDeniedException", error
-    assert f"lambda:{action}" in error["Message"]
 
 
 def test_each_settings_operation_needs_its_verb(guarded: Guarded) -> None:
