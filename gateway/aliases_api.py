@@ -26,7 +26,7 @@ from kfaas.lambda_versions import (
     check_routing,
     parse_version,
 )
-from kfaas.manifests import API_VERSION, ManifestError
+from kfaas.manifests import API_VERSION
 from kfaas.names import LATEST, FunctionRef, function_arn
 from kfaas.object_store import Body
 from kfaas.pagination import paginate, parse_max_items
@@ -39,7 +39,7 @@ from kfaas.version_manifests import (
 )
 
 from . import auth, function_reads
-from .errors import InvalidParameterValue, PreconditionFailed, ResourceNotFound, ServiceError
+from .errors import InvalidParameterValue, PreconditionFailed, ResourceNotFound
 from .management import Params, Route, json_body, objects_of, store_errors
 from .object_access import WRITE_ATTEMPTS, lambda_parameters
 from .services import Services
@@ -100,10 +100,7 @@ def string_field(document: Mapping[str, Any], key: str, *, limit: int = 256) -> 
 
 
 def parsed_alias(body: Mapping[str, Any]) -> FunctionAlias:
-    try:
-        return parse_alias(body)
-    except ManifestError as exc:  # written by hand past the schema: a fault, not the caller's
-        raise ServiceError(f"The stored alias cannot be read: {exc}") from exc
+    return function_reads.stored(parse_alias, body, "alias")
 
 
 async def function_aliases(

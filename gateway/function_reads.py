@@ -11,9 +11,9 @@ read through to its version).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
@@ -44,6 +44,8 @@ from kfaas.version_manifests import parse_alias, parse_version
 from . import auth, function_code, management
 from .errors import InvalidParameterValue, ResourceNotFound, ServiceError
 from .services import Services
+
+T = TypeVar("T")
 
 # Signs ListFunctions' markers. Fixed until the gateways share a key (ADR 024): the signature
 # refuses a garbled marker; a made-up one could only move where the listing starts, and what is
@@ -78,26 +80,26 @@ def arn(services: Services, ref: FunctionRef) -> str:
     return services.registry.arn(ref.namespace, ref.name)
 
 
-def parse_function(body: Mapping[str, Any]) -> Function:
+def stored(parse: Callable[[Mapping[str, Any]], T], body: Mapping[str, Any], what: str) -> T:
+    """``parse(body)`` of an object read from the store; one written by hand past the schema is
+    the platform's fault, not the caller's: ServiceException naming ``what``."""
     try:
-        return from_api_object(body, Function)
-    except ManifestError as exc:  # written by hand past the schema: a fault, not the caller's
-        raise ServiceError(f"The stored function cannot be read: {exc}") from exc
+        return parse(body)
+    except ManifestError as exc:
+        raise ServiceError(f"The stored {what} cannot be read: {exc}") from exc
+
+
+def parse_function(body: Mapping[str, Any]) -> Function:
+    return stored(lambda b: from_api_object(b, Function), body, "function")
 
 
 def _template(body: Mapping[str, Any]) -> Function:
     """A FunctionVersion's frozen template as the Function it runs."""
-    try:
-        return parse_version(body).function()
-    except ManifestError as exc:
-        raise ServiceError(f"The stored version cannot be read: {exc}") from exc
+    return stored(parse_version, body, "version").function()
 
 
 def _alias_target(body: Mapping[str, Any]) -> str:
-    try:
-        return parse_alias(body).spec.function_version
-    except ManifestError as exc:
-        raise ServiceError(f"The stored alias cannot be read: {exc}") from exc
+    return stored(parse_alias, body, "alias").spec.function_version
 
 
 async def read(services: Services, ref: FunctionRef) -> Read:

@@ -34,7 +34,7 @@ from kfaas.lambda_versions import (
     parse_version,
     version_name,
 )
-from kfaas.manifests import API_VERSION, Code, Function, ManifestError, StoredZip
+from kfaas.manifests import API_VERSION, Code, Function, StoredZip
 from kfaas.names import LATEST, FunctionRef, function_arn
 from kfaas.object_store import Body
 from kfaas.pagination import paginate, parse_max_items
@@ -66,11 +66,8 @@ VERSIONS: Final = "/2015-03-31/functions/{FunctionName}/versions"
 PUBLISH_MANAGER: Final = "kfaas-gateway-versions"
 
 
-def _version_object(body: Mapping[str, Any]) -> FunctionVersion:
-    try:
-        return parse_version_object(body)
-    except ManifestError as exc:  # written by hand past the schema: a fault, not the caller's
-        raise ServiceError(f"The stored version cannot be read: {exc}") from exc
+def _version(body: Mapping[str, Any]) -> FunctionVersion:
+    return function_reads.stored(parse_version_object, body, "version")
 
 
 async def function_versions(
@@ -80,14 +77,14 @@ async def function_versions(
     ``function``'s incarnation when it is given."""
     with store_errors(f"versions of {function_reads.arn(services, ref)}"):
         bodies = await objects_of(services).list(object_store.FUNCTION_VERSIONS, ref.namespace)
-    found = [(_version_object(body), body) for body in bodies if of_function(body, function)]
+    found = [(_version(body), body) for body in bodies if of_function(body, function)]
     mine = [(version, body) for version, body in found if version.spec.function_name == ref.name]
     return sorted(mine, key=lambda item: item[0].spec.version)
 
 
 def version_configuration(services: Services, body: Mapping[str, Any]) -> dict[str, Any]:
     """Lambda's FunctionConfiguration of a published version (FunctionArn qualified with N)."""
-    version = _version_object(body)
+    version = _version(body)
     loaded = function_reads.Read(
         version.function(), object_facts(body), body, version=str(version.spec.version)
     )
