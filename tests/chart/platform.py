@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,3 +149,45 @@ def operator_process(
             if ('"level": "error"' in line and '"logger": "kfaas' in line) or "Traceback" in line
         ]
         assert not errors, "the operator logged errors:\n" + "\n".join(errors)
+
+
+@contextmanager
+def gateway_process(platform: Platform, **environment: str) -> Iterator[tuple[str, Path]]:
+    """`kfaas gateway --backend kubernetes` as the chart's gateway ServiceAccount, once ready.
+
+    Yields its URL and the path of its log; a traceback in the log fails the test at the end.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(platform.token_kubeconfig(f"{RELEASE}-gateway")),
+        "KFAAS_PLATFORM_NAMESPACE": platform.namespace,
+        "KFAAS_ASYNC_QUEUE": "memory",
+        **environment,
+    }
+    log_path = platform.workdir / f"gateway-{uuid.uuid4().hex[:6]}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "kfaas"), "gateway", "--backend", "kubernetes",
+             "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            assert process.poll() is None, log_path.read_text()
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
+                return bool(answer.status == 200)
+
+        eventually(
+            ready, within=60, what=f"the gateway ready (log: {log_path})", ignoring=(OSError,)
+        )
+        yield url, log_path
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    errors = [line for line in log_path.read_text().splitlines() if "Traceback" in line]
+    assert not errors, log_path.read_text()

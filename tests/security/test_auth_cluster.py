@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -26,7 +25,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from chart import helm_build
-from chart.platform import Platform, install
+from chart.platform import Platform, gateway_process, install
 from services.cluster import Cluster
 from waiting import eventually
 
@@ -36,12 +35,6 @@ from kfaas.operator.resources import mapping as esm
 
 AWS = str(Path(sys.executable).with_name("aws"))
 KFAAS = str(Path(sys.executable).with_name("kfaas"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Gateway:
@@ -61,37 +54,12 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     platform = install(helm_build.build(), kwok_service, tmp_path_factory.mktemp("auth"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(platform.token_kubeconfig("kfaas-gateway")),
-        "KFAAS_PLATFORM_NAMESPACE": platform.namespace,
-        "KFAAS_ASYNC_QUEUE": "memory",
-        "KFAAS_AUTH": "sigv4",
-        "KFAAS_AUTH_CACHE_SECONDS": "1",
-    }
-    log = platform.workdir / "gateway.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [KFAAS, "gateway", "--backend", "kubernetes", "--port", str(port)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, log.read_text()
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-                return bool(answer.status == 200)
-
-        eventually(ready, within=60, what=f"the gateway ready (log: {log})", ignoring=(OSError,))
-        yield Gateway(url, platform, log)
+        environment = {"KFAAS_AUTH": "sigv4", "KFAAS_AUTH_CACHE_SECONDS": "1"}
+        with gateway_process(platform, **environment) as (url, log):
+            yield Gateway(url, platform, log)
     finally:
-        process.terminate()
-        process.wait(timeout=20)
         kwok_service.kubectl("delete", "namespace", platform.namespace, "--wait=false")
-    errors = [line for line in log.read_text().splitlines() if "Traceback" in line]
-    assert not errors, log.read_text()
 
 
 @pytest.fixture

@@ -7,11 +7,7 @@ store) and the chart's grant together; the store's own rules are test_conformanc
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +18,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from chart import helm_build
-from chart.platform import Platform, install
+from chart.platform import Platform, gateway_process, install
 from services.cluster import Cluster
-from waiting import eventually
 
 pytestmark = pytest.mark.kwok
 
@@ -32,46 +27,16 @@ KFAAS = str(Path(sys.executable).with_name("kfaas"))
 ROLE = "arn:aws:iam::123456789012:role/ignored"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def gateway(
     kwok_service: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Platform, str]]:
     platform = install(helm_build.build(), kwok_service, tmp_path_factory.mktemp("writes"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(platform.token_kubeconfig("kfaas-gateway")),
-        "KFAAS_PLATFORM_NAMESPACE": platform.namespace,
-        "KFAAS_ASYNC_QUEUE": "memory",
-        "KFAAS_AUTH": "none",
-    }
-    log = platform.workdir / "gateway.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [KFAAS, "gateway", "--backend", "kubernetes", "--port", str(port)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, log.read_text()
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-                return bool(answer.status == 200)
-
-        eventually(ready, within=60, what=f"the gateway ready (log: {log})", ignoring=(OSError,))
-        yield platform, url
+        with gateway_process(platform, KFAAS_AUTH="none") as (url, _):
+            yield platform, url
     finally:
-        process.terminate()
-        process.wait(timeout=20)
         kwok_service.kubectl("delete", "namespace", platform.namespace, "--wait=false")
-    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def live(platform: Platform, namespace: str, name: str) -> dict[str, Any]:
