@@ -85,3 +85,18 @@ def test_a_location_signed_with_another_key_is_refused(
         assert fetch(location)[0] == 200
     status, body = fetch(on(first, location))
     assert status == 403 and b"signature" in body
+
+
+def test_a_hostile_function_name_in_a_location_is_a_404_not_a_fault(
+    replicas: tuple[ManagementGateway, ManagementGateway],
+) -> None:
+    first, _ = replicas
+    apply_function(first, code={"inline": ONE})
+    location = first.client.get_function(FunctionName="resize")["Code"]["Location"]
+    parts = urllib.parse.urlsplit(location)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    for source in ("default/resize\r\nX-Injected: 1", "../../etc", "other/resize:$LATEST", "\0"):
+        function_code._recent.clear()
+        hostile = urllib.parse.urlencode(query | {"Function": source})
+        status, _ = fetch(urllib.parse.urlunsplit(parts._replace(query=hostile)))
+        assert status == 404, source
