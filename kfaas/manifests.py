@@ -189,10 +189,64 @@ class Scaling(_Model):
         return self
 
 
+class SecretName(_Model):
+    """A Secret in the object's own namespace, by name."""
+
+    name: DnsSubdomain
+
+
+class KafkaTls(_Model):
+    """Encrypt the connection to the brokers (ADR 027).
+
+    The brokers' certificates are checked against the CA certificate in the Secret's key `ca.crt`
+    (a private CA, as Strimzi and most company clusters use), else against the system's CAs.
+    """
+
+    ca_secret_ref: SecretName | None = None
+
+
+class KafkaAuth(_Model):
+    """How kfaas authenticates to the brokers, as Lambda's self-managed Kafka source does
+    (ADR 027). Credentials are only ever read from the Secret, never written in a manifest:
+    `username`/`password` for the SASL mechanisms, `tls.crt`/`tls.key` (a `kubernetes.io/tls`
+    Secret) for a client certificate."""
+
+    mechanism: Literal[
+        "BASIC_AUTH", "SASL_SCRAM_256_AUTH", "SASL_SCRAM_512_AUTH", "CLIENT_CERTIFICATE_TLS_AUTH"
+    ]
+    secret_ref: SecretName
+
+
+def _secured_rules(tls: KafkaTls | None, auth: KafkaAuth | None) -> None:
+    """A password or a client certificate is only sent over an encrypted connection (SCRAM,
+    which never sends the password, may run without one)."""
+    if auth is None or tls is not None:
+        return
+    if auth.mechanism in ("BASIC_AUTH", "CLIENT_CERTIFICATE_TLS_AUTH"):
+        raise PydanticCustomError(
+            "kfaas_rule", f"auth.mechanism {auth.mechanism} requires tls (set tls: {{}} at least)"
+        )
+
+
 class KafkaDestination(_Model):
     topic: NonEmpty
-    # Without it the platform's own Kafka (KFAAS_KAFKA_BOOTSTRAP_SERVERS) is used.
+    # Without it the platform's own Kafka (KFAAS_KAFKA_BOOTSTRAP_SERVERS and its security
+    # settings) is used, or, for a mapping's on-failure destination, the source's cluster.
     bootstrap_servers: NonEmpty | None = None
+    # Only with bootstrapServers: another cluster's own security.
+    tls: KafkaTls | None = None
+    auth: KafkaAuth | None = None
+
+    @model_validator(mode="after")
+    def _security_of_its_own_cluster(self) -> Self:
+        if self.bootstrap_servers is None and (self.tls is not None or self.auth is not None):
+            raise PydanticCustomError(
+                "kfaas_rule",
+                "tls and auth are only used with bootstrapServers; without it the platform's "
+                "(or the source's) Kafka settings apply",
+            )
+        _secured_rules(self.tls, self.auth)
+        return self
 
 
 class RedisDestination(_Model):
@@ -399,17 +453,18 @@ class Function(_Model):
 # -- EventSourceMapping ----------------------------------------------------------------------
 
 
-class KafkaAuth(_Model):
-    # The secret's keys carry the mechanism and credentials; secrets are never written inline.
-    secret_ref: NameRef
-
-
 class KafkaSource(_Model):
     bootstrap_servers: NonEmpty
     topic: NonEmpty
     consumer_group_id: NonEmpty | None = None
     starting_position: Literal["LATEST", "TRIM_HORIZON"] = "LATEST"
+    tls: KafkaTls | None = None
     auth: KafkaAuth | None = None
+
+    @model_validator(mode="after")
+    def _secured(self) -> Self:
+        _secured_rules(self.tls, self.auth)
+        return self
 
 
 class RedisSource(_Model):

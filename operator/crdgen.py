@@ -33,6 +33,8 @@ from kfaas.manifests import (
     Http,
     Jwt,
     JwtKeySource,
+    KafkaDestination,
+    KafkaSource,
     Scaling,
     StreamDestination,
 )
@@ -81,6 +83,14 @@ def _dev_only_file() -> dict[str, str]:
     }
 
 
+def _secured() -> dict[str, str]:
+    """A password or client certificate only over TLS (kfaas.manifests._secured_rules)."""
+    return {
+        "rule": "!has(self.auth) || has(self.tls) || self.auth.mechanism.startsWith('SASL_SCRAM')",
+        "message": "auth.mechanism BASIC_AUTH and CLIENT_CERTIFICATE_TLS_AUTH require tls",
+    }
+
+
 # The model validators of kfaas.manifests, as CEL. Keyed by the model whose schema carries them.
 CROSS_FIELD_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
     Code: [
@@ -99,6 +109,14 @@ CROSS_FIELD_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
         }
     ],
     Destination: [_exactly_one("kafka", "redis", "function")],
+    KafkaSource: [_secured()],
+    KafkaDestination: [
+        {
+            "rule": "has(self.bootstrapServers) || (!has(self.tls) && !has(self.auth))",
+            "message": "tls and auth are only used with bootstrapServers",
+        },
+        _secured(),
+    ],
     StreamDestination: [_exactly_one("kafka", "redis")],
     FunctionSpec: [
         {

@@ -311,7 +311,10 @@ def test_disabled_mapping_runs_no_poller_and_secrets_stay_references() -> None:
         kafka={
             "bootstrapServers": "k1:9092",
             "topic": "uploads",
-            "auth": {"secretRef": {"name": "kafka-credentials"}},
+            "auth": {
+                "mechanism": "SASL_SCRAM_512_AUTH",
+                "secretRef": {"name": "kafka-credentials"},
+            },
         }
     )
     deployment = esm.make_poller_deployment(with_auth, UID, CONFIG)

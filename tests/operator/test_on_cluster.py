@@ -388,7 +388,8 @@ def test_mapping_gets_its_poller_deployment(platform: Platform, namespace: str) 
         "spec": {
             "functionName": "consumer",
             "kafka": {"bootstrapServers": "k1:9092", "topic": "uploads",
-                      "auth": {"secretRef": {"name": "kafka-auth"}}},
+                      "auth": {"mechanism": "SASL_SCRAM_512_AUTH",
+                               "secretRef": {"name": "kafka-auth"}}},
             "parallelism": 2,
         },
     }  # fmt: skip

@@ -77,7 +77,10 @@ MAPPING: dict[str, Any] = {
                             "kafka": {
                                 "bootstrapServers": "127.0.0.1:1",
                                 "topic": "t",
-                                "auth": {"secretRef": {"name": "creds"}},
+                                "auth": {
+                                    "mechanism": "SASL_SCRAM_512_AUTH",
+                                    "secretRef": {"name": "creds"},
+                                },
                             },
                         },
                     }
