@@ -6,20 +6,18 @@ Connection errors and timeouts become status 0, which the retry rules treat like
 
 The request goes over the gateway's own lean keep-alive HTTP/1.1 client (`kfaas.gateway.upstream`,
 a leaf module with no other gateway imports): aiohttp's client cost more CPU per batch than
-encoding the batch itself.
+encoding the batch itself. Its credential comes from ``kfaas.gateway_tokens``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from opentelemetry import propagate
 
+from kfaas.gateway_tokens import Authorization
 from kfaas.upstream import UpstreamError, UpstreamPool
 
 from .delivery import InvokeAnswer
@@ -27,40 +25,6 @@ from .delivery import InvokeAnswer
 log = logging.getLogger("kfaas.pollers")
 # Longer than the longest function timeout (900 s), so the gateway always answers first.
 INVOKE_TIMEOUT_SECONDS = 960.0
-# The pod's ServiceAccount token: a gateway with `--auth sigv4` checks it with TokenReview.
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-TOKEN_REREAD_SECONDS = 60.0
-# The Authorization header value to send (None: send none), asked for on every call.
-Authorization = Callable[[], str | None]
-
-
-def token_file_authorization(path: str | Path) -> Authorization:
-    """``Bearer <token>`` from a file the kubelet rotates, re-read at most once a minute."""
-    cached: list[tuple[float, str | None]] = []
-
-    def authorization() -> str | None:
-        now = time.monotonic()
-        if not cached or now - cached[0][0] > TOKEN_REREAD_SECONDS:
-            try:
-                token = Path(path).read_text().strip()
-            except OSError as exc:
-                log.warning("cannot read the gateway token %s: %s", path, exc)
-                token = ""
-            cached[:] = [(now, f"Bearer {token}" if token else None)]
-        return cached[0][1]
-
-    return authorization
-
-
-def gateway_authorization(path: str = "") -> Authorization | None:
-    """How `kfaas poller` authenticates to the gateway: the token file ``path``
-    (KFAAS_GATEWAY_TOKEN_FILE), else the pod's ServiceAccount token when there is one, else not at
-    all (a gateway with ``--auth none``)."""
-    if path:
-        return token_file_authorization(path)
-    if Path(SERVICE_ACCOUNT_TOKEN).is_file():
-        return token_file_authorization(SERVICE_ACCOUNT_TOKEN)
-    return None
 
 
 class GatewayInvoker:

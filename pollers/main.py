@@ -23,10 +23,10 @@ from aiohttp import web
 
 from kfaas import aiokit, telemetry
 from kfaas.config import Settings
+from kfaas.gateway_tokens import gateway_authorization
 from kfaas.manifests import EventSourceMapping, ManifestError, parse_manifest
 
 from .errors import MappingError
-from .invoking import gateway_authorization
 from .metrics import PollerMetrics, metrics_app
 from .runner import MappingRunner, describe
 from .settings import DEFAULT_METRICS_PORT, PollerSettings, poller_settings

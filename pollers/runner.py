@@ -23,6 +23,7 @@ from kfaas.brokers.destinations import platform_kafka, platform_redis
 from kfaas.brokers.errors import BrokerError, DestinationError
 from kfaas.brokers.kafka_clients import topic_partition_count
 from kfaas.config import Settings
+from kfaas.gateway_tokens import Authorization
 from kfaas.manifests import EventSourceMapping
 
 from .batches import BatchLimits, RetryPolicy, effective_parallelism
@@ -30,7 +31,7 @@ from .delivery import DeliveryConfig, Position
 from .destinations import Destination, KafkaTopicDestination, RedisStreamDestination
 from .errors import MappingError
 from .filters import FilterPatternError, compile_filters
-from .invoking import Authorization, GatewayInvoker
+from .invoking import GatewayInvoker
 from .kafka_poller import KafkaMappingState, KafkaPoller, KafkaSettings
 from .metrics import PollerMetrics, metrics_app
 from .records import function_arn, kafka_topic_arn, redis_stream_arn
