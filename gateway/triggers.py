@@ -4,6 +4,7 @@ Only functions with ``http.enabled`` answer (like a function URL). ``rawPath`` i
 function's prefix. The function's reply is mapped back with the 2.0 response format.
 ``/fn/{namespace}/{name}:{qualifier}`` runs a published version or an alias (drawn per request),
 with that version's own ``http`` settings, as a Lambda function URL on an alias does.
+``http.cors`` is applied here, around auth and the invocation (cors.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from collections.abc import Callable
 from aiohttp import web
 
 from kfaas.events import http_api_event, http_response_from_result
+from kfaas.manifests import Cors
 from kfaas.names import FunctionRef
 
+from . import cors
 from .errors import ResourceNotFound
 from .invoker import SYNC_PAYLOAD_LIMIT, InvokeOptions
 from .middleware import REQUEST_ID, read_body
@@ -45,10 +48,23 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
     if not http.enabled:
         raise ResourceNotFound(f"Function {key} has no HTTP trigger (spec.http.enabled is false)")
     request_id: str = request[REQUEST_ID]
+    origins = request.headers.getall("Origin", [])
+    if http.cors is not None:
+        # Before auth: a browser's preflight carries no credentials (ADR 029).
+        request_methods = request.headers.getall("Access-Control-Request-Method", [])
+        if cors.is_preflight(request.method, origins, request_methods):
+            requested = request.headers.getall("Access-Control-Request-Headers", [])
+            reply = web.Response(status=200)
+            for header, value in cors.preflight_headers(
+                http.cors, origins, request_methods, requested
+            ):
+                reply.headers.add(header, value)
+            reply.headers["x-amzn-RequestId"] = request_id
+            return reply
     # Before the body is read: an unauthenticated caller costs no buffering (trigger_auth.py).
     verdict = await services.trigger_auth.check(function, request, request_id)
     if verdict.refusal is not None:
-        return verdict.refusal
+        return _with_cors(verdict.refusal, http.cors, origins)
     body = (
         verdict.body if verdict.body is not None else await read_body(request, SYNC_PAYLOAD_LIMIT)
     )
@@ -72,18 +88,28 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
     options = InvokeOptions(request_id=request_id, qualifier=qualifier or None)
     result = await services.invoker.invoke(key, payload, options)
     if result.function_error:
-        return web.Response(
+        failed = web.Response(
             status=502,
             body=b'{"message":"Internal Server Error"}',
             content_type="application/json",
             headers={"x-amzn-RequestId": request_id},
         )
+        return _with_cors(failed, http.cors, origins)
     response = http_response_from_result(result.payload)
     if response.problem is not None:
         # One line: `problem` quotes the function's values with repr, so CR/LF stay escaped.
         log.warning("HTTP trigger %s answered 502: %s", key, response.problem)
     reply = web.Response(status=response.status, body=response.body)
-    for header, value in response.headers:
+    headers = response.headers if http.cors is None else cors.without_cors(response.headers)
+    for header, value in headers:
         reply.headers.add(header, value)
     reply.headers["x-amzn-RequestId"] = request_id
+    return _with_cors(reply, http.cors, origins)
+
+
+def _with_cors(reply: web.Response, config: Cors | None, origins: list[str]) -> web.Response:
+    """Every answer through the trigger (refusals too) carries the configured CORS headers."""
+    if config is not None:
+        for header, value in cors.response_headers(config, origins):
+            reply.headers.add(header, value)
     return reply

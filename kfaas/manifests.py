@@ -53,6 +53,14 @@ JWKS_URL_PATTERN = r"^(https://[^\s/]+|http://(localhost|127\.0\.0\.1|\[::1\])(:
 # An OAuth scope (RFC 6750 scope-token): it is echoed in a www-authenticate header.
 SCOPE_PATTERN = r"^[!#-\[\]-~]+$"
 
+# A CORS origin (a function URL's AllowOrigins): `*`, or scheme://host[:port] with no path.
+CORS_ORIGIN_PATTERN = (
+    r"^(\*|[a-zA-Z][a-zA-Z0-9+.-]*://([a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)*|\[[0-9a-fA-F:.]+\])"
+    r"(:[0-9]{1,5})?)$"
+)
+# An HTTP header name (RFC 9110 token), or `*`.
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+
 # What a failed pattern means, in the words a user can act on.
 _PATTERN_RULES = {
     DNS_LABEL_PATTERN: (
@@ -67,6 +75,8 @@ _PATTERN_RULES = {
     ENV_NAME_PATTERN: "must start with a letter and hold only letters, digits and '_'",
     JWKS_URL_PATTERN: "must be an https:// URL (http:// only to localhost or 127.0.0.1)",
     SCOPE_PATTERN: "must be printable ASCII without spaces, quotes or backslashes",
+    CORS_ORIGIN_PATTERN: "must be * or an origin scheme://host[:port], without a path",
+    HEADER_NAME_PATTERN: "must be an HTTP header name (letters, digits and !#$%&'*+.^_`|~-)",
 }
 
 DnsLabel = Annotated[str, StringConstraints(max_length=63, pattern=DNS_LABEL_PATTERN)]
@@ -78,6 +88,8 @@ Qualifier = Annotated[str, StringConstraints(max_length=63, pattern=QUALIFIER_PA
 FileName = Annotated[str, StringConstraints(max_length=253, pattern=CONFIG_MAP_KEY_PATTERN)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+CorsOrigin = Annotated[str, StringConstraints(max_length=253, pattern=CORS_ORIGIN_PATTERN)]
+CorsHeaderName = Annotated[str, StringConstraints(max_length=1024, pattern=HEADER_NAME_PATTERN)]
 # Lambda's limit on an uploaded zip (kfaas.code_archives.MAX_ZIPPED_BYTES, not imported: the
 # models stay free of the archive code).
 ZIP_LIMIT = 50 * 1024 * 1024
@@ -282,14 +294,28 @@ class AsyncConfig(_Model):
 
 
 class Cors(_Model):
-    """The same fields as a Lambda function URL's CORS configuration."""
+    """The same fields and limits as a Lambda function URL's CORS configuration (ADR 029)."""
 
+    # Values become response header values (kfaas.gateway.cors), so each is held to a grammar
+    # that cannot carry a second header: origins `scheme://host[:port]`, header names tokens.
     allow_credentials: bool = False
-    allow_headers: list[str] = Field(default_factory=list)
-    allow_methods: list[str] = Field(default_factory=list)
-    allow_origins: list[str] = Field(default_factory=list)
-    expose_headers: list[str] = Field(default_factory=list)
+    allow_headers: list[CorsHeaderName] = Field(default_factory=list, max_length=100)
+    allow_methods: list[Literal["GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "*"]] = Field(
+        default_factory=list, max_length=6
+    )
+    allow_origins: list[CorsOrigin] = Field(default_factory=list, max_length=100)
+    expose_headers: list[CorsHeaderName] = Field(default_factory=list, max_length=100)
     max_age: int = Field(default=0, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _credentials_need_origins(self) -> Self:
+        # Browsers ignore `Access-Control-Allow-Origin: *` on a credentialed request, and
+        # reflecting every origin instead would hand any site the caller's cookies.
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise PydanticCustomError(
+                "kfaas_rule", "allowCredentials true needs allowOrigins to name origins, not *"
+            )
+        return self
 
 
 class KeyRef(_Model):

@@ -26,6 +26,7 @@ from kfaas.manifests import (
     API_GROUP,
     ApiKeySource,
     Code,
+    Cors,
     Destination,
     EnvFromSource,
     EventSourceMappingSpec,
@@ -154,6 +155,13 @@ CROSS_FIELD_RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
         },
     ],
     Http: [*_auth_needs("API_KEY", "apiKey"), *_auth_needs("JWT", "jwt")],
+    Cors: [
+        {
+            "rule": "!has(self.allowCredentials) || !self.allowCredentials "
+            "|| !has(self.allowOrigins) || !('*' in self.allowOrigins)",
+            "message": "allowCredentials true needs allowOrigins to name origins, not *",
+        }
+    ],
     ApiKeySource: [_exactly_one("secretRef", "file"), _dev_only_file()],
     JwtKeySource: [_exactly_one("secretRef", "configMapRef", "file"), _dev_only_file()],
     Jwt: [
