@@ -66,6 +66,8 @@ class LocalInstance:
     pid: int | None = None
     port: int | None = None
     ready: bool = False
+    # One of the function's `concurrency.provisioned` instances (AWS_LAMBDA_INITIALIZATION_TYPE).
+    provisioned: bool = False
 
     @property
     def url(self) -> str:
@@ -215,11 +217,16 @@ class LocalBackend:
         current = [i for i in local.instances.values() if i.generation == local.generation]
         stale = [i for i in local.instances.values() if i.generation != local.generation]
         desired = desired_instances(local.policy, local.state, now, len(current))
-        if desired > len(current) and now >= local.retry_after:
-            for _ in range(desired - len(current)):
-                self._launch(key, local)
+        # The first instances kept are the provisioned ones; a missing one (it exited, or
+        # `provisioned` grew) is started even when on-demand ones already make up the number,
+        # which are then stopped first.
+        missing = provisioned_missing(local.function, current)
+        if (desired > len(current) or missing) and now >= local.retry_after:
+            for index in range(max(desired - len(current), missing)):
+                self._launch(key, local, provisioned=index < missing)
         elif desired < len(current):
-            idle_first = sorted(current, key=lambda i: (i.ready, i.started_at))
+            # On-demand before provisioned, not-ready before ready, newest last.
+            idle_first = sorted(current, key=lambda i: (i.provisioned, i.ready, i.started_at))
             for instance in idle_first[: len(current) - desired]:
                 self._stop_instance(key, instance)
         if stale and (desired == 0 or any(i.ready for i in current)):
@@ -228,8 +235,10 @@ class LocalBackend:
 
     # -- instances ------------------------------------------------------------------------
 
-    def _launch(self, key: str, local: LocalFunction) -> None:
-        instance = LocalInstance(uuid.uuid4().hex[:12], local.generation, time.monotonic())
+    def _launch(self, key: str, local: LocalFunction, *, provisioned: bool = False) -> None:
+        instance = LocalInstance(
+            uuid.uuid4().hex[:12], local.generation, time.monotonic(), provisioned=provisioned
+        )
         local.instances[instance.instance_id] = instance
         task = asyncio.create_task(
             self._start_instance(key, local.function, instance), name=f"kfaas-start-{key}"
@@ -240,7 +249,7 @@ class LocalBackend:
     async def _start_instance(self, key: str, function: Function, instance: LocalInstance) -> None:
         try:
             root = await self._code_root(function)
-            env = self._environment(function, instance.generation, root)
+            env = self._environment(function, instance, root)
             read_fd, write_fd = os.pipe()
             try:
                 interpreter = self.interpreters.require(function.spec.runtime)
@@ -283,12 +292,19 @@ class LocalBackend:
             root = write_inline(function, self.state_dir / "code" / function.key)
         return root
 
-    def _environment(self, function: Function, generation: str, root: Path) -> dict[str, str]:
+    def _environment(
+        self, function: Function, instance: LocalInstance, root: Path
+    ) -> dict[str, str]:
+        generation = instance.generation
         host = self.host_environment
         env = {name: host[name] for name in PASSED_ENVIRONMENT if name in host}
         env.update({name: value for name, value in host.items() if name.startswith("OTEL_")})
         env.update(self.extra_environment)
-        env.update(runtime_environment(function, task_root=str(root), region=self.region))
+        env.update(
+            runtime_environment(
+                function, task_root=str(root), region=self.region, provisioned=instance.provisioned
+            )
+        )
         env[runtimetoken.TOKEN_ENV] = self._token(function.key)
         env.update(
             {
@@ -404,6 +420,12 @@ class LocalBackend:
             ]
         for listener in self._listeners:
             listener(key, endpoints)
+
+
+def provisioned_missing(function: Function, current: list[LocalInstance]) -> int:
+    """How many provisioned instances the function lacks among its current ones."""
+    have = sum(1 for instance in current if instance.provisioned)
+    return max(0, function.spec.concurrency.provisioned - have)
 
 
 async def _read_line(fd: int) -> bytes:

@@ -9,7 +9,11 @@ from __future__ import annotations
 from kfaas.manifests import Function
 
 
-def runtime_environment(function: Function, *, task_root: str, region: str) -> dict[str, str]:
+def runtime_environment(
+    function: Function, *, task_root: str, region: str, provisioned: bool = False
+) -> dict[str, str]:
+    """The instance's variables; ``provisioned`` for an instance of ``concurrency.provisioned``,
+    which Lambda tells apart by ``AWS_LAMBDA_INITIALIZATION_TYPE`` (ADR 030)."""
     spec = function.spec
     env = dict(spec.environment)
     env.update(
@@ -21,6 +25,9 @@ def runtime_environment(function: Function, *, task_root: str, region: str) -> d
             "AWS_LAMBDA_FUNCTION_VERSION": function.version,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": (
+                "provisioned-concurrency" if provisioned else "on-demand"
+            ),
             "KFAAS_RUNTIME": spec.runtime,
             "KFAAS_TIMEOUT_SECONDS": str(spec.timeout_seconds),
             "KFAAS_PER_INSTANCE": str(spec.concurrency.per_instance),

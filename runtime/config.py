@@ -151,6 +151,16 @@ def log_stream_name(now: float | None = None) -> str:
     return f"{day}/[$LATEST]{os.urandom(16).hex()}"  # not `secrets`: 5 ms to import
 
 
+INITIALIZATION_TYPES = ("on-demand", "provisioned-concurrency")
+
+
+def initialization_type(environ: Mapping[str, str]) -> str:
+    """Lambda's ``AWS_LAMBDA_INITIALIZATION_TYPE`` as the platform started this instance: a
+    provisioned instance (``spec.concurrency.provisioned``) is told so, any other is on-demand."""
+    value = environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
+    return value if value in INITIALIZATION_TYPES else "on-demand"
+
+
 def worker_environment(config: RuntimeConfig, runtime_api: str, stream: str) -> dict[str, str]:
     """The environment of one worker: the function's variables under Lambda's reserved ones.
 
@@ -169,7 +179,7 @@ def worker_environment(config: RuntimeConfig, runtime_api: str, stream: str) -> 
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.function_name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type(config.function_environment),
             "AWS_REGION": config.region,
             "AWS_DEFAULT_REGION": config.region,
             "TZ": ":UTC",

@@ -39,7 +39,8 @@ CODE = """
 import os, time
 def handler(event, context):
     time.sleep(event.get("sleep", 0))
-    return {"version": VERSION, "label": os.environ.get("LABEL"), "pid": os.getpid()}
+    return {"version": VERSION, "label": os.environ.get("LABEL"), "pid": os.getpid(),
+            "init": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")}
 """
 
 
@@ -94,6 +95,22 @@ def test_scale_from_zero_up_and_back_to_zero(project: tuple[Path, DevServer]) ->
 def test_provisioned_instance_is_ready_without_requests(project: tuple[Path, DevServer]) -> None:
     _, dev = project
     eventually(lambda: ready_instances(dev, "warm") == 1, within=20, what="one warm instance")
+
+
+def test_provisioned_instances_say_so_and_on_demand_ones_too(
+    project: tuple[Path, DevServer],
+) -> None:
+    """Lambda's AWS_LAMBDA_INITIALIZATION_TYPE: the provisioned instance, and those started for
+    the load beyond it, or for a function with none provisioned (ADR 030)."""
+    _, dev = project
+    eventually(lambda: ready_instances(dev, "warm") == 1, within=20, what="one warm instance")
+    assert invoke(dev, "warm")["init"] == "provisioned-concurrency"
+    assert invoke(dev, "version")["init"] == "on-demand"
+    with ThreadPoolExecutor(3) as pool:
+        seen = list(pool.map(lambda _: invoke(dev, "warm", {"sleep": 1}), range(3)))
+    assert {r["init"] for r in seen} == {"provisioned-concurrency", "on-demand"}
+    by_pid = {r["pid"]: r["init"] for r in seen}
+    assert list(by_pid.values()).count("provisioned-concurrency") == 1
 
 
 def test_code_and_manifest_changes_reload(project: tuple[Path, DevServer]) -> None:

@@ -107,6 +107,23 @@ def test_config_and_worker_environment() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("given", "seen"),
+    [
+        (None, "on-demand"),
+        ("on-demand", "on-demand"),
+        ("provisioned-concurrency", "provisioned-concurrency"),
+        ("snap-start", "on-demand"),  # not one the platform sets: the default
+    ],
+)
+def test_initialization_type_is_the_platforms(given: str | None, seen: str) -> None:
+    environ = {"_HANDLER": "a.b", "KFAAS_RUNTIME": "provided"}
+    if given is not None:
+        environ["AWS_LAMBDA_INITIALIZATION_TYPE"] = given
+    env = worker_environment(config_from_env(environ), "127.0.0.1:9001", "stream")
+    assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == seen
+
+
 async def test_fifo_pool_serves_waiters_in_order() -> None:
     pool: FifoPool[str] = FifoPool()
     waiters = [asyncio.ensure_future(pool.acquire()) for _ in range(3)]

@@ -98,7 +98,7 @@ async def test_event_context_and_environment(start: Starter) -> None:
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/fn"
     assert env["AWS_LAMBDA_LOG_STREAM_NAME"] == context["log_stream_name"]
-    assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
+    assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"  # no platform variable: on-demand
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
     assert re.fullmatch(r"AWS_Lambda_python3\.1\d", env["AWS_EXECUTION_ENV"])
     assert env["TZ"] == ":UTC" and env["LANG"] and env["PATH"] and env["LD_LIBRARY_PATH"]
