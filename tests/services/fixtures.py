@@ -126,7 +126,9 @@ def redis_service(services_state_dir: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def kafka_service(services_state_dir: Path) -> Iterator[KafkaBroker]:
-    """One Kafka 4 broker: `.bootstrap_servers`, `.restart()`, `.create_topic()`, `.log_path`."""
+    """One Kafka 4 broker: `.bootstrap_servers`, `.restart()`, `.create_topic()`, `.log_path`,
+    and `.secured` (services.kafka_listeners.SecuredListeners): its TLS, mutual TLS and SASL_SSL
+    listeners, the CA and client certificate files, the users of each SASL mechanism."""
     yield from _running("kafka_service", KafkaBroker(services_state_dir))
 
 

@@ -5,6 +5,7 @@ Only package registries are reachable here, so instead of the release tarball Ma
 `~/.cache/kfaas/kafka-<version>/libs`, and the broker runs as `java -cp libs/* kafka.Kafka`. One
 node is both controller and broker with static voters; the settings that only make sense for a
 multi-node cluster (replication 3, 50 offsets partitions, a 3 s rebalance delay) are scaled down.
+Besides PLAINTEXT it listens with server TLS, mutual TLS and SASL_SSL (services.kafka_listeners).
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ from services.base import (
     port_accepts,
     progress,
     tail,
+)
+from services.kafka_listeners import (
+    LISTENERS,
+    PROTOCOLS,
+    USERS_MARKER,
+    SecuredListeners,
+    listener_settings,
+    listeners,
+    make_certificates,
+    scram_arguments,
+    secured_listeners,
+    users_marker_text,
 )
 from services.processes import launch, running_pid, stop, wait_until
 
@@ -79,21 +92,26 @@ def _cluster_id() -> str:
 
 
 def _server_properties(
-    data: Path, port: int, controller_port: int, pods: tuple[str, int] | None = None
+    data: Path, ports: Mapping[str, int], tls_dir: Path, pods: tuple[str, int] | None = None
 ) -> str:
-    listeners = f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}"
+    port, controller_port = ports["broker"], ports["controller"]
+    listening = f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}"
     advertised = f"PLAINTEXT://{LOOPBACK}:{port}"
     protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    for name, address in listeners(ports):
+        listening += f",{name}://{address}"
+        advertised += f",{name}://{address}"
+        protocols += f",{name}:{PROTOCOLS[name]}"
     if pods is not None:
         # A listener for pods on the real node: clients are told to come back to that address.
-        listeners += f",PODS://{pods[0]}:{pods[1]}"
+        listening += f",PODS://{pods[0]}:{pods[1]}"
         advertised += f",PODS://{pods[0]}:{pods[1]}"
         protocols += ",PODS:PLAINTEXT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
-        "listeners": listeners,
+        "listeners": listening,
         "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -119,6 +137,7 @@ def _server_properties(
         "num.network.threads": "2",
         "num.io.threads": "2",
         "auto.create.topics.enable": "true",
+        **listener_settings(tls_dir, ports),
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -179,6 +198,7 @@ class KafkaBroker:
         self.pid_file = self.dir.pid_file("kafka")
         self.log_path = self.dir.log_file("kafka")
         self.config_dir = self.dir.root / "config"
+        self.tls_dir = self.dir.root / "tls"
 
     # -- build ---------------------------------------------------------------------------------
 
@@ -209,13 +229,16 @@ class KafkaBroker:
             raise ServiceError("this broker listens on loopback only: no pod can reach it")
         return f"{self.pod_address}:{self.dir.saved_ports()['pods']}"
 
+    @property
+    def secured(self) -> SecuredListeners:
+        """The TLS, mutual TLS and SASL_SSL listeners (loopback only) and their credentials."""
+        return secured_listeners(self.tls_dir, self.dir.saved_ports())
+
     def environment(self) -> Mapping[str, str]:
+        exports = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
         if self.pod_address is not None:
-            return {
-                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-                "KAFKA_BOOTSTRAP_SERVERS_FOR_PODS": self.bootstrap_servers_for_pods,
-            }
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
+            exports["KAFKA_BOOTSTRAP_SERVERS_FOR_PODS"] = self.bootstrap_servers_for_pods
+        return exports | self.secured.environment()
 
     def _java(self, main: str, *args: str, jvm: tuple[str, ...]) -> list[str]:
         return [
@@ -231,9 +254,18 @@ class KafkaBroker:
         ]
 
     def _format(self, properties: Path) -> None:
-        """Format the data folder once; later starts reuse it, so data outlives restarts."""
+        """Format the data folder once; later starts reuse it, so data outlives restarts.
+
+        SCRAM users are written into the cluster metadata at format time only: a folder formatted
+        without them (before the secured listeners) is formatted again, losing its topics.
+        """
+        marker = self.dir.data / USERS_MARKER
         if (self.dir.data / "meta.properties").exists():
-            return
+            if marker.exists() and marker.read_text() == users_marker_text():
+                return
+            progress("Kafka data has no SCRAM users (formatted before them): formatting it again")
+            shutil.rmtree(self.dir.data)
+            self.dir.create()
         cluster_id = _cluster_id()
         progress(f"formatting Kafka storage (cluster id {cluster_id})")
         formatted = subprocess.run(
@@ -244,6 +276,7 @@ class KafkaBroker:
                 cluster_id,
                 "-c",
                 str(properties),
+                *scram_arguments(),
                 # A one-shot tool: the quick compiler tier is all it has time to use.
                 jvm=("-Xmx128m", "-XX:TieredStopAtLevel=1"),
             ),
@@ -254,6 +287,7 @@ class KafkaBroker:
             raise ServiceError(
                 f"formatting Kafka storage failed:\n{formatted.stdout}{formatted.stderr}"
             )
+        marker.write_text(users_marker_text())
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -261,14 +295,14 @@ class KafkaBroker:
         if self.running():
             return self.environment()
         self.build()
-        names = ["broker", "controller"] + (["pods"] if self.pod_address else [])
+        names = ["broker", "controller", *LISTENERS.values()]
+        names += ["pods"] if self.pod_address else []
         ports = self.dir.ports(names)
         pods = (self.pod_address, ports["pods"]) if self.pod_address else None
+        make_certificates(self.tls_dir)
         self.config_dir.mkdir(parents=True, exist_ok=True)
         properties = self.config_dir / "server.properties"
-        properties.write_text(
-            _server_properties(self.dir.data, ports["broker"], ports["controller"], pods)
-        )
+        properties.write_text(_server_properties(self.dir.data, ports, self.tls_dir, pods))
         (self.config_dir / "log4j2.properties").write_text(_LOG4J2)
         self._format(properties)
         progress(f"starting Kafka {KAFKA_VERSION} on {LOOPBACK}:{ports['broker']}")
