@@ -23,6 +23,7 @@ from kfaas.manifests import Destination
 
 from .errors import BrokerError, BrokerUnavailable, DestinationError
 from .kafka_clients import KafkaMessageTuple, KafkaProducer
+from .kafka_security import KafkaSecurity
 from .policies import BOUNDED_CALLS, RedisPolicy
 from .redis_streams import RedisStreams
 
@@ -59,16 +60,24 @@ class DestinationWriter:
     def __init__(self, *, redis_policy: RedisPolicy, retry_seconds: float = 0.0) -> None:
         self.redis_policy = redis_policy
         self.retry_seconds = retry_seconds
-        self._producers: dict[str, KafkaProducer] = {}
+        # By cluster and the security it is reached with: new credentials open a new producer.
+        self._producers: dict[tuple[str, KafkaSecurity | None], KafkaProducer] = {}
         self._redis: dict[str, RedisStreams] = {}
 
     async def to_topic(
-        self, servers: str, topic: str, messages: Sequence[KafkaMessageTuple]
+        self,
+        servers: str,
+        topic: str,
+        messages: Sequence[KafkaMessageTuple],
+        *,
+        security: KafkaSecurity | None = None,
     ) -> None:
         """Write (key, value, headers) records to ``topic``; returns once all are stored."""
-        producer = self._producers.get(servers)
+        producer = self._producers.get((servers, security))
         if producer is None:
-            producer = self._producers[servers] = KafkaProducer(servers)
+            producer = KafkaProducer(servers, security=security)
+            await self._forget_cluster(servers)
+            self._producers[(servers, security)] = producer
         await self._delivering(
             f"kafka topic {topic!r} at {servers}", lambda: producer.send_all(topic, messages)
         )
@@ -88,6 +97,12 @@ class DestinationWriter:
                 await client.add_all(stream, entries)
 
         await self._delivering(f"redis stream {stream!r} at {url}", add)
+
+    async def _forget_cluster(self, servers: str) -> None:
+        """Close the producers of ``servers`` opened with other (older) credentials."""
+        for key in [key for key in self._producers if key[0] == servers]:
+            with contextlib.suppress(BrokerError):
+                await self._producers.pop(key).stop()
 
     async def close(self) -> None:
         for producer in self._producers.values():

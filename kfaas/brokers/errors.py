@@ -10,6 +10,7 @@ all ride out the same outages and give up on the same mistakes.
     ├── BrokerUnavailable    unreachable, restarting or too slow: retry until a deadline
     ├── CommitRefused        Kafka refused an offset commit: the partition moved (a rebalance)
     ├── GroupMissing         a Redis stream lost its consumer group (the stream was deleted)
+    ├── KafkaAuthError       Kafka refused the credentials, TLS failed, or a Secret is missing
     └── DestinationError     a record was not delivered to a destination; names the destination
 """
 
@@ -39,6 +40,12 @@ class CommitRefused(BrokerError):
 
 class GroupMissing(BrokerError):
     """A Redis stream has no such consumer group (the stream was deleted or Redis lost it)."""
+
+
+class KafkaAuthError(BrokerError):
+    """Kafka's SASL authentication or the TLS handshake failed, or the credentials could not be
+    read from their Secret (ADR 027). Retrying helps only once the Secret or the cluster is
+    fixed; the message says what failed, never a password."""
 
 
 class DestinationError(BrokerError):

@@ -3,7 +3,9 @@
 Partitions are ``(topic, partition)`` tuples and records plain dataclasses, so the gateway's async
 queue and the pollers above need none of aiokafka's types; every aiokafka error leaves as a
 ``kfaas.brokers.errors`` exception. The one rebalance adapter hands partitions assigned and revoked
-to the member's owner as such tuples.
+to the member's owner as such tuples. Each client takes its cluster's ``KafkaSecurity``; when one
+cannot connect, ``_starting`` probes a single connection to say what failed (a refused password,
+an untrusted certificate) as a ``KafkaAuthError``, which aiokafka's bootstrap does not tell.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from .errors import kafka_errors
+from .errors import BrokerUnavailable, KafkaAuthError, kafka_errors
+from .kafka_security import PLAINTEXT, KafkaSecurity, client_options, explain_failure
 from .policies import ConsumerPolicy, open_consumer, open_producer
 
 Partition = tuple[str, int]
@@ -35,6 +39,47 @@ class KafkaMessage:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
+
+
+# A probe of a connection that failed gets this long; a hung broker is not a security failure.
+_PROBE_MS = 5000
+
+
+async def probe(bootstrap_servers: str, security: KafkaSecurity) -> KafkaAuthError | None:
+    """Why the first bootstrap server refuses a connection with ``security``, if for security."""
+    hosts = collect_hosts(bootstrap_servers, randomize=False)
+    if not hosts:
+        return None
+    host, port, _ = hosts[0]
+    try:
+        connection = await create_conn(
+            host, port, request_timeout_ms=_PROBE_MS, **client_options(security)
+        )
+    except KafkaAuthError as exc:
+        return exc
+    except (TimeoutError, KafkaError, OSError, asyncio.IncompleteReadError) as exc:
+        return explain_failure(exc, security)
+    connection.close()
+    return None
+
+
+async def _starting(
+    what: str,
+    bootstrap_servers: str,
+    security: KafkaSecurity | None,
+    start: Callable[[], Awaitable[None]],
+) -> None:
+    """Run ``start`` with errors translated; a secured cluster unreachable is probed for why."""
+    try:
+        with kafka_errors(what):
+            await start()
+    except BrokerUnavailable as exc:
+        if security is None or security == PLAINTEXT:
+            raise
+        failure = await probe(bootstrap_servers, security)
+        if failure is None:
+            raise
+        raise KafkaAuthError(f"kafka: {what} at {bootstrap_servers}: {failure}") from exc
 
 
 def _partitions(tps: Any) -> list[Partition]:
@@ -67,16 +112,23 @@ class KafkaConsumer:
         on_revoked: PartitionsCallback,
         client_id: str | None = None,
         max_records: int | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.topics = list(topics)
         self.max_records = max_records
-        self._consumer = open_consumer(bootstrap_servers, group_id, policy, client_id=client_id)
+        self.bootstrap_servers = bootstrap_servers
+        self.security = security
+        self._consumer = open_consumer(
+            bootstrap_servers, group_id, policy, client_id=client_id, security=security
+        )
         self._listener = _Rebalance(on_assigned, on_revoked)
 
     async def start(self) -> None:
-        with kafka_errors("starting the consumer"):
+        with kafka_errors("subscribing"):
             self._consumer.subscribe(self.topics, listener=self._listener)
-            await self._consumer.start()
+        await _starting(
+            "starting the consumer", self.bootstrap_servers, self.security, self._consumer.start
+        )
 
     async def stop(self) -> None:
         """Leave the group, which hands our partitions over at once, not after a timeout."""
@@ -139,11 +191,13 @@ class KafkaConsumer:
         return int(found[tp].offset), str(found[tp].metadata or "")
 
 
-async def topic_partition_count(bootstrap_servers: str, topic: str) -> int | None:
+async def topic_partition_count(
+    bootstrap_servers: str, topic: str, security: KafkaSecurity | None = None
+) -> int | None:
     """Partitions of a topic, asked through a short-lived consumer without a group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, **client_options(security))
+    await _starting("reading topic metadata", bootstrap_servers, security, consumer.start)
     with kafka_errors("reading topic metadata"):
-        await consumer.start()
         try:
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
@@ -154,11 +208,17 @@ async def topic_partition_count(bootstrap_servers: str, topic: str) -> int | Non
     return len(partitions) if partitions else None
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int) -> None:
+async def ensure_topics(
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    partitions: int,
+    security: KafkaSecurity | None = None,
+) -> None:
     """Create those of ``topics`` that do not exist, replicated on up to three brokers."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    with kafka_errors(f"creating topics {', '.join(topics)}"):
-        await admin.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(security))
+    what = f"creating topics {', '.join(topics)}"
+    await _starting(what, bootstrap_servers, security, admin.start)
+    with kafka_errors(what):
         try:
             existing = set(await admin.list_topics())
             missing = [t for t in topics if t not in existing]
@@ -179,9 +239,16 @@ KafkaMessageTuple = tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]
 class KafkaProducer:
     """Writes records with ``acks=all``; opened on first use, so an unused one holds nothing."""
 
-    def __init__(self, bootstrap_servers: str, *, request_timeout_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        request_timeout_ms: int | None = None,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.request_timeout_ms = request_timeout_ms
+        self.security = security
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -193,10 +260,15 @@ class KafkaProducer:
     async def _open(self) -> None:
         if self._producer is not None:
             return  # opened while we waited for the lock
-        producer = open_producer(self.bootstrap_servers, request_timeout_ms=self.request_timeout_ms)
+        producer = open_producer(
+            self.bootstrap_servers,
+            request_timeout_ms=self.request_timeout_ms,
+            security=self.security,
+        )
         try:
-            with kafka_errors("starting the producer"):
-                await producer.start()
+            await _starting(
+                "starting the producer", self.bootstrap_servers, self.security, producer.start
+            )
         except BaseException:
             # A producer cannot be started again once stopped: the next attempt opens anew.
             with contextlib.suppress(KafkaError, OSError):

@@ -10,7 +10,8 @@ The choices differ for reasons, and the reasons are written next to them:
   call deadline; redis-py's own retries and a health check find dead connections after a restart.
 
 Kafka producers always write with ``acks=all`` and idempotence (a record a caller was told is
-stored must survive a broker failing); consumers take a ``ConsumerPolicy``.
+stored must survive a broker failing); consumers take a ``ConsumerPolicy``. Every Kafka client
+takes the cluster's ``KafkaSecurity`` (TLS, SASL; ADR 027), PLAINTEXT when none is given.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from .kafka_security import KafkaSecurity, client_options
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,12 @@ def open_consumer(
     policy: ConsumerPolicy,
     *,
     client_id: str | None = None,
+    security: KafkaSecurity | None = None,
 ) -> AIOKafkaConsumer:
     """A consumer-group member that commits only what it is told to (no auto-commit)."""
-    options = {"client_id": client_id} if client_id else {}
+    options = client_options(security)
+    if client_id:
+        options["client_id"] = client_id
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         group_id=group_id,
@@ -130,10 +136,15 @@ def open_consumer(
 
 
 def open_producer(
-    bootstrap_servers: str, *, request_timeout_ms: int | None = None
+    bootstrap_servers: str,
+    *,
+    request_timeout_ms: int | None = None,
+    security: KafkaSecurity | None = None,
 ) -> AIOKafkaProducer:
     """A producer whose writes are confirmed by every in-sync replica, never duplicated."""
-    options = {"request_timeout_ms": request_timeout_ms} if request_timeout_ms else {}
+    options = client_options(security)
+    if request_timeout_ms:
+        options["request_timeout_ms"] = request_timeout_ms
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, **options
     )
