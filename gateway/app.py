@@ -15,7 +15,7 @@ from kfaas.names import parse_function_key
 from kfaas.object_store import ObjectStore
 from kfaas.upstream import UpstreamPool
 
-from . import api, auth, limits, listeners, middleware, refusals, triggers
+from . import api, auth, limits, listeners, middleware, refusals, reserved, triggers
 from .asyncq import AsyncQueue, MemoryQueue
 from .dispatcher import DestinationSender, Dispatcher
 from .invoker import Invoker
@@ -54,7 +54,9 @@ def create_app(
     """
     refusals.install()  # malformed requests: one warning line each, rate-limited
     metrics = GatewayMetrics()
-    router = Router(backend.demand, max_wait_seconds=max_wait_seconds)
+    # With a platform Redis, reserved concurrency is one count for all replicas (ADR 028).
+    limiter = reserved.shared_limiter(settings.redis_url, metrics)
+    router = Router(backend.demand, max_wait_seconds=max_wait_seconds, limiter=limiter)
 
     def endpoints_changed(key: str, endpoints: list[Endpoint]) -> None:
         router.set_endpoints(key, endpoints)
@@ -105,6 +107,8 @@ def create_app(
                 platform_redis_url=settings.redis_url,
             )
             await queue.start()
+            if limiter is not None:
+                limiter.start()
             dispatcher.start()
             yield
             await dispatcher.stop()
@@ -112,6 +116,8 @@ def create_app(
             await trigger_auth.close()
         finally:
             upstream.close()
+            if limiter is not None:
+                await limiter.stop()
 
     app[auth.AUTH] = authentication or auth.Auth("none")
     app.cleanup_ctx.append(lifecycle)

@@ -390,6 +390,7 @@ async def run_kubernetes_gateway(
             objects=KubernetesObjectStore(client, watch_namespace=watch_namespace),
             code_store=code_store,
             location_key=location_key,
+            replicated=True,
         )
         sites = await gateway.serve(list(listeners) or [Listener("all", host, port)])
         try:

@@ -105,6 +105,13 @@ class GatewayMetrics:
             "Request body bytes held now against the body memory budget",
             registry=r,
         )
+        # ADR 028: 1 while reserved concurrency is not counted in the shared Redis (each replica
+        # admits only its share), 0 when it is or when there is no shared count at all.
+        self.reserved_limiter_degraded = Gauge(
+            "kfaas_reserved_limiter_degraded",
+            "1 while the shared reserved-concurrency count is unreachable or recovering",
+            registry=r,
+        )
 
     def record(self, labels: Labels, result: Outcome) -> None:
         self.invocations.labels(*labels).inc()

@@ -5,8 +5,10 @@ worker. Routing is least-outstanding-requests among instances with a free worker
 gets more than its capacity (``perInstance``) at once. Invocations beyond free capacity wait, in
 arrival order and for a bounded time, while the backend starts instances; ``concurrency.reserved``
 caps in-flight plus waiting invocations across all instances — and, as in Lambda, across all the
-function's published versions, whose pools (``namespace/name:N``) share one count. Every change
-in demand is reported to the backend, which scales with the shared rule.
+function's published versions, whose pools (``namespace/name:N``) share one count. With several
+gateway replicas, a ``SlotLimiter`` (ADR 028) also takes each reserved invocation's slot from a
+count all replicas share; over the cap either way is an immediate throttle, as in Lambda. Every
+change in demand is reported to the backend, which scales with the shared rule.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from kfaas.backends import Endpoint
 from kfaas.names import parse_function_key
@@ -22,6 +25,22 @@ from kfaas.names import parse_function_key
 from .errors import ResourceNotReady, TooManyRequests
 
 DemandListener = Callable[[str, int], None]
+
+
+class SlotLimiter(Protocol):
+    """Reserved concurrency counted across gateway replicas (``reserved.SharedLimiter``)."""
+
+    async def admit(self, function: str, reserved: int) -> bool:
+        """Take a slot of ``namespace/name`` unless ``reserved`` are taken."""
+        ...
+
+    def release(self, function: str) -> None: ...
+
+
+def _reserved_throttle() -> TooManyRequests:
+    return TooManyRequests(
+        "Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded"
+    )
 
 
 @dataclass
@@ -43,8 +62,13 @@ class FunctionPool:
         reserved: int | None,
         max_wait_seconds: float,
         on_demand: DemandListener,
+        limiter: SlotLimiter | None = None,
     ) -> None:
         self.key = key
+        self.function = "/".join(_function_of(key))
+        self._limiter = limiter
+        # Invocations of this pool holding a slot of the limiter (taken while `reserved` was set).
+        self._slots_held = 0
         self.reserved = reserved
         self.max_wait_seconds = max_wait_seconds
         self._on_demand = on_demand
@@ -81,9 +105,19 @@ class FunctionPool:
     async def acquire(self) -> Slot:
         """Take a worker on some instance, waiting for one if none is free."""
         if self.reserved is not None and self._function_concurrency() >= self.reserved:
-            raise TooManyRequests(
-                "Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded"
-            )
+            raise _reserved_throttle()
+        if self.reserved is not None and self._limiter is not None:
+            if not await self._limiter.admit(self.function, self.reserved):
+                raise _reserved_throttle()
+            self._slots_held += 1
+            try:
+                return await self._acquire_slot()
+            except BaseException:
+                self._give_back()
+                raise
+        return await self._acquire_slot()
+
+    async def _acquire_slot(self) -> Slot:
         slot = self._pick()
         if slot is not None and not self._waiters:
             self._take(slot)
@@ -97,7 +131,7 @@ class FunctionPool:
             return await asyncio.wait_for(asyncio.shield(waiter), self.max_wait_seconds)
         except (TimeoutError, asyncio.CancelledError) as exc:
             if waiter.done() and not waiter.cancelled():
-                self.release(waiter.result())
+                self._release_slot(waiter.result())
             else:
                 waiter.cancel()
             self._report()
@@ -116,10 +150,19 @@ class FunctionPool:
         return sum(pool.concurrency for pool in self.siblings)
 
     def release(self, slot: Slot) -> None:
+        self._give_back()
+        self._release_slot(slot)
+
+    def _release_slot(self, slot: Slot) -> None:
         slot.in_flight -= 1
         self.in_flight -= 1
         self._wake_waiters()
         self._report()
+
+    def _give_back(self) -> None:
+        if self._slots_held > 0 and self._limiter is not None:
+            self._slots_held -= 1
+            self._limiter.release(self.function)
 
     def _take(self, slot: Slot) -> None:
         slot.in_flight += 1
@@ -159,10 +202,17 @@ class FunctionPool:
 class Router:
     """All function pools of one gateway, fed with endpoints by the instance backend."""
 
-    def __init__(self, on_demand: DemandListener, *, max_wait_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        on_demand: DemandListener,
+        *,
+        max_wait_seconds: float = 60.0,
+        limiter: SlotLimiter | None = None,
+    ) -> None:
         self._pools: dict[str, FunctionPool] = {}
         self._on_demand = on_demand
         self.max_wait_seconds = max_wait_seconds
+        self.limiter = limiter
 
     def pool(self, key: str, reserved: int | None) -> FunctionPool:
         pool = self._pools.get(key) or self._new_pool(key)
@@ -175,7 +225,11 @@ class Router:
 
     def _new_pool(self, key: str) -> FunctionPool:
         pool = FunctionPool(
-            key, reserved=None, max_wait_seconds=self.max_wait_seconds, on_demand=self._on_demand
+            key,
+            reserved=None,
+            max_wait_seconds=self.max_wait_seconds,
+            on_demand=self._on_demand,
+            limiter=self.limiter,
         )
         self._pools[key] = pool
         # One list per function, shared by its pools: `namespace/name` and `namespace/name:N`.

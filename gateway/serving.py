@@ -9,6 +9,7 @@ from the pieces that differ, so a bound, a queue option or a shutdown step is wi
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ from .listeners import GuardedSite, Listener, make_runner, start_listeners
 from .queues import make_queue
 from .registry import FunctionRegistry
 from .trigger_keys import KeySources
+
+log = logging.getLogger("kfaas.gateway")
 
 
 @dataclass
@@ -59,11 +62,21 @@ def compose_gateway(
     objects: ObjectStore | None = None,
     code_store: CodeStore | None = None,
     location_key: str | None = None,
+    replicated: bool = False,
 ) -> Gateway:
     """The gateway over ``registry`` and ``backend``, its queue a URL (memory, redis://, kafka://).
 
     Destinations that name no server of their own go to the platform's Redis or Kafka (settings).
+    ``replicated``: other replicas of this gateway may serve the same functions (a cluster).
     """
+    if replicated and not settings.redis_url:
+        # ADR 028: the shared count lives in the platform Redis; without it each replica counts
+        # alone, so N replicas may run up to N times reserved of a function.
+        log.warning(
+            "reserved concurrency is counted per gateway replica: no KFAAS_REDIS_URL, so each "
+            "replica admits up to concurrency.reserved on its own",
+            extra={"event": "reserved-limiter-per-replica"},
+        )
     destinations = ClientDestinations(
         redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
     )
