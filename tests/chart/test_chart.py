@@ -115,6 +115,7 @@ def test_crds_ship_with_the_chart(helm: Path) -> None:
         "eventsourcemappings.kfaas.dev",
         "functionversions.kfaas.dev",
         "functionaliases.kfaas.dev",
+        "schedules.kfaas.dev",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
