@@ -784,7 +784,7 @@ def _is_ours(doc: Mapping[str, Any]) -> bool:
     return api_version is None and doc.get("kind") in KINDS
 
 
-def _read_documents(path: Path) -> list[Any]:
+def read_documents(path: Path) -> list[Any]:
     """The non-empty YAML documents of a file; unreadable files raise a ManifestError."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -813,7 +813,7 @@ def load_manifests(paths: Iterable[str | Path]) -> list[Manifest]:
     defined_in: dict[tuple[str, str], str] = {}
     for path in files:
         try:
-            documents = _read_documents(path)
+            documents = read_documents(path)
         except ManifestError as exc:
             errors.append((path, exc))
             continue
