@@ -26,6 +26,7 @@ COPY operator ./operator
 COPY pollers ./pollers
 COPY cli ./cli
 COPY codestore ./codestore
+COPY scheduler ./scheduler
 # Bytecode checked by hash, not by the source's mtime: layer tars round mtimes to the second, so
 # about half the timestamped .pyc would be stale and recompiled at every start on a read-only
 # root. -I: the current folder is not put first on sys.path (./operator shadows the stdlib's).

@@ -214,13 +214,28 @@ class KubernetesObjectStore:
             )
 
     async def write_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> Body:
         live = await self.get(plural, namespace, name)
-        patch = status_merge_patch(live.get("status") or {}, status)
+        if resource_version is not None and live["metadata"]["resourceVersion"] != resource_version:
+            raise store.Conflict(
+                f'{store.KINDS[plural]} "{name}" changed since it was read (resourceVersion '
+                f"{live['metadata']['resourceVersion']}, not {resource_version})"
+            )
+        patch: Body = {"status": status_merge_patch(live.get("status") or {}, status)}
+        if resource_version is not None:
+            # A patch that names a resourceVersion is applied only if it is still the object's:
+            # the API server answers 409 Conflict otherwise (optimistic concurrency).
+            patch["metadata"] = {"resourceVersion": resource_version}
         with _requests(f"write the status of {plural} {namespace}/{name}"):
             written = await self.client.patch(
-                API_VERSION, plural, namespace, name, {"status": patch}, subresource="status"
+                API_VERSION, plural, namespace, name, patch, subresource="status"
             )
         return _typed(plural, written)
 

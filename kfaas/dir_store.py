@@ -37,6 +37,7 @@ from .object_bodies import (
     with_status,
 )
 from .object_store import Body, ChangeListener, StoreError
+from .schedule_manifests import parse_schedule
 from .version_manifests import parse_alias, parse_version
 
 log = logging.getLogger("kfaas.dir_store")
@@ -74,6 +75,10 @@ def _validate_alias(body: Body) -> None:
     parse_alias(body)
 
 
+def _validate_schedule(body: Body) -> None:
+    parse_schedule(body)
+
+
 # What the API server's schema checks, by plural; a validator raises ``object_store.Invalid`` or
 # a ``ManifestError`` (the store turns it into ``Invalid`` naming its field).
 VALIDATORS: dict[str, Validator] = {
@@ -81,6 +86,7 @@ VALIDATORS: dict[str, Validator] = {
     store.EVENT_SOURCE_MAPPINGS: _validate_mapping,
     store.FUNCTION_VERSIONS: _validate_version,
     store.FUNCTION_ALIASES: _validate_alias,
+    store.SCHEDULES: _validate_schedule,
 }
 
 
@@ -192,10 +198,17 @@ class DirectoryObjectStore:
             return self._write(plural, replaced)
 
     async def write_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> Body:
         with self._mutex:
             live = self._find(plural, namespace, name)
+            _check_current(plural, live, resource_version)
             updated = with_status(live, status)
             if updated.get("status") == live.get("status"):  # a no-op, as on the API server
                 return copy.deepcopy(live)
@@ -206,12 +219,7 @@ class DirectoryObjectStore:
     ) -> None:
         with self._mutex:
             live = self._find(plural, namespace, name)
-            current = live["metadata"]["resourceVersion"]
-            if resource_version is not None and resource_version != current:
-                raise store.Conflict(
-                    f'{store.KINDS[plural]} "{name}" changed since it was read '
-                    f"(resourceVersion {current}, not {resource_version})"
-                )
+            _check_current(plural, live, resource_version)
             self._remove(plural, live)
 
     # -- the folder ------------------------------------------------------------------------------
@@ -301,6 +309,16 @@ class DirectoryObjectStore:
                 objects[(metadata["namespace"], metadata["name"])] = body
                 highest = max(highest, int(metadata.get("resourceVersion") or 0))
         self._resource_version = highest
+
+
+def _check_current(plural: str, live: Body, resource_version: str | None) -> None:
+    """``Conflict`` unless ``live`` is still at ``resource_version`` (None: no precondition)."""
+    current = live["metadata"]["resourceVersion"]
+    if resource_version is not None and resource_version != current:
+        raise store.Conflict(
+            f'{store.KINDS[plural]} "{live["metadata"]["name"]}" changed since it was read '
+            f"(resourceVersion {current}, not {resource_version})"
+        )
 
 
 def _read(path: Path) -> Body:

@@ -22,11 +22,13 @@ FUNCTIONS = "functions"
 FUNCTION_VERSIONS = "functionversions"
 FUNCTION_ALIASES = "functionaliases"
 EVENT_SOURCE_MAPPINGS = "eventsourcemappings"
+SCHEDULES = "schedules"
 KINDS: Mapping[str, str] = {
     FUNCTIONS: "Function",
     FUNCTION_VERSIONS: "FunctionVersion",
     FUNCTION_ALIASES: "FunctionAlias",
     EVENT_SOURCE_MAPPINGS: "EventSourceMapping",
+    SCHEDULES: "Schedule",
 }
 
 # Field managers: who wrote a spec, as managedFields records it.
@@ -81,8 +83,10 @@ class ObjectStore(Protocol):
       ``spec`` (never ``status``) if ``metadata.resourceVersion`` is still current, else
       ``Conflict``. ``generation`` goes up by one exactly when ``spec`` changed, and only then
       does ``field_manager``'s managedFields time move (so a tag write keeps LastModified).
-    - ``write_status``: merges ``status`` (top-level keys replace) without touching generation;
-      used by ``kfaas dev`` to report what the operator would, never by the gateway in a cluster.
+    - ``write_status``: merges ``status`` (top-level keys replace, None removes) without
+      touching generation; with ``resource_version``, only if the object is still at it, else
+      ``Conflict`` (the scheduler's claims, ADR 026). Used by ``kfaas dev`` to report what the
+      operator would and by the scheduler, never by the gateway in a cluster.
     - ``delete``: with ``resource_version`` as a precondition if given; objects whose
       ownerReferences name the deleted object's uid are deleted too (the API server's garbage
       collector does this in the background; a folder store does it at once).
@@ -103,7 +107,13 @@ class ObjectStore(Protocol):
     async def replace(self, plural: str, body: Body, *, field_manager: str) -> Body: ...
 
     async def write_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> Body: ...
 
     async def delete(

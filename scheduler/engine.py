@@ -1,0 +1,310 @@
+"""The scheduler's loop: list Schedules, claim each due tick, deliver, retry, dead-letter (ADR 026).
+
+Every replica runs the same loop over the same Schedules; none is a leader. A replica that finds
+a tick due writes a claim into the Schedule's status with the resourceVersion it read as the
+precondition: of replicas racing for one tick exactly one write succeeds, the others read a
+Conflict and see the claim. The holder delivers, renews the claim while it retries, and finally
+writes ``lastTick`` (also with the precondition, so a replica that lost its claim cannot write
+over the one that took it). A replica that dies leaves its claim to expire; another takes the
+tick over and delivers it again — counted, with the same event id — so no tick is lost across a
+restart. What to do when is ``ticks.decide``/``after_failure``; this module only acts on it.
+
+Each Schedule with work gets a task of its own (one retrying with backoff must not hold up the
+others); the loop lists every ``poll_seconds`` and sleeps until the earliest due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from kfaas import aiokit
+from kfaas.brokers.errors import DestinationError
+from kfaas.manifests import ManifestError
+from kfaas.object_store import (
+    SCHEDULES,
+    Body,
+    ObjectNotFound,
+    ObjectStore,
+    StoreError,
+)
+from kfaas.schedule_manifests import Schedule, ScheduleStatus, parse_date_time, parse_schedule
+
+from .claims import ClaimLost, ClaimWriter, Stale, status_of
+from .dead_letters import DeadLetters
+from .delivery import Delivery, DeliveryError, RetryableDelivery, failure_reason
+from .metrics import ScheduleMetrics
+from .records import failure_record, payload_of
+from .settings import SchedulerSettings
+from .ticks import (
+    Condition,
+    Fire,
+    GiveUp,
+    Timeline,
+    Wait,
+    after_failure,
+    backoff_delay,
+    decide,
+    done_status,
+    stamp,
+    timeline_of,
+)
+
+log = logging.getLogger("kfaas.scheduler")
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class ScheduleEngine:
+    """Fires the Schedules of ``objects`` (one namespace, or all) through ``delivery``.
+
+    ``replica`` names this replica in claims (a pod name; stable for one process). ``run`` until
+    cancelled; ``run_once`` is one listing pass (tests). Metrics go to ``metrics``' registry.
+    """
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        delivery: Delivery,
+        dead_letters: DeadLetters,
+        *,
+        replica: str,
+        region: str,
+        settings: SchedulerSettings | None = None,
+        metrics: ScheduleMetrics | None = None,
+        namespace: str | None = None,
+        clock: Clock = utc_now,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.objects = objects
+        self.delivery = delivery
+        self.dead_letters = dead_letters
+        self.replica = replica
+        self.region = region
+        self.settings = settings or SchedulerSettings()
+        self.metrics = metrics or ScheduleMetrics()
+        self.namespace = namespace
+        self.clock = clock
+        self.draw = draw
+        self.claims = ClaimWriter(
+            objects, replica=replica, claim_seconds=self.settings.claim_seconds, clock=clock
+        )
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        # One attempt (a delivery, a dead-letter write) ends well inside the claim's lease.
+        self.attempt_seconds = min(self.settings.claim_seconds / 3, 30.0)
+
+    async def run(self) -> None:
+        """List, start workers, sleep until the earliest due time or the next poll; repeat."""
+        try:
+            while True:
+                seconds = await self.run_once()
+                await aiokit.wait_event(self._wake, seconds)
+                self._wake.clear()
+        finally:
+            await aiokit.stop_tasks(list(self._workers.values()), grace_seconds=0, log=log)
+            self._workers.clear()
+
+    async def run_once(self) -> float:
+        """Start a worker for each Schedule with work to do; the seconds until the next look."""
+        for key in [key for key, task in self._workers.items() if task.done()]:
+            self._workers.pop(key)
+        poll = self.settings.poll_seconds
+        try:
+            bodies = await self.objects.list(SCHEDULES, self.namespace)
+        except StoreError as exc:
+            log.warning("schedules not listed: %s", exc)
+            return poll
+        now = self.clock()
+        wake = now + datetime.timedelta(seconds=poll)
+        for body in bodies:
+            key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+            if key in self._workers:
+                continue
+            decision = self._decide(body, now)
+            if decision is None:
+                continue
+            if isinstance(decision, Wait) and decision.status is None:
+                if decision.until is not None:
+                    wake = min(wake, decision.until)
+                continue
+            worker = asyncio.create_task(self._work(body), name=f"kfaas-schedule-{key}")
+            worker.add_done_callback(self._worker_ended)
+            self._workers[key] = worker
+        return max(0.0, (wake - self.clock()).total_seconds())
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("%s failed", task.get_name(), exc_info=error)
+        self._wake.set()  # the loop looks again: the schedule's next due time is known now
+
+    def _decide(self, body: Body, now: datetime.datetime) -> Wait | Fire | None:
+        parsed = self._parsed(body)
+        if parsed is None:
+            return None
+        schedule, timeline, status = parsed
+        generation = int(body["metadata"].get("generation") or 1)
+        return decide(
+            schedule, timeline, status, generation=generation, now=now, replica=self.replica
+        )
+
+    def _parsed(self, body: Body) -> tuple[Schedule, Timeline, ScheduleStatus] | None:
+        metadata = body["metadata"]
+        try:
+            schedule = parse_schedule(body)
+            status = status_of(body)
+            created = parse_date_time(str(metadata["creationTimestamp"]))
+        except (ManifestError, ValueError, KeyError) as exc:  # the store validated it: by hand
+            log.error(
+                "Schedule %s/%s not run: %s", metadata.get("namespace"), metadata.get("name"), exc
+            )
+            return None
+        return schedule, timeline_of(schedule, str(metadata["uid"]), created), status
+
+    # -- one schedule --------------------------------------------------------------------------
+
+    async def _work(self, body: Body) -> None:
+        """Act on one Schedule until nothing is due (its owed ticks oldest first)."""
+        while True:
+            try:
+                decision = self._decide(body, self.clock())
+                if decision is None:
+                    return
+                if isinstance(decision, Wait):
+                    if decision.status is not None:
+                        await self.claims.write(body, decision.status)
+                    return
+                body = await self._fire(body, decision)
+            except Stale as stale:
+                if isinstance(stale, ClaimLost):
+                    log.warning("%s: the tick was taken over by another replica", _key(body))
+                body = stale.body
+            except ObjectNotFound:
+                return  # deleted: nothing is owed
+            except (StoreError, aiokit.DeadlinePassed) as exc:
+                # The next look starts again from the store; a claim left behind is this
+                # replica's, taken over at once then (counted as a redelivery).
+                log.warning("%s: the store failed, trying again later: %s", _key(body), exc)
+                return
+
+    async def _fire(self, body: Body, fire: Fire) -> Body:
+        """Claim ``fire.tick``, deliver it (or give it up), and record it done."""
+        parsed = self._parsed(body)
+        assert parsed is not None  # decided on the same body
+        schedule, timeline, _ = parsed
+        uid = str(body["metadata"]["uid"])
+        generation = int(body["metadata"].get("generation") or 1)
+        labels = _labels(schedule)
+        if fire.too_old and schedule.spec.dead_letter_config is None:
+            body = await self.claims.write(body, done_status(timeline, fire.tick, generation))
+            self._missed(schedule, fire.tick, "EventAgeExceeded", fire.attempts, "too old")
+            return body
+        # The race: of the replicas that read the same resourceVersion one claim is written.
+        attempts = fire.attempts + (0 if fire.too_old else 1)
+        body = await self.claims.write(body, self.claims.claim(fire.tick, attempts))
+        if fire.takeover:
+            self.metrics.redeliveries.labels(*labels).inc()
+        condition: Condition = "EventAgeExceeded"
+        error, status_code = "older than maximumEventAgeInSeconds before it was delivered", 0
+        while not fire.too_old:
+            try:
+                await self._deliver(schedule, uid, fire.tick)
+            except DeliveryError as exc:
+                self.metrics.failures.labels(*labels, failure_reason(exc)).inc()
+                step = after_failure(
+                    schedule, tick=fire.tick, attempts=attempts,
+                    retryable=isinstance(exc, RetryableDelivery), now=self.clock(),
+                    base_seconds=self.settings.retry_base_seconds, draw=self.draw(),
+                )  # fmt: skip
+                if isinstance(step, GiveUp):
+                    condition, error, status_code = step.condition, str(exc), exc.status
+                    break
+                body = await self.claims.pause(body, fire.tick, attempts, step.delay)
+                attempts += 1  # counted in the claim before it is made: a takeover knows of it
+                body = await self.claims.write(
+                    body, self.claims.claim(fire.tick, attempts), keep=fire.tick
+                )
+                continue
+            self.metrics.fires.labels(*labels).inc()
+            late = (self.clock() - fire.due).total_seconds()
+            self.metrics.delay.labels(*labels).observe(max(0.0, late))
+            return await self.claims.write(
+                body, done_status(timeline, fire.tick, generation), keep=fire.tick
+            )
+        if schedule.spec.dead_letter_config is None:
+            self._missed(schedule, fire.tick, condition, attempts, error)
+        else:
+            record = failure_record(
+                schedule, uid, fire.tick, region=self.region, condition=condition,
+                attempts=attempts, status_code=status_code, error=error, now=self.clock(),
+            )  # fmt: skip
+            body = await self._dead_letter(body, schedule, record, fire.tick, attempts)
+        return await self.claims.write(
+            body, done_status(timeline, fire.tick, generation), keep=fire.tick
+        )
+
+    async def _deliver(self, schedule: Schedule, uid: str, tick: datetime.datetime) -> None:
+        target = schedule.spec.target
+        payload = payload_of(schedule, uid, tick, region=self.region)
+        try:
+            async with asyncio.timeout(self.attempt_seconds):
+                await self.delivery.invoke_async(
+                    schedule.metadata.namespace, target.function_name, target.qualifier, payload
+                )
+        except TimeoutError:
+            raise RetryableDelivery(f"no answer within {self.attempt_seconds:g} s", 0) from None
+
+    async def _dead_letter(
+        self, body: Body, schedule: Schedule, record: dict[str, Any], tick: datetime.datetime,
+        attempts: int,
+    ) -> Body:  # fmt: skip
+        """Write the failure record, trying until it is stored (the claim kept meanwhile)."""
+        destination = schedule.spec.dead_letter_config
+        assert destination is not None
+        failures = 0
+        while True:
+            try:
+                async with asyncio.timeout(self.attempt_seconds):
+                    await self.dead_letters.send(destination, record)
+            except (DestinationError, TimeoutError) as exc:
+                failures += 1
+                self.metrics.failures.labels(*_labels(schedule), "dead_letter").inc()
+                log.warning("%s: dead-letter write failed, retrying: %s", schedule.key, exc)
+                delay = backoff_delay(failures, self.settings.retry_base_seconds, self.draw())
+                body = await self.claims.pause(body, tick, attempts, delay)
+                continue
+            self.metrics.dead_letters.labels(*_labels(schedule)).inc()
+            return body
+
+    def _missed(
+        self, schedule: Schedule, tick: datetime.datetime, condition: str, attempts: int, error: str
+    ) -> None:
+        """A tick given up with no dead-letter destination: counted and logged, never silent."""
+        self.metrics.missed.labels(*_labels(schedule)).inc()
+        line = {
+            "message": "schedule tick given up (no deadLetterConfig)",
+            "schedule": schedule.key,
+            "function": schedule.spec.target.function_name,
+            "tick": stamp(tick),
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+            "error": error,
+        }
+        log.warning("%s", json.dumps(line))
+
+
+def _key(body: Body) -> str:
+    return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+
+
+def _labels(schedule: Schedule) -> tuple[str, str, str]:
+    return schedule.metadata.namespace, schedule.metadata.name, schedule.spec.target.function_name
