@@ -1,7 +1,8 @@
 """The ``kfaas`` command: thin entry points that parse configuration and wire objects.
 
-Each role (``dev``, ``gateway``, ``runtime``, ``invoke``, ``operator``, ``poller``) is a
-subcommand; the loops live in their own modules so they can be tested without the command line.
+Each role (``dev``, ``gateway``, ``runtime``, ``invoke``, ``operator``, ``poller``,
+``scheduler``) is a subcommand; the loops live in their own modules so they can be tested without
+the command line.
 """
 
 from __future__ import annotations
@@ -179,6 +180,18 @@ def _parser() -> argparse.ArgumentParser:
     poller.add_argument("--mapping", metavar="FILE", help="the EventSourceMapping manifest")
 
     commands.add_parser(
+        "scheduler",
+        help="fire Schedules as Event invocations through the gateway (in-cluster role)",
+        description="The scheduler role (ADR 026): fires the Schedules of every namespace "
+        "(KFAAS_WATCH_NAMESPACE: one) through the gateway's Invoke API (KFAAS_GATEWAY_URL), with "
+        "the pod's ServiceAccount or $KUBECONFIG. Replicas share the ticks by claims in each "
+        "Schedule's status; each replica is named by POD_NAME (else host name and process id). "
+        "Metrics and /healthz on KFAAS_SCHEDULER_METRICS_PORT (default 9090, 0: off); timing "
+        "from KFAAS_SCHEDULER_POLL_SECONDS, KFAAS_SCHEDULER_CLAIM_SECONDS and "
+        "KFAAS_SCHEDULER_RETRY_BASE_SECONDS (docs/operating.md).",
+    )
+
+    commands.add_parser(
         "code-store",
         help="serve uploaded zips by sha256 from a folder (in-cluster role, ADR 025)",
         description="The code store: PUT/GET /v1/blobs/sha256/HEX on KFAAS_CODE_STORE_PORT "
@@ -231,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kfaas.pollers.main import main as poller_main
 
         return poller_main(args.mapping)
+    if args.command == "scheduler":
+        return _scheduler()
     from kfaas import telemetry
     from kfaas.cli.settings import server_settings
 
@@ -284,6 +299,16 @@ def _operator(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"kfaas operator: cannot serve metrics: {exc}", file=sys.stderr)
         return 1
+
+
+def _scheduler() -> int:
+    # The Kubernetes ObjectStore is the gateway's; the command line composes the two components.
+    from kfaas.gateway.kube_store import KubernetesObjectStore
+    from kfaas.scheduler.main import main as scheduler_main
+
+    return scheduler_main(
+        lambda client, namespace: KubernetesObjectStore(client, watch_namespace=namespace)
+    )
 
 
 def _kubernetes_gateway(server: ServerSettings) -> int:

@@ -36,6 +36,9 @@ CASES = [
     ("poller", "KFAAS_POLLER_CLAIM_IDLE_SECONDS", "abc", "duration"),
     ("poller", "KFAAS_LOG_LEVEL", "bogus", "enum"),
     ("poller", "KFAAS_GATEWAY_URL", "ftp://gateway", "url"),
+    ("scheduler", "KFAAS_SCHEDULER_POLL_SECONDS", "often", "duration"),
+    ("scheduler", "KFAAS_SCHEDULER_METRICS_PORT", "99999", "port"),
+    ("scheduler", "KFAAS_GATEWAY_URL", "ftp://gateway", "url"),
     ("runtime", "KFAAS_PER_INSTANCE", "many", "number"),
     ("runtime", "KFAAS_TIMEOUT_SECONDS", "soon", "duration"),
     ("runtime", "KFAAS_PYTHON_CHANNEL", "pigeon", "enum"),
@@ -70,6 +73,8 @@ def test_a_bad_value_is_one_line_naming_the_variable_and_exit_2(
         argv.append(str(tmp_path))  # never reached: the settings fail first
     if role == "runtime":
         env.update({"_HANDLER": "app.handler", "LAMBDA_TASK_ROOT": str(tmp_path)})
+    if role == "scheduler":
+        env.setdefault("KFAAS_GATEWAY_URL", "http://127.0.0.1:1")  # it needs one
     done = subprocess.run(
         argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
     )
