@@ -249,6 +249,8 @@ class SharedLimiter:
         """Announce this replica, count the others and renew (or register again) every slot
         held; an unanswered tick starts an outage, an answered one may end it."""
         try:
+            if self.health.mode is Mode.DEGRADED:
+                await self.slots.reconnect()
             replicas = await self.slots.heartbeat(self.leases.replica, self.lease_ms)
             held = self.leases.snapshot()
             for function, members in held.items():

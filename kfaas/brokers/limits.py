@@ -81,6 +81,12 @@ class SharedSlots:
     async def close(self) -> None:
         await self.client.aclose()
 
+    async def reconnect(self) -> None:
+        """Drop every pooled connection: after an outage they are dead, and each would fail its
+        next command (redis-py retries nothing under this policy)."""
+        with redis_errors("dropping connections"):
+            await self.client.connection_pool.disconnect()
+
     def _slots_key(self, function: str) -> str:
         # The sorted set of ``namespace/name``'s slots: all its versions share it.
         return f"{self.prefix}fn:{function}"

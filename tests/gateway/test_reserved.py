@@ -100,6 +100,9 @@ class FakeSlots:
         self._check()
         self.taken.get(function, set()).difference_update(members)
 
+    async def reconnect(self) -> None:
+        pass
+
     async def heartbeat(self, replica: str, lease_ms: int) -> int:
         self._check()
         return self.replicas
