@@ -8,6 +8,7 @@ the errors, the cascade of deletes.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from kfaas import object_store as store
 from kfaas.lambda_shapes import last_modified, object_facts, revision_id
 from kfaas.object_store import Body
 
-from .conftest import Subject
+from .conftest import CRDS, Subject
 
 HANDLER = "def handler(event, context):\n    return event\n"
 
@@ -357,3 +358,79 @@ async def test_a_published_version_is_immutable_and_goes_with_its_function(
     await eventually_async(
         children_gone, within=30, what="the version and alias deleted with the function"
     )
+
+
+async def test_write_status_with_a_resource_version_is_a_precondition(subject: Subject) -> None:
+    """What the scheduler's claims stand on (ADR 026): a status written from a stale read is
+    refused and writes nothing; of two writers that read the same version, one wins."""
+    namespace, name = subject.namespaces[0], subject.name()
+    created = await subject.store.create(
+        store.FUNCTIONS, function(namespace, name), field_manager=store.GATEWAY_MANAGER
+    )
+    read = created["metadata"]["resourceVersion"]
+    written = await subject.store.write_status(
+        store.FUNCTIONS, namespace, name, {"codeSha256": "aa"}, resource_version=read
+    )
+    with pytest.raises(store.Conflict):
+        await subject.store.write_status(
+            store.FUNCTIONS, namespace, name, {"codeSha256": "bb"}, resource_version=read
+        )
+    assert await subject.store.get(store.FUNCTIONS, namespace, name) == written
+    # None removes a key, under the precondition too.
+    current = written["metadata"]["resourceVersion"]
+    removed = await subject.store.write_status(
+        store.FUNCTIONS, namespace, name,
+        {"codeSha256": None, "observedGeneration": 1}, resource_version=current,
+    )  # fmt: skip
+    assert "codeSha256" not in removed["status"] and removed["status"]["observedGeneration"] == 1
+    # Two writers racing from one read: exactly one of them writes.
+    current = removed["metadata"]["resourceVersion"]
+    outcomes = await asyncio.gather(
+        *(
+            subject.store.write_status(
+                store.FUNCTIONS, namespace, name, {"codeSha256": digest}, resource_version=current
+            )
+            for digest in ("cc", "dd")
+        ),
+        return_exceptions=True,
+    )
+    won = [outcome for outcome in outcomes if isinstance(outcome, dict)]
+    lost = [outcome for outcome in outcomes if isinstance(outcome, store.Conflict)]
+    assert (len(won), len(lost)) == (1, 1), outcomes
+    live = await subject.store.get(store.FUNCTIONS, namespace, name)
+    assert live["status"]["codeSha256"] == won[0]["status"]["codeSha256"]
+
+
+async def test_a_schedule_claim_replaces_the_last_one_whole(subject: Subject) -> None:
+    """A Schedule's status as the scheduler writes it: the claim a mapping replaced whole (no
+    field of an older claim left over), removed with None."""
+    if subject.kind == "kube" and not (CRDS / "schedules.kfaas.dev.yaml").exists():
+        pytest.skip("the Schedule CRD is not generated yet")
+    namespace, name = subject.namespaces[0], subject.name("s")
+    body = {
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"scheduleExpression": "rate(5 minutes)", "target": {"functionName": "f"}},
+    }
+    created = await subject.store.create(store.SCHEDULES, body, field_manager="kfaas-scheduler")
+    claim = {
+        "tick": "2026-11-30T10:00:00Z", "holder": "a",
+        "expires": "2026-11-30T10:00:30Z", "attempts": 3,
+    }  # fmt: skip
+    written = await subject.store.write_status(
+        store.SCHEDULES, namespace, name, {"claim": claim},
+        resource_version=created["metadata"]["resourceVersion"],
+    )  # fmt: skip
+    renewed = {"tick": "2026-11-30T10:05:00Z", "holder": "b", "expires": "2026-11-30T10:05:30Z"}
+    written = await subject.store.write_status(
+        store.SCHEDULES, namespace, name, {"claim": renewed},
+        resource_version=written["metadata"]["resourceVersion"],
+    )  # fmt: skip
+    # Not the older claim's 3 attempts: the API server fills in the schema's default, 0.
+    assert {"attempts": 0, **renewed} == {"attempts": 0, **written["status"]["claim"]}
+    done = await subject.store.write_status(
+        store.SCHEDULES, namespace, name, {"claim": None, "lastTick": "2026-11-30T10:05:00Z"},
+        resource_version=written["metadata"]["resourceVersion"],
+    )  # fmt: skip
+    assert done["status"] == {"lastTick": "2026-11-30T10:05:00Z"}
