@@ -71,6 +71,7 @@ def server_settings(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> ServerSettings:
     """The settings of `kfaas dev` or `kfaas gateway`; ValueError naming a bad flag or variable."""
+    from kfaas.brokers.platform_kafka import check_platform_security
     from kfaas.gateway.asyncq import parse_queue_url
     from kfaas.gateway.listeners import parse_listeners
     from kfaas.pollers.settings import PollerSettings
@@ -85,6 +86,8 @@ def server_settings(
     )
     backend = getattr(args, "backend", None) or choice(gateway, "KFAAS_GATEWAY_BACKEND", BACKENDS)
     base = Settings.from_env(environ)
+    # The platform's Kafka certificates are loaded once here, so a bad one stops the start.
+    check_platform_security(base.kafka_security)
     poller = PollerSettings.from_env(environ)
     flags = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in BOUND_FLAGS}
     listen = args.listen or [v for v in environ.get("KFAAS_LISTEN", "").split(",") if v.strip()]

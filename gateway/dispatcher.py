@@ -35,13 +35,16 @@ STOP_GRACE_SECONDS = 2.0
 
 
 class DestinationSender(Protocol):
-    """Delivers invocation records to Kafka topics or Redis streams (function targets stay here)."""
+    """Delivers invocation records to Kafka topics or Redis streams (function targets stay here).
 
-    async def send(self, destination: Any, record: dict[str, Any]) -> None: ...
+    ``namespace`` is the function's: a destination's Secrets (Kafka ``tls``/``auth``) are there.
+    """
+
+    async def send(self, destination: Any, record: dict[str, Any], *, namespace: str) -> None: ...
 
 
 class NoExternalDestinations:
-    async def send(self, destination: Any, record: dict[str, Any]) -> None:
+    async def send(self, destination: Any, record: dict[str, Any], *, namespace: str) -> None:
         raise RuntimeError(
             f"destination {destination!r} needs a Kafka or Redis destination sender, "
             "which this gateway was started without"
@@ -234,7 +237,7 @@ class Dispatcher:
                 body = json.dumps(record).encode()
                 await self.queue.put(AsyncEvent.new(target, body, request_id=str(uuid.uuid4())))
             else:
-                await self.destinations.send(destination, dict(record))
+                await self.destinations.send(destination, dict(record), namespace=namespace)
         except Exception as exc:
             self.invoker.metrics.destination_failures.labels(*_labels(function)).inc()
             log.error(

@@ -11,7 +11,8 @@ not yet due is held (not committed) until it is, so a crash re-reads it from the
 never loses it. A dispatcher that dies stops heartbeating; after the session timeout its
 partitions move to another replica, which resumes from the committed offsets (redelivering what
 was in flight — at least once). Kafka is reached through ``kfaas.brokers`` (ADR 019); its errors
-become ``QueueError``/``QueueUnavailable`` here (``durable.within_outage``).
+become ``QueueError``/``QueueUnavailable`` here (``durable.within_outage``). Every client of the
+queue (topic set-up, producer, consumer) takes the platform's Kafka security (ADR 027).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from kfaas.brokers.kafka_clients import (
     Partition,
     ensure_topics,
 )
+from kfaas.brokers.kafka_security import KafkaSecurity
 from kfaas.brokers.policies import async_queue_consumer
 
 from .asyncq import (
@@ -77,13 +79,17 @@ class KafkaQueue:
         *,
         redelivery_seconds: float = 30.0,
         unavailable_seconds: float = 10.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.spec = spec
+        self.security = security
         self.topic = spec.name
         self.retry_topic = f"{spec.name}-retry"
         self.unavailable_seconds = unavailable_seconds
         self._producer = KafkaProducer(
-            spec.bootstrap_servers, request_timeout_ms=max(1000, int(unavailable_seconds * 1000))
+            spec.bootstrap_servers,
+            request_timeout_ms=max(1000, int(unavailable_seconds * 1000)),
+            security=security,
         )
         self._consumer = KafkaConsumer(
             bootstrap_servers=spec.bootstrap_servers,
@@ -92,6 +98,7 @@ class KafkaQueue:
             policy=async_queue_consumer(redelivery_seconds),
             on_assigned=self.assigned,
             on_revoked=self.revoked,
+            security=security,
         )
         self._trackers: dict[Partition, OffsetTracker] = {}
         self._generations: dict[Partition, int] = {}
@@ -113,7 +120,10 @@ class KafkaQueue:
     async def start(self) -> None:
         try:
             await ensure_topics(
-                self.spec.bootstrap_servers, [self.topic, self.retry_topic], self.spec.partitions
+                self.spec.bootstrap_servers,
+                [self.topic, self.retry_topic],
+                self.spec.partitions,
+                security=self.security,
             )
             await self._producer.start()
             await self._consumer.start()

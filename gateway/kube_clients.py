@@ -17,12 +17,15 @@ import base64
 import contextlib
 import datetime
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kfaas import aiokit, object_store, runtimetoken
 from kfaas.api_objects import from_api_object
 from kfaas.backends import Endpoint, EndpointsListener
+from kfaas.brokers.errors import KafkaAuthError
+from kfaas.brokers.kafka_security import SecretReader
 from kfaas.config import Settings
 from kfaas.demand import LEASE_SECONDS, demand_lease, lease_name
 from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
@@ -283,8 +286,17 @@ class KubernetesBackend:
             )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Read:
+    """One Secret's or ConfigMap's data as read: text for trigger keys, bytes for Kafka's PEMs."""
+
+    text: dict[str, str]
+    binary: dict[str, bytes]
+
+
 class KubernetesKeySources:
-    """HTTP trigger keys from the Secrets and ConfigMaps Functions name (``trigger_keys``).
+    """HTTP trigger keys from the Secrets and ConfigMaps Functions name (``trigger_keys``), and
+    the Secrets a Kafka destination's ``tls``/``auth`` names (``secret_reader``, ADR 027).
 
     The gateway gets them one by one and never lists them, so it reads only objects a Function
     names. Each read is cached for ``ttl_seconds``, misses too: a rotated key takes effect within
@@ -294,7 +306,7 @@ class KubernetesKeySources:
     def __init__(self, client: KubeClient, *, ttl_seconds: float = 10.0) -> None:
         self.client = client
         self.ttl = ttl_seconds
-        self._cache: dict[tuple[str, str, str], tuple[float, dict[str, str] | KeysUnavailable]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[float, _Read | KubeError]] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
     async def values(self, namespace: str, source: KeySource) -> list[str]:
@@ -307,7 +319,27 @@ class KubernetesKeySources:
             return selected(data, config_map, "ConfigMap")
         raise KeysUnavailable("`file` is for kfaas dev only; in a cluster name a Secret")
 
+    def secret_reader(self, namespace: str) -> SecretReader:
+        """Reads a Secret of ``namespace`` by name: its data, None if it does not exist."""
+
+        async def read(name: str) -> Mapping[str, bytes] | None:
+            found = await self._cached("secrets", namespace, name)
+            if not isinstance(found, KubeError):
+                return found.binary
+            if found.not_found:
+                return None
+            raise KafkaAuthError(_unreadable(f"Secret {namespace}/{name}", namespace, found))
+
+        return read
+
     async def _data(self, plural: str, namespace: str, name: str) -> dict[str, str]:
+        found = await self._cached(plural, namespace, name)
+        if isinstance(found, KubeError):
+            what = f"{'Secret' if plural == 'secrets' else 'ConfigMap'} {namespace}/{name}"
+            raise KeysUnavailable(_unreadable(what, namespace, found))
+        return found.text
+
+    async def _cached(self, plural: str, namespace: str, name: str) -> _Read | KubeError:
         key = (plural, namespace, name)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -316,30 +348,36 @@ class KubernetesKeySources:
             if cached is None or now - cached[0] >= self.ttl:
                 cached = (now, await self._read(plural, namespace, name))
                 self._cache[key] = cached
-        if isinstance(cached[1], KeysUnavailable):
-            raise cached[1]
         return cached[1]
 
-    async def _read(
-        self, plural: str, namespace: str, name: str
-    ) -> dict[str, str] | KeysUnavailable:
+    async def _read(self, plural: str, namespace: str, name: str) -> _Read | KubeError:
         what = f"{'Secret' if plural == 'secrets' else 'ConfigMap'} {namespace}/{name}"
         try:
             body = await self.client.get("v1", plural, namespace, name)
         except KubeError as exc:
-            if exc.status == 403:
-                return KeysUnavailable(
-                    f"{what}: the gateway may not read it; bind the chart's "
-                    f"<release>-gateway-trigger-keys ClusterRole to the gateway in {namespace}"
-                )
-            return KeysUnavailable(f"{what}: {exc.reason}")
-        data: dict[str, str] = {}
+            return exc
+        read = _Read({}, {})
         for entry, value in (body.get("data") or {}).items():
             try:
-                data[entry] = base64.b64decode(value).decode() if plural == "secrets" else value
-            except (ValueError, UnicodeDecodeError):
+                data = base64.b64decode(value) if plural == "secrets" else value.encode()
+            except ValueError:
+                log.warning("%s: key %s is not base64; skipped", what, entry)
+                continue
+            read.binary[entry] = data
+            try:
+                read.text[entry] = data.decode()
+            except UnicodeDecodeError:
                 log.warning("%s: key %s is not UTF-8 text; skipped", what, entry)
-        return data
+        return read
+
+
+def _unreadable(what: str, namespace: str, error: KubeError) -> str:
+    if error.status == 403:
+        return (
+            f"{what}: the gateway may not read it; bind the chart's "
+            f"<release>-gateway-trigger-keys ClusterRole to the gateway in {namespace}"
+        )
+    return f"{what}: {error.reason}"
 
 
 async def run_kubernetes_gateway(
@@ -377,6 +415,7 @@ async def run_kubernetes_gateway(
         cluster_auth = ClusterAuth(client, settings, platform_namespace)
         ready = False
         functions_known = asyncio.Event()
+        secret_sources = KubernetesKeySources(client)
         gateway = compose_gateway(
             registry,
             backend,
@@ -384,13 +423,14 @@ async def run_kubernetes_gateway(
             async_queue=async_queue,
             authentication=cluster_auth.auth,
             ready=lambda: ready,
-            trigger_key_sources=KubernetesKeySources(client),
+            trigger_key_sources=secret_sources,
             functions_known=functions_known,
             # The management API writes the cluster's objects as this gateway (ADR 024).
             objects=KubernetesObjectStore(client, watch_namespace=watch_namespace),
             code_store=code_store,
             location_key=location_key,
             replicated=True,
+            secrets=secret_sources.secret_reader,
         )
         sites = await gateway.serve(list(listeners) or [Listener("all", host, port)])
         try:

@@ -17,6 +17,8 @@ from aiohttp import web
 
 from kfaas.backends import InstanceBackend
 from kfaas.brokers.destinations import ClientDestinations
+from kfaas.brokers.kafka_security import SecretReader
+from kfaas.brokers.platform_kafka import platform_security
 from kfaas.code_store import CodeStore
 from kfaas.config import Settings
 from kfaas.object_store import ObjectStore
@@ -63,11 +65,15 @@ def compose_gateway(
     code_store: CodeStore | None = None,
     location_key: str | None = None,
     replicated: bool = False,
+    secrets: Callable[[str], SecretReader] | None = None,
 ) -> Gateway:
     """The gateway over ``registry`` and ``backend``, its queue a URL (memory, redis://, kafka://).
 
     Destinations that name no server of their own go to the platform's Redis or Kafka (settings).
     ``replicated``: other replicas of this gateway may serve the same functions (a cluster).
+    The platform's Kafka (a kafka:// queue, destinations without bootstrapServers) is reached
+    with the settings' Kafka security; ``secrets`` reads the Secrets a Kafka destination of its
+    own cluster names, by the function's namespace (the API's, or kfaas dev's Secret documents).
     """
     if replicated and not settings.redis_url:
         # ADR 028: the shared count lives in the platform Redis; without it each replica counts
@@ -77,8 +83,12 @@ def compose_gateway(
             "replica admits up to concurrency.reserved on its own",
             extra={"event": "reserved-limiter-per-replica"},
         )
+    kafka_security = platform_security(settings.kafka_security)
     destinations = ClientDestinations(
-        redis_url=settings.redis_url, kafka_bootstrap_servers=settings.kafka_bootstrap_servers
+        redis_url=settings.redis_url,
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        kafka_security=kafka_security,
+        secrets=secrets,
     )
     app = create_app(
         registry,
@@ -89,6 +99,7 @@ def compose_gateway(
             redelivery_seconds=settings.async_redelivery_seconds,
             max_events=settings.async_queue_max_events,
             max_bytes=settings.async_queue_max_bytes,
+            kafka_security=kafka_security,
         ),
         destinations=destinations,
         ready=ready,

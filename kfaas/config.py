@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kfaas import runtimetoken
+from kfaas.kafka_settings import PlatformKafkaSecurity
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -127,6 +128,10 @@ class Settings:
     # The platform's own Redis and Kafka, used by destinations that name no server of their own.
     redis_url: str | None = None
     kafka_bootstrap_servers: str | None = None
+    # How the platform's Kafka is reached (KFAAS_KAFKA_TLS, _SASL_MECHANISM, …; ADR 027).
+    kafka_security: PlatformKafkaSecurity = dataclasses.field(
+        default_factory=PlatformKafkaSecurity
+    )
     # Bounds of the gateway (ADR 010, docs/security.md "Bounded resources").
     header_timeout_seconds: float = 10.0
     body_idle_timeout_seconds: float = 30.0
@@ -173,6 +178,7 @@ class Settings:
             kafka_bootstrap_servers=(
                 environ.get("KFAAS_KAFKA_BOOTSTRAP_SERVERS", "").strip() or None
             ),
+            kafka_security=PlatformKafkaSecurity.from_env(environ),
             **_bounds(environ),  # type: ignore[arg-type]
             auth=choice(environ, "KFAAS_AUTH", AUTH_MODES),
             auth_cache_seconds=seconds(environ, "KFAAS_AUTH_CACHE_SECONDS", 10.0),

@@ -8,7 +8,10 @@ first use and kept; a write that fails raises ``DestinationError`` naming the de
 keep a record); without, it tries once and its caller keeps the records and retries (the pollers).
 
 A destination that names no server of its own uses the platform's Redis or Kafka — values its
-caller passes in (``KFAAS_REDIS_URL``, ``KFAAS_KAFKA_BOOTSTRAP_SERVERS`` read by the settings).
+caller passes in (``KFAAS_REDIS_URL``, ``KFAAS_KAFKA_BOOTSTRAP_SERVERS`` read by the settings),
+reached with the platform's Kafka security (``KFAAS_KAFKA_*``); one that names its own cluster is
+reached with its own ``tls``/``auth``, whose Secrets are read in the function's namespace at each
+send (the reader caches), so a fixed Secret is used without a restart (ADR 027).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from kfaas.aiokit import DeadlinePassed, retry_until_deadline
-from kfaas.manifests import Destination
+from kfaas.manifests import Destination, KafkaDestination
 
-from .errors import BrokerError, BrokerUnavailable, DestinationError
+from .errors import BrokerError, BrokerUnavailable, DestinationError, KafkaAuthError
 from .kafka_clients import KafkaMessageTuple, KafkaProducer
-from .kafka_security import KafkaSecurity
+from .kafka_security import KafkaSecurity, SecretReader, resolve_security
 from .policies import BOUNDED_CALLS, RedisPolicy
 from .redis_streams import RedisStreams
 
@@ -140,7 +143,9 @@ class ClientDestinations:
     """What the gateway's dispatcher sends Kafka and Redis destinations' records through.
 
     Kafka records are keyed by the request id; a Redis entry carries the record as JSON in the
-    field ``body``. A short outage is ridden out until ``deadline_seconds``.
+    field ``body``. A short outage is ridden out until ``deadline_seconds``. ``kafka_security``
+    is the platform's Kafka's; ``secrets`` reads a namespace's Secrets (a destination's own
+    ``tls``/``auth``), None where there are none to read.
     """
 
     def __init__(
@@ -149,12 +154,19 @@ class ClientDestinations:
         redis_url: str | None = None,
         kafka_bootstrap_servers: str | None = None,
         deadline_seconds: float = 15.0,
+        kafka_security: KafkaSecurity | None = None,
+        secrets: Callable[[str], SecretReader] | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.kafka_bootstrap_servers = kafka_bootstrap_servers
+        self.kafka_security = kafka_security
+        self.secrets = secrets
         self.writer = DestinationWriter(redis_policy=BOUNDED_CALLS, retry_seconds=deadline_seconds)
 
-    async def send(self, destination: Any, record: dict[str, Any]) -> None:
+    async def send(
+        self, destination: Any, record: dict[str, Any], *, namespace: str | None = None
+    ) -> None:
+        """Write ``record``; its destination's Secrets are in ``namespace`` (the function's)."""
         if not isinstance(destination, Destination):
             raise DestinationError(f"not a Kafka or Redis destination: {destination!r}")
         body = json.dumps(record).encode()
@@ -166,7 +178,10 @@ class ClientDestinations:
                 self.kafka_bootstrap_servers,
                 what=f"kafka destination {topic!r}",
             )
-            await self.writer.to_topic(servers, topic, [(request_id.encode() or None, body, ())])
+            security = await self._kafka_security(destination.kafka, namespace)
+            await self.writer.to_topic(
+                servers, topic, [(request_id.encode() or None, body, ())], security=security
+            )
         elif destination.redis is not None:
             stream = destination.redis.stream
             url = platform_redis(
@@ -175,6 +190,21 @@ class ClientDestinations:
             await self.writer.to_stream(url, stream, [{REDIS_FIELD: body}])
         else:
             raise DestinationError(f"not a Kafka or Redis destination: {destination!r}")
+
+    async def _kafka_security(
+        self, kafka: KafkaDestination, namespace: str | None
+    ) -> KafkaSecurity | None:
+        if kafka.bootstrap_servers is None:
+            return self.kafka_security  # the platform's cluster: the platform's credentials
+        if kafka.tls is None and kafka.auth is None:
+            return None
+        what = f"kafka destination {kafka.topic!r} at {kafka.bootstrap_servers}"
+        if namespace is None or self.secrets is None:
+            raise DestinationError(f"{what}: its tls/auth Secrets cannot be read here")
+        try:
+            return await resolve_security(kafka.tls, kafka.auth, self.secrets(namespace))
+        except KafkaAuthError as exc:
+            raise DestinationError(f"{what} (namespace {namespace}): {exc}") from exc
 
     async def close(self) -> None:
         await self.writer.close()
