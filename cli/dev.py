@@ -27,7 +27,7 @@ from kfaas.config import Settings
 from kfaas.dir_store import DirectoryObjectStore
 from kfaas.gateway.asyncq import QueueError, parse_queue_url
 from kfaas.gateway.auth_rules import CredentialsFile, dev_auth
-from kfaas.gateway.listeners import Listener
+from kfaas.gateway.listeners import METRICS, Listener
 from kfaas.gateway.registry import FunctionRegistry
 from kfaas.gateway.serving import compose_gateway
 from kfaas.interpreters import RuntimeUnavailable
@@ -40,8 +40,10 @@ from kfaas.manifests import (
 )
 from kfaas.pollers.runner import PollerGroup
 from kfaas.pollers.settings import PollerSettings
+from kfaas.scheduler.settings import SchedulerSettings
 
 from .dev_files import Snapshot, apply_manifests, snapshot, state_misplaced
+from .dev_schedules import DevSchedules, load_schedules
 from .dev_state import DevObjects
 from .settings import ServerSettings
 
@@ -67,6 +69,7 @@ class DevServer:
         credentials: CredentialsFile | None = None,
         poller: PollerSettings | None = None,
         state: Path | None = None,
+        scheduler: SchedulerSettings | None = None,
     ) -> None:
         self.paths = list(paths)
         self.host = host
@@ -117,6 +120,9 @@ class DevServer:
         self.poller_settings = poller or PollerSettings()
         # Stream pollers for the mappings found, started once the gateway's URL is known.
         self.pollers: PollerGroup | None = None
+        # The Schedules' engine (ADR 026), started once the gateway's URL is known.
+        self.scheduler_settings = scheduler or SchedulerSettings()
+        self.schedules: DevSchedules | None = None
         self._mapping_lines: list[str] = []
 
     @property
@@ -154,9 +160,10 @@ class DevServer:
 
     async def start(self) -> None:
         manifests = load_manifests(self.paths)
+        schedules = load_schedules(self.paths)
         self.check_runtimes(manifests)
         self.check_state(manifests)
-        await apply_manifests(self.objects, self.code, manifests)
+        await apply_manifests(self.objects, self.code, [*manifests, *schedules])
         self.manifests = manifests
         await self.feed.collect_garbage()
         await self.backend.start()
@@ -181,6 +188,16 @@ class DevServer:
         await self.pollers.start()
         self._mapping_lines = await self.pollers.update(self.feed.mapping_list())
         self.feed.start(self._run_mappings)
+        self.schedules = DevSchedules(
+            self.objects,
+            gateway_url=self.url,
+            authorization=(lambda: f"Bearer {token}") if token else None,
+            destinations=self.gateway.destinations,
+            registry=self.gateway.app[METRICS].registry,
+            region=self.settings.region,
+            settings=self.scheduler_settings,
+        )
+        self.schedules.start()
         self._print_summary()
         # Reloading must not stop silently: a watcher that fails is logged and started again,
         # comparing with what it saw last.
@@ -193,6 +210,8 @@ class DevServer:
         if self._watcher is not None:
             await aiokit.stop_tasks([self._watcher], grace_seconds=0)
         await self.feed.stop()
+        if self.schedules is not None:
+            await self.schedules.stop()
         if self.pollers is not None:
             await self.pollers.stop()
         await self.gateway.close()
@@ -253,9 +272,10 @@ class DevServer:
             self._seen = current
             try:
                 manifests = load_manifests(self.paths)
+                schedules = load_schedules(self.paths)
                 self.check_runtimes(manifests)
                 self.check_state(manifests)
-                changed = await apply_manifests(self.objects, self.code, manifests)
+                changed = await apply_manifests(self.objects, self.code, [*manifests, *schedules])
             except (ManifestError, RuntimeUnavailable, store.StoreError, CodeStoreError) as exc:
                 log.error("manifests not reloaded: %s", exc)
                 continue
@@ -289,6 +309,7 @@ async def run_dev(paths: Sequence[str], options: ServerSettings) -> int:
             credentials=options.credentials,
             poller=options.poller,
             state=options.state,
+            scheduler=options.scheduler,
         )
         await server.start()
     except store.StoreError as exc:  # the state folder is another's, or holds an unreadable file

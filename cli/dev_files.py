@@ -38,6 +38,7 @@ from kfaas.manifests import (
     manifest_files,
 )
 from kfaas.object_store import Body, ObjectStore
+from kfaas.schedule_manifests import Schedule
 
 # The file an object was applied from (for messages, and to know it came from a file).
 APPLIED_FROM: Final = "kfaas.dev/applied-from"
@@ -48,7 +49,9 @@ CODE_PATH_SHA256: Final = "kfaas.dev/code-path-sha256"
 FILE_ANNOTATIONS: Final = (APPLIED_FROM, CODE_PATH, CODE_PATH_SHA256)
 # Annotations the API writes (tags, role, the version counter): a re-apply keeps them.
 API_ANNOTATION_PREFIX: Final = "kfaas.dev/"
-APPLIED_KINDS: Final = (store.FUNCTIONS, store.EVENT_SOURCE_MAPPINGS)
+APPLIED_KINDS: Final = (store.FUNCTIONS, store.EVENT_SOURCE_MAPPINGS, store.SCHEDULES)
+# What kfaas dev applies from its files (Schedules are read by cli/dev_schedules.py).
+Applied = Function | EventSourceMapping | Schedule
 
 ObjectKey = tuple[str, str, str]  # plural, namespace, name
 CONFLICT_RETRIES: Final = 5
@@ -63,11 +66,13 @@ class PackedCode:
     size: int
 
 
-def plural_of(manifest: Function | EventSourceMapping) -> str:
+def plural_of(manifest: Applied) -> str:
+    if isinstance(manifest, Schedule):
+        return store.SCHEDULES
     return store.FUNCTIONS if isinstance(manifest, Function) else store.EVENT_SOURCE_MAPPINGS
 
 
-def stored_body(manifest: Function | EventSourceMapping, packed: PackedCode | None = None) -> Body:
+def stored_body(manifest: Applied, packed: PackedCode | None = None) -> Body:
     """The API object a manifest is applied as (what ``kubectl apply`` would send)."""
     metadata: Body = {"name": manifest.metadata.name, "namespace": manifest.metadata.namespace}
     if manifest.metadata.labels:
@@ -159,7 +164,7 @@ def pack_folder(folder: Path) -> bytes:
 
 
 async def apply_manifests(
-    objects: ObjectStore, code: CodeStore, manifests: Sequence[Function | EventSourceMapping]
+    objects: ObjectStore, code: CodeStore, manifests: Sequence[Applied]
 ) -> list[ObjectKey]:
     """Make the store hold these manifests; the objects created, whose spec changed, or deleted.
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from kfaas.gateway.auth_rules import CredentialsFile
     from kfaas.gateway.listeners import Listener
     from kfaas.pollers.settings import PollerSettings
+    from kfaas.scheduler.settings import SchedulerSettings
 
 BACKENDS = ("local", "kubernetes")
 DEFAULT_HOST = "127.0.0.1"
@@ -65,6 +66,8 @@ class ServerSettings:
     # (KFAAS_CODE_STORE_KEY); None: uploaded zips are refused.
     code_store_url: str | None = None
     code_store_key: str | None = field(default=None, repr=False)
+    # The schedule engine `kfaas dev` runs (KFAAS_SCHEDULER_*, ADR 026); None: not `kfaas dev`.
+    scheduler: SchedulerSettings | None = None
 
 
 def server_settings(
@@ -75,6 +78,7 @@ def server_settings(
     from kfaas.gateway.asyncq import parse_queue_url
     from kfaas.gateway.listeners import parse_listeners
     from kfaas.pollers.settings import PollerSettings
+    from kfaas.scheduler.settings import SchedulerSettings
 
     environ = process_environment() if environ is None else environ
     command = args.command
@@ -116,6 +120,7 @@ def server_settings(
         platform_namespace=environ.get("KFAAS_PLATFORM_NAMESPACE") or DEFAULT_PLATFORM_NAMESPACE,
         replica=environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         state=dev_state(getattr(args, "state", None), environ) if command == "dev" else None,
+        scheduler=SchedulerSettings.from_env(environ) if command == "dev" else None,
         **_code_store(gateway),
     )
 

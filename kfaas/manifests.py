@@ -39,6 +39,9 @@ from kfaas.podtemplate import PodTemplate, not_allowed
 API_VERSION: Final = "kfaas.dev/v1alpha1"
 API_GROUP = "kfaas.dev"
 KINDS = ("Function", "EventSourceMapping")
+# Kinds of the API group defined by modules that import this one, which load them from the same
+# files themselves (a Schedule: kfaas.schedule_manifests, loaded by kfaas dev): skipped here.
+KINDS_LOADED_ELSEWHERE = ("Schedule",)
 
 # Kubernetes object names: Function names become Service, Deployment and label values, which
 # are limited to DNS-1123 labels (63 characters).
@@ -820,7 +823,13 @@ def load_manifests(paths: Iterable[str | Path]) -> list[Manifest]:
         folder = str(path.parent.absolute())
         for number, doc in enumerate(documents, start=1):
             source = str(path) if len(documents) == 1 else f"{path} (document {number})"
-            if isinstance(doc, Mapping) and not _is_ours(doc):
+            if isinstance(doc, Mapping) and (
+                not _is_ours(doc)
+                or (
+                    doc.get("apiVersion") == API_VERSION
+                    and doc.get("kind") in KINDS_LOADED_ELSEWHERE
+                )
+            ):
                 continue
             try:
                 manifest = _parse(doc, source, folder)

@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -205,6 +206,17 @@ class Schedule(_Model):
     spec: ScheduleSpec
     status: dict[str, Any] | None = None
 
+    # Not a manifest field: the file the manifest came from (kfaas dev), for messages.
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+    @source.setter
+    def source(self, value: str | None) -> None:
+        self._source = value
+
     @property
     def key(self) -> str:
         return f"{self.metadata.namespace}/{self.metadata.name}"
@@ -223,7 +235,9 @@ def parse_schedule(body: Mapping[str, Any], source: str | None = None) -> Schedu
     if "status" in body:
         document["status"] = body["status"]
     try:
-        return Schedule.model_validate(document, by_alias=True, by_name=False)
+        schedule = Schedule.model_validate(document, by_alias=True, by_name=False)
     except ValidationError as exc:
         problems = [f"{where}: {problem}" for problem in validation_problems(exc)]
         raise ManifestError(where, problems) from None
+    schedule.source = source
+    return schedule

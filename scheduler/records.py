@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from kfaas.events import iso_timestamp
-from kfaas.names import function_arn
+from kfaas.names import LATEST, function_arn
 from kfaas.schedule_manifests import Schedule
 
 from .ticks import Condition, event_time, stamp
@@ -78,8 +78,12 @@ def failure_record(
     null and ``responsePayload`` carries the last delivery error."""
     target = schedule.spec.target
     payload = json.loads(payload_of(schedule, uid, tick, region=region))
+    # Qualified as in Lambda's records of asynchronous invocations (`…:function:f:$LATEST`).
     arn = function_arn(
-        schedule.metadata.namespace, target.function_name, region=region, qualifier=target.qualifier
+        schedule.metadata.namespace,
+        target.function_name,
+        region=region,
+        qualifier=target.qualifier or LATEST,
     )
     return {
         "version": "1.0",

@@ -180,7 +180,8 @@ async def test_retries_then_the_dead_letter_queue(objects: DirectoryObjectStore)
     }  # fmt: skip
     assert record["responsePayload"] == {"errorMessage": "429 Rate Exceeded"}
     assert (
-        record["requestContext"]["functionArn"] == "arn:aws:lambda:eu-west-1:team-a:function:tick"
+        record["requestContext"]["functionArn"]
+        == "arn:aws:lambda:eu-west-1:team-a:function:tick:$LATEST"
     )
     assert sample(e, "kfaas_schedule_failures_total", reason="throttled") == 3
     # The dead-letter writes that failed were retried, not dropped.
