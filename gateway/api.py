@@ -16,6 +16,8 @@ import urllib.parse
 from collections.abc import Callable
 
 from aiohttp import web
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
 
 from kfaas import jsontext
 from kfaas.manifests import Function
@@ -131,13 +133,27 @@ async def _invoke(
     if invocation_type == "DryRun":
         return web.Response(status=204, headers={"x-amzn-RequestId": request_id})
     if invocation_type == "Event":
-        event = AsyncEvent.new(function.key, payload, request_id=request_id)
-        try:
-            await services.async_queue.accept(event)
-        except QueueFull as exc:
-            services.metrics.refusals.labels("async_queue").inc()
-            services.metrics.throttles.labels(*_labels(function)).inc()
-            raise TooManyRequests(f"Rate Exceeded: {exc}", reason=CAPACITY_REASON) from exc
+        # The trace is decided when the event is accepted (ADR 030) and travels with it, so
+        # every attempt of the event is part of the same trace.
+        carrier: dict[str, str] = {}
+        with services.invoker.tracing.span(
+            "kfaas.gateway.accept",
+            function.spec.tracing.mode,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "faas.invoked_name": function.metadata.name,
+                "faas.invocation_id": request_id,
+            },
+            xray=_trace_header(request.headers.get("X-Amzn-Trace-Id")),
+        ):
+            propagate.inject(carrier)
+            event = AsyncEvent.new(function.key, payload, request_id=request_id, carrier=carrier)
+            try:
+                await services.async_queue.accept(event)
+            except QueueFull as exc:
+                services.metrics.refusals.labels("async_queue").inc()
+                services.metrics.throttles.labels(*_labels(function)).inc()
+                raise TooManyRequests(f"Rate Exceeded: {exc}", reason=CAPACITY_REASON) from exc
         services.metrics.async_received.labels(*_labels(function)).inc()
         return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
     options = InvokeOptions(

@@ -13,6 +13,7 @@ from kfaas.code_store import CodeStore
 from kfaas.config import Settings
 from kfaas.names import parse_function_key
 from kfaas.object_store import ObjectStore
+from kfaas.trace_context import RootSampler
 from kfaas.upstream import UpstreamPool
 
 from . import api, auth, limits, listeners, middleware, refusals, reserved, triggers
@@ -23,6 +24,7 @@ from .metrics import GatewayMetrics
 from .registry import FunctionRegistry
 from .routing import Router
 from .services import Services
+from .tracing import FunctionTracing
 from .trigger_auth import TriggerAuth
 from .trigger_keys import KeySources, LocalKeyFiles
 
@@ -84,7 +86,10 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         upstream = UpstreamPool()
         try:
-            invoker = Invoker(registry, router, metrics, upstream)
+            sampler = RootSampler(
+                settings.tracing_sample_rate, settings.tracing_reservoir_per_second
+            )
+            invoker = Invoker(registry, router, metrics, upstream, FunctionTracing(sampler))
             dispatcher = Dispatcher(
                 queue,
                 invoker,

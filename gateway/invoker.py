@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from opentelemetry import propagate, trace
 
 from kfaas import runtimetoken
+from kfaas.manifests import Function
 from kfaas.names import LATEST, function_arn, function_key
 from kfaas.upstream import UpstreamError, UpstreamPool, UpstreamUnreachable
 from kfaas.wire import HeaderError
@@ -23,6 +24,7 @@ from .errors import InvalidParameterValue, RequestTooLarge, ServiceError, TooMan
 from .metrics import GatewayMetrics, Labels
 from .registry import FunctionRegistry
 from .routing import FunctionPool, Router
+from .tracing import FunctionTracing
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 # Instances tried for one invocation when they refuse the connection (nothing was sent, so trying
@@ -30,8 +32,6 @@ SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 # endpoint is withdrawn, and a crashed one until it is.
 CONNECT_ATTEMPTS = 3
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024
-
-tracer = trace.get_tracer("kfaas.gateway")
 
 
 @dataclass
@@ -68,11 +68,14 @@ class Invoker:
         router: Router,
         metrics: GatewayMetrics,
         upstream: UpstreamPool,
+        tracing: FunctionTracing | None = None,
     ) -> None:
         self.registry = registry
         self.router = router
         self.metrics = metrics
         self.upstream = upstream
+        # Continues the caller's trace, or starts one for an Active function (ADR 030).
+        self.tracing = tracing or FunctionTracing()
 
     async def invoke(self, key: str, payload: bytes, options: InvokeOptions) -> InvokeResult:
         """Run one invocation of ``namespace/name`` (or version ``namespace/name:N``).
@@ -93,7 +96,7 @@ class Invoker:
         pool = self.router.pool(key, reserved)
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
-                return await self._invoke_once(pool, labels, payload, options)
+                return await self._invoke_once(pool, function, payload, options)
             except UpstreamUnreachable as unreachable:
                 if attempt == CONNECT_ATTEMPTS:
                     raise ServiceError(
@@ -102,8 +105,9 @@ class Invoker:
         raise AssertionError("unreachable")
 
     async def _invoke_once(
-        self, pool: FunctionPool, labels: Labels, payload: bytes, options: InvokeOptions
+        self, pool: FunctionPool, function: Function, payload: bytes, options: InvokeOptions
     ) -> InvokeResult:
+        labels: Labels = (function.metadata.namespace, function.metadata.name, function.version)
         namespace, name, version = labels
         try:
             slot = await pool.acquire()
@@ -113,10 +117,13 @@ class Invoker:
         self.metrics.concurrent.labels(*labels).inc()
         started = time.perf_counter()
         try:
-            with tracer.start_as_current_span(
+            with self.tracing.span(
                 "kfaas.gateway.invoke",
+                function.spec.tracing.mode,
                 kind=trace.SpanKind.CLIENT,
                 attributes={"faas.invoked_name": name, "faas.invocation_id": options.request_id},
+                carrier=options.carrier,
+                xray=options.trace_id,
             ):
                 headers = self._headers(namespace, name, version, options)
                 if slot.endpoint.token:  # ADR 011: only the platform reaches a runtime

@@ -44,10 +44,16 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
 
 @web.middleware
 async def tracing(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Continue the caller's W3C trace (``traceparent``) in a server span for the request."""
+    """Continue the caller's W3C trace (``traceparent``) in a server span for the request.
+
+    A request without one gets no span here: whether a trace starts depends on the function it
+    invokes (``tracing.mode``), which ``gateway/tracing.py`` decides once the request is routed.
+    """
     if request.path in ("/healthz", "/readyz", "/metrics"):
         return await handler(request)
     parent = propagate.extract(dict(request.headers))
+    if not trace.get_current_span(parent).get_span_context().is_valid:
+        return await handler(request)
     token = context.attach(parent)
     try:
         with tracer.start_as_current_span(

@@ -70,6 +70,30 @@ def _matching(
     return default
 
 
+def fraction(environ: Mapping[str, str], variable: str, default: float) -> float:
+    """A fraction from 0 to 1 (a float); unset or blank: ``default``."""
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{variable}={raw!r} must be a fraction from 0 to 1, such as 0.05")
+    return value
+
+
+def whole(environ: Mapping[str, str], variable: str, default: int) -> int:
+    """A whole number, 0 or more; unset or blank: ``default``."""
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"{variable}={raw!r} must be a whole number, 0 or more")
+    return int(raw)
+
+
 AUTH_MODES = ("none", "sigv4")
 
 
@@ -150,6 +174,10 @@ class Settings:
     # Export traces over OTLP (the standard OTEL_* variables ask for it), as this service.
     otlp_traces: bool = False
     otel_service_name: str | None = None
+    # Traces the gateway starts for `tracing.mode: Active` functions (ADR 030), as X-Ray's default
+    # rule: the first N invocations each second, then this fraction of the others.
+    tracing_sample_rate: float = 0.05
+    tracing_reservoir_per_second: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -185,6 +213,8 @@ class Settings:
             runtime_token_key=environ.get(runtimetoken.KEY_ENV) or None,
             otlp_traces=wants_otlp(environ),
             otel_service_name=environ.get("OTEL_SERVICE_NAME") or None,
+            tracing_sample_rate=fraction(environ, "KFAAS_TRACING_SAMPLE_RATE", 0.05),
+            tracing_reservoir_per_second=whole(environ, "KFAAS_TRACING_RESERVOIR_PER_SECOND", 1),
         )
 
     def with_flags(self, flags: Mapping[str, str | None]) -> Settings:

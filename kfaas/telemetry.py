@@ -62,7 +62,12 @@ def configure_tracing(service_name: str, settings: Settings) -> None:
     """
     if not settings.otlp_traces:
         return
-    resource = Resource.create({"service.name": settings.otel_service_name or service_name})
+    install_otlp_exporter(settings.otel_service_name or service_name)
+
+
+def install_otlp_exporter(service_name: str) -> None:
+    """The process's tracer provider, exporting over OTLP/HTTP (``OTEL_EXPORTER_OTLP_*``)."""
+    resource = Resource.create({"service.name": service_name})
     provider = TracerProvider(resource=resource)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

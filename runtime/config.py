@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kfaas import runtimetoken
+from kfaas.config import wants_otlp
 
 PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13")
 PROVIDED = "provided"
@@ -57,6 +58,9 @@ class RuntimeConfig:
     runtime_token: str | None = field(default=None, repr=False)
     # Serve on uvloop when it is installed (KFAAS_UVLOOP=0: the plain asyncio loop).
     uvloop: bool = True
+    # Export the runtime's spans over OTLP as this service, when the standard OTEL_* variables
+    # ask for it (ADR 030); None: no export.
+    trace_service: str | None = None
 
     @property
     def is_python(self) -> bool:
@@ -113,6 +117,7 @@ def config_from_env(
     if not 0 < timeout <= 900:
         raise ConfigError(f"KFAAS_TIMEOUT_SECONDS={timeout} is outside (0, 900]")
     ready_raw = environ.get("KFAAS_READY_FD", "")
+    function_name = environ.get("AWS_LAMBDA_FUNCTION_NAME") or "function"
     channel = environ.get("KFAAS_PYTHON_CHANNEL") or "pipe"
     if channel not in ("pipe", "runtime-api"):
         raise ConfigError(f"KFAAS_PYTHON_CHANNEL={channel!r}: expected pipe or runtime-api")
@@ -120,7 +125,7 @@ def config_from_env(
         runtime=runtime,
         handler=handler,
         task_root=os.path.abspath(environ.get("LAMBDA_TASK_ROOT") or os.getcwd()),
-        function_name=environ.get("AWS_LAMBDA_FUNCTION_NAME") or "function",
+        function_name=function_name,
         namespace=environ.get("KFAAS_NAMESPACE") or "default",
         function_version=environ.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST",
         memory_mb=_int(environ, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 128, 1, 10240),
@@ -136,6 +141,9 @@ def config_from_env(
         function_environment={k: v for k, v in environ.items() if not k.startswith("KFAAS_")},
         runtime_token=environ.get(runtimetoken.TOKEN_ENV) or None,
         uvloop=environ.get("KFAAS_UVLOOP", "1") != "0",
+        trace_service=(environ.get("OTEL_SERVICE_NAME") or function_name)
+        if wants_otlp(environ)
+        else None,
     )
 
 

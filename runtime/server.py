@@ -96,7 +96,15 @@ class RuntimeServer:
         self._sink.event("request_failed", level="error", error=repr(exc))
 
     async def _announce_ready(self) -> None:
+        exporter = None
+        if self.config.trace_service is not None:
+            # OTLP export asked for (ADR 030): the SDK's imports (~0.4 s) run in a thread while
+            # the workers initialise, and the first invocation's span is exported too.
+            service = self.config.trace_service
+            exporter = asyncio.ensure_future(asyncio.to_thread(tracing.install_exporter, service))
         await asyncio.gather(*(slot.initialised.wait() for slot in self._slots))
+        if exporter is not None:
+            await exporter
         self.ready.set()
         elapsed_ms = round((time.monotonic() - self._started) * 1000, 2)
         self._sink.event("ready", port=self.port, workers=len(self._slots), after_ms=elapsed_ms)

@@ -11,26 +11,29 @@ sent one and otherwise the X-Ray form of the same trace: X-Ray trace ids are W3C
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+from kfaas.trace_context import parse_traceparent, xray_header
 
-
-def parse_traceparent(value: str) -> tuple[str, str, bool] | None:
-    """(trace id, parent span id, sampled) of a W3C traceparent, or None if it is malformed."""
-    match = _TRACEPARENT.match(value.strip().lower())
-    if match is None or match.group(2) == "0" * 32 or match.group(3) == "0" * 16:
-        return None
-    return match.group(2), match.group(3), bool(int(match.group(4), 16) & 1)
+__all__ = ["end_invoke_span", "parse_traceparent", "start_invoke_span", "xray_trace_header"]
 
 
 def xray_trace_header(traceparent: str) -> str | None:
     parsed = parse_traceparent(traceparent)
     if parsed is None:
         return None
-    trace_id, span_id, sampled = parsed
-    return f"Root=1-{trace_id[:8]}-{trace_id[8:]};Parent={span_id};Sampled={int(sampled)}"
+    return xray_header(*parsed)
+
+
+def install_exporter(service_name: str) -> None:
+    """Export the runtime's spans over OTLP, as the gateway's (``OTEL_*`` asked for it).
+
+    Called once the instance is ready, in a thread: the SDK and exporter imports (~100 ms) are
+    paid neither by the cold start nor by the first traced invocation.
+    """
+    from kfaas import telemetry
+
+    telemetry.install_otlp_exporter(service_name)
 
 
 def start_invoke_span(
