@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, Self
 
@@ -70,12 +71,35 @@ def parse_date_time(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _as_text(value: Any) -> Any:
-    # YAML reads an unquoted timestamp as a datetime; the API server keeps it as a string.
+def _date_time_text(value: Any) -> Any:
+    """A `DateTime` field's value as the API server stores it, or a message saying what is wrong.
+
+    PyYAML (`kfaas dev`) reads an unquoted `2026-12-01T08:00:00Z` as a datetime, and one without a
+    zone as naive (YAML says UTC) and `2026-12-01` as a date; the API server keeps the text. The
+    pattern alone would accept `2026-13-01T…` (and answer a regex), so the value is parsed here.
+    """
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.UTC)
         return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, datetime.date):
+        value = value.isoformat()
+    if not isinstance(value, str):
+        return value  # the strict str type reports it
+    if re.fullmatch(DATE_TIME_PATTERN, value) is None:
+        raise PydanticCustomError(
+            "kfaas_rule",
+            '"{value}" must be a date and time with a zone (RFC 3339), e.g. 2026-12-01T08:00:00Z',
+            {"value": value},
+        )
+    try:
+        parse_date_time(value)
+    except ValueError as exc:
+        raise PydanticCustomError(
+            "kfaas_rule",
+            '"{value}" is not a date and time: {reason}',
+            {"value": value, "reason": str(exc)},
+        ) from None
     return value
 
 
@@ -135,7 +159,7 @@ class ScheduleSpec(_Model):
     # and logged only, as EventBridge drops it without a DLQ.
     dead_letter_config: StreamDestination | None = None
 
-    _start = field_validator("start_date", "end_date", mode="before")(_as_text)
+    _dates = field_validator("start_date", "end_date", mode="before")(_date_time_text)
 
     @field_validator("schedule_expression")
     @classmethod
