@@ -14,6 +14,7 @@ peers got wrong": retries must not restart at every rebalance).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -132,12 +133,23 @@ class BatchDelivery:
             await progress.finish(skipped)
         if not wanted:
             return
-        with tracer.start_as_current_span(
-            f"{self.source.kind} batch",
-            kind=trace.SpanKind.CONSUMER,
-            links=_links(wanted),
-            attributes={"messaging.system": self.source.kind, "messaging.batch.size": len(wanted)},
-        ):
+        links = _links(wanted)
+        # A batch whose records carry no producer's context starts no trace of its own: the
+        # gateway then decides by the function's tracing.mode, as for any caller (ADR 030).
+        batch_span = (
+            tracer.start_as_current_span(
+                f"{self.source.kind} batch",
+                kind=trace.SpanKind.CONSUMER,
+                links=links,
+                attributes={
+                    "messaging.system": self.source.kind,
+                    "messaging.batch.size": len(wanted),
+                },
+            )
+            if links
+            else contextlib.nullcontext()
+        )
+        with batch_span:
             segments: deque[list[StreamRecord]] = deque([wanted])
             while segments:
                 segment = segments.popleft()
