@@ -71,12 +71,74 @@ capabilities:
 - name: KFAAS_REDIS_URL
   value: {{ .Values.redis.url | quote }}
 {{- end }}
+{{- with .Values.kafka.bootstrapServers }}
+- name: KFAAS_KAFKA_BOOTSTRAP_SERVERS
+  value: {{ . | quote }}
+{{- end }}
 {{- range $name, $value := .Values.extraEnv }}
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
 {{- end -}}
 
+
+{{/* The platform Kafka's security (ADR 027): KFAAS_KAFKA_* pointing at the mounted Secrets. A
+  password is read from its file, never put in the environment; a username is no secret. */}}
+{{- define "kfaas.kafkaSecurityEnv" -}}
+{{- with .Values.kafka -}}
+{{- $mechanisms := dict "BASIC_AUTH" "PLAIN" "SASL_SCRAM_256_AUTH" "SCRAM-SHA-256" "SASL_SCRAM_512_AUTH" "SCRAM-SHA-512" -}}
+{{- if and .tls.caSecretRef.name (not .tls.enabled) -}}
+{{- fail "kafka.tls.caSecretRef is only used with kafka.tls.enabled: true" -}}
+{{- end -}}
+{{- if and .auth.mechanism (not .auth.secretRef.name) -}}
+{{- fail (printf "kafka.auth.mechanism %s needs kafka.auth.secretRef.name (the Secret with the credentials)" .auth.mechanism) -}}
+{{- end -}}
+{{- if and (has .auth.mechanism (list "BASIC_AUTH" "CLIENT_CERTIFICATE_TLS_AUTH")) (not .tls.enabled) -}}
+{{- fail (printf "kafka.auth.mechanism %s sends a password or a certificate: it needs kafka.tls.enabled: true" .auth.mechanism) -}}
+{{- end -}}
+{{- if .tls.enabled }}
+- name: KFAAS_KAFKA_TLS
+  value: "true"
+{{- end }}
+{{- if .tls.caSecretRef.name }}
+- name: KFAAS_KAFKA_CA_FILE
+  value: /etc/kfaas/kafka/ca/ca.crt
+{{- end }}
+{{- if eq .auth.mechanism "CLIENT_CERTIFICATE_TLS_AUTH" }}
+- name: KFAAS_KAFKA_CERT_FILE
+  value: /etc/kfaas/kafka/auth/tls.crt
+- name: KFAAS_KAFKA_KEY_FILE
+  value: /etc/kfaas/kafka/auth/tls.key
+{{- else if .auth.mechanism }}
+- name: KFAAS_KAFKA_SASL_MECHANISM
+  value: {{ get $mechanisms .auth.mechanism | quote }}
+- name: KFAAS_KAFKA_USERNAME
+  valueFrom: {secretKeyRef: {name: {{ .auth.secretRef.name | quote }}, key: username}}
+- name: KFAAS_KAFKA_PASSWORD_FILE
+  value: /etc/kfaas/kafka/auth/password
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{- define "kfaas.kafkaVolumeMounts" -}}
+{{- if .Values.kafka.tls.caSecretRef.name }}
+- {name: kafka-ca, mountPath: /etc/kfaas/kafka/ca, readOnly: true}
+{{- end }}
+{{- if .Values.kafka.auth.mechanism }}
+- {name: kafka-auth, mountPath: /etc/kfaas/kafka/auth, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "kfaas.kafkaVolumes" -}}
+{{- with .Values.kafka.tls.caSecretRef.name }}
+- name: kafka-ca
+  secret: {secretName: {{ . | quote }}, items: [{key: ca.crt, path: ca.crt}], defaultMode: 0440}
+{{- end }}
+{{- if .Values.kafka.auth.mechanism }}
+- name: kafka-auth
+  secret: {secretName: {{ .Values.kafka.auth.secretRef.name | quote }}, defaultMode: 0440}
+{{- end }}
+{{- end -}}
 
 {{/* The gateway's bounds (docs/security.md, "Bounded resources"). */}}
 {{- define "kfaas.gatewayLimitsEnv" -}}
