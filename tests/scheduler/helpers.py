@@ -10,10 +10,11 @@ keeps a tick from being delivered twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +165,18 @@ def engine(
         draw=lambda: 0.5,
         **extra,
     )
+
+
+@contextlib.asynccontextmanager
+async def running(*engines: ScheduleEngine) -> AsyncIterator[list[asyncio.Task[None]]]:
+    """The engines' loops as tasks, cancelled (their workers with them) at the end."""
+    tasks = [asyncio.create_task(e.run(), name=e.replica) for e in engines]
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def sample(engine: ScheduleEngine, metric: str, **labels: str) -> float:

@@ -8,11 +8,10 @@ store through ``Jittery`` so their reads and writes interleave as two replicas' 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from kfaas.dir_store import DirectoryObjectStore
 from kfaas.object_store import SCHEDULES
 from kfaas.schedule_manifests import parse_date_time
 from kfaas.scheduler.delivery import DeliveryError, RefusedDelivery, RetryableDelivery
-from kfaas.scheduler.engine import ScheduleEngine
 from kfaas.scheduler.records import event_id
 
 from .helpers import (
@@ -32,6 +30,7 @@ from .helpers import (
     create,
     engine,
     rfc3339,
+    running,
     sample,
     schedule_body,
 )
@@ -43,17 +42,6 @@ DLQ = {"redis": {"stream": "dead", "url": "redis://unused"}}
 def objects(tmp_path: Path) -> Iterator[DirectoryObjectStore]:
     with DirectoryObjectStore.open(tmp_path / "state") as store:
         yield store
-
-
-@contextlib.asynccontextmanager
-async def running(*engines: ScheduleEngine) -> AsyncIterator[list[asyncio.Task[None]]]:
-    tasks = [asyncio.create_task(e.run(), name=e.replica) for e in engines]
-    try:
-        yield tasks
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def status_of(objects: DirectoryObjectStore, name: str = "s") -> dict[str, object]:
