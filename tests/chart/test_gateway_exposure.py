@@ -77,9 +77,23 @@ def test_invoke_api_and_triggers_have_their_own_ports_and_services(helm: Path) -
     assert all(e["honorLabels"] is True for e in endpoints)
 
 
+def _scheduler_rule(rule: dict[str, Any]) -> bool:
+    """The rule that admits the release's own scheduler (tests/chart/test_scheduler_chart.py)."""
+    return any(
+        peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        == "scheduler"
+        for peer in rule.get("from", [])
+    )
+
+
+def _configured(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """The policy's rules but the scheduler's."""
+    return [rule for rule in policy["spec"]["ingress"] if not _scheduler_rule(rule)]
+
+
 def test_network_policy_admits_only_configured_peers_to_the_invoke_api(helm: Path) -> None:
     policy = _one(_objects(helm), "NetworkPolicy", "kfaas-gateway")
-    rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+    rules = {rule["ports"][0]["port"]: rule for rule in _configured(policy)}
     assert set(rules) == {8080, 8081}
     assert "from" not in rules[8081]  # triggers: open to the ingress
     components = {
@@ -97,15 +111,16 @@ def test_network_policy_admits_only_configured_peers_to_the_invoke_api(helm: Pat
         "NetworkPolicy",
         "kfaas-gateway",
     )
-    rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+    rules = {rule["ports"][0]["port"]: rule for rule in _configured(policy)}
     assert rules[8080]["from"] == [{"ipBlock": {"cidr": "10.1.0.0/16"}}]
     assert rules[8081]["from"] == [{"namespaceSelector": {"matchLabels": {"ingress": "yes"}}}]
 
-    # An empty list admits nobody to the Invoke API: no rule opens its port.
+    # An empty list admits nobody to the Invoke API but the release's own scheduler.
     policy = _one(
         _objects(helm, "networkPolicies.invokeFrom=null"), "NetworkPolicy", "kfaas-gateway"
     )
-    assert [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]] == [8081]
+    assert [rule["ports"][0]["port"] for rule in _configured(policy)] == [8081]
+    assert [_scheduler_rule(rule) for rule in policy["spec"]["ingress"]] == [False, True]
 
 
 def test_one_port_for_both_is_an_explicit_choice(helm: Path, tmp_path: Path) -> None:
@@ -115,7 +130,7 @@ def test_one_port_for_both_is_an_explicit_choice(helm: Path, tmp_path: Path) -> 
     assert [p["name"] for p in container["ports"]] == ["http"]
     assert not [o for o in objects if o["metadata"]["name"] == "kfaas-gateway-triggers"]
     policy = _one(objects, "NetworkPolicy", "kfaas-gateway")
-    assert [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]] == [8080]
+    assert [rule["ports"][0]["port"] for rule in _configured(policy)] == [8080]
     notes = _notes(helm, tmp_path, "gateway.triggers.separate=false", "redis.url=redis://r:6379")
     assert "whoever reaches HTTP triggers reaches the Invoke API too" in notes
 
