@@ -41,6 +41,7 @@ from kfaas.manifests import (
 from kfaas.pollers.runner import PollerGroup
 from kfaas.pollers.settings import PollerSettings
 from kfaas.scheduler.settings import SchedulerSettings
+from kfaas.secret_documents import SecretBook, load_secrets
 
 from .dev_files import Snapshot, apply_manifests, snapshot, state_misplaced
 from .dev_schedules import DevSchedules, load_schedules
@@ -99,6 +100,9 @@ class DevServer:
             code_roots=self._code_root,
         )
         self.registry.subscribe(self.backend.set_function)
+        # The `v1` Secrets in the files (ADR 027), read again at each reload: secured Kafka
+        # sources and destinations read them at each (re)connect, as pods read the API's.
+        self.secrets = SecretBook()
         self.feed = DevObjects(self.objects, self.code, self.registry, self.backend.interpreters)
         # With --auth sigv4 the in-process pollers present a token made for this run.
         self.auth, self._pollers_token = dev_auth(settings.auth, credentials)
@@ -161,6 +165,7 @@ class DevServer:
     async def start(self) -> None:
         manifests = load_manifests(self.paths)
         schedules = load_schedules(self.paths)
+        self.secrets.replace(load_secrets(self.paths))
         self.check_runtimes(manifests)
         self.check_state(manifests)
         await apply_manifests(self.objects, self.code, [*manifests, *schedules])
@@ -184,6 +189,7 @@ class DevServer:
             settings=self.settings,
             poller=self.poller_settings,
             gateway_authorization=(lambda: f"Bearer {token}") if token else None,
+            secrets=self.secrets.reader,
         )
         await self.pollers.start()
         self._mapping_lines = await self.pollers.update(self.feed.mapping_list())
@@ -273,9 +279,11 @@ class DevServer:
             try:
                 manifests = load_manifests(self.paths)
                 schedules = load_schedules(self.paths)
+                secrets = load_secrets(self.paths)
                 self.check_runtimes(manifests)
                 self.check_state(manifests)
                 changed = await apply_manifests(self.objects, self.code, [*manifests, *schedules])
+                self.secrets.replace(secrets)
             except (ManifestError, RuntimeUnavailable, store.StoreError, CodeStoreError) as exc:
                 log.error("manifests not reloaded: %s", exc)
                 continue

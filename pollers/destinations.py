@@ -9,16 +9,20 @@ keyed by its id whose value is its SQS `body`. Each copy carries where it came f
 (`kfaas-request-id`); the failure record itself is marked `kfaas-kind: failure-record` and, in a
 stream, holds its JSON in the `body` field.
 
-The mapping commits the records only after the destination has acknowledged all of them.
+The mapping commits the records only after the destination has acknowledged all of them. A Kafka
+destination's security (ADR 027) is resolved — its Secrets read — at the first send and again after
+every failed one, so a fixed password is used at the next retry without a restart.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from kfaas.brokers.destinations import DestinationWriter
+from kfaas.brokers.errors import DestinationError, KafkaAuthError
+from kfaas.brokers.kafka_security import KafkaSecurity
 from kfaas.brokers.policies import BLOCKING_READS
 
 from .records import StreamRecord
@@ -80,16 +84,42 @@ class Destination(Protocol):
     async def close(self) -> None: ...
 
 
+# Reads the destination's Secrets now and returns its security (None: PLAINTEXT).
+SecurityResolver = Callable[[], Awaitable[KafkaSecurity | None]]
+
+
+async def _plaintext() -> KafkaSecurity | None:
+    return None
+
+
 class KafkaTopicDestination:
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, security: SecurityResolver = _plaintext
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
+        self.resolve_security = security
+        self._security: KafkaSecurity | None = None
+        self._resolved = False
         # One attempt per send: the mapping keeps the records and retries on its own schedule.
         self.writer = DestinationWriter(redis_policy=BLOCKING_READS)
 
     async def send(self, records: Sequence[StreamRecord], failure: dict[str, Any]) -> None:
         messages = as_kafka_messages(records, failure)
-        await self.writer.to_topic(self.bootstrap_servers, self.topic, messages)
+        try:
+            if not self._resolved:
+                self._security, self._resolved = await self.resolve_security(), True
+            await self.writer.to_topic(
+                self.bootstrap_servers, self.topic, messages, security=self._security
+            )
+        except KafkaAuthError as exc:  # a Secret missing or unreadable: not sent, retried
+            self._resolved = False
+            raise DestinationError(
+                f"kafka topic {self.topic!r} at {self.bootstrap_servers}: {exc}"
+            ) from exc
+        except DestinationError:
+            self._resolved = False  # the next attempt reads the Secrets again
+            raise
 
     async def close(self) -> None:
         await self.writer.close()

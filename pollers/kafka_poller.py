@@ -24,6 +24,7 @@ from typing import Any, Literal
 from kfaas import aiokit
 from kfaas.brokers.errors import BrokerError, DestinationError
 from kfaas.brokers.kafka_clients import KafkaConsumer, KafkaMessage, Partition
+from kfaas.brokers.kafka_security import KafkaSecurity
 from kfaas.brokers.policies import poller_consumer
 
 from .batches import BatchLimits, read_retry_note, retry_note, should_flush, take_batch
@@ -57,6 +58,8 @@ class KafkaSettings:
     from_beginning: bool
     limits: BatchLimits
     client_id: str
+    # TLS/SASL as the mapping's Secrets said when this consumer started (None: PLAINTEXT).
+    security: KafkaSecurity | None = None
 
 
 class _PartitionSource:
@@ -211,6 +214,7 @@ class KafkaPoller:
             max_records=max(settings.limits.batch_size, 500),
             on_assigned=self._assigned,
             on_revoked=self._revoked,
+            security=settings.security,
         )
 
     def keep(self, record: StreamRecord) -> bool:

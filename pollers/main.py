@@ -29,6 +29,7 @@ from kfaas.manifests import EventSourceMapping, ManifestError, parse_manifest
 from .errors import MappingError
 from .metrics import PollerMetrics, metrics_app
 from .runner import MappingRunner, describe
+from .secrets import secrets_for
 from .settings import DEFAULT_METRICS_PORT, PollerSettings, poller_settings
 from .status import SETTLE_SECONDS, report_status
 from .status_clients import connect
@@ -74,6 +75,10 @@ async def serve(
     port: int,
 ) -> int:
     metrics = PollerMetrics()
+    # A secured Kafka source's Secrets, read at each connect (mounted in a pod; ADR 027).
+    secrets = secrets_for(
+        mapping.metadata.namespace, folder=poller.secrets_dir, kubeconfig=poller.kubeconfig
+    )
     runner = MappingRunner(
         mapping,
         gateway_url=gateway_url,
@@ -81,6 +86,7 @@ async def serve(
         poller=poller,
         metrics=metrics,
         gateway_authorization=gateway_authorization(poller.gateway_token_file),
+        read_secret=secrets.read if secrets is not None else None,
     )
     site_runner: web.AppRunner | None = None
     if port:
@@ -105,6 +111,8 @@ async def serve(
     finally:
         if reporter is not None:
             await aiokit.stop_tasks([reporter], grace_seconds=0)
+        if secrets is not None:
+            await secrets.close()
         if site_runner is not None:
             await site_runner.cleanup()
     return status

@@ -29,6 +29,11 @@ BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+# Why a source could not be read, as the `Polling` condition's reason says it.
+SOURCE_UNREACHABLE = "SourceUnreachable"
+AUTHENTICATION_FAILED = "AuthenticationFailed"  # credentials refused, TLS failed, Secret missing
+
+
 @dataclass
 class MappingActivity:
     """What one mapping's pollers did last; `changed` is set when the outcome changes."""
@@ -38,6 +43,7 @@ class MappingActivity:
     last_outcome: str | None = None
     # Why the source could not be read, until it is read again.
     source_problem: str | None = None
+    source_reason: str = SOURCE_UNREACHABLE
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def batch_answered(self, outcome: str) -> None:
@@ -46,9 +52,9 @@ class MappingActivity:
             self.last_outcome, self.source_problem = outcome, None
             self.changed.set()
 
-    def source_failed(self, problem: str) -> None:
+    def source_failed(self, problem: str, reason: str = SOURCE_UNREACHABLE) -> None:
         if problem != self.source_problem:
-            self.source_problem = problem
+            self.source_problem, self.source_reason = problem, reason
             self.changed.set()
 
     def source_reached(self) -> None:

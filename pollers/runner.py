@@ -5,6 +5,12 @@ partition) and keeps each alive: a consumer that fails — Kafka or Redis gone, 
 started again with backoff, never left silently stalled; a mapping that cannot run as written
 (`MappingError`) stops the runner, and `kfaas poller` exits non-zero. `PollerGroup` keeps a set of
 runners in step with the mappings `kfaas dev` loads; `enabled: false` means no consumer runs.
+
+A secured Kafka source or destination (`tls`, `auth`; ADR 027) has its Secrets read at every
+(re)connect, through the API in a cluster or from `kfaas dev`'s files: a wrong password or an
+untrusted certificate is a `KafkaAuthError`, reported as `Polling=False` and retried with the
+consumers' backoff, and a fixed Secret is picked up at the next attempt. Nothing is committed
+meanwhile, so the consumer resumes at the last checkpoint.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ from aiohttp import web
 
 from kfaas import aiokit
 from kfaas.brokers.destinations import platform_kafka, platform_redis
-from kfaas.brokers.errors import BrokerError, DestinationError
+from kfaas.brokers.errors import BrokerError, DestinationError, KafkaAuthError
 from kfaas.brokers.kafka_clients import topic_partition_count
+from kfaas.brokers.kafka_security import KafkaSecurity, SecretReader, resolve_security
 from kfaas.config import Settings
 from kfaas.gateway_tokens import Authorization
-from kfaas.manifests import EventSourceMapping
+from kfaas.manifests import EventSourceMapping, KafkaAuth, KafkaTls
 
 from .batches import BatchLimits, RetryPolicy, effective_parallelism
 from .delivery import DeliveryConfig, Position
@@ -33,7 +40,7 @@ from .errors import MappingError
 from .filters import FilterPatternError, compile_filters
 from .invoking import GatewayInvoker
 from .kafka_poller import KafkaMappingState, KafkaPoller, KafkaSettings
-from .metrics import PollerMetrics, metrics_app
+from .metrics import AUTHENTICATION_FAILED, SOURCE_UNREACHABLE, PollerMetrics, metrics_app
 from .records import function_arn, kafka_topic_arn, redis_stream_arn
 from .redis_poller import RedisPoller, RedisSettings
 from .settings import PollerSettings
@@ -43,6 +50,7 @@ log = logging.getLogger("kfaas.pollers")
 # A consumer that fails is started again after 0.5 s, doubling up to 30 s; one that ran a minute
 # before failing starts its backoff afresh.
 CONSUMER_RESTART = aiokit.Backoff(first=0.5, most=30.0, healthy_after=60.0)
+PARTITIONS_RETRY_MOST = 2.0
 
 
 class MappingRunner:
@@ -59,8 +67,14 @@ class MappingRunner:
         kafka_bootstrap_default: str | None = None,
         redis_url_default: str | None = None,
         gateway_authorization: Authorization | None = None,
+        read_secret: SecretReader | None = None,
+        platform_kafka_security: KafkaSecurity | None = None,
     ) -> None:
         self.mapping = mapping
+        # The mapping's namespace's Secrets (None: none can be read, a secured source fails).
+        self.read_secret = read_secret
+        # How the platform's Kafka is reached, for a Kafka destination of a Redis source.
+        self.platform_kafka_security = platform_kafka_security
         spec = mapping.spec
         namespace, name = mapping.metadata.namespace, mapping.metadata.name
         self.metrics = metrics.for_mapping((namespace, spec.function_name, name))
@@ -79,12 +93,6 @@ class MappingRunner:
         self.claim_idle_seconds = claim_idle_seconds or poller.claim_idle_seconds
         self.kafka_default = kafka_bootstrap_default or settings.kafka_bootstrap_servers
         self.redis_default = redis_url_default or settings.redis_url
-        if spec.kafka is not None and spec.kafka.auth is not None:
-            # Failing loudly beats connecting without the credentials the user asked for.
-            raise MappingError(
-                f"{mapping.key}: kafka.auth is not supported by this poller yet "
-                "(SASL/TLS clusters cannot be polled)"
-            )
         try:
             filters = spec.filter_criteria.filters if spec.filter_criteria else []
             self.filter = compile_filters([f.pattern for f in filters])
@@ -110,23 +118,46 @@ class MappingRunner:
         target = config.on_failure if config else None
         if target is None:
             return None
-        # A destination without a server of its own uses the source's, when the source is of the
-        # same kind, and the platform's otherwise.
+        # A destination without a server of its own uses the source's (and the source's
+        # security), when the source is of the same kind, and the platform's otherwise.
         source = self.mapping.spec
         what = f"{self.mapping.key}: destinationConfig.onFailure"
         try:
             if target.kafka is not None:
-                named = target.kafka.bootstrap_servers or (
-                    source.kafka.bootstrap_servers if source.kafka else None
-                )
-                servers = platform_kafka(named, self.kafka_default, what=f"{what}.kafka")
-                return KafkaTopicDestination(servers, target.kafka.topic)
+                own = target.kafka
+                if own.bootstrap_servers is not None:
+                    servers = own.bootstrap_servers
+                    security = self._resolver(own.tls, own.auth)
+                elif source.kafka is not None:
+                    servers = source.kafka.bootstrap_servers
+                    security = self._resolver(source.kafka.tls, source.kafka.auth)
+                else:
+                    servers = platform_kafka(None, self.kafka_default, what=f"{what}.kafka")
+                    security = self._platform_security
+                return KafkaTopicDestination(servers, own.topic, security)
             assert target.redis is not None
             named = target.redis.url or (source.redis.url if source.redis else None)
             url = platform_redis(named, self.redis_default, what=f"{what}.redis")
             return RedisStreamDestination(url, target.redis.stream)
         except DestinationError as exc:
             raise MappingError(str(exc)) from None
+
+    def _resolver(
+        self, tls: KafkaTls | None, auth: KafkaAuth | None
+    ) -> Callable[[], Awaitable[KafkaSecurity | None]]:
+        async def resolve() -> KafkaSecurity | None:
+            return await resolve_security(tls, auth, self.read_secret)
+
+        return resolve
+
+    async def _platform_security(self) -> KafkaSecurity | None:
+        return self.platform_kafka_security
+
+    async def _source_security(self) -> KafkaSecurity | None:
+        """The source's security, its Secrets read now: at every (re)connect."""
+        kafka = self.mapping.spec.kafka
+        assert kafka is not None
+        return await resolve_security(kafka.tls, kafka.auth, self.read_secret)
 
     async def run(self) -> None:
         """Run the mapping's consumers until cancelled (or a MappingError)."""
@@ -180,16 +211,25 @@ class MappingRunner:
             log.warning(
                 "cannot read partitions of %s yet (again in %.1f s): %s", kafka.topic, delay, exc
             )
-            self.metrics.activity.source_failed(str(exc))
+            self._source_failed(exc)
+
+        async def count() -> int | None:
+            security = await self._source_security()
+            return await topic_partition_count(kafka.bootstrap_servers, kafka.topic, security)
 
         return await aiokit.retry_until_deadline(
-            lambda: topic_partition_count(kafka.bootstrap_servers, kafka.topic),
+            count,
             retry_on=(BrokerError,),
             within_seconds=math.inf,  # the consumers cannot start without it
             first_delay=CONSUMER_RESTART.first,
-            max_delay=CONSUMER_RESTART.first,
+            # Each attempt may read Secrets through the API: a wrong password is not hammered.
+            max_delay=PARTITIONS_RETRY_MOST,
             on_retry=failed,
         )
+
+    def _source_failed(self, exc: BaseException) -> None:
+        reason = AUTHENTICATION_FAILED if isinstance(exc, KafkaAuthError) else SOURCE_UNREACHABLE
+        self.metrics.activity.source_failed(str(exc), reason)
 
     def _consumer_factory(self, index: int) -> Callable[[], Awaitable[None]]:
         spec = self.mapping.spec
@@ -198,6 +238,11 @@ class MappingRunner:
 
         async def run_kafka() -> None:
             assert spec.kafka is not None
+            try:
+                security = await self._source_security()
+            except KafkaAuthError as exc:
+                self._source_failed(exc)
+                raise
             poller = KafkaPoller(
                 settings=KafkaSettings(
                     bootstrap_servers=spec.kafka.bootstrap_servers,
@@ -206,6 +251,7 @@ class MappingRunner:
                     from_beginning=spec.kafka.starting_position == "TRIM_HORIZON",
                     limits=self.limits,
                     client_id=f"kfaas-{self.mapping.metadata.name}-{index}",
+                    security=security,
                 ),
                 invoke=self.invoker,
                 delivery_config=self.delivery_config,
@@ -246,7 +292,7 @@ class MappingRunner:
         try:
             await run
         except BrokerError as exc:
-            self.metrics.activity.source_failed(str(exc))
+            self._source_failed(exc)
             raise
 
 
@@ -266,9 +312,14 @@ class PollerGroup:
         metrics: PollerMetrics | None = None,
         metrics_port: int | None = None,
         gateway_authorization: Authorization | None = None,
+        secrets: Callable[[str], SecretReader] | None = None,
+        platform_kafka_security: KafkaSecurity | None = None,
     ) -> None:
         self.gateway_url = gateway_url
         self.gateway_authorization = gateway_authorization
+        # A namespace's Secrets (kfaas dev: its SecretBook), for secured Kafka sources.
+        self.secrets = secrets
+        self.platform_kafka_security = platform_kafka_security
         self.settings = settings
         self.poller = poller or PollerSettings()
         self.metrics = metrics or PollerMetrics()
@@ -305,6 +356,10 @@ class PollerGroup:
                         poller=self.poller,
                         metrics=self.metrics,
                         gateway_authorization=self.gateway_authorization,
+                        read_secret=(
+                            self.secrets(mapping.metadata.namespace) if self.secrets else None
+                        ),
+                        platform_kafka_security=self.platform_kafka_security,
                     )
                 except MappingError as exc:
                     log.error("mapping %s not started: %s", key, exc)

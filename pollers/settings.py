@@ -40,6 +40,8 @@ class PollerSettings:
     # Where the mapping's status is reported: the pod's own credentials, else a kubeconfig.
     in_a_pod: bool = False
     kubeconfig: str | None = None
+    # Where the Secrets a secured Kafka mapping names are mounted, a folder each ("" = none).
+    secrets_dir: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> PollerSettings:
@@ -58,6 +60,7 @@ class PollerSettings:
             gateway_token_file=environ.get("KFAAS_GATEWAY_TOKEN_FILE", "").strip(),
             in_a_pod=in_a_pod(environ),
             kubeconfig=environ.get("KUBECONFIG") or None,
+            secrets_dir=environ.get("KFAAS_POLLER_SECRETS_DIR", "").strip(),
         )
 
 

@@ -23,7 +23,7 @@ from kfaas import aiokit
 from kfaas.api_objects import status_differs
 
 from .errors import StatusError
-from .metrics import PollerMetrics
+from .metrics import SOURCE_UNREACHABLE, PollerMetrics
 
 log = logging.getLogger("kfaas.pollers")
 
@@ -53,6 +53,7 @@ class PollerReport:
     last_batch_at: float | None
     last_outcome: str | None
     source_problem: str | None
+    source_reason: str = SOURCE_UNREACHABLE
 
     @classmethod
     def of(cls, metrics: PollerMetrics) -> PollerReport:
@@ -62,6 +63,7 @@ class PollerReport:
             last_batch_at=activity.last_batch_at,
             last_outcome=activity.last_outcome,
             source_problem=activity.source_problem,
+            source_reason=activity.source_reason,
         )
 
 
@@ -82,7 +84,7 @@ def polling_condition(report: PollerReport) -> Body:
         return {
             "type": CONDITION,
             "status": "False",
-            "reason": "SourceUnreachable",
+            "reason": report.source_reason,
             "message": report.source_problem,
         }
     if report.last_outcome is None:

@@ -68,11 +68,20 @@ async def _starting(
     bootstrap_servers: str,
     security: KafkaSecurity | None,
     start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
 ) -> None:
-    """Run ``start`` with errors translated; a secured cluster unreachable is probed for why."""
+    """Run ``start`` with errors translated; a secured cluster unreachable is probed for why.
+
+    A client that failed to start is stopped (it holds a half-open client otherwise).
+    """
     try:
         with kafka_errors(what):
-            await start()
+            try:
+                await start()
+            except BaseException:
+                with contextlib.suppress(KafkaError, OSError):
+                    await stop()
+                raise
     except BrokerUnavailable as exc:
         if security is None or security == PLAINTEXT:
             raise
@@ -127,7 +136,11 @@ class KafkaConsumer:
         with kafka_errors("subscribing"):
             self._consumer.subscribe(self.topics, listener=self._listener)
         await _starting(
-            "starting the consumer", self.bootstrap_servers, self.security, self._consumer.start
+            "starting the consumer",
+            self.bootstrap_servers,
+            self.security,
+            self._consumer.start,
+            self._consumer.stop,
         )
 
     async def stop(self) -> None:
@@ -196,7 +209,9 @@ async def topic_partition_count(
 ) -> int | None:
     """Partitions of a topic, asked through a short-lived consumer without a group."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, **client_options(security))
-    await _starting("reading topic metadata", bootstrap_servers, security, consumer.start)
+    await _starting(
+        "reading topic metadata", bootstrap_servers, security, consumer.start, consumer.stop
+    )
     with kafka_errors("reading topic metadata"):
         try:
             partitions = consumer.partitions_for_topic(topic)
@@ -217,7 +232,7 @@ async def ensure_topics(
     """Create those of ``topics`` that do not exist, replicated on up to three brokers."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(security))
     what = f"creating topics {', '.join(topics)}"
-    await _starting(what, bootstrap_servers, security, admin.start)
+    await _starting(what, bootstrap_servers, security, admin.start, admin.close)
     with kafka_errors(what):
         try:
             existing = set(await admin.list_topics())
@@ -265,15 +280,14 @@ class KafkaProducer:
             request_timeout_ms=self.request_timeout_ms,
             security=self.security,
         )
-        try:
-            await _starting(
-                "starting the producer", self.bootstrap_servers, self.security, producer.start
-            )
-        except BaseException:
-            # A producer cannot be started again once stopped: the next attempt opens anew.
-            with contextlib.suppress(KafkaError, OSError):
-                await producer.stop()
-            raise
+        # A producer cannot be started again once stopped: the next attempt opens anew.
+        await _starting(
+            "starting the producer",
+            self.bootstrap_servers,
+            self.security,
+            producer.start,
+            producer.stop,
+        )
         self._producer = producer
 
     async def _started(self) -> AIOKafkaProducer:

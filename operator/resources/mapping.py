@@ -1,17 +1,22 @@
 """The objects behind one EventSourceMapping: the pollers' Deployment and their identity.
 
 A poller is ``kfaas poller`` configured by the mapping itself (``KFAAS_MAPPING``, JSON) and the
-gateway's URL; Kafka credentials stay in the Secret the mapping names and reach the pod as
-environment variables by reference, never copied. Each mapping's pollers get a ServiceAccount
-allowed to write exactly that mapping's status (lag, last batch) and to invoke its function,
-nothing else.
+gateway's URL. Each mapping's pollers get a ServiceAccount allowed to write exactly that mapping's
+status (lag, last batch) and to invoke its function, nothing else.
+
+The Secrets its Kafka ``tls`` and ``auth`` name (ADR 027) are mounted as volumes, one folder per
+Secret under ``KFAAS_POLLER_SECRETS_DIR``, optional: the poller reads them at every (re)connect,
+the kubelet refreshes them when the Secret changes (within about a minute), so a fixed password is
+used without a rollout, and a Secret made after the mapping does not hold the pod in
+ContainerCreating. Reading them through the API would need a Role with ``get`` on them, which RBAC
+lets the operator grant only if it could read every Secret itself.
 """
 
 from __future__ import annotations
 
 import json
 
-from kfaas.manifests import API_GROUP, EventSourceMapping
+from kfaas.manifests import API_GROUP, EventSourceMapping, KafkaAuth, KafkaTls
 
 from .. import names
 from ..config import OperatorConfig
@@ -50,6 +55,26 @@ def source_of(mapping: EventSourceMapping) -> str:
     return f"redis:{spec.redis.stream}"
 
 
+SECRETS_DIR = "/var/run/kfaas/secrets"
+# Readable by the pod's group (fsGroup) only.
+_SECRET_MODE = 0o440
+
+
+def _secret_names(tls: KafkaTls | None, auth: KafkaAuth | None) -> list[str]:
+    names = [tls.ca_secret_ref.name] if tls is not None and tls.ca_secret_ref else []
+    return names + ([auth.secret_ref.name] if auth is not None else [])
+
+
+def referenced_secrets(mapping: EventSourceMapping) -> list[str]:
+    """The Secrets the mapping's Kafka source and on-failure destination name, sorted."""
+    spec = mapping.spec
+    names = _secret_names(spec.kafka.tls, spec.kafka.auth) if spec.kafka is not None else []
+    target = spec.destination_config.on_failure if spec.destination_config else None
+    if target is not None and target.kafka is not None:
+        names += _secret_names(target.kafka.tls, target.kafka.auth)
+    return sorted(set(names))
+
+
 def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: OperatorConfig) -> Body:
     """``parallelism`` pollers while enabled, none while disabled (offsets stay committed)."""
     spec = mapping.spec
@@ -65,6 +90,9 @@ def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: Operat
         {"name": "KFAAS_POLLER_METRICS_PORT", "value": str(names.POLLER_METRICS_PORT)},
         {"name": "KFAAS_POLLER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
+    secrets = referenced_secrets(mapping)
+    if secrets:
+        env.append({"name": "KFAAS_POLLER_SECRETS_DIR", "value": SECRETS_DIR})
     container: Body = {
         "name": "poller",
         "image": config.image,
@@ -76,13 +104,24 @@ def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: Operat
         ],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            *(
+                {"name": f"secret-{index}", "mountPath": f"{SECRETS_DIR}/{name}", "readOnly": True}
+                for index, name in enumerate(secrets)
+            ),
+        ],
     }
-    if spec.kafka is not None and spec.kafka.auth is not None:
-        secret = spec.kafka.auth.secret_ref
-        container["envFrom"] = [
-            {"prefix": "KFAAS_KAFKA_AUTH_", "secretRef": {"name": secret.name}},
-        ]
+    volumes: list[Body] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    volumes += [
+        {
+            "name": f"secret-{index}",
+            # Optional: a Secret created later is mounted when it appears; until then the
+            # poller reports the mapping not Polling, naming the Secret.
+            "secret": {"secretName": name, "optional": True, "defaultMode": _SECRET_MODE},
+        }
+        for index, name in enumerate(secrets)
+    ]
     labels = names.poller_labels(mapping.metadata.name, spec.function_name)
     return with_hash(
         {
@@ -102,7 +141,7 @@ def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: Operat
                         "enableServiceLinks": False,
                         "securityContext": POD_SECURITY,
                         "containers": [container],
-                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                        "volumes": volumes,
                     },
                 },
             },

@@ -318,10 +318,53 @@ def test_disabled_mapping_runs_no_poller_and_secrets_stay_references() -> None:
         }
     )
     deployment = esm.make_poller_deployment(with_auth, UID, CONFIG)
-    assert container(deployment)["envFrom"] == [
-        {"prefix": "KFAAS_KAFKA_AUTH_", "secretRef": {"name": "kafka-credentials"}}
+    assert "envFrom" not in container(deployment)
+    assert env(deployment)["KFAAS_POLLER_SECRETS_DIR"] == esm.SECRETS_DIR
+    assert container(deployment)["volumeMounts"][1:] == [
+        {
+            "name": "secret-0",
+            "mountPath": f"{esm.SECRETS_DIR}/kafka-credentials",
+            "readOnly": True,
+        }
     ]
-    assert "kafka-credentials" not in json.dumps(env(deployment)["KFAAS_GATEWAY_URL"])
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert volumes[1:] == [
+        {
+            "name": "secret-0",
+            "secret": {"secretName": "kafka-credentials", "optional": True, "defaultMode": 0o440},
+        }
+    ]
+    assert "kafka-credentials" not in json.dumps(esm.make_poller_role(with_auth, UID))
+
+
+def test_the_poller_mounts_every_secret_its_source_and_destination_name() -> None:
+    secured = mapping(
+        kafka={
+            "bootstrapServers": "k1:9093",
+            "topic": "uploads",
+            "tls": {"caSecretRef": {"name": "kafka-ca"}},
+            "auth": {"mechanism": "BASIC_AUTH", "secretRef": {"name": "kafka-user"}},
+        },
+        destinationConfig={
+            "onFailure": {
+                "kafka": {
+                    "topic": "dlq",
+                    "bootstrapServers": "other:9093",
+                    "tls": {"caSecretRef": {"name": "kafka-ca"}},
+                    "auth": {
+                        "mechanism": "CLIENT_CERTIFICATE_TLS_AUTH",
+                        "secretRef": {"name": "dlq-client"},
+                    },
+                }
+            }
+        },
+    )
+    assert esm.referenced_secrets(secured) == ["dlq-client", "kafka-ca", "kafka-user"]
+    mounts = container(esm.make_poller_deployment(secured, UID, CONFIG))["volumeMounts"]
+    assert [m["mountPath"].rsplit("/", 1)[1] for m in mounts[1:]] == esm.referenced_secrets(secured)
+    plain = esm.make_poller_deployment(mapping(), UID, CONFIG)
+    assert "KFAAS_POLLER_SECRETS_DIR" not in env(plain)
+    assert len(plain["spec"]["template"]["spec"]["volumes"]) == 1
 
 
 def test_poller_role_allows_only_its_own_mapping_status_and_invoking_its_function() -> None:

@@ -404,9 +404,14 @@ def test_mapping_gets_its_poller_deployment(platform: Platform, namespace: str) 
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert json.loads(env["KFAAS_MAPPING"])["spec"]["kafka"]["topic"] == "uploads"
     assert env["KFAAS_GATEWAY_URL"].startswith("http://kfaas-gateway.")
-    assert container["envFrom"] == [
-        {"prefix": "KFAAS_KAFKA_AUTH_", "secretRef": {"name": "kafka-auth"}}
-    ]
+    # The Secret is mounted (optional: it does not exist here) and read at each connect.
+    assert "envFrom" not in container
+    assert {"name": "secret-0", "mountPath": "/var/run/kfaas/secrets/kafka-auth",
+            "readOnly": True} in container["volumeMounts"]  # fmt: skip
+    cannot_read = platform.kubectl("-n", namespace, "auth", "can-i", "get", "secrets/kafka-auth",
+                                   f"--as=system:serviceaccount:{namespace}:uploads-poller",
+                                   check=False)  # fmt: skip
+    assert cannot_read.strip() == "no"
     # The pollers may write this mapping's status, and nothing else.
     account = f"system:serviceaccount:{namespace}:uploads-poller"
     can = platform.kubectl("-n", namespace, "auth", "can-i", "patch",

@@ -68,30 +68,6 @@ MAPPING: dict[str, Any] = {
         (
             {
                 "KFAAS_GATEWAY_URL": "http://gw",
-                "KFAAS_POLLER_METRICS_PORT": "0",
-                "KFAAS_MAPPING": json.dumps(
-                    {
-                        **MAPPING,
-                        "spec": {
-                            "functionName": "f",
-                            "kafka": {
-                                "bootstrapServers": "127.0.0.1:1",
-                                "topic": "t",
-                                "auth": {
-                                    "mechanism": "SASL_SCRAM_512_AUTH",
-                                    "secretRef": {"name": "creds"},
-                                },
-                            },
-                        },
-                    }
-                ),
-            },
-            (),
-            "kafka.auth is not supported",
-        ),
-        (
-            {
-                "KFAAS_GATEWAY_URL": "http://gw",
                 "KFAAS_MAPPING": json.dumps(
                     {
                         **MAPPING,
