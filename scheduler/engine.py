@@ -39,7 +39,7 @@ from .claims import ClaimLost, ClaimWriter, Stale, status_of
 from .dead_letters import DeadLetters
 from .delivery import Delivery, DeliveryError, RetryableDelivery, failure_reason
 from .metrics import ScheduleMetrics
-from .records import failure_record, payload_of
+from .records import failure_record, missed_line, payload_of
 from .settings import SchedulerSettings
 from .ticks import (
     Condition,
@@ -51,13 +51,13 @@ from .ticks import (
     backoff_delay,
     decide,
     done_status,
-    stamp,
     timeline_of,
 )
 
 log = logging.getLogger("kfaas.scheduler")
 
 Clock = Callable[[], datetime.datetime]
+TOO_OLD = "older than maximumEventAgeInSeconds before it was delivered"
 
 
 def utc_now() -> datetime.datetime:
@@ -98,7 +98,7 @@ class ScheduleEngine:
         self.claims = ClaimWriter(
             objects, replica=replica, claim_seconds=self.settings.claim_seconds, clock=clock
         )
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._workers: dict[str, asyncio.Task[bool]] = {}
         self._wake = asyncio.Event()
         # One attempt (a delivery, a dead-letter write) ends well inside the claim's lease.
         self.attempt_seconds = min(self.settings.claim_seconds / 3, 30.0)
@@ -142,10 +142,16 @@ class ScheduleEngine:
             self._workers[key] = worker
         return max(0.0, (wake - self.clock()).total_seconds())
 
-    def _worker_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (error := task.exception()) is not None:
+    def _worker_ended(self, task: asyncio.Task[bool]) -> None:
+        if task.cancelled():
+            return
+        if (error := task.exception()) is not None:
             log.error("%s failed", task.get_name(), exc_info=error)
-        self._wake.set()  # the loop looks again: the schedule's next due time is known now
+        elif task.result():
+            # The loop looks again at once: the schedule's next due time is known now. Not after
+            # a failure, which the next poll retries (a store refusing every write, a bug in a
+            # delivery, must not make a hot loop).
+            self._wake.set()
 
     def _decide(self, body: Body, now: datetime.datetime) -> Wait | Fire | None:
         parsed = self._parsed(body)
@@ -172,29 +178,30 @@ class ScheduleEngine:
 
     # -- one schedule --------------------------------------------------------------------------
 
-    async def _work(self, body: Body) -> None:
-        """Act on one Schedule until nothing is due (its owed ticks oldest first)."""
+    async def _work(self, body: Body) -> bool:
+        """Act on one Schedule until nothing is due (its owed ticks oldest first); False when
+        it stopped on a failure of the store (the next poll tries again)."""
         while True:
             try:
                 decision = self._decide(body, self.clock())
                 if decision is None:
-                    return
+                    return False
                 if isinstance(decision, Wait):
                     if decision.status is not None:
                         await self.claims.write(body, decision.status)
-                    return
+                    return True
                 body = await self._fire(body, decision)
             except Stale as stale:
                 if isinstance(stale, ClaimLost):
                     log.warning("%s: the tick was taken over by another replica", _key(body))
                 body = stale.body
             except ObjectNotFound:
-                return  # deleted: nothing is owed
+                return True  # deleted: nothing is owed
             except (StoreError, aiokit.DeadlinePassed) as exc:
                 # The next look starts again from the store; a claim left behind is this
-                # replica's, taken over at once then (counted as a redelivery).
+                # replica's, taken over then (counted as a redelivery).
                 log.warning("%s: the store failed, trying again later: %s", _key(body), exc)
-                return
+                return False
 
     async def _fire(self, body: Body, fire: Fire) -> Body:
         """Claim ``fire.tick``, deliver it (or give it up), and record it done."""
@@ -206,7 +213,7 @@ class ScheduleEngine:
         labels = _labels(schedule)
         if fire.too_old and schedule.spec.dead_letter_config is None:
             body = await self.claims.write(body, done_status(timeline, fire.tick, generation))
-            self._missed(schedule, fire.tick, "EventAgeExceeded", fire.attempts, "too old")
+            self._missed(schedule, fire.tick, "EventAgeExceeded", fire.attempts, TOO_OLD)
             return body
         # The race: of the replicas that read the same resourceVersion one claim is written.
         attempts = fire.attempts + (0 if fire.too_old else 1)
@@ -214,7 +221,7 @@ class ScheduleEngine:
         if fire.takeover:
             self.metrics.redeliveries.labels(*labels).inc()
         condition: Condition = "EventAgeExceeded"
-        error, status_code = "older than maximumEventAgeInSeconds before it was delivered", 0
+        error, status_code = TOO_OLD, 0
         while not fire.too_old:
             try:
                 await self._deliver(schedule, uid, fire.tick)
@@ -290,16 +297,7 @@ class ScheduleEngine:
     ) -> None:
         """A tick given up with no dead-letter destination: counted and logged, never silent."""
         self.metrics.missed.labels(*_labels(schedule)).inc()
-        line = {
-            "message": "schedule tick given up (no deadLetterConfig)",
-            "schedule": schedule.key,
-            "function": schedule.spec.target.function_name,
-            "tick": stamp(tick),
-            "condition": condition,
-            "approximateInvokeCount": attempts,
-            "error": error,
-        }
-        log.warning("%s", json.dumps(line))
+        log.warning("%s", json.dumps(missed_line(schedule, tick, condition, attempts, error)))
 
 
 def _key(body: Body) -> str:

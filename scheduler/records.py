@@ -102,3 +102,18 @@ def failure_record(
         },
         "responsePayload": {"errorMessage": error},
     }
+
+
+def missed_line(
+    schedule: Schedule, tick: datetime.datetime, condition: str, attempts: int, error: str
+) -> dict[str, Any]:
+    """The JSON log line of a tick given up with no dead-letter destination (never silent)."""
+    return {
+        "message": "schedule tick given up (no deadLetterConfig)",
+        "schedule": schedule.key,
+        "function": schedule.spec.target.function_name,
+        "tick": stamp(tick),
+        "condition": condition,
+        "approximateInvokeCount": attempts,
+        "error": error,
+    }
