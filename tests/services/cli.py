@@ -7,6 +7,8 @@
     scripts/services down                             # all of them; data stays
     scripts/services wipe kafka                       # stop it and delete its data
 
+Kafka also exports its secured listeners (KAFKA_SSL_/MTLS_/SASL_SSL_BOOTSTRAP_SERVERS), the CA and
+client certificate files and its SASL users (docs/testing.md, "Running a service by hand").
 Only `export` lines go to stdout; progress and errors go to stderr. The services run detached and
 outlive this command. Their state is under KFAAS_SERVICES_DIR (default ~/.cache/kfaas/services).
 """
