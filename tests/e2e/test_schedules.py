@@ -4,6 +4,7 @@ EventBridge's Scheduled Event, judged by aws-lambda-powertools' own parser (ADR 
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import urllib.request
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_kfaas_dev_fires_a_schedule_as_scheduled_events(tmp_path: Path) -> None:
         assert event.detail == {}
     times = [datetime.datetime.fromisoformat(e.time.replace("Z", "+00:00")) for e in parsed]
     # Every tick once, two seconds apart, none skipped.
-    assert [later - earlier for earlier, later in zip(times, times[1:], strict=False)] == [
+    assert [later - earlier for earlier, later in itertools.pairwise(times)] == [
         datetime.timedelta(seconds=2)
     ] * (len(times) - 1)
     assert len({event.get_id for event in parsed}) == len(parsed)
