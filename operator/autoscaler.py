@@ -11,6 +11,10 @@ its caches warm while standby so a takeover decides from full information.
 Published versions (FunctionVersion objects, ADR 024) are scaled the same way, each on its own:
 the gateways report a version's demand under `namespace/name:N` (``Function.key``), the key the
 autoscaler keeps its window under, and its Deployment is the version's own.
+
+Provisioned instances (``concurrency.provisioned``) run in a Deployment of their own that the
+reconciler keeps at exactly that many (ADR 030). The rule decides the function's instances in all,
+provisioned ones included, and the on-demand Deployment gets the rest.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from kfaas.version_manifests import parse_version
 
 from . import names
 from .metrics import OperatorMetrics
-from .resources.function import make_replicas
+from .resources.function import make_replicas, on_demand_instances
 
 log = logging.getLogger("kfaas.operator.autoscaler")
 
@@ -176,9 +180,11 @@ class Autoscaler:
             self.states[key] = state
         record(state, now, float(concurrency))
         current = int(deployment.get("spec", {}).get("replicas", 0))
-        desired = desired_instances(policy, state, now, current)
+        provisioned = spec.concurrency.provisioned
+        wanted = desired_instances(policy, state, now, current + provisioned)
+        desired = on_demand_instances(function, wanted)
         self.metrics.demand.labels(namespace, name, version).set(concurrency)
-        self.metrics.desired.labels(namespace, name, version).set(desired)
+        self.metrics.desired.labels(namespace, name, version).set(wanted)
         if desired != current:
             log.info(
                 "scaling %s from %d to %d instances (concurrency %d)",

@@ -26,6 +26,11 @@ RUNTIME_COMPONENT = "runtime"
 # immutable on its Deployment) never takes them in. Their Deployment and Service still carry
 # "runtime", which the autoscaler's and the gateway's informers select.
 VERSION_RUNTIME_COMPONENT = "version-runtime"
+# The pods of `concurrency.provisioned` (ADR 030): a Deployment of their own, whose selector must
+# not overlap the on-demand one's (immutable, function + component), hence components of their
+# own; their Service still carries "runtime", so the gateway merges both Services' endpoints.
+PROVISIONED_COMPONENT = "provisioned-runtime"
+PROVISIONED_VERSION_COMPONENT = "provisioned-version-runtime"
 POLLER_COMPONENT = "poller"
 GATEWAY_COMPONENT = "gateway"
 
@@ -70,6 +75,13 @@ def function_workload(function: str, version: str = LATEST) -> str:
     if version == LATEST:
         return child_name(function, "fn")
     return child_name(_version_stem(function, version), "fnv")
+
+
+def provisioned_workload(function: str, version: str = LATEST) -> str:
+    """The Deployment and Service of a function's (or a version's) provisioned instances."""
+    if version == LATEST:
+        return child_name(function, "fn-pc")
+    return child_name(_version_stem(function, version), "fnv-pc")
 
 
 def function_token(function: str, version: str = LATEST) -> str:
@@ -120,6 +132,28 @@ def function_selector(function: str, version: str = LATEST) -> dict[str, str]:
 def pod_labels(function: str, version: str = LATEST) -> dict[str, str]:
     """A runtime pod's own labels: the objects' labels with the selector's component."""
     return {**function_labels(function, version), **function_selector(function, version)}
+
+
+def provisioned_selector(function: str, version: str = LATEST) -> dict[str, str]:
+    """What selects a function's (or a version's) provisioned pods, and only those."""
+    component = PROVISIONED_COMPONENT if version == LATEST else PROVISIONED_VERSION_COMPONENT
+    return {**function_selector(function, version), COMPONENT_LABEL: component}
+
+
+def provisioned_pod_labels(function: str, version: str = LATEST) -> dict[str, str]:
+    return {**function_labels(function, version), **provisioned_selector(function, version)}
+
+
+def all_pods_selector(function: str, version: str = LATEST) -> dict[str, object]:
+    """A label selector (matchLabels and matchExpressions) of every runtime pod of a function
+    (or a version): on-demand and provisioned, for its NetworkPolicy and PodDisruptionBudget."""
+    labels = function_selector(function, version)
+    components = [labels.pop(COMPONENT_LABEL)]
+    components.append(provisioned_selector(function, version)[COMPONENT_LABEL])
+    return {
+        "matchLabels": labels,
+        "matchExpressions": [{"key": COMPONENT_LABEL, "operator": "In", "values": components}],
+    }
 
 
 def poller_labels(mapping: str, function: str) -> dict[str, str]:

@@ -9,7 +9,8 @@ API server's own words, so the handler can post failures as Kubernetes Events. T
 is computed by ``operator/status.py`` and written by ``operator/status_writes.py``.
 
 A Function's phases: the stored podTemplate is allowed, the spec parses, its runtime has an
-image, its code is stored (or found), its child objects are applied, and once the rollout is
+image, its code is stored (or found), its child objects are applied (with `concurrency.provisioned`,
+a second Deployment and Service of the provisioned instances, ADR 030), and once the rollouts are
 complete the code of earlier versions is pruned. A published version's (ADR 024) are the same
 phases over the Function it froze (``FunctionVersion.function()``), its children named and
 owned per version; its code never changes, so nothing is pruned. A mapping's: the spec parses,
@@ -57,6 +58,11 @@ class FunctionPass(Pass):
         return dict(self.body.get("spec") or {})
 
     @property
+    def asks_provisioned(self) -> bool:
+        """Whether the stored spec asks for provisioned instances (read before it is parsed)."""
+        return bool((self.function_spec.get("concurrency") or {}).get("provisioned"))
+
+    @property
     def runs(self) -> Workload:
         """Whose runtime Deployment this pass builds, read from the stored object."""
         meta = self.body.get("metadata") or {}
@@ -96,7 +102,7 @@ async def refuse_pod_template(applier: Applier, state: FunctionPass) -> Outcome 
     refusal = fn_resources.pod_template_refusal({"spec": state.function_spec}, state.config)
     if refusal is None:
         return None
-    refusal += await stop_refused(applier, state.runs)
+    refusal += await stop_refused(applier, state.runs, state.asks_provisioned)
     return Outcome("SpecValid", "False", "PodTemplateNotAllowed", refusal)
 
 
@@ -125,7 +131,7 @@ async def check_runtime(applier: Applier, state: FunctionPass) -> Outcome:
     function = state.function
     missing = fn_resources.runtime_refusal(function, state.config)
     if missing is not None:
-        missing += await stop_refused(applier, state.runs)
+        missing += await stop_refused(applier, state.runs, state.asks_provisioned)
         return Outcome("RuntimeAvailable", "False", "RuntimeNotAvailable", missing)
     image = fn_resources.function_image(function, state.config)
     message = f"{function.spec.runtime}: {image}"
@@ -193,7 +199,26 @@ async def apply_function_resources(applier: Applier, state: FunctionPass) -> Out
         ),
         secret=fn_resources.make_token_secret(function, uid, config),
     )
+    await apply_provisioned(applier, state)
     return Outcome("ResourcesReady", "True", "Applied", "all child objects are up to date")
+
+
+async def apply_provisioned(applier: Applier, state: FunctionPass) -> None:
+    """The provisioned instances' Deployment and Service (ADR 030), or none when there are none.
+
+    After the on-demand Deployment, whose write brings the token Secret both templates read.
+    """
+    function, uid = state.function, state.uid
+    namespace = function.metadata.namespace
+    name = names.provisioned_workload(function.metadata.name, function.version)
+    if function.spec.concurrency.provisioned == 0:
+        await _remove_provisioned(applier, namespace, name)
+        return
+    await applier.ensure(fn_resources.make_service(function, uid, provisioned=True))
+    desired = fn_resources.make_deployment(
+        function, uid, state.config, code=state.code_config_map, provisioned=True
+    )
+    await applier.ensure(desired)
 
 
 async def prune_rolled_out_code(applier: Applier, state: FunctionPass) -> None:
@@ -228,7 +253,7 @@ async def reconcile_version(client: KubeClient, body: Body, config: OperatorConf
     return await run_phases(VERSION_PHASES, Applier(client), VersionPass(body, config))
 
 
-async def stop_refused(applier: Applier, runs: Workload) -> str:
+async def stop_refused(applier: Applier, runs: Workload, provisioned: bool = False) -> str:
     """Scale to zero the pods an earlier version built from a podTemplate (or for a runtime)
     now refused.
 
@@ -237,6 +262,9 @@ async def stop_refused(applier: Applier, runs: Workload) -> str:
     """
     namespace, workload = runs.namespace, runs.name
     try:
+        if provisioned:  # the provisioned instances' Deployment is the reconciler's: it goes
+            name = names.provisioned_workload(runs.function, runs.version)
+            await _remove_provisioned(applier, namespace, name)
         live = await applier.find("apps/v1", "deployments", namespace, workload)
         if live is None or not live.get("spec", {}).get("replicas"):
             return ""
@@ -249,6 +277,15 @@ async def stop_refused(applier: Applier, runs: Workload) -> str:
     return f"; its running instances (Deployment {workload}) were stopped"
 
 
+async def _remove_provisioned(applier: Applier, namespace: str, name: str) -> None:
+    """Delete the provisioned instances' Deployment and Service, if there is one (a GET, not a
+    DELETE, on each pass of the many functions that never had any)."""
+    if await applier.find("apps/v1", "deployments", namespace, name) is None:
+        return
+    await applier.ensure_absent("apps/v1", "Deployment", namespace, name)
+    await applier.ensure_absent("v1", "Service", namespace, name)
+
+
 async def prune_code(applier: Applier, function: Function) -> None:
     """Delete inline-code ConfigMaps of earlier versions once no pod runs them.
 
@@ -257,6 +294,12 @@ async def prune_code(applier: Applier, function: Function) -> None:
     """
     current = fn_resources.code_config_map_name(function)
     namespace = function.metadata.namespace
+    if function.spec.concurrency.provisioned:
+        # The provisioned pods may still mount an earlier ConfigMap (ADR 030).
+        name = names.provisioned_workload(function.metadata.name)
+        live = await applier.find("apps/v1", "deployments", namespace, name)
+        if live is not None and not rolled_out(live):
+            return
     selector = f"{names.FUNCTION_LABEL}={function.metadata.name},!{names.VERSION_LABEL}"
     found = await applier.list("v1", "configmaps", namespace, selector)
     for item in found.get("items", []):

@@ -101,13 +101,30 @@ def _running_code(deployment: Body | None) -> str | None:
     return str(value) if value else None
 
 
-def _counts(deployment: Body | None) -> Body:
+def _counts(deployment: Body | None, provisioned: Body | None = None) -> Body:
+    """Instances and ready ones, on-demand and provisioned together (ADR 030)."""
     if deployment is None:
         return {}
+    both = [d for d in (deployment, provisioned) if d is not None]
     return {
-        "instances": int(deployment.get("spec", {}).get("replicas", 0)),
-        "readyInstances": int(deployment.get("status", {}).get("readyReplicas", 0)),
+        "instances": sum(int(d.get("spec", {}).get("replicas", 0)) for d in both),
+        "readyInstances": sum(int(d.get("status", {}).get("readyReplicas", 0)) for d in both),
     }
+
+
+_WORST_FIRST = {"False": 0, "Unknown": 1, "True": 2}
+
+
+def combined_instances(on_demand: Outcome, provisioned: Outcome | None) -> Outcome:
+    """One InstancesReady of both Deployments: the worse one, and of two good ones the one with
+    instances (an on-demand Deployment at zero beside provisioned ones is not "no instance")."""
+    if provisioned is None:
+        return on_demand
+    ranked = sorted(
+        (provisioned, on_demand),
+        key=lambda o: (_WORST_FIRST.get(o.status, 1), o.reason == "ScaledToZero"),
+    )
+    return ranked[0]
 
 
 def _steps(owner: Body, result: Result | None, own: str) -> list[Outcome]:
@@ -151,12 +168,24 @@ def _status(
 
 
 def function_status(
-    owner: Body, result: Result | None, deployment: Body | None, *, now: str
+    owner: Body,
+    result: Result | None,
+    deployment: Body | None,
+    *,
+    now: str,
+    provisioned: Body | None = None,
 ) -> Body:
-    """A Function's (or a FunctionVersion's) status from its last reconcile pass (if any) and
-    its runtime Deployment."""
-    watched = instances_outcome(deployment, _pods_selector(owner))
-    extra = {"codeSha256": _running_code(deployment), **_counts(deployment)}
+    """A Function's (or a FunctionVersion's) status from its last reconcile pass (if any), its
+    runtime Deployment and the Deployment of its provisioned instances (ADR 030), if any."""
+    selector = _pods_selector(owner)
+    watched = combined_instances(
+        instances_outcome(deployment, selector),
+        instances_outcome(provisioned, selector) if provisioned is not None else None,
+    )
+    code = _running_code(deployment)
+    if provisioned is not None and _running_code(provisioned) != code:
+        code = None  # one of the two still rolls out
+    extra = {"codeSha256": code, **_counts(deployment, provisioned)}
     return _status(owner, result, watched, "the function can be invoked", extra, now)
 
 

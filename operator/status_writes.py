@@ -14,6 +14,7 @@ from typing import Any
 
 from kfaas.api_objects import status_differs
 from kfaas.kube_clients import KubeClient, KubeError
+from kfaas.names import LATEST
 
 from . import names
 from .status import Result, function_status, mapping_status, rfc3339
@@ -36,6 +37,21 @@ def _owner_kind(kind: str, name: str) -> tuple[tuple[str, str], str]:
     return MAPPINGS, names.poller(name)
 
 
+def _function_version(kind: str, name: str) -> tuple[str, str]:
+    if kind == "FunctionVersion":
+        function, _, version = name.rpartition(".")
+        return function, version
+    return name, LATEST
+
+
+def _provisioned(owner: Body) -> bool:
+    """Whether a Function (or a FunctionVersion's template) asks for provisioned instances."""
+    spec = owner.get("spec") or {}
+    if owner.get("kind") == "FunctionVersion":
+        spec = spec.get("template") or {}
+    return bool((spec.get("concurrency") or {}).get("provisioned"))
+
+
 async def write_status(
     client: KubeClient,
     kind: str,
@@ -50,14 +66,20 @@ async def write_status(
     None when the owner is gone, or when every attempt met someone else's newer write.
     """
     (api_version, plural), workload = _owner_kind(kind, name)
-    builder = mapping_status if kind == "EventSourceMapping" else function_status
     for _ in range(attempts):
         owner = await client.find(api_version, plural, namespace, name)
         if owner is None:
             return None
         deployment = await client.find("apps/v1", "deployments", namespace, workload)
         now = rfc3339(datetime.datetime.now(datetime.UTC))
-        status = builder(owner, result, deployment, now=now)
+        if kind == "EventSourceMapping":
+            status = mapping_status(owner, result, deployment, now=now)
+        else:
+            provisioned = None
+            if _provisioned(owner):  # ADR 030: their Deployment counts too
+                pc = names.provisioned_workload(*_function_version(kind, name))
+                provisioned = await client.find("apps/v1", "deployments", namespace, pc)
+            status = function_status(owner, result, deployment, now=now, provisioned=provisioned)
         if not status_differs(owner.get("status") or {}, status):
             return deployment
         version = owner["metadata"]["resourceVersion"]

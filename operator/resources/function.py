@@ -2,7 +2,10 @@
 NetworkPolicy and PodDisruptionBudget. Plain functions of (Function, uid, config) → dict.
 
 The Deployment runs ``kfaas runtime`` with ADR 002's environment (``kfaas.runtimeenv``), so a pod
-sees what a local instance sees. It never sets ``replicas``: the autoscaler owns that field.
+sees what a local instance sees. It never sets ``replicas``: the autoscaler owns that field. A
+function with ``concurrency.provisioned`` also gets a second Deployment and Service of exactly that
+many provisioned instances (``provisioned=True``, ADR 030), which Lambda tells apart by
+``AWS_LAMBDA_INITIALIZATION_TYPE``; pods of one Deployment cannot differ in their environment.
 """
 
 from __future__ import annotations
@@ -150,8 +153,10 @@ def _probe(path: str, *, period: int, failures: int) -> Body:
     }
 
 
-def _environment(function: Function, config: OperatorConfig) -> list[Body]:
-    env = runtime_environment(function, task_root=names.TASK_ROOT, region=config.region)
+def _environment(function: Function, config: OperatorConfig, provisioned: bool) -> list[Body]:
+    env = runtime_environment(
+        function, task_root=names.TASK_ROOT, region=config.region, provisioned=provisioned
+    )
     env.update(
         {
             "KFAAS_RUNTIME_HOST": "0.0.0.0",
@@ -180,14 +185,29 @@ def _environment(function: Function, config: OperatorConfig) -> list[Body]:
 
 
 def make_deployment(
-    function: Function, uid: str, config: OperatorConfig, *, code: Body | None = None
+    function: Function,
+    uid: str,
+    config: OperatorConfig,
+    *,
+    code: Body | None = None,
+    provisioned: bool = False,
 ) -> Body:
     """The runtime pods; ``replicas`` is left to the autoscaler.
 
     ``code`` is the ConfigMap a ``code.configMap`` function names, as read from the API.
+    ``provisioned``: the Deployment of the provisioned instances instead, whose ``replicas`` is
+    ``concurrency.provisioned`` itself, set here (nothing scales it).
     """
     spec = function.spec
     name = function.metadata.name
+    version = function.version
+    workload = names.provisioned_workload(name, version) if provisioned else workload_name(function)
+    selector = names.provisioned_selector(name, version) if provisioned else _selector(function)
+    labels = (
+        names.provisioned_pod_labels(name, version)
+        if provisioned
+        else names.pod_labels(name, version)
+    )
     digest = code_sha256(function, code)
     image = function_image(function, config)
     if image is None:  # the reconciler refuses such a function before building anything
@@ -197,7 +217,7 @@ def make_deployment(
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["kfaas", "runtime"],
-        "env": _environment(function, config),
+        "env": _environment(function, config, provisioned),
         "ports": [{"name": "http", "containerPort": names.RUNTIME_PORT, "protocol": "TCP"}],
         "resources": _resources(function, config),
         "startupProbe": _probe("/healthz", period=1, failures=STARTUP_SECONDS),
@@ -247,16 +267,17 @@ def make_deployment(
     template_meta: Body = {
         "labels": {
             **(extra.labels if extra else {}),
-            **names.pod_labels(name, function.version),
+            **labels,
         },
         "annotations": {**(extra.annotations if extra else {}), **own_annotations},
     }
     deployment: Body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(function, uid, workload_name(function)),
+        "metadata": _meta(function, uid, workload),
         "spec": {
-            "selector": {"matchLabels": _selector(function)},
+            **({"replicas": spec.concurrency.provisioned} if provisioned else {}),
+            "selector": {"matchLabels": selector},
             "revisionHistoryLimit": 3,
             "progressDeadlineSeconds": 600,
             # Never below the serving capacity during a code update.
@@ -400,20 +421,42 @@ def make_replicas(namespace: str, function: str, replicas: int, version: str = L
 
 
 def initial_replicas(function: Function) -> int:
-    """Instances a new Deployment starts with: the ones kept whatever the load."""
-    return max(function.spec.scaling.min_instances, function.spec.concurrency.provisioned)
+    """Instances a new (on-demand) Deployment starts with: the ones kept whatever the load,
+    less the provisioned ones, which run in a Deployment of their own."""
+    return on_demand_instances(function, function.spec.scaling.min_instances)
 
 
-def make_service(function: Function, uid: str) -> Body:
-    """Headless: the gateway routes to pods itself, reading the Service's EndpointSlices."""
+def on_demand_instances(function: Function, instances: int) -> int:
+    """Of ``instances`` a function should have, those its on-demand Deployment runs: the
+    provisioned ones are always there, in theirs (ADR 030)."""
+    return max(0, instances - function.spec.concurrency.provisioned)
+
+
+def make_service(function: Function, uid: str, *, provisioned: bool = False) -> Body:
+    """Headless: the gateway routes to pods itself, reading the Service's EndpointSlices.
+
+    The provisioned instances' Service carries the same labels, so its EndpointSlices add their
+    addresses to the function's (or version's) endpoints.
+    """
+    name, version = function.metadata.name, function.version
     return with_hash(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(function, uid, workload_name(function)),
+            "metadata": _meta(
+                function,
+                uid,
+                names.provisioned_workload(name, version)
+                if provisioned
+                else workload_name(function),
+            ),
             "spec": {
                 "clusterIP": "None",
-                "selector": _selector(function),
+                "selector": (
+                    names.provisioned_selector(name, version)
+                    if provisioned
+                    else _selector(function)
+                ),
                 "ports": [
                     {"name": "http", "port": names.RUNTIME_PORT, "targetPort": "http"},
                 ],
@@ -446,7 +489,7 @@ def make_network_policy(function: Function, uid: str, config: OperatorConfig) ->
             "kind": "NetworkPolicy",
             "metadata": _meta(function, uid, workload_name(function)),
             "spec": {
-                "podSelector": {"matchLabels": _selector(function)},
+                "podSelector": names.all_pods_selector(name, function.version),
                 "policyTypes": ["Ingress", "Egress"] if config.egress.enabled else ["Ingress"],
                 "ingress": [
                     {
@@ -473,7 +516,7 @@ def make_pod_disruption_budget(function: Function, uid: str) -> Body | None:
             "metadata": _meta(function, uid, workload_name(function)),
             "spec": {
                 "maxUnavailable": 1,
-                "selector": {"matchLabels": _selector(function)},
+                "selector": names.all_pods_selector(function.metadata.name, function.version),
             },
         }
     )

@@ -280,7 +280,8 @@ def test_pod_disruption_budget_only_with_more_than_one_kept_instance() -> None:
 def test_initial_replicas_is_the_floor() -> None:
     assert fn.initial_replicas(function()) == 0
     assert fn.initial_replicas(function(scaling={"minInstances": 2})) == 2
-    assert fn.initial_replicas(function(concurrency={"provisioned": 3})) == 3
+    # Provisioned instances run in a Deployment of their own (ADR 030, test_provisioned.py).
+    assert fn.initial_replicas(function(concurrency={"provisioned": 3})) == 0
 
 
 def test_names_stay_within_63_characters() -> None:

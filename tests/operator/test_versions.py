@@ -136,7 +136,8 @@ def test_a_version_s_objects_are_owned_labelled_and_named_per_version() -> None:
     service, policy, deployment = built[1], built[2], built[3]
     selector = names.function_selector("thumb", "2")
     assert service["spec"]["selector"] == selector
-    assert policy["spec"]["podSelector"]["matchLabels"] == selector
+    # The version's pods, on-demand and provisioned (ADR 030).
+    assert policy["spec"]["podSelector"] == names.all_pods_selector("thumb", "2")
     assert deployment["spec"]["selector"]["matchLabels"] == selector
     template = deployment["spec"]["template"]
     assert selector.items() <= template["metadata"]["labels"].items()
