@@ -21,6 +21,7 @@ from typing import TextIO
 
 from kfaas import aiokit
 from kfaas import object_store as store
+from kfaas.brokers.platform_kafka import platform_security
 from kfaas.code_folder import DirectoryCodeStore
 from kfaas.code_store import CodeStoreError
 from kfaas.config import Settings
@@ -44,6 +45,7 @@ from kfaas.scheduler.settings import SchedulerSettings
 from kfaas.secret_documents import SecretBook, load_secrets
 
 from .dev_files import Snapshot, apply_manifests, snapshot, state_misplaced
+from .dev_poller_status import status_stores
 from .dev_schedules import DevSchedules, load_schedules
 from .dev_state import DevObjects
 from .settings import ServerSettings
@@ -115,6 +117,8 @@ class DevServer:
             authentication=self.auth,
             objects=self.objects,
             code_store=self.code,
+            # A Kafka destination's own tls/auth Secrets: the Secret documents in the files.
+            secrets=self.secrets.reader,
         )
         # The manifests last applied: their code folders are watched.
         self.manifests: list[Function | EventSourceMapping] = []
@@ -190,6 +194,9 @@ class DevServer:
             poller=self.poller_settings,
             gateway_authorization=(lambda: f"Bearer {token}") if token else None,
             secrets=self.secrets.reader,
+            status_stores=status_stores(self.objects),
+            # A Redis source's Kafka destination on the platform's cluster: its credentials.
+            platform_kafka_security=platform_security(self.settings.kafka_security),
         )
         await self.pollers.start()
         self._mapping_lines = await self.pollers.update(self.feed.mapping_list())
