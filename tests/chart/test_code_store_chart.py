@@ -128,7 +128,13 @@ def test_the_policy_admits_gateways_and_function_pods_on_8090(helm: Path) -> Non
             "namespaceSelector": {},
             "podSelector": {"matchLabels": {"kfaas.dev/component": component}},
         }
-        for component in ("runtime", "version-runtime")  # a published version's pods too
+        # A published version's pods too, and provisioned instances' (ADR 030).
+        for component in (
+            "runtime",
+            "version-runtime",
+            "provisioned-runtime",
+            "provisioned-version-runtime",
+        )
     ]
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     dns, api_server = policy["spec"]["egress"]

@@ -99,7 +99,13 @@ def test_network_policy_admits_only_configured_peers_to_the_invoke_api(helm: Pat
     components = {
         peer["podSelector"]["matchLabels"]["kfaas.dev/component"] for peer in rules[8080]["from"]
     }
-    assert components == {"poller", "runtime", "version-runtime"}
+    assert components == {
+        "poller",
+        "runtime",
+        "version-runtime",
+        "provisioned-runtime",  # ADR 030: provisioned instances' Deployments
+        "provisioned-version-runtime",
+    }
     assert all(peer["namespaceSelector"] == {} for peer in rules[8080]["from"])
 
     policy = _one(
@@ -199,3 +205,21 @@ def test_bad_exposure_values_are_refused(helm: Path, value: str, words: str) -> 
         text=True,
     )
     assert done.returncode != 0 and words in done.stderr, (value, done.stderr)
+
+
+def test_the_gateway_gets_the_tracing_sample_rule(helm: Path) -> None:
+    """ADR 030: the traces the gateway starts for Active functions, from gateway.tracing."""
+    env = _env(_gateway_container(_objects(helm)))
+    assert (env["KFAAS_TRACING_SAMPLE_RATE"], env["KFAAS_TRACING_RESERVOIR_PER_SECOND"]) == (
+        "0.05",
+        "1",
+    )
+    env = _env(
+        _gateway_container(
+            _objects(helm, "gateway.tracing.sampleRate=1", "gateway.tracing.reservoirPerSecond=0")
+        )
+    )
+    assert (env["KFAAS_TRACING_SAMPLE_RATE"], env["KFAAS_TRACING_RESERVOIR_PER_SECOND"]) == (
+        "1",
+        "0",
+    )

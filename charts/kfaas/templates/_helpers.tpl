@@ -159,5 +159,11 @@ capabilities:
   value: {{ .asyncQueueMaxEvents | int | quote }}
 - name: KFAAS_ASYNC_QUEUE_MAX_BYTES
   value: {{ .asyncQueueMaxBytes | quote }}
+{{- end }}
+{{- with .Values.gateway.tracing }}
+- name: KFAAS_TRACING_SAMPLE_RATE
+  value: {{ .sampleRate | quote }}
+- name: KFAAS_TRACING_RESERVOIR_PER_SECOND
+  value: {{ .reservoirPerSecond | int | quote }}
 {{- end -}}
 {{- end -}}
