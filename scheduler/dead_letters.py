@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from kfaas.brokers.destinations import ClientDestinations
+from kfaas.brokers.kafka_security import KafkaSecurity
 from kfaas.manifests import Destination, StreamDestination
 
 
@@ -30,14 +31,21 @@ class BrokerDeadLetters:
 
     @classmethod
     def to_platform(
-        cls, *, redis_url: str | None, kafka_bootstrap_servers: str | None, deadline_seconds: float
+        cls,
+        *,
+        redis_url: str | None,
+        kafka_bootstrap_servers: str | None,
+        deadline_seconds: float,
+        kafka_security: KafkaSecurity | None = None,
     ) -> BrokerDeadLetters:
-        """Writers of their own; destinations naming no server use the platform's."""
+        """Writers of their own; destinations naming no server use the platform's, reached with
+        the platform's Kafka security (KFAAS_KAFKA_*, ADR 027)."""
         return cls(
             ClientDestinations(
                 redis_url=redis_url,
                 kafka_bootstrap_servers=kafka_bootstrap_servers,
                 deadline_seconds=deadline_seconds,
+                kafka_security=kafka_security,
             )
         )
 

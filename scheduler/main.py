@@ -29,6 +29,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kfaas import aiokit, telemetry
+from kfaas.brokers.platform_kafka import check_platform_security, platform_security
 from kfaas.config import Settings, host_environment, in_a_pod, port
 from kfaas.gateway_tokens import gateway_authorization
 from kfaas.kube_clients import Credentials, KubeClient, KubeError
@@ -129,6 +130,7 @@ async def serve(
         kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
         # One write ends well inside the claim's lease, as one delivery attempt does.
         deadline_seconds=min(engine_settings.claim_seconds / 3, 30.0),
+        kafka_security=platform_security(settings.kafka_security),
     )
     engine = ScheduleEngine(
         objects,
@@ -195,6 +197,7 @@ def main(objects_for: ObjectsFor, environ: Mapping[str, str] | None = None) -> i
     environ = host_environment() if environ is None else environ
     try:
         settings = Settings.from_env(environ)
+        check_platform_security(settings.kafka_security)
         engine_settings = SchedulerSettings.from_env(environ)
         process = SchedulerProcess.from_env(environ)
     except ValueError as exc:

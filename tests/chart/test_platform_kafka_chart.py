@@ -1,9 +1,11 @@
 """The chart's platform Kafka values (ADR 027): Secrets mounted as files, KFAAS_KAFKA_* naming them.
 
-`kafka.tls` and `kafka.auth` mirror a manifest's Kafka `tls`/`auth` (Lambda's mechanism names,
-Secrets by reference). The gateway gets the CA and the credentials as read-only files, never a
-password in its environment; what the chart renders is what `Settings.from_env` accepts once the
-files are where it points; inconsistent values fail at install with a message.
+The gateway (its kafka:// queue, destinations naming no cluster) and the scheduler (dead letters)
+reach the platform's Kafka. `kafka.tls` and `kafka.auth` mirror a manifest's Kafka `tls`/`auth`
+(Lambda's mechanism names, Secrets by reference). Both get the CA and the credentials as
+read-only files, never a password in their environment; what the chart renders is what
+`Settings.from_env` accepts once the files are where it points; inconsistent values fail at
+install with a message.
 """
 
 from __future__ import annotations
@@ -74,6 +76,19 @@ def test_scram_over_tls_mounts_the_ca_and_the_password_as_files(helm: Path) -> N
         "secretName": "kfaas-kafka-user",
         "defaultMode": 0o440,
     }
+
+
+def test_the_scheduler_reaches_the_platforms_kafka_the_same_way(helm: Path) -> None:
+    """Its dead letters go to the platform's Kafka too (a destination naming no cluster)."""
+    objects = _objects(helm, *SCRAM)
+    pod = _one(objects, "Deployment", "kfaas-scheduler")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    gateway = _gateway_container(objects)
+    assert {k: v for k, v in _env(container).items() if k.startswith("KFAAS_KAFKA")} == {
+        k: v for k, v in _env(gateway).items() if k.startswith("KFAAS_KAFKA")
+    }
+    assert container["volumeMounts"] == gateway["volumeMounts"]
+    assert pod["volumes"] == _pod(objects)["volumes"]
 
 
 def test_a_client_certificate_is_mounted_for_mutual_tls(helm: Path) -> None:
