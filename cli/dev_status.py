@@ -83,4 +83,6 @@ def mapping_status(
     else:
         state, condition = "Enabled", ("True", "PollersReady", "kfaas dev polls it")
     ready = ready_condition(*condition, generation, previous, now)
-    return {"observedGeneration": generation, "state": state, "conditions": [ready]}
+    # The pollers' own condition (`Polling`, kfaas.pollers.status) is theirs to write: kept.
+    others = [c for c in (previous or {}).get("conditions") or [] if c.get("type") != "Ready"]
+    return {"observedGeneration": generation, "state": state, "conditions": [*others, ready]}

@@ -44,6 +44,7 @@ from .metrics import AUTHENTICATION_FAILED, SOURCE_UNREACHABLE, PollerMetrics, m
 from .records import function_arn, kafka_topic_arn, redis_stream_arn
 from .redis_poller import RedisPoller, RedisSettings
 from .settings import PollerSettings
+from .status import SETTLE_SECONDS, StatusStore, report_status
 
 log = logging.getLogger("kfaas.pollers")
 
@@ -314,8 +315,11 @@ class PollerGroup:
         gateway_authorization: Authorization | None = None,
         secrets: Callable[[str], SecretReader] | None = None,
         platform_kafka_security: KafkaSecurity | None = None,
+        status_stores: Callable[[EventSourceMapping], StatusStore] | None = None,
     ) -> None:
         self.gateway_url = gateway_url
+        # Where each mapping's pollers report lag, outcomes and `Polling` (kfaas dev: its store).
+        self.status_stores = status_stores
         self.gateway_authorization = gateway_authorization
         # A namespace's Secrets (kfaas dev: its SecretBook), for secured Kafka sources.
         self.secrets = secrets
@@ -327,7 +331,8 @@ class PollerGroup:
             metrics_port = self.poller.metrics_port or 0
         self.metrics_port = metrics_port
         self._site: web.AppRunner | None = None
-        self.running: dict[str, tuple[EventSourceMapping, asyncio.Task[None]]] = {}
+        # Each running mapping, its runner's task and its status reporter's (if any).
+        self.running: dict[str, tuple[EventSourceMapping, list[asyncio.Task[None]]]] = {}
         # Why each mapping of the last update that could not start did not, by key.
         self.refused: dict[str, str] = {}
 
@@ -343,7 +348,8 @@ class PollerGroup:
         self.refused = {}
         for key in list(self.running):
             current, _ = self.running[key]
-            if key not in wanted or wanted[key] != current:
+            # Only the spec matters: the status changes with every report the pollers write.
+            if key not in wanted or wanted[key].spec != current.spec:
                 await self._stop(key)
         lines = []
         for key, mapping in wanted.items():
@@ -367,16 +373,27 @@ class PollerGroup:
                     lines.append(f"mapping {key}: not started: {exc}")
                     continue
                 # A mapping that cannot run as written stops alone; the others keep running.
-                task = aiokit.guarded_task(
-                    f"mapping {key}", runner.run, log=log, on_fatal=_mapping_stopped
-                )
-                self.running[key] = (mapping, task)
+                tasks = [
+                    aiokit.guarded_task(
+                        f"mapping {key}", runner.run, log=log, on_fatal=_mapping_stopped
+                    )
+                ]
+                if self.status_stores is not None:
+                    interval = self.poller.status_seconds
+                    reports = report_status(
+                        self.status_stores(mapping),
+                        runner.metrics,
+                        interval=interval,
+                        settle=min(SETTLE_SECONDS, interval),
+                    )
+                    tasks.append(asyncio.create_task(reports, name=f"status-{key}"))
+                self.running[key] = (mapping, tasks)
             lines.append(describe(mapping))
         return lines
 
     async def _stop(self, key: str) -> None:
-        _, task = self.running.pop(key)
-        await aiokit.stop_tasks([task], grace_seconds=0)
+        _, tasks = self.running.pop(key)
+        await aiokit.stop_tasks(tasks, grace_seconds=0)
 
     async def stop(self) -> None:
         for key in list(self.running):
