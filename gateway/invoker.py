@@ -24,7 +24,7 @@ from .errors import InvalidParameterValue, RequestTooLarge, ServiceError, TooMan
 from .metrics import GatewayMetrics, Labels
 from .registry import FunctionRegistry
 from .routing import FunctionPool, Router
-from .tracing import FunctionTracing
+from .tracing import FunctionTracing, handed_xray
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 # Instances tried for one invocation when they refuse the connection (nothing was sent, so trying
@@ -156,8 +156,9 @@ class Invoker:
             headers["X-Amz-Log-Type"] = "Tail"
         if options.client_context is not None:
             headers["Lambda-Runtime-Client-Context"] = options.client_context
-        if options.trace_id:
-            headers["Lambda-Runtime-Trace-Id"] = options.trace_id
+        trace_header = handed_xray(options.trace_id)
+        if trace_header:
+            headers["Lambda-Runtime-Trace-Id"] = trace_header
         headers.update(options.carrier)
         propagate.inject(headers)
         return headers

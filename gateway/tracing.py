@@ -5,8 +5,8 @@ made here, at the span every invocation passes (``kfaas.gateway.invoke``, and ``
 Event invocation), not in the request middleware. The rule, Lambda's:
 
 - a caller's context (``traceparent``, the middleware's server span continuing it, an async
-  event's carrier, or an ``X-Amzn-Trace-Id`` with Root and Parent) is continued, and its sampled
-  flag is honoured, whatever the function's mode;
+  event's carrier, or an ``X-Amzn-Trace-Id`` with a Root) is continued, and its sampled flag is
+  honoured, whatever the function's mode (an X-Ray ``Sampled=?`` is decided as below);
 - without one, an ``Active`` function gets a new trace, sampled by the ``RootSampler``
   (``KFAAS_TRACING_SAMPLE_RATE``, ``KFAAS_TRACING_RESERVOIR_PER_SECOND``); a ``PassThrough``
   function gets a trace id with ``Sampled=0``, as Lambda hands one to every handler: nothing is
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 from opentelemetry import context, trace
@@ -37,11 +37,15 @@ TracingMode = Literal["PassThrough", "Active"]
 MODE_ATTRIBUTE = "kfaas.tracing.mode"
 
 
-def incoming(carrier: dict[str, str] | None, xray: str | None) -> Context | None:
+def incoming(
+    carrier: dict[str, str] | None, xray: str | None, decide: Callable[[], bool]
+) -> Context | None:
     """The caller's trace context, or None when the invocation arrived without one.
 
     In order: a carrier's W3C headers (an async event's), the current span (the middleware's
-    server span when the request carried ``traceparent``), then the X-Ray header.
+    server span when the request carried ``traceparent``), then the X-Ray header. An X-Ray
+    header that leaves the sampling to the receiver (``Sampled=?`` or none) gets ``decide()``'s
+    answer; one without ``Parent`` a parent id of its own, in the caller's trace all the same.
     """
     if carrier:
         found = extract(carrier)
@@ -51,13 +55,25 @@ def incoming(carrier: dict[str, str] | None, xray: str | None) -> Context | None
     if trace.get_current_span(current).get_span_context().is_valid:
         return current
     parsed = parse_xray(xray)
-    if parsed is None or parsed.parent_id is None or parsed.sampled is None:
+    if parsed is None:
         return None
-    flags = TraceFlags(TraceFlags.SAMPLED if parsed.sampled else TraceFlags.DEFAULT)
+    sampled = decide() if parsed.sampled is None else parsed.sampled
+    parent_id = parsed.parent_id or secrets.token_hex(8)
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
     remote = SpanContext(
-        int(parsed.trace_id, 16), int(parsed.parent_id, 16), is_remote=True, trace_flags=flags
+        int(parsed.trace_id, 16), int(parent_id, 16), is_remote=True, trace_flags=flags
     )
     return trace.set_span_in_context(NonRecordingSpan(remote), Context())
+
+
+def handed_xray(value: str | None) -> str | None:
+    """The caller's X-Ray header as the handler gets it: as sent when it names the parent and
+    the decision, as Lambda passes it; otherwise None, and the runtime writes the header of the
+    trace as continued (the caller's Root, the gateway's decision)."""
+    parsed = parse_xray(value)
+    if parsed is not None and (parsed.parent_id is None or parsed.sampled is None):
+        return None
+    return value
 
 
 def _minted(sampled: bool) -> SpanContext:
@@ -89,10 +105,14 @@ class FunctionTracing:
         xray: str | None = None,
     ) -> Iterator[Span]:
         """The span, current while the block runs; what the block injects carries its trace."""
-        parent = incoming(carrier, xray)
+
+        def decide() -> bool:
+            return mode == "Active" and self.sampler.sample()
+
+        parent = incoming(carrier, xray, decide)
         sampled = False
         if parent is None:
-            sampled = mode == "Active" and self.sampler.sample()
+            sampled = decide()
             # A sampled new trace starts at the gateway's span, as a root of the installed
             # provider (whose own sampler, the user's OTEL_TRACES_SAMPLER, still applies).
             parent = Context()

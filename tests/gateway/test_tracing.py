@@ -216,6 +216,22 @@ async def test_an_xray_header_is_a_callers_context(
     assert gateway_spans(spans) == []
 
 
+@pytest.mark.parametrize(("name", "sampled"), [("active", True), ("passthrough", False)])
+async def test_an_xray_header_that_leaves_the_decision_gets_the_functions(
+    sampled_all: DevServer, spans: InMemorySpanExporter, name: str, sampled: bool
+) -> None:
+    """`Sampled=?` (or none, or no Parent): the caller's trace, sampled by the function's mode;
+    the handler's header is the trace's as continued, not the undecided one."""
+    for header in (
+        f"Root=1-{TRACE_ID[:8]}-{TRACE_ID[8:]};Parent={CLIENT_SPAN};Sampled=?",
+        f"Root=1-{TRACE_ID[:8]}-{TRACE_ID[8:]}",
+    ):
+        spans.clear()
+        seen = await invoke(sampled_all, name, {"X-Amzn-Trace-Id": header})
+        assert handler_trace(seen) == (TRACE_ID, sampled)
+        assert len(gateway_spans(spans)) == int(sampled)
+
+
 async def test_an_event_invocation_is_one_trace_from_accept_to_handler(
     sampled_all: DevServer, spans: InMemorySpanExporter
 ) -> None:
