@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .lambda_kafka_access import access_configurations
 from .lambda_mappings import KAFKA_ENDPOINT
 from .lambda_settings import REDIS_PREFIX, encode_destination
 from .names import function_arn
@@ -95,6 +96,8 @@ def mapping_configuration(
         answer["SelfManagedKafkaEventSourceConfig"] = {
             "ConsumerGroupId": kafka.get("consumerGroupId") or metadata["name"]
         }
+        if access := access_configurations(kafka, namespace=namespace, region=region):
+            answer["SourceAccessConfigurations"] = access
     elif redis := spec.get("redis"):
         answer["EventSourceArn"] = source_arn(spec)
         answer["StartingPosition"] = redis.get("startingPosition", "LATEST")

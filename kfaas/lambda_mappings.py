@@ -5,8 +5,9 @@ KAFKA_BOOTSTRAP_SERVERS` and `Topics`; a Redis stream mapping is named by the Ev
 `arn:kfaas:redis:::stream/<stream>` and reads the platform's Redis (the gateway passes its URL,
 which is refused when it holds credentials: the spec would show them). Failure destinations are
 `arn:kfaas:kafka:::topic/<t>` / `arn:kfaas:redis:::stream/<s>` (``kfaas.lambda_settings``' one
-encode/parse pair). Every other request field is refused naming it. The answers' side is
-``kfaas.lambda_mapping_shapes``. Pure: camelCase spec dictionaries in and out.
+encode/parse pair). `SourceAccessConfigurations` are the Kafka source's `tls`/`auth` Secrets
+(``kfaas.lambda_kafka_access``). Every other request field is refused naming it. The answers'
+side is ``kfaas.lambda_mapping_shapes``. Pure: camelCase spec dictionaries in and out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .lambda_kafka_access import apply_access
 from .lambda_settings import (
     REDIS_PREFIX,
     destination_of,
@@ -46,6 +48,7 @@ _SETTINGS: Final = (
     "DestinationConfig",
     "ProvisionedPollerConfig",
     "SelfManagedKafkaEventSourceConfig",
+    "SourceAccessConfigurations",
     "FunctionName",
 )
 CREATE_FIELDS: Final = frozenset(
@@ -196,6 +199,12 @@ def _apply(spec: Spec, request: Mapping[str, Any], *, namespace: str, region: st
         spec["parallelism"] = _pollers(request["ProvisionedPollerConfig"])
     if "SelfManagedKafkaEventSourceConfig" in request:
         _consumer_group(spec, request["SelfManagedKafkaEventSourceConfig"])
+    if "SourceAccessConfigurations" in request:
+        if "kafka" not in spec:
+            raise InvalidParameter(
+                "SourceAccessConfigurations", "SourceAccessConfigurations is for Kafka sources only"
+            )
+        apply_access(spec["kafka"], request["SourceAccessConfigurations"])
 
 
 def _filters(spec: Spec, criteria: Any) -> None:

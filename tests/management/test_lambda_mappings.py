@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import botocore.session
@@ -156,7 +157,10 @@ def test_a_mapping_may_invoke_a_version_or_an_alias(name: str, qualifier: str | 
          "SelfManagedKafkaEventSourceConfig"),
         ({"ParallelizationFactor": 2}, "ParallelizationFactor"),
         ({"TumblingWindowInSeconds": 60}, "TumblingWindowInSeconds"),
-        ({"SourceAccessConfigurations": []}, "SourceAccessConfigurations"),
+        ({"SourceAccessConfigurations": [{"Type": "VPC_SUBNET", "URI": "subnet:s-1"}]},
+         "SourceAccessConfigurations"),
+        ({"SourceAccessConfigurations": [{"Type": "VIRTUAL_HOST", "URI": "/"}]},
+         "SourceAccessConfigurations"),
         ({"KMSKeyArn": "arn:aws:kms:::key"}, "KMSKeyArn"),
         ({"Queues": ["q"]}, "Queues"),
     ],
@@ -293,3 +297,65 @@ def test_a_redis_mappings_answer_names_its_stream_and_never_its_url() -> None:
         ]["State"]
         == "Creating"
     )
+
+
+SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{NS}:secret:"
+
+
+@pytest.mark.parametrize(
+    "mechanism",
+    ["BASIC_AUTH", "SASL_SCRAM_256_AUTH", "SASL_SCRAM_512_AUTH", "CLIENT_CERTIFICATE_TLS_AUTH"],
+)
+def test_source_access_configurations_are_the_kafka_tls_and_auth_secrets(mechanism: str) -> None:
+    access = [
+        {"Type": mechanism, "URI": "arn:aws:secretsmanager:us-east-1:123456789012:secret:creds"},
+        {"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": "kafka-ca"},
+    ]
+    _, spec = create({**KAFKA, "SourceAccessConfigurations": access})
+    assert spec["kafka"]["auth"] == {"mechanism": mechanism, "secretRef": {"name": "creds"}}
+    assert spec["kafka"]["tls"] == {"caSecretRef": {"name": "kafka-ca"}}
+    EventSourceMappingSpec.model_validate(spec)
+    answer = mapping_configuration(body(spec), region=REGION, last_modified=0)
+    shown = parsed("GetEventSourceMapping", answer)["SourceAccessConfigurations"]
+    assert shown == [
+        {"Type": mechanism, "URI": SECRET_ARN + "creds"},
+        {"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": SECRET_ARN + "kafka-ca"},
+    ]
+    # The answer's URIs name the same Secrets: sent back, they change nothing.
+    again = update_spec(spec, {"SourceAccessConfigurations": shown}, namespace=NS, region=REGION)
+    assert again == spec
+
+
+def test_authentication_turns_tls_on_and_an_update_replaces_or_clears_it() -> None:
+    scram = [{"Type": "SASL_SCRAM_512_AUTH", "URI": "creds"}]
+    _, spec = create({**KAFKA, "SourceAccessConfigurations": scram})
+    assert spec["kafka"]["tls"] == {}
+    ca_only = [{"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": "ca"}]
+    new = update_spec(spec, {"SourceAccessConfigurations": ca_only}, namespace=NS, region=REGION)
+    assert "auth" not in new["kafka"] and new["kafka"]["tls"] == {"caSecretRef": {"name": "ca"}}
+    cleared = update_spec(new, {"SourceAccessConfigurations": []}, namespace=NS, region=REGION)
+    assert "tls" not in cleared["kafka"] and "auth" not in cleared["kafka"]
+    answer = mapping_configuration(body(cleared), region=REGION, last_modified=0)
+    assert "SourceAccessConfigurations" not in answer
+
+
+@pytest.mark.parametrize(
+    ("access", "said"),
+    [
+        ([{"Type": "BASIC_AUTH", "URI": "Not_A_Name"}], "must name a Kubernetes Secret"),
+        ([{"Type": "BASIC_AUTH"}], "needs a URI"),
+        (
+            [{"Type": "BASIC_AUTH", "URI": "a"}, {"Type": "SASL_SCRAM_512_AUTH", "URI": "b"}],
+            "one authentication type",
+        ),
+        ([{"Type": "SASL_SCRAM_256_AUTH", "URI": "a", "Extra": 1}], "{Type, URI}"),
+        ("creds", "must be a list"),
+    ],
+)
+def test_bad_source_access_configurations_are_refused(access: Any, said: str) -> None:
+    with pytest.raises(InvalidParameter, match=re.escape(said)) as caught:
+        create({**KAFKA, "SourceAccessConfigurations": access})
+    assert caught.value.parameter == "SourceAccessConfigurations"
+    redis = {"FunctionName": "resize", "EventSourceArn": "arn:kfaas:redis:::stream/s"}
+    with pytest.raises(InvalidParameter, match="Kafka sources only"):
+        create({**redis, "SourceAccessConfigurations": []})
