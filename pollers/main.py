@@ -22,6 +22,7 @@ import yaml
 from aiohttp import web
 
 from kfaas import aiokit, telemetry
+from kfaas.brokers.platform_kafka import platform_security
 from kfaas.config import Settings
 from kfaas.gateway_tokens import gateway_authorization
 from kfaas.manifests import EventSourceMapping, ManifestError, parse_manifest
@@ -87,6 +88,7 @@ async def serve(
         metrics=metrics,
         gateway_authorization=gateway_authorization(poller.gateway_token_file),
         read_secret=secrets.read if secrets is not None else None,
+        platform_kafka_security=platform_security(settings.kafka_security),
     )
     site_runner: web.AppRunner | None = None
     if port:
