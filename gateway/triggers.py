@@ -17,11 +17,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from kfaas.events import http_api_event, http_response_from_result
-from kfaas.manifests import Cors
+from kfaas.manifests import Cors, Function
 from kfaas.names import FunctionRef
 
 from . import cors
-from .errors import ResourceNotFound
+from .errors import ApiError, ResourceNotFound, error_response
 from .invoker import SYNC_PAYLOAD_LIMIT, InvokeOptions
 from .middleware import REQUEST_ID, read_body
 from .services import Services
@@ -49,18 +49,33 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
         raise ResourceNotFound(f"Function {key} has no HTTP trigger (spec.http.enabled is false)")
     request_id: str = request[REQUEST_ID]
     origins = request.headers.getall("Origin", [])
-    if http.cors is not None:
-        # Before auth: a browser's preflight carries no credentials (ADR 029).
-        request_methods = request.headers.getall("Access-Control-Request-Method", [])
-        if cors.is_preflight(request.method, origins, request_methods):
-            requested = request.headers.getall("Access-Control-Request-Headers", [])
-            reply = web.Response(status=200)
-            for header, value in cors.preflight_headers(
-                http.cors, origins, request_methods, requested
-            ):
-                reply.headers.add(header, value)
-            reply.headers["x-amzn-RequestId"] = request_id
-            return reply
+    if http.cors is None:
+        return await _invoke(services, request, function, qualifier or None, origins)
+    # Before auth: a browser's preflight carries no credentials (ADR 029).
+    request_methods = request.headers.getall("Access-Control-Request-Method", [])
+    if cors.is_preflight(request.method, origins, request_methods):
+        requested = request.headers.getall("Access-Control-Request-Headers", [])
+        reply = web.Response(status=200)
+        for header, value in cors.preflight_headers(http.cors, origins, request_methods, requested):
+            reply.headers.add(header, value)
+        reply.headers["x-amzn-RequestId"] = request_id
+        return reply
+    try:
+        return await _invoke(services, request, function, qualifier or None, origins)
+    except ApiError as error:
+        # A throttle or an oversized body, answered so that the page can read it.
+        return _with_cors(error_response(error, request_id), http.cors, origins)
+
+
+async def _invoke(
+    services: Services,
+    request: web.Request,
+    function: Function,
+    qualifier: str | None,
+    origins: list[str],
+) -> web.Response:
+    key, http = function.key, function.spec.http
+    request_id: str = request[REQUEST_ID]
     # Before the body is read: an unauthenticated caller costs no buffering (trigger_auth.py).
     verdict = await services.trigger_auth.check(function, request, request_id)
     if verdict.refusal is not None:
@@ -85,7 +100,7 @@ async def _trigger(services: Services, request: web.Request) -> web.StreamRespon
         now_ms=int(time.time() * 1000),
     )
     payload = json.dumps(event).encode()
-    options = InvokeOptions(request_id=request_id, qualifier=qualifier or None)
+    options = InvokeOptions(request_id=request_id, qualifier=qualifier)
     result = await services.invoker.invoke(key, payload, options)
     if result.function_error:
         failed = web.Response(

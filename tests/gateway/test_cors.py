@@ -387,3 +387,17 @@ async def test_other_options_requests_go_to_the_function(
     async with aiohttp.ClientSession() as session, session.options(url, headers=headers) as r:
         await r.read()
     assert backend.demand_reports and backend.demand_reports[0][0] == f"default/{name}"
+
+
+async def test_an_error_answer_of_the_invocation_carries_cors_headers(
+    gateway: tuple[TestServer, CountingBackend],
+) -> None:
+    # No instance ever starts here: the invocation ends in the gateway's own error answer.
+    server, backend = gateway
+    url = server.make_url("/fn/default/open")
+    async with aiohttp.ClientSession() as session, session.get(url, headers={"Origin": SITE}) as r:
+        assert r.status >= 400
+        assert r.headers["x-amzn-ErrorType"]
+        assert r.headers["Access-Control-Allow-Origin"] == SITE
+        assert r.headers["Vary"] == "Origin"
+    assert backend.demand_reports
