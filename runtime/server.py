@@ -182,12 +182,19 @@ class RuntimeServer:
             )
         span = None
         traceparent = headers.get("traceparent")
-        if traceparent and tracing.parse_traceparent(traceparent):
-            span, invocation.traceparent, invocation.tracestate = tracing.start_invoke_span(
-                traceparent,
-                headers.get("tracestate"),
-                {"faas.invocation_id": request_id, "faas.name": self.config.function_name},
-            )
+        parsed = tracing.parse_traceparent(traceparent) if traceparent else None
+        if traceparent and parsed is not None:
+            if parsed[2]:  # sampled: the runtime's span, under the caller's
+                span, invocation.traceparent, invocation.tracestate = tracing.start_invoke_span(
+                    traceparent,
+                    headers.get("tracestate"),
+                    {"faas.invocation_id": request_id, "faas.name": self.config.function_name},
+                )
+            else:
+                # Nothing is recorded for an unsampled trace (every PassThrough invocation
+                # without context has one, ADR 030): handed on as is, OpenTelemetry not imported.
+                invocation.traceparent = traceparent
+                invocation.tracestate = headers.get("tracestate")
             invocation.trace_id = invocation.trace_id or tracing.xray_trace_header(
                 invocation.traceparent
             )

@@ -95,3 +95,22 @@ async def test_span_is_a_child_and_the_handler_sees_the_trace(
     )
     assert given["_X_AMZN_TRACE_ID"] == "Root=1-given"  # the caller's X-Ray header wins
     assert untraced == {"TRACEPARENT": None, "TRACESTATE": None, "_X_AMZN_TRACE_ID": None}
+
+
+async def test_an_unsampled_trace_is_handed_on_as_is_and_records_nothing(
+    server: RuntimeServer, exporter: InMemorySpanExporter
+) -> None:
+    """ADR 030: every PassThrough invocation without context carries an unsampled trace; the
+    runtime records no span for it (nor imports OpenTelemetry) and the handler sees it."""
+    url = f"http://127.0.0.1:{server.port}/invoke"
+    traceparent = f"00-{TRACE_ID}-{PARENT}-00"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=b"{}", headers={"traceparent": traceparent}) as response,
+    ):
+        seen = json.loads(await response.read())
+    assert [s for s in exporter.get_finished_spans() if s.name == "kfaas.runtime.invoke"] == []
+    assert seen["TRACEPARENT"] == traceparent
+    assert seen["_X_AMZN_TRACE_ID"] == (
+        f"Root=1-0af76519-16cd43dd8448eb211c80319c;Parent={PARENT};Sampled=0"
+    )
