@@ -273,6 +273,14 @@ class TestRate:
             assert tick == self.ANCHOR + period
 
 
+def test_no_tick_past_the_last_representable_moment() -> None:
+    end = datetime.datetime(9999, 12, 31, 12, tzinfo=UTC)
+    rate = parse_expression("rate(1 day)")
+    assert rate.next_after(end, tz=time_zone("UTC"), anchor=end) is None
+    late = parse_expression("at(9999-12-31T23:59:00)")  # 04:59 UTC in year 10000
+    assert late.next_after(end, tz=time_zone("America/New_York"), anchor=end) is None
+
+
 class TestAt:
     def test_one_tick_in_its_time_zone_then_none(self) -> None:
         expression = parse_expression("at(2026-12-01T08:00:00)")

@@ -67,6 +67,7 @@ def test_defaults_are_eventbridge_schedulers() -> None:
             {"endDate": "2026-13-01T08:00:00Z"},
             'spec.endDate: "2026-13-01T08:00:00Z" is not a date and time: month must be in 1..12',
         ),
+        ({"startDate": 20261201}, "spec.startDate: 20261201 must be a string"),
         (
             {"startDate": "2026-12-02T00:00:00Z", "endDate": "2026-12-01T00:00:00Z"},
             "spec: endDate must be after startDate",
