@@ -97,6 +97,38 @@ def test_python311_runs_on_python_311(release: Release, probe: str) -> None:
     assert body["executionEnv"] == "AWS_Lambda_python3.11"
 
 
+INITIALIZATION = """\
+import os
+
+def handler(event, context):
+    return {
+        "type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+        "pod": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+    }
+"""
+
+
+def test_provisioned_pods_say_so_and_on_demand_ones_too(release: Release) -> None:
+    """ADR 030: a provisioned instance is a pod of its own Deployment, told so by Lambda's
+    variable; a function with none provisioned runs on demand."""
+    on_demand = release.function({"app.py": INITIALIZATION})
+    assert invoke(release, on_demand)["Body"]["type"] == "on-demand"
+    warm = release.function({"app.py": INITIALIZATION}, concurrency={"provisioned": 1})
+    (pod,) = eventually(
+        lambda: release.running_pods(warm, "provisioned-runtime") or None,
+        within=120,
+        what="the provisioned pod running",
+    )
+
+    def on_the_provisioned_pod() -> dict[str, Any] | None:
+        body: dict[str, Any] = invoke(release, warm)["Body"]
+        return body if body["type"] == "provisioned-concurrency" else None
+
+    # Ready before any demand: once the gateway has its address, invocations land on it.
+    body = eventually(on_the_provisioned_pod, within=30, what="an answer from the provisioned pod")
+    assert body["pod"] == pod["metadata"]["name"]
+
+
 def test_log_tail_and_function_errors(release: Release, probe: str) -> None:
     answer = invoke(release, probe, LogType="Tail")
     log = base64.b64decode(answer["LogResult"]).decode()
