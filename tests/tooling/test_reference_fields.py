@@ -291,12 +291,6 @@ READERS: dict[str, tuple[str, str]] = {
 # Fields another helper of issue 12 is giving a reader right now (remove an entry once it lands).
 PENDING: dict[str, str] = {
     "ScheduleSpec.description": "H1-H3, the Schedule kind: no API or printer column shows it yet",
-    # Only GetFunction's TracingConfig showed it; H7 makes the gateway start traces for Active.
-    "FunctionSpec.tracing": "H7, tracing.mode Active",
-    "Tracing.mode": "H7, tracing.mode Active",
-    "KafkaDestination.tls": "H4/H5, Kafka destinations over TLS/SASL",
-    "KafkaDestination.auth": "H4/H5, Kafka destinations over TLS/SASL",
-    "KafkaSource.tls": "H4/H5, Kafka event sources over TLS/SASL",
 }
 # Documentation another helper of issue 12 is writing right now: path prefixes per kind.
 _KAFKA_SECURITY_DOCS = "H4/H5 document Kafka tls and auth"
@@ -307,13 +301,6 @@ PENDING_DOCS: dict[str, dict[str, str]] = {
         "async.onFailure.kafka.tls": _KAFKA_SECURITY_DOCS,
         "async.onFailure.kafka.auth": _KAFKA_SECURITY_DOCS,
     },
-    "EventSourceMapping": {
-        "kafka.tls": _KAFKA_SECURITY_DOCS,
-        "kafka.auth": _KAFKA_SECURITY_DOCS,
-        "destinationConfig.onFailure.kafka.tls": _KAFKA_SECURITY_DOCS,
-        "destinationConfig.onFailure.kafka.auth": _KAFKA_SECURITY_DOCS,
-    },
-    "Schedule": {"": "H1 writes docs/schedules.md"},
 }
 
 # Fields nothing reads, reported to the lead (issue 12); each should get a reader or be removed.
