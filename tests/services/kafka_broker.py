@@ -234,11 +234,17 @@ class KafkaBroker:
         """The TLS, mutual TLS and SASL_SSL listeners (loopback only) and their credentials."""
         return secured_listeners(self.tls_dir, self.dir.saved_ports())
 
+    def _has_secured_listeners(self) -> bool:
+        saved = self.dir.saved_ports()
+        return all(port in saved for port in LISTENERS.values())
+
     def environment(self) -> Mapping[str, str]:
         exports = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
         if self.pod_address is not None:
             exports["KAFKA_BOOTSTRAP_SERVERS_FOR_PODS"] = self.bootstrap_servers_for_pods
-        return exports | self.secured.environment()
+        if self._has_secured_listeners():
+            exports |= self.secured.environment()
+        return exports
 
     def _java(self, main: str, *args: str, jvm: tuple[str, ...]) -> list[str]:
         return [
@@ -293,7 +299,11 @@ class KafkaBroker:
 
     def up(self) -> Mapping[str, str]:
         if self.running():
-            return self.environment()
+            if self._has_secured_listeners():
+                return self.environment()
+            # Started by a kfaas from before the secured listeners: give it them.
+            progress("kafka runs without its secured listeners: restarting it with them")
+            self.down()
         self.build()
         names = ["broker", "controller", *LISTENERS.values()]
         names += ["pods"] if self.pod_address else []
