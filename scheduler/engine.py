@@ -35,24 +35,13 @@ from kfaas.object_store import (
 )
 from kfaas.schedule_manifests import Schedule, ScheduleStatus, parse_date_time, parse_schedule
 
+from . import ticks
 from .claims import ClaimLost, ClaimWriter, Stale, status_of
 from .dead_letters import DeadLetters
 from .delivery import Delivery, DeliveryError, RetryableDelivery, failure_reason
 from .metrics import ScheduleMetrics
 from .records import failure_record, missed_line, payload_of
 from .settings import SchedulerSettings
-from .ticks import (
-    Condition,
-    Fire,
-    GiveUp,
-    Timeline,
-    Wait,
-    after_failure,
-    backoff_delay,
-    decide,
-    done_status,
-    timeline_of,
-)
 
 log = logging.getLogger("kfaas.scheduler")
 
@@ -133,7 +122,7 @@ class ScheduleEngine:
             decision = self._decide(body, now)
             if decision is None:
                 continue
-            if isinstance(decision, Wait) and decision.status is None:
+            if isinstance(decision, ticks.Wait) and decision.status is None:
                 if decision.until is not None:
                     wake = min(wake, decision.until)
                 continue
@@ -153,17 +142,17 @@ class ScheduleEngine:
             # delivery, must not make a hot loop).
             self._wake.set()
 
-    def _decide(self, body: Body, now: datetime.datetime) -> Wait | Fire | None:
+    def _decide(self, body: Body, now: datetime.datetime) -> ticks.Wait | ticks.Fire | None:
         parsed = self._parsed(body)
         if parsed is None:
             return None
         schedule, timeline, status = parsed
         generation = int(body["metadata"].get("generation") or 1)
-        return decide(
+        return ticks.decide(
             schedule, timeline, status, generation=generation, now=now, replica=self.replica
         )
 
-    def _parsed(self, body: Body) -> tuple[Schedule, Timeline, ScheduleStatus] | None:
+    def _parsed(self, body: Body) -> tuple[Schedule, ticks.Timeline, ScheduleStatus] | None:
         metadata = body["metadata"]
         try:
             schedule = parse_schedule(body)
@@ -174,7 +163,7 @@ class ScheduleEngine:
                 "Schedule %s/%s not run: %s", metadata.get("namespace"), metadata.get("name"), exc
             )
             return None
-        return schedule, timeline_of(schedule, str(metadata["uid"]), created), status
+        return schedule, ticks.timeline_of(schedule, str(metadata["uid"]), created), status
 
     # -- one schedule --------------------------------------------------------------------------
 
@@ -186,7 +175,7 @@ class ScheduleEngine:
                 decision = self._decide(body, self.clock())
                 if decision is None:
                     return False
-                if isinstance(decision, Wait):
+                if isinstance(decision, ticks.Wait):
                     if decision.status is not None:
                         await self.claims.write(body, decision.status)
                     return True
@@ -203,7 +192,7 @@ class ScheduleEngine:
                 log.warning("%s: the store failed, trying again later: %s", _key(body), exc)
                 return False
 
-    async def _fire(self, body: Body, fire: Fire) -> Body:
+    async def _fire(self, body: Body, fire: ticks.Fire) -> Body:
         """Claim ``fire.tick``, deliver it (or give it up), and record it done."""
         parsed = self._parsed(body)
         assert parsed is not None  # decided on the same body
@@ -212,27 +201,29 @@ class ScheduleEngine:
         generation = int(body["metadata"].get("generation") or 1)
         labels = _labels(schedule)
         if fire.too_old and schedule.spec.dead_letter_config is None:
-            body = await self.claims.write(body, done_status(timeline, fire.tick, generation))
-            self._missed(schedule, fire.tick, "EventAgeExceeded", fire.attempts, TOO_OLD)
+            # Nothing to send: the run of too-old ticks is given up in one write (no claim).
+            last, count = ticks.too_old_run(schedule, timeline, fire.tick, self.clock())
+            body = await self.claims.write(body, ticks.done_status(timeline, last, generation))
+            self._missed(schedule, last, "EventAgeExceeded", fire.attempts, TOO_OLD, count)
             return body
         # The race: of the replicas that read the same resourceVersion one claim is written.
         attempts = fire.attempts + (0 if fire.too_old else 1)
         body = await self.claims.write(body, self.claims.claim(fire.tick, attempts))
         if fire.takeover:
             self.metrics.redeliveries.labels(*labels).inc()
-        condition: Condition = "EventAgeExceeded"
+        condition: ticks.Condition = "EventAgeExceeded"
         error, status_code = TOO_OLD, 0
         while not fire.too_old:
             try:
                 await self._deliver(schedule, uid, fire.tick)
             except DeliveryError as exc:
                 self.metrics.failures.labels(*labels, failure_reason(exc)).inc()
-                step = after_failure(
+                step = ticks.after_failure(
                     schedule, tick=fire.tick, attempts=attempts,
                     retryable=isinstance(exc, RetryableDelivery), now=self.clock(),
                     base_seconds=self.settings.retry_base_seconds, draw=self.draw(),
                 )  # fmt: skip
-                if isinstance(step, GiveUp):
+                if isinstance(step, ticks.GiveUp):
                     condition, error, status_code = step.condition, str(exc), exc.status
                     break
                 body = await self.claims.pause(body, fire.tick, attempts, step.delay)
@@ -245,7 +236,7 @@ class ScheduleEngine:
             late = (self.clock() - fire.due).total_seconds()
             self.metrics.delay.labels(*labels).observe(max(0.0, late))
             return await self.claims.write(
-                body, done_status(timeline, fire.tick, generation), keep=fire.tick
+                body, ticks.done_status(timeline, fire.tick, generation), keep=fire.tick
             )
         if schedule.spec.dead_letter_config is None:
             self._missed(schedule, fire.tick, condition, attempts, error)
@@ -256,7 +247,7 @@ class ScheduleEngine:
             )  # fmt: skip
             body = await self._dead_letter(body, schedule, record, fire.tick, attempts)
         return await self.claims.write(
-            body, done_status(timeline, fire.tick, generation), keep=fire.tick
+            body, ticks.done_status(timeline, fire.tick, generation), keep=fire.tick
         )
 
     async def _deliver(self, schedule: Schedule, uid: str, tick: datetime.datetime) -> None:
@@ -286,18 +277,25 @@ class ScheduleEngine:
                 failures += 1
                 self.metrics.failures.labels(*_labels(schedule), "dead_letter").inc()
                 log.warning("%s: dead-letter write failed, retrying: %s", schedule.key, exc)
-                delay = backoff_delay(failures, self.settings.retry_base_seconds, self.draw())
+                delay = ticks.backoff_delay(failures, self.settings.retry_base_seconds, self.draw())
                 body = await self.claims.pause(body, tick, attempts, delay)
                 continue
             self.metrics.dead_letters.labels(*_labels(schedule)).inc()
             return body
 
     def _missed(
-        self, schedule: Schedule, tick: datetime.datetime, condition: str, attempts: int, error: str
+        self,
+        schedule: Schedule,
+        tick: datetime.datetime,
+        condition: str,
+        attempts: int,
+        error: str,
+        count: int = 1,
     ) -> None:
-        """A tick given up with no dead-letter destination: counted and logged, never silent."""
-        self.metrics.missed.labels(*_labels(schedule)).inc()
-        log.warning("%s", json.dumps(missed_line(schedule, tick, condition, attempts, error)))
+        """Ticks given up with no dead-letter destination: counted and logged, never silent."""
+        self.metrics.missed.labels(*_labels(schedule)).inc(count)
+        line = missed_line(schedule, tick, condition, attempts, error, count)
+        log.warning("%s", json.dumps(line))
 
 
 def _key(body: Body) -> str:

@@ -105,14 +105,21 @@ def failure_record(
 
 
 def missed_line(
-    schedule: Schedule, tick: datetime.datetime, condition: str, attempts: int, error: str
+    schedule: Schedule,
+    tick: datetime.datetime,
+    condition: str,
+    attempts: int,
+    error: str,
+    count: int = 1,
 ) -> dict[str, Any]:
-    """The JSON log line of a tick given up with no dead-letter destination (never silent)."""
+    """The JSON log line of ticks given up with no dead-letter destination (never silent):
+    ``tick`` the last of them, ``ticks`` how many (a run of too-old ones is given up at once)."""
     return {
         "message": "schedule tick given up (no deadLetterConfig)",
         "schedule": schedule.key,
         "function": schedule.spec.target.function_name,
         "tick": stamp(tick),
+        "ticks": count,
         "condition": condition,
         "approximateInvokeCount": attempts,
         "error": error,

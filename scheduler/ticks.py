@@ -204,6 +204,26 @@ def claim_status(
     return {"claim": claim.model_dump(by_alias=True, mode="json")}
 
 
+def too_old_run(
+    schedule: Schedule,
+    timeline: Timeline,
+    first: datetime.datetime,
+    now: datetime.datetime,
+    *,
+    limit: int = 10_000,
+) -> tuple[datetime.datetime, int]:
+    """The last of the too-old ticks from ``first`` on, and how many there are (at most
+    ``limit``): without a dead-letter destination they are given up in one status write, so a
+    schedule back after a long outage does not cost one write per missed tick."""
+    last, count = first, 1
+    while count < limit:
+        following = timeline.next_tick(last)
+        if following is None or not _too_old(schedule, following, now):
+            break
+        last, count = following, count + 1
+    return last, count
+
+
 def done_status(timeline: Timeline, tick: datetime.datetime, generation: int) -> Status:
     """The status once ``tick`` is delivered or given up: the next tick's due time, if any."""
     following = timeline.next_tick(tick)

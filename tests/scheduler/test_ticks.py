@@ -25,6 +25,7 @@ from kfaas.scheduler.ticks import (
     event_time,
     stamp,
     timeline_of,
+    too_old_run,
 )
 
 UID = "0b7e6f8e-3c1a-4c1e-9d55-4a0f2a1d7c11"
@@ -238,3 +239,14 @@ def test_an_input_is_sent_as_written_and_recorded_in_the_failure_record() -> Non
         "responseContext": {"statusCode": 0, "executedVersion": None, "functionError": None},
         "responsePayload": {"errorMessage": "too old"},
     }
+
+
+def test_a_run_of_too_old_ticks_is_given_up_in_one_step() -> None:
+    s = schedule("rate(1 minute)", retryPolicy={"maximumEventAgeInSeconds": 120})
+    line = timeline(s)
+    # Back after 10 minutes: the ticks at 1 … 7 min are older than 2 min, 8 … 10 are not.
+    assert too_old_run(s, line, at(1), at(10)) == (at(7), 7)
+    assert too_old_run(s, line, at(1), at(10), limit=3) == (at(3), 3)
+    ending = schedule("rate(1 minute)", endDate="2026-11-30T10:04:00.250Z",
+                      retryPolicy={"maximumEventAgeInSeconds": 60})  # fmt: skip
+    assert too_old_run(ending, timeline(ending), at(1), at(10)) == (at(4), 4)
