@@ -153,9 +153,7 @@ class Settings:
     redis_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     # How the platform's Kafka is reached (KFAAS_KAFKA_TLS, _SASL_MECHANISM, …; ADR 027).
-    kafka_security: PlatformKafkaSecurity = dataclasses.field(
-        default_factory=PlatformKafkaSecurity
-    )
+    kafka_security: PlatformKafkaSecurity = dataclasses.field(default_factory=PlatformKafkaSecurity)
     # Bounds of the gateway (ADR 010, docs/security.md "Bounded resources").
     header_timeout_seconds: float = 10.0
     body_idle_timeout_seconds: float = 30.0
