@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import inspect
 import re
 import typing
 from collections.abc import Iterator
@@ -501,6 +502,20 @@ def test_readers_name_real_fields_and_real_code() -> None:
     for key, (file, _) in READERS.items():
         assert file not in NOT_READERS, f"{key}: {file} defines fields, it is no reader"
         assert file.split("/", 1)[0] in SOURCES and (ROOT / file).exists(), f"{key}: {file}"
+
+
+# The models' properties READERS names as readers, and what each reads.
+PROPERTIES: dict[tuple[type[BaseModel], str], str] = {
+    (FunctionAliasSpec, "weights"): "self.routing_config.additional_version_weights",
+    (ScheduleSpec, "expression"): "self.schedule_expression",
+}
+
+
+def test_the_properties_named_as_readers_read_their_fields() -> None:
+    for (model, name), expression in PROPERTIES.items():
+        prop = inspect.getattr_static(model, name)
+        assert isinstance(prop, property) and prop.fget is not None
+        assert expression in inspect.getsource(prop.fget), f"{model.__name__}.{name}"
 
 
 @pytest.mark.parametrize("key", sorted(model_fields()))
