@@ -199,10 +199,13 @@ class ClientDestinations:
         if kafka.tls is None and kafka.auth is None:
             return None
         what = f"kafka destination {kafka.topic!r} at {kafka.bootstrap_servers}"
-        if namespace is None or self.secrets is None:
+        read = None if namespace is None or self.secrets is None else self.secrets(namespace)
+        ca_secret = kafka.tls.ca_secret_ref if kafka.tls is not None else None
+        names_a_secret = kafka.auth is not None or ca_secret is not None
+        if names_a_secret and read is None:
             raise DestinationError(f"{what}: its tls/auth Secrets cannot be read here")
         try:
-            return await resolve_security(kafka.tls, kafka.auth, self.secrets(namespace))
+            return await resolve_security(kafka.tls, kafka.auth, read)
         except KafkaAuthError as exc:
             raise DestinationError(f"{what} (namespace {namespace}): {exc}") from exc
 
