@@ -240,15 +240,7 @@ PENDING: dict[str, str] = {
     "ScheduleSpec.description": "H1-H3, the Schedule kind: no API or printer column shows it yet",
 }
 # Documentation another helper of issue 12 is writing right now: path prefixes per kind.
-_KAFKA_SECURITY_DOCS = "H4/H5 document Kafka tls and auth"
-PENDING_DOCS: dict[str, dict[str, str]] = {
-    "Function": {
-        "async.onSuccess.kafka.tls": _KAFKA_SECURITY_DOCS,
-        "async.onSuccess.kafka.auth": _KAFKA_SECURITY_DOCS,
-        "async.onFailure.kafka.tls": _KAFKA_SECURITY_DOCS,
-        "async.onFailure.kafka.auth": _KAFKA_SECURITY_DOCS,
-    },
-}
+PENDING_DOCS: dict[str, dict[str, str]] = {}
 
 # Fields nothing reads, reported to the lead (issue 12); each should get a reader or be removed.
 UNREAD: dict[str, str] = {
