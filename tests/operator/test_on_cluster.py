@@ -487,6 +487,61 @@ def test_autoscaler_follows_reported_demand_and_scales_to_zero(
     wait(platform, namespace, "condition=Ready", "function/busy")
 
 
+def test_provisioned_instances_run_beside_the_on_demand_ones(
+    platform: Platform, namespace: str
+) -> None:
+    """ADR 030: a Deployment of exactly `provisioned` instances told so by their environment,
+    the on-demand Deployment scaled for the rest, both counted and both the function's endpoints."""
+    scaling = {"scaleToZeroAfterSeconds": 2, "targetUtilization": 1.0, "maxInstances": 5}
+    platform.apply(function_doc("warm", namespace, concurrency={"provisioned": 2}, scaling=scaling))
+    wait(platform, namespace, "condition=Ready", "function/warm")
+    wait(platform, namespace, "jsonpath={.status.readyInstances}=2", "function/warm")
+    provisioned = get(platform, namespace, "deployment", "warm-fn-pc")
+    on_demand = get(platform, namespace, "deployment", "warm-fn")
+    assert (provisioned["spec"]["replicas"], on_demand["spec"]["replicas"]) == (2, 0)
+
+    def initialization(deployment: dict[str, Any]) -> str:
+        (runtime,) = deployment["spec"]["template"]["spec"]["containers"]
+        return next(e["value"] for e in runtime["env"] if e["name"] == INITIALIZATION_TYPE)
+
+    assert initialization(provisioned) == "provisioned-concurrency"
+    assert initialization(on_demand) == "on-demand"
+    # Four invocations at once: four instances in all, the two beyond the provisioned on demand.
+    key = f"{namespace}/warm"
+    _report(platform, "gw-a", {key: 4})
+    wait(platform, namespace, "jsonpath={.spec.replicas}=2", "deployment/warm-fn")
+    wait(platform, namespace, "jsonpath={.status.readyInstances}=4", "function/warm")
+    ready = eventually(
+        lambda: _ready_addresses(platform, namespace, "warm") == 4 or None,
+        within=30,
+        what="four ready addresses in the function's EndpointSlices",
+    )
+    assert ready
+    # Demand gone: the on-demand ones go, the provisioned ones stay.
+    _report(platform, "gw-a", {})
+    wait(platform, namespace, "jsonpath={.spec.replicas}=0", "deployment/warm-fn", timeout=60)
+    wait(platform, namespace, "jsonpath={.status.readyInstances}=2", "function/warm")
+    assert get(platform, namespace, "deployment", "warm-fn-pc")["spec"]["replicas"] == 2
+    # None provisioned any more: their Deployment and Service go.
+    platform.apply(function_doc("warm", namespace, scaling=scaling))
+    wait(platform, namespace, "delete", "deployment/warm-fn-pc")
+    wait(platform, namespace, "delete", "service/warm-fn-pc")
+
+
+INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+
+
+def _ready_addresses(platform: Platform, namespace: str, function: str) -> int:
+    """Ready addresses in the EndpointSlices the gateway reads for the function."""
+    slices = get(platform, namespace, "endpointslices", "-l", f"kfaas.dev/function={function}")
+    return sum(
+        len(endpoint.get("addresses") or [])
+        for item in slices["items"]
+        for endpoint in item.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready")
+    )
+
+
 def test_gateway_backend_discovers_functions_and_endpoints_and_scales_from_zero(
     platform: Platform, namespace: str
 ) -> None:
