@@ -71,6 +71,9 @@ class ScheduleExpression:
         ``tz``; a wall time that a DST change skips or repeats fires as the module docstring says
         (skipped: not that day; repeated: once, the first time).
         """
+        if after.tzinfo is None or anchor.tzinfo is None:
+            # A naive moment would be read in the host's zone: a tick off by hours, silently.
+            raise ValueError("next_after takes aware datetimes (after, anchor)")
         plan = _plan(self.text)
         if isinstance(plan, datetime.timedelta):
             return _next_rate(plan, after, anchor)

@@ -281,6 +281,12 @@ def test_no_tick_past_the_last_representable_moment() -> None:
     assert late.next_after(end, tz=time_zone("America/New_York"), anchor=end) is None
 
 
+def test_naive_moments_are_refused() -> None:
+    naive = datetime.datetime(2026, 11, 30, 10)
+    with pytest.raises(ValueError, match="aware datetimes"):
+        parse_expression("cron(0 10 * * ? *)").next_after(naive, tz=time_zone("UTC"), anchor=naive)
+
+
 class TestAt:
     def test_one_tick_in_its_time_zone_then_none(self) -> None:
         expression = parse_expression("at(2026-12-01T08:00:00)")
