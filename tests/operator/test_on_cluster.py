@@ -502,7 +502,7 @@ def test_provisioned_instances_run_beside_the_on_demand_ones(
 
     def initialization(deployment: dict[str, Any]) -> str:
         (runtime,) = deployment["spec"]["template"]["spec"]["containers"]
-        return next(e["value"] for e in runtime["env"] if e["name"] == INITIALIZATION_TYPE)
+        return str(next(e["value"] for e in runtime["env"] if e["name"] == INITIALIZATION_TYPE))
 
     assert initialization(provisioned) == "provisioned-concurrency"
     assert initialization(on_demand) == "on-demand"
