@@ -24,9 +24,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kfaas import aiokit
 from kfaas.brokers.errors import BrokerError, BrokerUnavailable
@@ -162,7 +161,12 @@ class SharedLimiter:
         self.health = Health(grace_seconds=2 * tick_seconds)
         self._on_mode = on_mode
         self._task: asyncio.Task[None] | None = None
-        self._pending: set[asyncio.Task[None]] = set()
+        # Slots given back that Redis has not been told of yet: one task tells it, in batches
+        # (under load, many invocations end between two of its round trips).
+        self._giving_back: dict[str, set[str]] = {}
+        # Admissions waiting for Redis's answer, per function.
+        self._asking: dict[str, int] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def mode(self) -> Mode:
@@ -177,46 +181,52 @@ class SharedLimiter:
         if self._task is not None:
             await aiokit.stop_tasks([self._task], grace_seconds=0)
         # Releases on their way are let finish: their slots would otherwise wait for expiry.
-        await aiokit.stop_tasks(
-            list(self._pending), grace_seconds=self.slots.policy.call_seconds or 1
-        )
-        with contextlib.suppress(BrokerError):
-            for function, members in self.leases.snapshot().items():
-                await self.slots.release(function, members)
+        for function, members in self.leases.snapshot().items():
+            self._giving_back.setdefault(function, set()).update(members)
+        await self._flush()
+        if self._flusher is not None:
+            await aiokit.stop_tasks(
+                [self._flusher], grace_seconds=self.slots.policy.call_seconds or 1
+            )
         await self.slots.close()
 
     async def admit(self, function: str, reserved: int) -> bool:
         """Take a slot of ``function`` (``namespace/name``) if fewer than ``reserved`` run."""
         mode = self.health.mode
-        if mode is not Mode.SHARED and self.leases.count(function) >= self._share(reserved):
+        if mode is not Mode.SHARED and self._running(function) >= self._share(reserved):
             return False
-        if mode is Mode.DEGRADED:
-            self.leases.add(function, self.leases.new_member())
-            return True
         member = self.leases.new_member()
-        # Held locally from the start: a cancelled call may still have added it in Redis.
-        self.leases.add(function, member)
+        if mode is Mode.DEGRADED:
+            self.leases.add(function, member)
+            return True
+        # Counted as running while Redis is asked, and held only once it said yes: a slot given
+        # back meanwhile must be another invocation's, never this one's.
+        self._asking[function] = self._asking.get(function, 0) + 1
         try:
             taken = await self.slots.acquire(function, member, reserved, self.lease_ms)
         except BrokerUnavailable as exc:
             self._outage(exc)
-            if self.leases.count(function) - 1 < self._share(reserved):
-                return True  # the share admits it, as for any call in the outage
-            self.leases.discard(function, member)
-            return False
+            # The share admits it, as for any call in the outage (this call not counted).
+            taken = self._running(function) - 1 < self._share(reserved)
         except BaseException:
-            self.leases.discard(function, member)
-            self._later(self.slots.release(function, [member]))
+            self._give_back(function, member)  # a cancelled call may still have added it
             raise
-        if not taken:
-            self.leases.discard(function, member)
+        finally:
+            self._asking[function] -= 1
+            if not self._asking[function]:
+                del self._asking[function]
+        if taken:
+            self.leases.add(function, member)
         return taken
+
+    def _running(self, function: str) -> int:
+        return self.leases.count(function) + self._asking.get(function, 0)
 
     def release(self, function: str) -> None:
         """Give back one slot of ``function``; Redis is told in the background."""
         member = self.leases.pop(function)
         if member is not None and self.health.mode is not Mode.DEGRADED:
-            self._later(self.slots.release(function, [member]))
+            self._give_back(function, member)
 
     def _share(self, reserved: int) -> int:
         return fallback_share(reserved, self.census.replicas)
@@ -231,14 +241,18 @@ class SharedLimiter:
             )  # fmt: skip
             self._on_mode(Mode.DEGRADED)
 
-    def _later(self, call: Coroutine[Any, Any, None]) -> None:
-        async def quietly() -> None:
-            with contextlib.suppress(BrokerError):
-                await call
+    def _give_back(self, function: str, member: str) -> None:
+        self._giving_back.setdefault(function, set()).add(member)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
-        task = asyncio.get_running_loop().create_task(quietly())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+    async def _flush(self) -> None:
+        # A slot Redis could not be told of expires with its lease (it is no longer renewed).
+        while self._giving_back:
+            batch, self._giving_back = self._giving_back, {}
+            for function, members in batch.items():
+                with contextlib.suppress(BrokerError):
+                    await self.slots.release(function, members)
 
     async def _tick_forever(self) -> None:
         while True:

@@ -190,6 +190,33 @@ async def test_a_cancelled_admission_gives_its_slot_back() -> None:
     assert limiter.leases.count("ns/f") == 0 and not slots.taken["ns/f"]
 
 
+async def test_a_slot_given_back_while_another_admission_waits_is_never_leaked() -> None:
+    # A refused admission once took away a running invocation's lease, which then stayed held
+    # and renewed for ever: the function ran one short after every such race.
+    slots = FakeSlots()
+    limiter = limiter_over(slots)
+    assert await limiter.admit("ns/f", 1) is True
+    answer = asyncio.Event()
+    real_acquire = slots.acquire
+
+    async def slow_acquire(function: str, member: str, limit: int, lease_ms: int) -> bool:
+        await answer.wait()
+        return await real_acquire(function, member, limit, lease_ms)
+
+    slots.acquire = slow_acquire  # type: ignore[method-assign]
+    refused = asyncio.ensure_future(limiter.admit("ns/f", 1))
+    await settle()
+    limiter.release("ns/f")  # the running one ends while Redis is asked
+    await settle()
+    answer.set()
+    # Redis had room again by then: admitted, and the one slot is this admission's.
+    assert await refused is True
+    assert limiter.leases.count("ns/f") == 1 and len(slots.taken["ns/f"]) == 1
+    limiter.release("ns/f")
+    await settle()
+    assert limiter.leases.count("ns/f") == 0 and not slots.taken["ns/f"]
+
+
 class Refusing:
     """A limiter that admits ``room`` invocations in all and records what was given back."""
 
