@@ -42,7 +42,7 @@ from kfaas.manifests import (
 from kfaas.pollers.runner import PollerGroup
 from kfaas.pollers.settings import PollerSettings
 from kfaas.scheduler.settings import SchedulerSettings
-from kfaas.secret_documents import SecretBook, load_secrets
+from kfaas.secret_documents import SecretBook, environment_from, load_config_maps, load_secrets
 
 from .dev_files import Snapshot, apply_manifests, snapshot, state_misplaced
 from .dev_poller_status import status_stores
@@ -100,6 +100,7 @@ class DevServer:
             stable_window_seconds=settings.scaling_stable_window_seconds,
             runtime_token_key=settings.runtime_token_key,
             code_roots=self._code_root,
+            env_from=self._env_from,
         )
         self.registry.subscribe(self.backend.set_function)
         # The `v1` Secrets in the files (ADR 027), read again at each reload: secured Kafka
@@ -160,6 +161,10 @@ class DevServer:
         await self.pollers.update(mappings)
         return dict(self.pollers.refused)
 
+    def _env_from(self, function: Function) -> dict[str, str]:
+        """A Function's `envFrom` from the Secret and ConfigMap documents in the files."""
+        return environment_from(function.spec.env_from, function.metadata.namespace, self.secrets)
+
     async def _code_root(self, function: Function) -> Path | None:
         return await self.feed.code_root(function)
 
@@ -169,7 +174,7 @@ class DevServer:
     async def start(self) -> None:
         manifests = load_manifests(self.paths)
         schedules = load_schedules(self.paths)
-        self.secrets.replace(load_secrets(self.paths))
+        self.secrets.replace(load_secrets(self.paths), load_config_maps(self.paths))
         self.check_runtimes(manifests)
         self.check_state(manifests)
         await apply_manifests(self.objects, self.code, [*manifests, *schedules])
@@ -286,11 +291,11 @@ class DevServer:
             try:
                 manifests = load_manifests(self.paths)
                 schedules = load_schedules(self.paths)
-                secrets = load_secrets(self.paths)
+                secrets = load_secrets(self.paths), load_config_maps(self.paths)
                 self.check_runtimes(manifests)
                 self.check_state(manifests)
                 changed = await apply_manifests(self.objects, self.code, [*manifests, *schedules])
-                self.secrets.replace(secrets)
+                self.secrets.replace(*secrets)
             except (ManifestError, RuntimeUnavailable, store.StoreError, CodeStoreError) as exc:
                 log.error("manifests not reloaded: %s", exc)
                 continue

@@ -56,6 +56,8 @@ FOREIGN_RUNTIME_MODULES = [module for module in RUNTIME_MODULES if module != "uv
 # Where a function's code is on this machine, when the backend cannot know it from the spec alone
 # (`code.zip`: kfaas dev's code store unpacks it); None leaves `code.path`/`code.inline` to it.
 CodeRoots = Callable[[Function], Awaitable[Path | None]]
+# A Function's `envFrom` as variables; raises (naming the missing source) to fail the start.
+EnvFrom = Callable[[Function], Mapping[str, str]]
 
 
 @dataclass
@@ -105,9 +107,13 @@ class LocalBackend:
         runtime_token_key: str | None = None,
         host_environment: Mapping[str, str] | None = None,
         code_roots: CodeRoots | None = None,
+        env_from: EnvFrom | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.code_roots = code_roots
+        # The variables a Function's `envFrom` gives (kfaas dev: its Secret and ConfigMap
+        # documents); without it `envFrom` is left to a cluster's kubelet.
+        self.env_from = env_from
         # What instances inherit of this process's environment comes from this one copy.
         self.host_environment = dict(
             config.host_environment() if host_environment is None else host_environment
@@ -300,6 +306,9 @@ class LocalBackend:
         env = {name: host[name] for name in PASSED_ENVIRONMENT if name in host}
         env.update({name: value for name, value in host.items() if name.startswith("OTEL_")})
         env.update(self.extra_environment)
+        if self.env_from is not None:
+            # As in a pod: `environment` (and the platform's variables) win over `envFrom`.
+            env.update(self.env_from(function))
         env.update(
             runtime_environment(
                 function, task_root=str(root), region=self.region, provisioned=instance.provisioned

@@ -1,4 +1,4 @@
-"""Secret documents beside the manifests, as `kfaas dev` reads them (kfaas.secret_documents).
+"""Secret and ConfigMap documents beside the manifests, as `kfaas dev` reads them.
 
 `data` is base64 and `stringData` text, merged as the API server does; a bad document is one
 ManifestError naming the file and the field; the book is read as it is at each call, so a Secret
@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from kfaas.manifests import ManifestError, load_manifests
-from kfaas.secret_documents import SecretBook, load_secrets, parse_secret
+from kfaas.manifests import EnvFromSource, ManifestError, load_manifests
+from kfaas.secret_documents import (
+    EnvFromMissing,
+    SecretBook,
+    environment_from,
+    load_config_maps,
+    load_secrets,
+    parse_secret,
+)
 
 CREDENTIALS = f"""\
 apiVersion: v1
@@ -88,3 +95,29 @@ async def test_the_book_is_read_as_it_is_at_each_call() -> None:
     assert await book.reader("other")("creds") is None
     book.replace({("media", "creds"): {"password": b"new"}})
     assert await read("creds") == {"password": b"new"}
+
+
+def test_config_maps_are_read_and_env_from_follows_the_kubelet(tmp_path: Path) -> None:
+    (tmp_path / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: media}\n"
+        "data: {COLOR: blue, MODE: configmap, 1st: skipped}\n"
+    )
+    config_maps = load_config_maps([tmp_path])
+    assert config_maps == {
+        ("media", "settings"): {"COLOR": b"blue", "MODE": b"configmap", "1st": b"skipped"}
+    }
+    book = SecretBook({("media", "creds"): {"MODE": b"secret"}}, config_maps)
+    sources = [
+        EnvFromSource.model_validate({"configMapRef": {"name": "settings"}}),
+        EnvFromSource.model_validate({"secretRef": {"name": "creds"}}),
+        EnvFromSource.model_validate({"secretRef": {"name": "creds"}, "prefix": "S_"}),
+        EnvFromSource.model_validate({"secretRef": {"name": "gone", "optional": True}}),
+    ]
+    assert environment_from(sources, "media", book) == {
+        "COLOR": "blue",
+        "MODE": "secret",  # a later source wins a name
+        "S_MODE": "secret",
+    }
+    missing = [EnvFromSource.model_validate({"configMapRef": {"name": "gone"}})]
+    with pytest.raises(EnvFromMissing, match="ConfigMap media/gone does not exist"):
+        environment_from(missing, "media", book)
