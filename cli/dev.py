@@ -46,7 +46,7 @@ from kfaas.secret_documents import SecretBook, environment_from, load_config_map
 
 from .dev_files import Snapshot, apply_manifests, snapshot, state_misplaced
 from .dev_poller_status import status_stores
-from .dev_schedules import DevSchedules, load_schedules
+from .dev_schedules import DevSchedules, load_schedules, schedule_lines
 from .dev_state import DevObjects
 from .settings import ServerSettings
 
@@ -133,6 +133,7 @@ class DevServer:
         self.scheduler_settings = scheduler or SchedulerSettings()
         self.schedules: DevSchedules | None = None
         self._mapping_lines: list[str] = []
+        self._schedule_lines: list[str] = []
 
     @property
     def url(self) -> str:
@@ -216,6 +217,7 @@ class DevServer:
             settings=self.scheduler_settings,
         )
         self.schedules.start()
+        self._schedule_lines = await schedule_lines(self.objects)
         self._print_summary()
         # Reloading must not stop silently: a watcher that fails is logged and started again,
         # comparing with what it saw last.
@@ -272,7 +274,7 @@ class DevServer:
                 print(f"  {'':<32} runs on: {found.python}", file=self.out)
             if function.spec.http.enabled:
                 print(f"  {'':<32} http:   {self.trigger_url}/fn/{function.key}/", file=self.out)
-        for line in self._mapping_lines:
+        for line in [*self._mapping_lines, *self._schedule_lines]:
             print(f"  {line}", file=self.out)
         self.out.flush()
 

@@ -24,7 +24,7 @@ from kfaas import aiokit
 from kfaas.brokers.destinations import ClientDestinations
 from kfaas.gateway_tokens import Authorization
 from kfaas.manifests import API_VERSION, ManifestError, manifest_files, read_documents
-from kfaas.object_store import ObjectStore
+from kfaas.object_store import SCHEDULES, ObjectStore
 from kfaas.schedule_manifests import Schedule, parse_schedule
 from kfaas.scheduler.dead_letters import BrokerDeadLetters
 from kfaas.scheduler.engine import ScheduleEngine
@@ -86,6 +86,22 @@ def load_schedules(paths: Iterable[str | Path]) -> list[Schedule]:
     if problems:
         raise ManifestError(", ".join(dict.fromkeys(faulty)), problems)
     return schedules
+
+
+async def schedule_lines(objects: ObjectStore) -> list[str]:
+    """What kfaas dev's start-up summary says of each stored Schedule."""
+    lines = []
+    for body in await objects.list(SCHEDULES):
+        try:
+            schedule = parse_schedule(body)
+        except ManifestError:
+            continue  # the engine logs it
+        target = schedule.spec.target
+        function = target.function_name + (f":{target.qualifier}" if target.qualifier else "")
+        state = "firing" if schedule.spec.state == "ENABLED" else "disabled"
+        expression = schedule.spec.schedule_expression
+        lines.append(f"schedule {schedule.key}: {state} {expression} -> {function}")
+    return lines
 
 
 class DevSchedules:

@@ -55,6 +55,7 @@ def test_kfaas_dev_fires_a_schedule_as_scheduled_events(tmp_path: Path) -> None:
             return events if len(events) >= 3 else None
 
         events = eventually(received, within=30, what="three scheduled events")
+        summary = server.output()
         metrics = urllib.request.urlopen(f"{server.url}/metrics", timeout=10).read().decode()
         stored = yaml.safe_load(
             (state / "objects" / "schedules" / "default" / "every-2s.yaml").read_text()
@@ -76,5 +77,6 @@ def test_kfaas_dev_fires_a_schedule_as_scheduled_events(tmp_path: Path) -> None:
         line for line in metrics.splitlines() if line.startswith("kfaas_schedule_fires_total{")
     ]
     assert fired and 'schedule="every-2s"' in fired[0] and float(fired[0].split()[-1]) >= 3
+    assert "schedule default/every-2s: firing rate(2 seconds) -> ticks" in summary
     status = stored["status"]
     assert status["state"] == "ENABLED" and status["lastTick"] and status["nextFireTime"]
