@@ -39,7 +39,7 @@ from kfaas.manifests import (
     ManifestError,
     load_manifests,
 )
-from kfaas.pollers.runner import PollerGroup
+from kfaas.pollers.group import PollerGroup
 from kfaas.pollers.settings import PollerSettings
 from kfaas.scheduler.settings import SchedulerSettings
 from kfaas.secret_documents import SecretBook, environment_from, load_config_maps, load_secrets

@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from kfaas.config import Settings
 from kfaas.manifests import EventSourceMapping
-from kfaas.pollers.runner import PollerGroup
+from kfaas.pollers.group import PollerGroup
 from streams.kit import FAST, Project, RedisTools, unique
 
 pytestmark = pytest.mark.redis
