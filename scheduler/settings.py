@@ -37,8 +37,12 @@ class SchedulerSettings:
                 environ, "KFAAS_SCHEDULER_RETRY_BASE_SECONDS", DEFAULT_RETRY_BASE_SECONDS
             ),
         )
-        if settings.poll_seconds <= 0:
-            raise ValueError("KFAAS_SCHEDULER_POLL_SECONDS must be more than 0 seconds")
-        if settings.claim_seconds <= 0:
-            raise ValueError("KFAAS_SCHEDULER_CLAIM_SECONDS must be more than 0 seconds")
+        # Zero would make a loop spin: polling, a lease that lapses at once, retries in a burst.
+        for variable, value in (
+            ("KFAAS_SCHEDULER_POLL_SECONDS", settings.poll_seconds),
+            ("KFAAS_SCHEDULER_CLAIM_SECONDS", settings.claim_seconds),
+            ("KFAAS_SCHEDULER_RETRY_BASE_SECONDS", settings.retry_base_seconds),
+        ):
+            if value <= 0:
+                raise ValueError(f"{variable}={value:g} must be more than 0 seconds")
         return settings

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from kfaas.schedule_manifests import Schedule, ScheduleStatus, parse_schedule
 from kfaas.scheduler.records import event_id, failure_record, payload_of, scheduled_event
+from kfaas.scheduler.settings import SchedulerSettings
 from kfaas.scheduler.ticks import (
     Fire,
     GiveUp,
@@ -250,3 +251,16 @@ def test_a_run_of_too_old_ticks_is_given_up_in_one_step() -> None:
     ending = schedule("rate(1 minute)", endDate="2026-11-30T10:04:00.250Z",
                       retryPolicy={"maximumEventAgeInSeconds": 60})  # fmt: skip
     assert too_old_run(ending, timeline(ending), at(1), at(10)) == (at(4), 4)
+
+
+def test_settings_are_read_once_and_refuse_what_would_spin() -> None:
+    read = SchedulerSettings.from_env(
+        {"KFAAS_SCHEDULER_POLL_SECONDS": "0.5", "KFAAS_SCHEDULER_CLAIM_SECONDS": "10"}
+    )
+    assert (read.poll_seconds, read.claim_seconds, read.retry_base_seconds) == (0.5, 10.0, 1.0)
+    assert SchedulerSettings.from_env({}) == SchedulerSettings()
+    for variable in ("POLL", "CLAIM", "RETRY_BASE"):
+        with pytest.raises(ValueError, match=f"KFAAS_SCHEDULER_{variable}_SECONDS"):
+            SchedulerSettings.from_env({f"KFAAS_SCHEDULER_{variable}_SECONDS": "0"})
+    with pytest.raises(ValueError, match="KFAAS_SCHEDULER_POLL_SECONDS"):
+        SchedulerSettings.from_env({"KFAAS_SCHEDULER_POLL_SECONDS": "soon"})
