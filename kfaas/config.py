@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from kfaas import runtimetoken
 from kfaas.kafka_settings import PlatformKafkaSecurity
@@ -103,6 +104,21 @@ def choice(environ: Mapping[str, str], variable: str, choices: tuple[str, ...]) 
     if raw and raw not in choices:
         raise ValueError(f"{variable}={raw!r} must be one of {', '.join(choices)}")
     return raw or choices[0]
+
+
+def http_url(environ: Mapping[str, str], variable: str) -> str:
+    """A plain-HTTP base URL, ``http://host[:port][/path]`` (how kfaas's own callers reach the
+    gateway inside the cluster); unset or blank: ""."""
+    raw = environ.get(variable, "").strip()
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- a port that is not a number raises ValueError
+        usable = parts.scheme == "http" and bool(parts.hostname)
+    except ValueError:
+        usable = False
+    if raw and not usable:
+        raise ValueError(f"{variable}={raw!r} must be http://host[:port]")
+    return raw
 
 
 def port(environ: Mapping[str, str], variable: str, default: int) -> int:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from kfaas.config import Settings, in_a_pod, port, seconds
+from kfaas.config import Settings, http_url, in_a_pod, port, seconds
 
 from .status import REPORT_SECONDS
 
@@ -48,7 +47,8 @@ class PollerSettings:
         """Read the settings; a bad value raises ValueError naming the variable."""
         metrics_port = port(environ, "KFAAS_POLLER_METRICS_PORT", -1)
         return cls(
-            gateway_url=_gateway_url(environ),
+            # Plain HTTP inside the cluster, as the invoker speaks it.
+            gateway_url=http_url(environ, "KFAAS_GATEWAY_URL"),
             mapping=environ.get("KFAAS_MAPPING", ""),
             metrics_host=environ.get("KFAAS_POLLER_METRICS_HOST", "127.0.0.1"),
             metrics_port=None if metrics_port == -1 else metrics_port,
@@ -62,20 +62,6 @@ class PollerSettings:
             kubeconfig=environ.get("KUBECONFIG") or None,
             secrets_dir=environ.get("KFAAS_POLLER_SECRETS_DIR", "").strip(),
         )
-
-
-def _gateway_url(environ: Mapping[str, str]) -> str:
-    """KFAAS_GATEWAY_URL: plain HTTP inside the cluster, as the invoker speaks it ("" = unset)."""
-    raw = environ.get("KFAAS_GATEWAY_URL", "").strip()
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 -- a port that is not a number raises ValueError
-        usable = parts.scheme == "http" and bool(parts.hostname)
-    except ValueError:
-        usable = False
-    if raw and not usable:
-        raise ValueError(f"KFAAS_GATEWAY_URL={raw!r} must be http://host[:port]")
-    return raw
 
 
 def poller_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, PollerSettings]:

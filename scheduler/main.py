@@ -23,14 +23,13 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kfaas import aiokit, telemetry
 from kfaas.brokers.platform_kafka import check_platform_security, platform_security
-from kfaas.config import Settings, host_environment, in_a_pod, port
+from kfaas.config import Settings, host_environment, http_url, in_a_pod, port
 from kfaas.gateway_tokens import gateway_authorization
 from kfaas.kube_clients import Credentials, KubeClient, KubeError
 from kfaas.object_store import ObjectStore
@@ -81,18 +80,10 @@ class SchedulerProcess:
 
 
 def _gateway_url(environ: Mapping[str, str]) -> str:
-    raw = environ.get("KFAAS_GATEWAY_URL", "").strip()
-    if not raw:
+    url = http_url(environ, "KFAAS_GATEWAY_URL")
+    if not url:
         raise ValueError("KFAAS_GATEWAY_URL is not set (the gateway the ticks are invoked through)")
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 -- a port that is not a number raises ValueError
-        usable = parts.scheme == "http" and bool(parts.hostname)
-    except ValueError:
-        usable = False
-    if not usable:
-        raise ValueError(f"KFAAS_GATEWAY_URL={raw!r} must be http://host[:port]")
-    return raw
+    return url
 
 
 def metrics_app(metrics: ScheduleMetrics, engine: asyncio.Task[None]) -> web.Application:
