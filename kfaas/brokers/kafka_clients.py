@@ -3,9 +3,9 @@
 Partitions are ``(topic, partition)`` tuples and records plain dataclasses, so the gateway's async
 queue and the pollers above need none of aiokafka's types; every aiokafka error leaves as a
 ``kfaas.brokers.errors`` exception. The one rebalance adapter hands partitions assigned and revoked
-to the member's owner as such tuples. Each client takes its cluster's ``KafkaSecurity``; when one
-cannot connect, ``_starting`` probes a single connection to say what failed (a refused password,
-an untrusted certificate) as a ``KafkaAuthError``, which aiokafka's bootstrap does not tell.
+to the member's owner as such tuples. Each client takes its cluster's ``KafkaSecurity`` and starts
+through ``kafka_failures.start_explained``, so a refused password or an untrusted certificate is a
+``KafkaAuthError`` saying so.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.conn import collect_hosts, create_conn
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
-from .errors import BrokerUnavailable, KafkaAuthError, kafka_errors
-from .kafka_security import PLAINTEXT, KafkaSecurity, client_options, explain_failure
+from .errors import kafka_errors
+from .kafka_failures import start_explained
+from .kafka_security import KafkaSecurity, client_options
 from .policies import ConsumerPolicy, open_consumer, open_producer
 
 Partition = tuple[str, int]
@@ -39,56 +39,6 @@ class KafkaMessage:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
-
-
-# A probe of a connection that failed gets this long; a hung broker is not a security failure.
-_PROBE_MS = 5000
-
-
-async def probe(bootstrap_servers: str, security: KafkaSecurity) -> KafkaAuthError | None:
-    """Why the first bootstrap server refuses a connection with ``security``, if for security."""
-    hosts = collect_hosts(bootstrap_servers, randomize=False)
-    if not hosts:
-        return None
-    host, port, _ = hosts[0]
-    try:
-        connection = await create_conn(
-            host, port, request_timeout_ms=_PROBE_MS, **client_options(security)
-        )
-    except KafkaAuthError as exc:
-        return exc
-    except (TimeoutError, KafkaError, OSError, asyncio.IncompleteReadError) as exc:
-        return explain_failure(exc, security)
-    connection.close()
-    return None
-
-
-async def _starting(
-    what: str,
-    bootstrap_servers: str,
-    security: KafkaSecurity | None,
-    start: Callable[[], Awaitable[None]],
-    stop: Callable[[], Awaitable[None]],
-) -> None:
-    """Run ``start`` with errors translated; a secured cluster unreachable is probed for why.
-
-    A client that failed to start is stopped (it holds a half-open client otherwise).
-    """
-    try:
-        with kafka_errors(what):
-            try:
-                await start()
-            except BaseException:
-                with contextlib.suppress(KafkaError, OSError):
-                    await stop()
-                raise
-    except BrokerUnavailable as exc:
-        if security is None or security == PLAINTEXT:
-            raise
-        failure = await probe(bootstrap_servers, security)
-        if failure is None:
-            raise
-        raise KafkaAuthError(f"kafka: {what} at {bootstrap_servers}: {failure}") from exc
 
 
 def _partitions(tps: Any) -> list[Partition]:
@@ -135,7 +85,7 @@ class KafkaConsumer:
     async def start(self) -> None:
         with kafka_errors("subscribing"):
             self._consumer.subscribe(self.topics, listener=self._listener)
-        await _starting(
+        await start_explained(
             "starting the consumer",
             self.bootstrap_servers,
             self.security,
@@ -209,7 +159,7 @@ async def topic_partition_count(
 ) -> int | None:
     """Partitions of a topic, asked through a short-lived consumer without a group."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, **client_options(security))
-    await _starting(
+    await start_explained(
         "reading topic metadata", bootstrap_servers, security, consumer.start, consumer.stop
     )
     with kafka_errors("reading topic metadata"):
@@ -232,7 +182,7 @@ async def ensure_topics(
     """Create those of ``topics`` that do not exist, replicated on up to three brokers."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options(security))
     what = f"creating topics {', '.join(topics)}"
-    await _starting(what, bootstrap_servers, security, admin.start, admin.close)
+    await start_explained(what, bootstrap_servers, security, admin.start, admin.close)
     with kafka_errors(what):
         try:
             existing = set(await admin.list_topics())
@@ -281,7 +231,7 @@ class KafkaProducer:
             security=self.security,
         )
         # A producer cannot be started again once stopped: the next attempt opens anew.
-        await _starting(
+        await start_explained(
             "starting the producer",
             self.bootstrap_servers,
             self.security,

@@ -16,7 +16,6 @@ Credentials never reach a log: the value's ``repr`` names the protocol, mechanis
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import tempfile
@@ -24,13 +23,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
-
-from aiokafka.errors import (
-    IllegalSaslStateError,
-    KafkaConnectionError,
-    SaslAuthenticationFailed,
-    UnsupportedSaslMechanismError,
-)
 
 from kfaas.manifests import KafkaAuth, KafkaTls
 
@@ -254,48 +246,3 @@ async def resolve_security(
         auth_secret=auth.secret_ref.name if auth is not None else "",
         ca_secret=ca_name or "",
     )
-
-
-def explain_failure(exc: BaseException, security: KafkaSecurity) -> KafkaAuthError | None:
-    """What failed, when a connection with ``security`` raised ``exc`` for a security reason.
-
-    aiokafka's bootstrap swallows the cause of a failed connection ("Unable to bootstrap"), so
-    the clients probe one connection and ask this function about what it raised. None: not a
-    security failure (a broker down, a refused port), which the caller treats as unavailable.
-    """
-    if isinstance(exc, SaslAuthenticationFailed):
-        return KafkaAuthError(
-            f"SASL {security.sasl_mechanism} authentication failed for user "
-            f"{security.username!r}: {exc}"
-        )
-    if isinstance(exc, UnsupportedSaslMechanismError | IllegalSaslStateError):
-        return KafkaAuthError(f"SASL {security.sasl_mechanism}: the broker refused it: {exc}")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        where = f"the CA in {CA_KEY}" if security.ca_pem is not None else "the system's CAs"
-        return KafkaAuthError(
-            f"TLS: the broker's certificate is not trusted ({exc.verify_message}; checked "
-            f"against {where})"
-        )
-    if isinstance(exc, ssl.SSLError):
-        # reason is OpenSSL's code for the failure (TLSV13_ALERT_CERTIFICATE_REQUIRED, ...).
-        reason = exc.reason or str(exc)
-        hint = ""
-        if "CERTIFICATE" in reason and security.client_cert_pem is None:
-            hint = ": the broker asks for a client certificate (CLIENT_CERTIFICATE_TLS_AUTH)"
-        elif "CERTIFICATE" in reason:
-            hint = ": the broker refused the client certificate"
-        elif "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER" in reason:
-            hint = ": the listener does not speak TLS"
-        return KafkaAuthError(f"TLS handshake with the broker failed ({reason}){hint}")
-    if security.tls and isinstance(
-        exc, KafkaConnectionError | ConnectionResetError | asyncio.IncompleteReadError
-    ):
-        # A TLS 1.3 server checks the client's certificate after the client thinks the handshake
-        # is over, and then closes the connection: the first request finds it gone.
-        hint = (
-            "the broker may require a client certificate (CLIENT_CERTIFICATE_TLS_AUTH)"
-            if security.client_cert_pem is None
-            else "the broker may not accept the client certificate"
-        )
-        return KafkaAuthError(f"TLS: the broker closed the connection after the handshake; {hint}")
-    return None

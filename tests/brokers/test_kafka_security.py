@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kfaas.brokers.errors import BrokerError, KafkaAuthError
+from kfaas.brokers.kafka_failures import explain_failure
 from kfaas.brokers.kafka_security import (
     PLAINTEXT,
     KafkaSecurity,
     client_options,
-    explain_failure,
     resolve_security,
     security_from_secret_data,
 )
