@@ -514,6 +514,12 @@ def schedule_crd() -> dict[str, Any]:
             # "<invalid>".
             {"name": "Next", "type": "string", "jsonPath": ".status.nextFireTime"},
             {"name": "Last", "type": "date", "jsonPath": ".status.lastTick", "priority": 1},
+            {
+                "name": "Description",
+                "type": "string",
+                "jsonPath": ".spec.description",
+                "priority": 1,
+            },
         ],
     )
 

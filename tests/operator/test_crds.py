@@ -116,7 +116,10 @@ def test_printer_columns_and_status_subresource() -> None:
         (crdgen.function_crd(), ["Runtime", "Ready", "Instances", "Age"]),
         (crdgen.mapping_crd(), ["Function", "Source", "State", "Lag", "Age"]),
         (crdgen.version_crd(), ["Function", "Version", "Ready", "Instances", "Description", "Age"]),
-        (crdgen.schedule_crd(), ["Expression", "Function", "State", "Next", "Last", "Age"]),
+        (
+            crdgen.schedule_crd(),
+            ["Expression", "Function", "State", "Next", "Last", "Description", "Age"],
+        ),
     ):
         version = crd["spec"]["versions"][0]
         assert [c["name"] for c in version["additionalPrinterColumns"]] == columns

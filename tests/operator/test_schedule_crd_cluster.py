@@ -90,7 +90,7 @@ def test_valid_schedules_are_accepted_with_their_defaults(cluster: Cluster, name
     }
     table = cluster.kubectl("-n", namespace, "get", "sched", "-o", "wide").stdout.splitlines()
     assert table[0].split() == [
-        "NAME", "EXPRESSION", "FUNCTION", "STATE", "NEXT", "LAST", "AGE",
+        "NAME", "EXPRESSION", "FUNCTION", "STATE", "NEXT", "LAST", "DESCRIPTION", "AGE",
     ]  # fmt: skip
     assert table[1].split()[:4] == ["ok-0", "rate(5", "minutes)", "report"]
 
