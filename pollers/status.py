@@ -23,7 +23,7 @@ from kfaas import aiokit
 from kfaas.api_objects import status_differs
 
 from .errors import StatusError
-from .metrics import SOURCE_UNREACHABLE, PollerMetrics
+from .metrics import AUTHENTICATION_FAILED, SOURCE_UNREACHABLE, PollerMetrics
 
 log = logging.getLogger("kfaas.pollers")
 
@@ -72,6 +72,10 @@ def rfc3339(timestamp: float) -> str:
 
 
 def processing_result(report: PollerReport) -> str | None:
+    if report.source_problem is not None and report.source_reason == AUTHENTICATION_FAILED:
+        # What failed (a refused user, an untrusted certificate, a missing Secret), never a
+        # password: the API's LastProcessingResult is all a Lambda client sees of it.
+        return f"PROBLEM: Authentication error: {report.source_problem}"
     if report.source_problem is not None:
         return SOURCE_PROBLEM
     if report.last_outcome is None:

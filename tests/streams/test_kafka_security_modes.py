@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from devserver import dev_server
+from devserver import dev_server, make_lambda_client
 from waiting import eventually_async
 
 from streams.kit import FAST, KafkaTools, Project, unique
@@ -157,6 +157,12 @@ async def test_refusals_are_reported_and_a_fixed_secret_delivers_every_record(
             in condition["message"]
         )
         assert "not-the-password" not in condition["message"] + dev.output()
+        # A Lambda client sees it as the mapping's LastProcessingResult.
+        (shown,) = make_lambda_client(dev.url).list_event_source_mappings(FunctionName="fixed")[
+            "EventSourceMappings"
+        ]
+        assert shown["LastProcessingResult"].startswith("PROBLEM: Authentication error: ")
+        assert "SASL SCRAM-SHA-512 authentication failed" in shown["LastProcessingResult"]
         condition = await eventually_async(
             lambda: refused("untrusted"), within=60, what="Polling=False on the foreign CA"
         )

@@ -23,7 +23,7 @@ from kfaas.pollers.destinations import KafkaTopicDestination
 from kfaas.pollers.metrics import AUTHENTICATION_FAILED, SOURCE_UNREACHABLE, PollerMetrics
 from kfaas.pollers.runner import MappingRunner
 from kfaas.pollers.secrets import FolderSecrets, secret_data
-from kfaas.pollers.status import PollerReport, polling_condition
+from kfaas.pollers.status import PollerReport, polling_condition, processing_result
 
 SCRAM = {"mechanism": "SASL_SCRAM_512_AUTH", "secretRef": {"name": "creds"}}
 
@@ -74,6 +74,10 @@ async def test_a_missing_secret_is_reported_and_read_again_until_it_exists() -> 
         condition = polling_condition(PollerReport.of(mapping.metrics))
         assert (condition["status"], condition["reason"]) == ("False", AUTHENTICATION_FAILED)
         assert "Secret 'creds'" in condition["message"]
+        result = processing_result(PollerReport.of(mapping.metrics))
+        assert result == (
+            "PROBLEM: Authentication error: Secret 'creds' (auth.secretRef) does not exist"
+        )
         # Created: the next attempt reads it and gets as far as the (unreachable) broker.
         secrets.data["creds"] = {"username": b"alice", "password": b"pw"}
 
