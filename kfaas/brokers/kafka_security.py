@@ -192,13 +192,16 @@ def security_from_secret_data(
         cert = _required(data, CERTIFICATE_KEY, auth_secret, why)
         key = _required(data, PRIVATE_KEY_KEY, auth_secret, why)
         password = _text(data, KEY_PASSWORD_KEY, auth_secret) if KEY_PASSWORD_KEY in data else None
-        return KafkaSecurity(
-            tls=tls,
-            ca_pem=ca_pem,
-            client_cert_pem=cert,
-            client_key_pem=key,
-            client_key_password=password,
-        )
+        try:
+            return KafkaSecurity(
+                tls=tls,
+                ca_pem=ca_pem,
+                client_cert_pem=cert,
+                client_key_pem=key,
+                client_key_password=password,
+            )
+        except ValueError as exc:  # no tls (the manifests' rules refuse it before)
+            raise KafkaAuthError(f"auth.mechanism {mechanism}: {exc}") from None
     why = f"auth.mechanism {mechanism}"
     _required(data, USERNAME_KEY, auth_secret, why)
     _required(data, PASSWORD_KEY, auth_secret, why)

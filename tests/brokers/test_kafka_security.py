@@ -135,6 +135,12 @@ def test_a_missing_key_names_the_secret_and_the_key(
     assert isinstance(caught.value, BrokerError)
 
 
+def test_a_client_certificate_without_tls_is_refused() -> None:
+    data = {"tls.crt": b"c", "tls.key": b"k"}
+    with pytest.raises(KafkaAuthError, match="only used with tls"):
+        security_from_secret_data("CLIENT_CERTIFICATE_TLS_AUTH", False, data, None)
+
+
 def test_an_empty_username_is_refused_naming_the_secret() -> None:
     with pytest.raises(KafkaAuthError, match=r"'creds'.*username"):
         security_from_secret_data(
