@@ -234,13 +234,10 @@ class MappingRunner:
         namespace = self.mapping.metadata.namespace
         region = self.settings.region
 
-        async def run_kafka() -> None:
+        async def consume_kafka() -> None:
             assert spec.kafka is not None
-            try:
-                security = await self._source_security()
-            except KafkaAuthError as exc:
-                self._source_failed(exc)
-                raise
+            # Read at every (re)start: a Secret fixed since the last attempt is used now.
+            security = await self._source_security()
             poller = KafkaPoller(
                 settings=KafkaSettings(
                     bootstrap_servers=spec.kafka.bootstrap_servers,
@@ -259,7 +256,11 @@ class MappingRunner:
                 destination=self.destination,
                 stream_arn=kafka_topic_arn(region, namespace, spec.kafka.topic),
             )
-            await self._reporting_source_errors(poller.run())
+            await poller.run()
+
+        async def run_kafka() -> None:
+            # A Secret missing, a CA that is no PEM or a refused login is reported like an outage.
+            await self._reporting_source_errors(consume_kafka())
 
         async def run_redis() -> None:
             assert spec.redis is not None
