@@ -38,8 +38,9 @@ PERIOD = 2
 WINDOW = 45  # seconds from the start date to the end date (not on a tick)
 KILL_AFTER = 18  # seconds after the start date
 HOLD_SECONDS = 0.8
-# A lapsed claim is taken over after this; one delivery attempt may last a third of it.
-CLAIM_SECONDS = 6
+# A lapsed claim is taken over after this; one delivery attempt may last a third of it (3 s:
+# room for the held answer on a loaded machine, where a cancelled attempt would be retried).
+CLAIM_SECONDS = 9
 
 FUNCTION = """\
 apiVersion: kfaas.dev/v1alpha1
