@@ -302,12 +302,15 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _scheduler() -> int:
-    # The Kubernetes ObjectStore is the gateway's; the command line composes the two components.
+    # The Kubernetes ObjectStore and Secret reader are the gateway's; the command line composes
+    # the two components.
+    from kfaas.gateway.kube_clients import KubernetesKeySources
     from kfaas.gateway.kube_store import KubernetesObjectStore
     from kfaas.scheduler.main import main as scheduler_main
 
     return scheduler_main(
-        lambda client, namespace: KubernetesObjectStore(client, watch_namespace=namespace)
+        lambda client, namespace: KubernetesObjectStore(client, watch_namespace=namespace),
+        secrets_for=lambda client: KubernetesKeySources(client).secret_reader,
     )
 
 

@@ -328,7 +328,9 @@ class KubernetesKeySources:
                 return found.binary
             if found.not_found:
                 return None
-            raise KafkaAuthError(_unreadable(f"Secret {namespace}/{name}", namespace, found))
+            reader = "the gateway (the scheduler, for a Schedule's dead letters)"
+            what = f"Secret {namespace}/{name}"
+            raise KafkaAuthError(_unreadable(what, namespace, found, reader))
 
         return read
 
@@ -371,11 +373,11 @@ class KubernetesKeySources:
         return read
 
 
-def _unreadable(what: str, namespace: str, error: KubeError) -> str:
+def _unreadable(what: str, namespace: str, error: KubeError, reader: str = "the gateway") -> str:
     if error.status == 403:
         return (
-            f"{what}: the gateway may not read it; bind the chart's "
-            f"<release>-gateway-trigger-keys ClusterRole to the gateway in {namespace}"
+            f"{what}: kfaas may not read it; bind the chart's <release>-gateway-trigger-keys "
+            f"ClusterRole in {namespace} to {reader}"
         )
     return f"{what}: {error.reason}"
 

@@ -272,7 +272,9 @@ class ScheduleEngine:
         while True:
             try:
                 async with asyncio.timeout(self.attempt_seconds):
-                    await self.dead_letters.send(destination, record)
+                    await self.dead_letters.send(
+                        destination, record, namespace=schedule.metadata.namespace
+                    )
             except (DestinationError, TimeoutError) as exc:
                 failures += 1
                 self.metrics.failures.labels(*_labels(schedule), "dead_letter").inc()

@@ -28,6 +28,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kfaas import aiokit, telemetry
+from kfaas.brokers.kafka_security import SecretReader
 from kfaas.brokers.platform_kafka import check_platform_security, platform_security
 from kfaas.config import Settings, host_environment, http_url, in_a_pod, port
 from kfaas.gateway_tokens import gateway_authorization
@@ -48,6 +49,9 @@ FIELD_MANAGER = "kfaas-scheduler"
 ENGINE_RESTART = aiokit.Backoff(first=1.0, most=30.0, healthy_after=60.0)
 # The Kubernetes ObjectStore over a client, for one namespace (or None: all).
 ObjectsFor = Callable[[KubeClient, str | None], ObjectStore]
+# Reads a namespace's Secrets through the client (the gateway's reader, handed in likewise): a
+# dead-letter destination's own Kafka tls/auth (ADR 027).
+SecretsFor = Callable[[KubeClient], Callable[[str], SecretReader]]
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ async def serve(
     settings: Settings,
     engine_settings: SchedulerSettings,
     process: SchedulerProcess,
+    secrets: Callable[[str], SecretReader] | None = None,
 ) -> int:
     """Run the engine until SIGTERM/SIGINT; serve its metrics meanwhile."""
     metrics = ScheduleMetrics()
@@ -122,6 +127,7 @@ async def serve(
         # One write ends well inside the claim's lease, as one delivery attempt does.
         deadline_seconds=min(engine_settings.claim_seconds / 3, 30.0),
         kafka_security=platform_security(settings.kafka_security),
+        secrets=secrets,
     )
     engine = ScheduleEngine(
         objects,
@@ -172,6 +178,7 @@ async def run_scheduler(
     settings: Settings,
     engine_settings: SchedulerSettings,
     process: SchedulerProcess,
+    secrets_for: SecretsFor | None = None,
 ) -> int:
     credentials = Credentials.load(process.kubeconfig)
     async with KubeClient(credentials, field_manager=FIELD_MANAGER) as client:
@@ -180,10 +187,16 @@ async def run_scheduler(
             settings=settings,
             engine_settings=engine_settings,
             process=process,
+            secrets=secrets_for(client) if secrets_for is not None else None,
         )
 
 
-def main(objects_for: ObjectsFor, environ: Mapping[str, str] | None = None) -> int:
+def main(
+    objects_for: ObjectsFor,
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets_for: SecretsFor | None = None,
+) -> int:
     """`kfaas scheduler`: settings are read here, once, from ``environ`` (default: the process')."""
     environ = host_environment() if environ is None else environ
     try:
@@ -198,7 +211,11 @@ def main(objects_for: ObjectsFor, environ: Mapping[str, str] | None = None) -> i
     try:
         return aiokit.run(
             run_scheduler(
-                objects_for, settings=settings, engine_settings=engine_settings, process=process
+                objects_for,
+                settings=settings,
+                engine_settings=engine_settings,
+                process=process,
+                secrets_for=secrets_for,
             )
         )
     except KubeError as exc:

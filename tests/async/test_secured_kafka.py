@@ -242,3 +242,65 @@ def test_an_onfailure_destination_on_its_own_sasl_ssl_cluster_uses_its_namespace
         )
     assert found[0]["requestContext"]["condition"] == "RetriesExhausted"
     assert found[0]["requestPayload"] == {"id": "bad", "fail": True}
+
+
+def test_a_schedules_dead_letters_reach_their_own_sasl_ssl_cluster(
+    kafka_service: KafkaBroker, tmp_path: Path
+) -> None:
+    """A tick the gateway refuses (no such function) is given up at once and dead-lettered
+    with the Schedule's namespace's Secrets (kfaas dev's scheduler, ADR 026/027)."""
+    secured = kafka_service.secured
+    username, password = secured.users["SCRAM-SHA-512"]
+    topic = f"secured-schedule-dlq-{uuid.uuid4().hex[:8]}"
+    documents = [
+        {
+            "apiVersion": "kfaas.dev/v1alpha1",
+            "kind": "Schedule",
+            "metadata": {"name": "to-nowhere"},
+            "spec": {
+                "scheduleExpression": "rate(2 seconds)",
+                "target": {"functionName": "missing"},
+                "retryPolicy": {"maximumRetryAttempts": 0},
+                "deadLetterConfig": {
+                    "kafka": {
+                        "topic": topic,
+                        "bootstrapServers": secured.sasl_ssl,
+                        "tls": {"caSecretRef": {"name": "kafka-ca"}},
+                        "auth": {
+                            "mechanism": "SASL_SCRAM_512_AUTH",
+                            "secretRef": {"name": "kafka-user"},
+                        },
+                    }
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kafka-ca"},
+            "stringData": {"ca.crt": secured.ca_pem.decode()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kafka-user"},
+            "stringData": {"username": username, "password": password},
+        },
+    ]
+    (tmp_path / "schedule.yaml").write_text(yaml.safe_dump_all(documents))
+    security = KafkaSecurity(
+        tls=True,
+        ca_pem=secured.ca_pem,
+        sasl_mechanism="SCRAM-SHA-512",
+        username=username,
+        password=password,
+    )
+    with dev_server([tmp_path], env=FAST):
+        records = eventually(
+            lambda: topic_records(secured.sasl_ssl, security, topic),
+            within=30,
+            what="a dead-letter record on the Schedule's own cluster",
+        )
+    context = records[0]["requestContext"]
+    assert context["functionArn"].endswith(":function:missing:$LATEST"), records[0]
+    assert records[0]["responseContext"]["statusCode"] == 404

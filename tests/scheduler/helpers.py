@@ -90,7 +90,9 @@ class DeadLetterBox:
     records: list[dict[str, Any]] = field(default_factory=list)
     failing: int = 0
 
-    async def send(self, destination: StreamDestination, record: dict[str, Any]) -> None:
+    async def send(
+        self, destination: StreamDestination, record: dict[str, Any], *, namespace: str
+    ) -> None:
         if self.failing:
             self.failing -= 1
             raise DestinationError("the test's dead-letter queue is down")
