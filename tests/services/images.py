@@ -66,6 +66,7 @@ PACKAGE_SOURCES = (
     "pollers",
     "cli",
     "codestore",
+    "scheduler",
 )
 PAUSE_SOURCE = ROOT / "tests" / "cluster" / "pause"
 KFAAS_RECIPE = "1"  # bump when the way the kfaas image is built changes
