@@ -1,10 +1,11 @@
 """What the shared reserved-concurrency count costs (ADR 028): one Redis round trip per invocation.
 
-`kfaas dev` serving a no-op function with `concurrency.reserved: 50` (never reached here, so
-every call is admitted) and an unreserved twin, run twice: without KFAAS_REDIS_URL (each process
-counts alone) and with it (each invocation of the reserved function takes a slot from Redis and
-gives it back in the background). Sequential keep-alive invokes after a warm-up, and the same at
-8 concurrent callers; the ratio is the shared limiter's cost on the whole invoke path.
+Two `kfaas dev` side by side serve a no-op function with `concurrency.reserved: 50` (never
+reached here, so every call is admitted) and an unreserved twin: one without KFAAS_REDIS_URL
+(each process counts alone), one with it (each invocation of the reserved function takes a slot
+from Redis and gives it back in the background). Every caller calls the four targets in turn, call
+by call, so the machine's other load falls on all alike; 1 and 8 callers. The ratio is the shared
+limiter's cost on the whole invoke path.
 
 Run: .venv/bin/python bench/reserved.py (a private redis-server, or the one REDIS_URL names)
 """
