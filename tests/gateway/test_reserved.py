@@ -9,11 +9,24 @@ from typing import Any, cast
 
 import pytest
 
-from kfaas.backends import Endpoint
+from kfaas.backends import Endpoint, EndpointsListener
 from kfaas.brokers.errors import BrokerUnavailable
+from kfaas.config import Settings
+from kfaas.gateway.auth import Auth
 from kfaas.gateway.errors import TooManyRequests
-from kfaas.gateway.reserved import Census, Health, Leases, Mode, SharedLimiter, fallback_share
+from kfaas.gateway.metrics import GatewayMetrics
+from kfaas.gateway.registry import FunctionRegistry
+from kfaas.gateway.reserved import (
+    Census,
+    Health,
+    Leases,
+    Mode,
+    SharedLimiter,
+    fallback_share,
+    shared_limiter,
+)
 from kfaas.gateway.routing import Router
+from kfaas.gateway.serving import compose_gateway
 
 
 def test_the_fallback_share_never_adds_up_to_more_than_reserved() -> None:
@@ -266,3 +279,34 @@ async def test_reserved_zero_and_unreserved_functions_never_ask_the_limiter() ->
     slot = await router.pool("ns/f", reserved=None).acquire()
     router.pool("ns/f", reserved=None).release(slot)
     assert limiter.asked == 0 and limiter.released == []
+
+
+class NoInstances:
+    """A backend that never starts anything: enough to compose a gateway."""
+
+    def subscribe(self, listener: EndpointsListener) -> None:
+        pass
+
+    def demand(self, function_key: str, concurrency: int) -> None:
+        pass
+
+
+async def test_a_replicated_gateway_without_a_platform_redis_warns_it_counts_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert shared_limiter(None, GatewayMetrics()) is None
+    for replicated, warned in ((True, True), (False, False)):  # kfaas dev: one process, exact
+        caplog.clear()
+        gateway = compose_gateway(
+            FunctionRegistry(default_namespace="default", region="us-east-1"),
+            NoInstances(),
+            Settings(),
+            async_queue="memory",
+            authentication=Auth("none"),
+            replicated=replicated,
+        )
+        await gateway.destinations.close()
+        lines = [
+            r for r in caplog.records if getattr(r, "event", "") == "reserved-limiter-per-replica"
+        ]
+        assert bool(lines) is warned
