@@ -3,9 +3,11 @@
 The real broker's listeners (services.kafka_listeners): TLS with the test CA, mutual TLS, SASL
 PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 over TLS. Credentials are `v1` Secret documents beside the
 manifests, as `kubectl apply` would take them. Each mapping reads its topic through its listener
-and dead-letters a poison record to a topic on the same cluster with the same security. A wrong
-password or a CA that does not trust the broker gives `Polling=False` naming the failure, and
-fixing the Secret in the file delivers every record, none lost or skipped.
+and dead-letters a poison record to a topic on the same cluster with the same security; a
+destination naming its own cluster uses its own `tls`/`auth`. A wrong password or a CA that does
+not trust the broker gives `Polling=False` naming the failure, a destination refusing the password
+holds the commit before its record, and fixing the Secret in the file delivers every record, none
+lost or skipped.
 """
 
 from __future__ import annotations
@@ -77,6 +79,25 @@ def source(secured: Any, mode: str, topic: str, group: str, ca: str = "kafka-ca"
     return kafka
 
 
+def plaintext(kafka: KafkaTools, topic: str, group: str) -> dict[str, Any]:
+    return {
+        "bootstrapServers": kafka.bootstrap,
+        "topic": topic,
+        "consumerGroupId": group,
+        "startingPosition": "TRIM_HORIZON",
+    }
+
+
+def secured_destination(secured: Any, topic: str, mode: str) -> dict[str, Any]:
+    """An on-failure topic on the SASL_SSL listener, with its own tls and `kafka-<mode>` auth."""
+    return {
+        "topic": topic,
+        "bootstrapServers": secured.sasl_ssl,
+        "tls": {"caSecretRef": {"name": "kafka-ca"}},
+        "auth": {"mechanism": MECHANISMS[mode], "secretRef": {"name": f"kafka-{mode}"}},
+    }
+
+
 def polling_condition(state: Path, name: str) -> dict[str, Any] | None:
     """The `Polling` condition kfaas dev's pollers wrote on the stored mapping."""
     for path in state.rglob(f"eventsourcemappings/default/{name}.yaml"):
@@ -109,6 +130,19 @@ async def test_each_mode_consumes_and_dead_letters(
         # Written through the plaintext listener: the topics are the same behind each one.
         await kafka.produce(topic, [f"{mode}-a".encode(), b"poison", f"{mode}-c".encode()])
         runs[mode] = (topic, dlq, group, out)
+    # A plaintext source whose destination is another cluster (here another listener) with its
+    # own tls and auth.
+    topic, dlq, group = kafka.topic(), kafka.topic(), unique("g-own")
+    runs["own"] = (topic, dlq, group, project.function("fn-own", mode="error_on_poison"))
+    project.mapping(
+        "m-own",
+        "fn-own",
+        kafka=plaintext(kafka, topic, group),
+        batchSize=1,
+        maximumRetryAttempts=0,
+        destinationConfig={"onFailure": {"kafka": secured_destination(secured, dlq, "scram-256")}},
+    )
+    await kafka.produce(topic, [b"own-a", b"poison", b"own-c"])
     with dev_server([project.write()], env=FAST) as dev:
         for mode, (topic, dlq, group, out) in runs.items():
             await kafka.wait_committed(group, topic, [3], within=60)
@@ -137,10 +171,23 @@ async def test_refusals_are_reported_and_a_fixed_secret_delivers_every_record(
         "never",
         kafka=source(secured, "tls", untrusted_topic, unique("g-ca"), ca="foreign-ca"),
     )
+    # A destination refused for the same wrong password keeps its records: nothing is committed
+    # past the one it could not take.
+    source_topic, dlq, dlq_group = kafka.topic(), kafka.topic(), unique("g-dlq")
+    project.function("dead-letters", mode="error_on_poison")
+    project.mapping(
+        "refused-destination",
+        "dead-letters",
+        kafka=plaintext(kafka, source_topic, dlq_group),
+        batchSize=1,
+        maximumRetryAttempts=0,
+        destinationConfig={"onFailure": {"kafka": secured_destination(secured, dlq, "scram-512")}},
+    )
     wrong = credentials(secured, "scram-512", password="not-the-password")
     project.documents += [ca, foreign_ca, wrong]
     values = [f"r{index}".encode() for index in range(5)]
     await kafka.produce(topic, values)
+    await kafka.produce(source_topic, [b"d-a", b"poison", b"d-c"])
     state = tmp_path / "state"
     with dev_server([project.write()], env=FAST, args=["--state", str(state)]) as dev:
 
@@ -169,12 +216,19 @@ async def test_refusals_are_reported_and_a_fixed_secret_delivers_every_record(
         assert "TLS: the broker's certificate is not trusted" in condition["message"]
         assert await kafka.committed(group, topic) == [None]
         assert out.values() == []
+        await kafka.wait_committed(dlq_group, source_topic, [1], within=30)
+        # The poison record is still not on its destination: nothing after it was committed.
+        assert await kafka.committed(dlq_group, source_topic) == [1]
+        assert "authentication failed" in dev.output().lower()
         # The Secret is fixed in the file: kfaas dev reloads it, the next attempt reads it.
         project.documents.remove(wrong)
         project.documents.append(credentials(secured, "scram-512"))
         project.write()
         await kafka.wait_committed(group, topic, [5], within=90)
         assert out.values() == [value.decode() for value in values]
+        await kafka.wait_committed(dlq_group, source_topic, [3], within=60)
+        copy, failure = await kafka.read(dlq, 2)
+        assert copy.value == b"poison" and json.loads(failure.value)["KafkaBatchInfo"]
 
         async def polling() -> bool:
             condition = polling_condition(state, "wrong")
