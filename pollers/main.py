@@ -77,9 +77,7 @@ async def serve(
 ) -> int:
     metrics = PollerMetrics()
     # A secured Kafka source's Secrets, read at each connect (mounted in a pod; ADR 027).
-    secrets = secrets_for(
-        mapping.metadata.namespace, folder=poller.secrets_dir, kubeconfig=poller.kubeconfig
-    )
+    secrets = secrets_for(poller.secrets_dir)
     runner = MappingRunner(
         mapping,
         gateway_url=gateway_url,
@@ -113,8 +111,6 @@ async def serve(
     finally:
         if reporter is not None:
             await aiokit.stop_tasks([reporter], grace_seconds=0)
-        if secrets is not None:
-            await secrets.close()
         if site_runner is not None:
             await site_runner.cleanup()
     return status

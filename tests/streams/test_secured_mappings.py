@@ -22,7 +22,7 @@ from kfaas.manifests import EventSourceMapping
 from kfaas.pollers.destinations import KafkaTopicDestination
 from kfaas.pollers.metrics import AUTHENTICATION_FAILED, SOURCE_UNREACHABLE, PollerMetrics
 from kfaas.pollers.runner import MappingRunner
-from kfaas.pollers.secrets import FolderSecrets, secret_data
+from kfaas.pollers.secrets import FolderSecrets
 from kfaas.pollers.status import PollerReport, polling_condition, processing_result
 
 SCRAM = {"mechanism": "SASL_SCRAM_512_AUTH", "secretRef": {"name": "creds"}}
@@ -125,8 +125,3 @@ async def test_mounted_secrets_are_folders_of_keys(tmp_path: Path) -> None:
     assert await folder.read("creds") == {"password": b"pw"}
     assert await folder.read("empty") is None
     assert await folder.read("absent") is None
-
-
-def test_secret_objects_from_the_api_are_decoded() -> None:
-    assert secret_data({"data": {"password": "cHc="}}, "creds") == {"password": b"pw"}
-    assert secret_data({}, "creds") == {}
