@@ -145,7 +145,10 @@ class ScheduleEngine:
     def _decide(self, body: Body, now: datetime.datetime) -> ticks.Wait | ticks.Fire | None:
         parsed = self._parsed(body)
         if parsed is None:
-            return None
+            said = ticks.invalid(body, now)
+            if said is not None and said.status is not None:
+                log.warning("%s not run: %s", _key(body), said.status["message"])
+            return said
         schedule, timeline, status = parsed
         generation = int(body["metadata"].get("generation") or 1)
         return ticks.decide(
@@ -156,9 +159,12 @@ class ScheduleEngine:
         metadata = body["metadata"]
         try:
             schedule = parse_schedule(body)
+        except ManifestError:
+            return None  # said in its status (ticks.invalid)
+        try:
             status = status_of(body)
             created = parse_date_time(str(metadata["creationTimestamp"]))
-        except (ManifestError, ValueError, KeyError) as exc:  # the store validated it: by hand
+        except (ValueError, KeyError) as exc:  # the store validated it: by hand
             log.error(
                 "Schedule %s/%s not run: %s", metadata.get("namespace"), metadata.get("name"), exc
             )

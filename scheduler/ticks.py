@@ -16,21 +16,26 @@ Lambda's conditions. Keeping the rules here makes them testable without a store 
   it expires, then takes the tick over (a redelivery: it may have been delivered already).
 - DISABLED: no ticks, and ``lastTick`` moves to when that was noticed, so re-enabling does not
   replay the disabled period. No tick left (an ``at`` done, ``endDate`` passed): COMPLETED.
+- INVALID: a spec the API server accepted (CEL checks an expression's shape only) that the parser
+  refuses; the status says why, nothing fires, and the fix is treated like a re-enabling.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from kfaas.manifests import ManifestError
 from kfaas.schedule_expressions import ScheduleExpression, flexible_offset, time_zone
 from kfaas.schedule_manifests import (
     Schedule,
     ScheduleStatus,
     TickClaim,
     parse_date_time,
+    parse_schedule,
 )
 
 Status = dict[str, Any]
@@ -143,9 +148,10 @@ def decide(
     if schedule.spec.state == "DISABLED":
         if status.state == "DISABLED" and status.claim is None:
             return Wait(None)
-        return Wait(None, _disabled(now, generation))
+        return Wait(None, _disabled(now, generation) | _cleared(status))
     last = parse_date_time(status.last_tick) if status.last_tick else None
-    reenabled = status.state == "DISABLED"
+    # Not firing until now: the ticks of that period are not owed.
+    reenabled = status.state in ("DISABLED", INVALID)
     if reenabled:
         last = max(last, now) if last else now
     tick = timeline.next_tick(last)
@@ -175,6 +181,33 @@ def _disabled(now: datetime.datetime, generation: int) -> Status:
     }
 
 
+INVALID = "INVALID"
+
+
+def invalid(body: Mapping[str, Any], now: datetime.datetime) -> Wait | None:
+    """For a Schedule whose spec does not parse (a cron field out of range, a date that does not
+    exist, an unknown time zone: what CEL cannot check), the status write that says so once per
+    generation — state INVALID, the parser's message, ``lastTick`` now — else None (already said,
+    or the spec parses and something else is wrong)."""
+    try:
+        parse_schedule(body)
+    except ManifestError as exc:
+        message = str(exc)
+    else:
+        return None
+    generation = int(body["metadata"].get("generation") or 1)
+    live = body.get("status") or {}
+    said = {"state": INVALID, "message": message, "observedGeneration": generation}
+    if all(live.get(key) == value for key, value in said.items()):
+        return None
+    return Wait(None, {**said, "lastTick": stamp(now), "nextFireTime": None, "claim": None})
+
+
+def _cleared(status: ScheduleStatus) -> Status:
+    """A message (why the spec was INVALID) is cleared once the spec parses again."""
+    return {"message": None} if status.message is not None else {}
+
+
 def _differs(
     status: ScheduleStatus,
     wanted: Status,
@@ -183,7 +216,7 @@ def _differs(
     last: datetime.datetime | None,
 ) -> Status | None:
     """``wanted`` (with the generation, and the re-enabling's lastTick) if the status lacks it."""
-    wanted = {**wanted, "observedGeneration": generation}
+    wanted = {**wanted, **_cleared(status), "observedGeneration": generation}
     if reenabled and last is not None:
         wanted["lastTick"] = stamp(last)
     live = status.model_dump(by_alias=True, mode="json")
