@@ -69,6 +69,25 @@ async def test_three_replicas_admit_reserved_in_all(slots: SharedSlots) -> None:
     assert await slots.taken("ns/f") == 4
 
 
+async def test_a_crashed_replica_s_slots_go_to_the_others_once_its_leases_expire(
+    slots: SharedSlots,
+) -> None:
+    crashed = SharedLimiter(slots, "gw-crashed", tick_seconds=0.1, lease_seconds=0.6)
+    alive = SharedLimiter(slots, "gw-alive", tick_seconds=0.1, lease_seconds=0.6)
+    alive.start()
+    try:
+        assert [await crashed.admit("ns/f", 2) for _ in range(2)] == [True, True]
+        assert await alive.admit("ns/f", 2) is False
+        # The crashed replica never renews nor releases: within a lease the budget is free.
+        await eventually_async(lambda: slots.taken("ns/f"), 0, within=3.0)
+        assert [await alive.admit("ns/f", 2) for _ in range(3)] == [True, True, False]
+        await asyncio.sleep(1.0)  # the survivor's running slots are renewed meanwhile
+        assert await slots.taken("ns/f") == 2
+    finally:
+        await alive.stop()
+    assert await slots.taken("ns/f") == 0  # given back on a clean stop
+
+
 @pytest.mark.redis
 async def test_an_outage_never_admits_more_than_reserved_and_recovery_restores_the_count(
     tmp_path: Path,
