@@ -57,13 +57,13 @@ def parse_xray(value: str | None) -> XrayContext | None:
         if equals and key not in fields:
             fields[key] = field_value
     root = _XRAY_ROOT.match(fields.get("Root", "").lower())
-    if root is None:
-        return None
+    if root is None or root.group(1) + root.group(2) == "0" * 32:
+        return None  # all zeros: W3C's invalid trace id
     parent = fields.get("Parent", "").lower()
     sampled = {"1": True, "0": False}.get(fields.get("Sampled", ""))
     return XrayContext(
         trace_id=root.group(1) + root.group(2),
-        parent_id=parent if _HEX16.match(parent) else None,
+        parent_id=parent if _HEX16.match(parent) and parent != "0" * 16 else None,
         sampled=sampled,
     )
 

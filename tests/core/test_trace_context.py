@@ -29,6 +29,11 @@ TRACE_ID = "5759e988bd862e3fe1be46a994272793"
         ),
         ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=xyz", XrayContext(TRACE_ID, None, None)),
         ("Root=1-5759e988;Sampled=1", None),
+        ("Root=1-00000000-000000000000000000000000;Sampled=1", None),
+        (
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0000000000000000;Sampled=1",
+            XrayContext(TRACE_ID, None, True),
+        ),
         ("Root=2-5759e988-bd862e3fe1be46a994272793", None),
         ("Sampled=1", None),
         ("", None),
