@@ -235,3 +235,36 @@ async def test_refusals_are_reported_and_a_fixed_secret_delivers_every_record(
             return condition is not None and condition["status"] == "True"
 
         await eventually_async(polling, within=30, what="Polling=True once fixed")
+
+
+async def test_a_mapping_created_with_boto3_names_its_secrets_as_lambda_does(
+    project: Project, kafka: KafkaTools, kafka_service: Any
+) -> None:
+    secured = kafka_service.secured
+    project.documents.append(secret("kafka-ca", {"ca.crt": secured.ca_pem.decode()}))
+    project.documents.append(credentials(secured, "scram-512"))
+    out = project.function("created")
+    topic = kafka.topic()
+    await kafka.produce(topic, [b"x1", b"x2"])
+    with dev_server([project.write()], env=FAST) as dev:
+        client = make_lambda_client(dev.url)
+        access = [
+            {
+                "Type": "SASL_SCRAM_512_AUTH",
+                "URI": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-scram-512",
+            },
+            {"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": "kafka-ca"},
+        ]
+        created = client.create_event_source_mapping(
+            FunctionName="created",
+            SelfManagedEventSource={"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [secured.sasl_ssl]}},
+            Topics=[topic],
+            StartingPosition="TRIM_HORIZON",
+            SourceAccessConfigurations=access,
+        )
+        arn = "arn:aws:secretsmanager:us-east-1:default:secret:"
+        assert created["SourceAccessConfigurations"] == [
+            {"Type": "SASL_SCRAM_512_AUTH", "URI": arn + "kafka-scram-512"},
+            {"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": arn + "kafka-ca"},
+        ]
+        assert await out.wait_values(2, within=60) == ["x1", "x2"]
