@@ -181,6 +181,7 @@ OPERATOR_ALLOWED = [
     ("watch", "functionaliases.kfaas.dev"),
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
+    ("delete", "deployments.apps"),  # a provisioned Deployment once provisioned is 0 (ADR 030)
     ("create", "configmaps"),
     ("delete", "configmaps"),
     ("watch", "configmaps"),  # a Function's code.configMap: an edit rolls its pods
@@ -197,7 +198,6 @@ OPERATOR_REFUSED = [
     ("list", "secrets"),
     ("list", "pods"),
     ("create", "pods"),
-    ("delete", "deployments.apps"),
     ("delete", "functions.kfaas.dev"),
     ("create", "functions.kfaas.dev"),
     ("create", "functionversions.kfaas.dev"),  # published by the gateway only
