@@ -16,6 +16,7 @@ send (the reader caches), so a fixed Secret is used without a restart (ADR 027).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -57,14 +58,29 @@ def platform_redis(named: str | None, platform: str | None, *, what: str) -> str
     return url
 
 
+# How long a producer replaced by new credentials keeps serving the sends it already carries.
+RETIRE_GRACE_SECONDS = 10.0
+
+
+def _principal(security: KafkaSecurity | None) -> tuple[object, ...]:
+    """Who a security authenticates as — not with which password: a rotation keeps it. A client
+    certificate is its own principal (two functions' certificates must not replace each other)."""
+    if security is None:
+        return ()
+    return (security.protocol, security.sasl_mechanism, security.username, security.client_cert_pem)
+
+
 class DestinationWriter:
     """Writes records to Kafka topics and Redis streams on any number of clusters and servers."""
 
     def __init__(self, *, redis_policy: RedisPolicy, retry_seconds: float = 0.0) -> None:
         self.redis_policy = redis_policy
         self.retry_seconds = retry_seconds
-        # By cluster and the security it is reached with: new credentials open a new producer.
+        # By cluster and the security it is reached with: each user of a shared cluster keeps its
+        # own producer, and new credentials (a rotated password) open a new one.
         self._producers: dict[tuple[str, KafkaSecurity | None], KafkaProducer] = {}
+        # Producers left by a rotation, stopped once the sends they still carry have finished.
+        self._retiring: set[asyncio.Task[None]] = set()
         self._redis: dict[str, RedisStreams] = {}
 
     async def to_topic(
@@ -79,7 +95,7 @@ class DestinationWriter:
         producer = self._producers.get((servers, security))
         if producer is None:
             producer = KafkaProducer(servers, security=security)
-            await self._forget_cluster(servers)
+            self._retire_rotated(servers, security)
             self._producers[(servers, security)] = producer
         await self._delivering(
             f"kafka topic {topic!r} at {servers}", lambda: producer.send_all(topic, messages)
@@ -101,13 +117,33 @@ class DestinationWriter:
 
         await self._delivering(f"redis stream {stream!r} at {url}", add)
 
-    async def _forget_cluster(self, servers: str) -> None:
-        """Close the producers of ``servers`` opened with other (older) credentials."""
-        for key in [key for key in self._producers if key[0] == servers]:
+    def _retire_rotated(self, servers: str, security: KafkaSecurity | None) -> None:
+        """Retire the producers of the same cluster and principal opened with other credentials.
+
+        Another principal's producer (another function's user on a shared cluster) is kept: only
+        a rotation replaces one. The old producer may still carry a send, so it is stopped after
+        the longest a send may take, not at once.
+        """
+        principal = _principal(security)
+        for key in [
+            key for key in self._producers if key[0] == servers and _principal(key[1]) == principal
+        ]:
+            task = asyncio.create_task(self._stop_later(self._producers.pop(key)))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _stop_later(self, producer: KafkaProducer) -> None:
+        try:
+            await asyncio.sleep(self.retry_seconds + RETIRE_GRACE_SECONDS)
+        finally:
             with contextlib.suppress(BrokerError):
-                await self._producers.pop(key).stop()
+                await producer.stop()
 
     async def close(self) -> None:
+        retiring = list(self._retiring)
+        for task in retiring:
+            task.cancel()  # stops its producer now
+        await asyncio.gather(*retiring, return_exceptions=True)
         for producer in self._producers.values():
             with contextlib.suppress(BrokerError):
                 await producer.stop()

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kfaas.brokers.errors import BrokerError, KafkaAuthError
+from kfaas.brokers.destinations import DestinationWriter
+from kfaas.brokers.errors import BrokerError, DestinationError, KafkaAuthError
 from kfaas.brokers.kafka_failures import explain_failure
 from kfaas.brokers.kafka_security import (
     PLAINTEXT,
@@ -29,6 +30,7 @@ from kfaas.brokers.kafka_security import (
     resolve_security,
     security_from_secret_data,
 )
+from kfaas.brokers.policies import BLOCKING_READS
 from kfaas.manifests import KafkaAuth, KafkaTls
 
 
@@ -272,3 +274,26 @@ def test_an_unreachable_broker_is_no_security_failure() -> None:
     assert explain_failure(TimeoutError(), SCRAM) is None
     plain_scram = KafkaSecurity(sasl_mechanism="SCRAM-SHA-256", username="u", password="p")
     assert explain_failure(kafka.KafkaConnectionError("closed"), plain_scram) is None
+
+
+def _scram(username: str, password: str) -> KafkaSecurity:
+    return KafkaSecurity(sasl_mechanism="SCRAM-SHA-512", username=username, password=password)
+
+
+async def test_a_writer_keeps_a_producer_per_user_and_retires_a_rotated_one() -> None:
+    # Nothing listens on port 1: each send fails, but the writer has chosen its producer by then.
+    writer = DestinationWriter(redis_policy=BLOCKING_READS)
+    servers = "127.0.0.1:1"
+    try:
+        for security in (_scram("alice", "a1"), _scram("bob", "b1"), _scram("alice", "a2")):
+            with pytest.raises(DestinationError):
+                await writer.to_topic(servers, "t", [(None, b"v", ())], security=security)
+        # Alice's and Bob's producers live side by side; Alice's old password is being retired.
+        assert set(writer._producers) == {
+            (servers, _scram("bob", "b1")),
+            (servers, _scram("alice", "a2")),
+        }
+        assert len(writer._retiring) == 1
+    finally:
+        await writer.close()
+    assert not writer._retiring and not writer._producers
