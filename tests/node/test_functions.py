@@ -99,11 +99,12 @@ def test_python311_runs_on_python_311(release: Release, probe: str) -> None:
 
 INITIALIZATION = """\
 import os
+import socket
 
 def handler(event, context):
     return {
         "type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
-        "pod": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+        "pod": socket.gethostname(),
     }
 """
 
