@@ -16,14 +16,14 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 
 from kfaas import aiokit
 from kfaas.brokers.destinations import ClientDestinations
 from kfaas.gateway_tokens import Authorization
-from kfaas.manifests import API_VERSION, ManifestError, manifest_files, read_documents
+from kfaas.manifests import API_VERSION, ManifestError, load_documents
 from kfaas.object_store import SCHEDULES, ObjectStore
 from kfaas.schedule_manifests import Schedule, parse_schedule
 from kfaas.scheduler.dead_letters import BrokerDeadLetters
@@ -54,38 +54,12 @@ def load_schedules(paths: Iterable[str | Path]) -> list[Schedule]:
     Missing paths and unreadable files are ``load_manifests``' to report; here they are skipped.
     All problems of all Schedules are raised as one ManifestError.
     """
-    files, _ = manifest_files(paths)
-    schedules: list[Schedule] = []
-    defined_in: dict[str, str] = {}
-    problems: list[str] = []
-    faulty: list[str] = []
-    for path in files:
-        try:
-            documents = read_documents(path)
-        except ManifestError:
-            continue
-        for number, document in enumerate(documents, start=1):
-            if not is_schedule(document):
-                continue
-            source = str(path) if len(documents) == 1 else f"{path} (document {number})"
-            try:
-                schedule = parse_schedule(document, source)
-            except ManifestError as exc:
-                problems.extend(exc.problems)
-                faulty.append(str(path))
-                continue
-            if schedule.key in defined_in:
-                problems.append(
-                    f"{source}: Schedule {schedule.key} is already defined in "
-                    f"{defined_in[schedule.key]}"
-                )
-                faulty.append(str(path))
-                continue
-            defined_in[schedule.key] = source
-            schedules.append(schedule)
-    if problems:
-        raise ManifestError(", ".join(dict.fromkeys(faulty)), problems)
-    return schedules
+
+    def parse(document: Mapping[str, Any], source: str) -> tuple[tuple[str, str], Schedule]:
+        schedule = parse_schedule(document, source)
+        return (schedule.metadata.namespace, schedule.metadata.name), schedule
+
+    return list(load_documents(paths, is_schedule, parse, "Schedule").values())
 
 
 async def schedule_lines(objects: ObjectStore) -> list[str]:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 import yaml
 from pydantic import (
@@ -37,6 +37,8 @@ from kfaas.names import LATEST, function_key
 from kfaas.podtemplate import PodTemplate, not_allowed
 
 API_VERSION: Final = "kfaas.dev/v1alpha1"
+# What `load_documents` parses a document of another kind into.
+_Parsed = TypeVar("_Parsed")
 API_GROUP = "kfaas.dev"
 KINDS = ("Function", "EventSourceMapping")
 # Kinds of the API group defined by modules that import this one, which load them from the same
@@ -798,6 +800,52 @@ def read_documents(path: Path) -> list[Any]:
         raise ManifestError(str(path), [f"{where}: not valid YAML: {exc.problem}"]) from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ManifestError(str(path), [f"{path}: cannot be read: {exc}"]) from None
+
+
+def load_documents(
+    paths: Iterable[str | Path],
+    wanted: Callable[[Any], bool],
+    parse: Callable[[Mapping[str, Any], str], tuple[tuple[str, str], _Parsed]],
+    kind: str,
+) -> dict[tuple[str, str], _Parsed]:
+    """The documents of one other kind (a Schedule, a v1 Secret) in the files and folders kfaas
+    dev reads manifests from, parsed and keyed by (namespace, name).
+
+    ``wanted`` picks the documents, ``parse`` turns one (and its source, for messages) into its key
+    and value or raises ManifestError. Missing paths and unreadable files are ``load_manifests``'
+    to report; here they are skipped. All problems are raised as one ManifestError.
+    """
+    files, _ = manifest_files(paths)
+    found: dict[tuple[str, str], _Parsed] = {}
+    defined_in: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    faulty: list[str] = []
+    for path in files:
+        try:
+            documents = read_documents(path)
+        except ManifestError:
+            continue
+        for number, document in enumerate(documents, start=1):
+            if not wanted(document):
+                continue
+            source = str(path) if len(documents) == 1 else f"{path} (document {number})"
+            try:
+                key, value = parse(document, source)
+            except ManifestError as exc:
+                problems.extend(exc.problems)
+                faulty.append(str(path))
+                continue
+            if key in defined_in:
+                problems.append(
+                    f"{source}: {kind} {key[0]}/{key[1]} is already defined in {defined_in[key]}"
+                )
+                faulty.append(str(path))
+                continue
+            defined_in[key] = source
+            found[key] = value
+    if problems:
+        raise ManifestError(", ".join(dict.fromkeys(faulty)), problems)
+    return found
 
 
 def load_manifests(paths: Iterable[str | Path]) -> list[Manifest]:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from .manifests import EnvFromSource, ManifestError, manifest_files, read_documents
+from .manifests import EnvFromSource, ManifestError, load_documents
 
 SecretKey = tuple[str, str]  # namespace, name
 SecretData = dict[str, bytes]
@@ -114,51 +114,12 @@ def load_secrets(paths: Iterable[str | Path]) -> dict[SecretKey, SecretData]:
     Missing paths and unreadable files are `load_manifests`' to report; here they are skipped.
     All problems of all Secrets are raised as one ManifestError.
     """
-    return _load(paths, is_secret, parse_secret, "Secret")
+    return load_documents(paths, is_secret, parse_secret, "Secret")
 
 
 def load_config_maps(paths: Iterable[str | Path]) -> dict[SecretKey, SecretData]:
     """Every `v1` ConfigMap in those files and folders, as `load_secrets` reads Secrets."""
-    return _load(paths, is_config_map, parse_config_map, "ConfigMap")
-
-
-def _load(
-    paths: Iterable[str | Path],
-    wanted: Callable[[Any], bool],
-    parse: Callable[[Mapping[str, Any], str], tuple[SecretKey, SecretData]],
-    kind: str,
-) -> dict[SecretKey, SecretData]:
-    files, _ = manifest_files(paths)
-    found: dict[SecretKey, SecretData] = {}
-    defined_in: dict[SecretKey, str] = {}
-    problems: list[str] = []
-    faulty: list[str] = []
-    for path in files:
-        try:
-            documents = read_documents(path)
-        except ManifestError:
-            continue
-        for number, document in enumerate(documents, start=1):
-            if not wanted(document):
-                continue
-            source = str(path) if len(documents) == 1 else f"{path} (document {number})"
-            try:
-                key, data = parse(document, source)
-            except ManifestError as exc:
-                problems.extend(exc.problems)
-                faulty.append(str(path))
-                continue
-            if key in defined_in:
-                problems.append(
-                    f"{source}: {kind} {key[0]}/{key[1]} is already in {defined_in[key]}"
-                )
-                faulty.append(str(path))
-                continue
-            defined_in[key] = source
-            found[key] = data
-    if problems:
-        raise ManifestError(", ".join(dict.fromkeys(faulty)), problems)
-    return found
+    return load_documents(paths, is_config_map, parse_config_map, "ConfigMap")
 
 
 class SecretBook:

@@ -84,7 +84,7 @@ def test_a_secret_defined_twice_is_refused(tmp_path: Path) -> None:
     secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: twice}\n"
     (tmp_path / "a.yaml").write_text(secret)
     (tmp_path / "b.yaml").write_text(secret)
-    with pytest.raises(ManifestError, match="already in"):
+    with pytest.raises(ManifestError, match="already defined in"):
         load_secrets([tmp_path])
 
 
