@@ -103,6 +103,10 @@ def parse_json(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from exc
+    except RecursionError:  # nested past Python's limit: a hostile body, never a 500
+        raise InvalidRequestContent(
+            "Could not parse request body into json: nested too deeply"
+        ) from None
     if not isinstance(document, dict):
         raise InvalidRequestContent("The request body must be a JSON object")
     return document

@@ -118,7 +118,7 @@ def load_key_set(texts: Iterable[str]) -> list[SigningKey]:
         if stripped.startswith("{"):
             try:
                 document = json.loads(stripped)
-            except ValueError:
+            except (ValueError, RecursionError):  # not a key set (or nested past the limit)
                 continue
             entries = document.get("keys") if isinstance(document, dict) else None
             for entry in entries if isinstance(entries, list) else []:

@@ -1,4 +1,5 @@
-"""The object store's errors become Lambda's, whatever the backend (gateway.management)."""
+"""The object store's errors become Lambda's, whatever the backend, and a hostile body is a 400
+(gateway.management)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from kfaas import object_store as store
 from kfaas.gateway import errors
-from kfaas.gateway.management import store_errors
+from kfaas.gateway.management import parse_json, store_errors
 
 ARN = "arn:aws:lambda:us-east-1:default:function:f"
 
@@ -38,3 +39,10 @@ def test_a_throttled_store_says_when_to_retry_and_names_the_field_of_a_refusal()
     with pytest.raises(errors.InvalidParameterValue) as invalid, store_errors(ARN):
         raise store.Invalid("must be at least 128", "spec.memoryMB")
     assert "spec.memoryMB" in invalid.value.message
+
+
+@pytest.mark.parametrize("body", [b'{"a":' * 60_000 + b"1" + b"}" * 60_000, b"[" * 200_000])
+def test_a_body_nested_past_pythons_limit_is_invalid_content_not_a_fault(body: bytes) -> None:
+    """The fuzzer's find: CreateFunction with a deeply nested body raised RecursionError (500)."""
+    with pytest.raises(errors.InvalidRequestContent, match="nested too deeply"):
+        parse_json(body)

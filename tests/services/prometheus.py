@@ -58,7 +58,7 @@ def scrape_configs(kubeconfig: Path | None = None) -> list[dict[str, Any]]:
                         "__meta_kubernetes_service_label_app_kubernetes_io_component",
                         "__meta_kubernetes_endpoint_port_name",
                     ],
-                    "regex": "kfaas;(gateway;http|operator;metrics)",
+                    "regex": "kfaas;(gateway;http|operator;metrics|scheduler;metrics)",
                     "action": "keep",
                 },
                 {

@@ -93,7 +93,8 @@ def test_prometheus_keeps_kfaas_labels_and_selects_what_the_servicemonitor_does(
         targets = {rule.get("target_label") for rule in job["relabel_configs"]}
         assert "namespace" not in targets
     keep = jobs["kfaas-services"]["relabel_configs"][0]
-    assert keep["action"] == "keep" and keep["regex"] == "kfaas;(gateway;http|operator;metrics)"
+    assert keep["action"] == "keep"
+    assert keep["regex"] == "kfaas;(gateway;http|operator;metrics|scheduler;metrics)"
     in_cluster = scrape_configs()
     assert "kubeconfig_file" not in in_cluster[0]["kubernetes_sd_configs"][0]
     assert configuration(Path("/k"))["global"]["scrape_interval"] == "1s"
