@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Self, TypeVar
 
 import yaml
 from pydantic import (
@@ -139,6 +139,32 @@ class Metadata(BaseModel):
     namespace: DnsLabel = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class SourcedObject(_Model):
+    """A kind's top-level object: the file it came from, and its `namespace/name` store key.
+
+    `source` is not a manifest field (a private attribute: kept out of dumps and out of the JSON
+    schema, so the CRDs do not change); kfaas dev sets it so messages name the file.
+    """
+
+    if TYPE_CHECKING:
+        # Every kind declares its own (Function's is `Metadata`, a version's `ObjectMetadata`).
+        metadata: Metadata
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+    @source.setter
+    def source(self, value: str | None) -> None:
+        self._source = value
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"
 
 
 class StoredZip(_Model):
@@ -437,7 +463,7 @@ class FunctionSpec(_Model):
         return self
 
 
-class Function(_Model):
+class Function(SourcedObject):
     api_version: Literal["kfaas.dev/v1alpha1"] = API_VERSION
     kind: Literal["Function"] = "Function"
     metadata: Metadata
@@ -445,20 +471,9 @@ class Function(_Model):
     # Written by the operator; accepted so that objects read back from the cluster parse.
     status: dict[str, Any] | None = None
 
-    # Not a manifest field: the file the manifest came from, for messages. Kept out of dumps
-    # and out of the JSON schema.
-    _source: str | None = PrivateAttr(default=None)
-    # Not a manifest field either: `$LATEST`, or N when this is published version N run from
-    # its template (`as_version`), keyed `namespace/name:N` so it has instances of its own.
+    # Not a manifest field: `$LATEST`, or N when this is published version N run from its
+    # template (`as_version`), keyed `namespace/name:N` so it has instances of its own.
     _version: str = PrivateAttr(default=LATEST)
-
-    @property
-    def source(self) -> str | None:
-        return self._source
-
-    @source.setter
-    def source(self, value: str | None) -> None:
-        self._source = value
 
     @property
     def version(self) -> str:
@@ -564,26 +579,12 @@ class EventSourceMappingSpec(_Model):
         return self
 
 
-class EventSourceMapping(_Model):
+class EventSourceMapping(SourcedObject):
     api_version: Literal["kfaas.dev/v1alpha1"] = API_VERSION
     kind: Literal["EventSourceMapping"] = "EventSourceMapping"
     metadata: Metadata
     spec: EventSourceMappingSpec
     status: dict[str, Any] | None = None
-
-    _source: str | None = PrivateAttr(default=None)
-
-    @property
-    def source(self) -> str | None:
-        return self._source
-
-    @source.setter
-    def source(self, value: str | None) -> None:
-        self._source = value
-
-    @property
-    def key(self) -> str:
-        return f"{self.metadata.namespace}/{self.metadata.name}"
 
 
 Manifest = Function | EventSourceMapping

@@ -24,7 +24,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -39,6 +38,7 @@ from .manifests import (
     ManifestError,
     Metadata,
     Qualifier,
+    SourcedObject,
     StreamDestination,
     validation_problems,
 )
@@ -223,27 +223,12 @@ class ScheduleStatus(_Model):
     observed_generation: int | None = None
 
 
-class Schedule(_Model):
+class Schedule(SourcedObject):
     api_version: Literal["kfaas.dev/v1alpha1"] = API_VERSION
     kind: Literal["Schedule"] = "Schedule"
     metadata: Metadata
     spec: ScheduleSpec
     status: dict[str, Any] | None = None
-
-    # Not a manifest field: the file the manifest came from (kfaas dev), for messages.
-    _source: str | None = PrivateAttr(default=None)
-
-    @property
-    def source(self) -> str | None:
-        return self._source
-
-    @source.setter
-    def source(self, value: str | None) -> None:
-        self._source = value
-
-    @property
-    def key(self) -> str:
-        return f"{self.metadata.namespace}/{self.metadata.name}"
 
 
 def parse_schedule(body: Mapping[str, Any], source: str | None = None) -> Schedule:

@@ -41,6 +41,7 @@ from .manifests import (
     FunctionSpec,
     ManifestError,
     Metadata,
+    SourcedObject,
     validation_problems,
 )
 
@@ -94,7 +95,7 @@ class FunctionVersionSpec(_Model):
     template: VersionTemplate
 
 
-class FunctionVersion(_Model):
+class FunctionVersion(SourcedObject):
     api_version: Literal["kfaas.dev/v1alpha1"] = API_VERSION
     kind: Literal["FunctionVersion"] = "FunctionVersion"
     metadata: ObjectMetadata
@@ -112,10 +113,6 @@ class FunctionVersion(_Model):
                 "(<spec.functionName>.<spec.version>)",
             )
         return self
-
-    @property
-    def key(self) -> str:
-        return f"{self.metadata.namespace}/{self.metadata.name}"
 
     @property
     def function_key(self) -> str:
@@ -165,7 +162,7 @@ class FunctionAliasSpec(_Model):
         return dict(self.routing_config.additional_version_weights)
 
 
-class FunctionAlias(_Model):
+class FunctionAlias(SourcedObject):
     api_version: Literal["kfaas.dev/v1alpha1"] = API_VERSION
     kind: Literal["FunctionAlias"] = "FunctionAlias"
     metadata: ObjectMetadata
@@ -181,10 +178,6 @@ class FunctionAlias(_Model):
                 "(<spec.functionName>.<spec.name>)",
             )
         return self
-
-    @property
-    def key(self) -> str:
-        return f"{self.metadata.namespace}/{self.metadata.name}"
 
 
 _Kind = TypeVar("_Kind", FunctionVersion, FunctionAlias)
