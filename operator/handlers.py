@@ -2,13 +2,14 @@
 
 Functions, published FunctionVersions (ADR 024) and EventSourceMappings are reconciled on create,
 update and resume (an operator restart re-checks everything and, thanks to the hash annotations,
-writes nothing that is already right).
-Changes of the Deployments the operator made refresh the owner's status (instances, rollout,
-Ready). A change of a ConfigMap that Functions name as ``code.configMap`` (found through an index
-of those references, so no API call is made for other ConfigMaps) re-reconciles them: the new
-files mean a new code digest, a rolling update and, once it is done, a new ``status.codeSha256``.
-No handler needs a finalizer: children go with their owner through ownerReferences. Handlers are
-registered on a registry given by the caller, so importing this module does nothing.
+writes nothing that is already right). Changes of the Deployments the operator made refresh the
+owner's status (instances, rollout, Ready), and so does a poller's report that changes what a
+mapping's Ready and state should say. A change of a ConfigMap that Functions name as
+``code.configMap`` (found through an index of those references, so no API call is made for other
+ConfigMaps) re-reconciles them: the new files mean a new code digest, a rolling update and, once it
+is done, a new ``status.codeSha256``. No handler needs a finalizer: children go with their owner
+through ownerReferences. Handlers are registered on a registry given by the caller, so importing
+this module does nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .conditions import rolled_out
 from .config import OperatorConfig
 from .metrics import OperatorMetrics
 from .reconcile import prune_code, reconcile_function, reconcile_mapping, reconcile_version
-from .status import Result
+from .status import Result, polling_not_folded
 from .status_writes import write_status
 
 log = logging.getLogger("kfaas.operator")
@@ -109,6 +110,23 @@ def register(
     async def mapping_changed(body: kopf.Body, **_: Any) -> None:
         result = await reconcile_mapping(client, _plain(body), config)
         await _report(client, "EventSourceMapping", body, result, metrics)
+
+    # A poller's report (its Polling condition) changes only the mapping's status, which Kopf's
+    # update handlers ignore: each watch event checks, from the object alone, whether Ready and
+    # state still agree with it, and refreshes them when not.
+    @kopf.on.event(API_GROUP, VERSION, "eventsourcemappings", registry=registry)
+    async def mapping_reported(body: kopf.Body, **_: Any) -> None:
+        mapping = _plain(body)
+        namespace = body.metadata.namespace
+        if namespace is None or not polling_not_folded(mapping):
+            return
+        try:
+            await write_status(client, "EventSourceMapping", namespace, body.metadata.name, None)
+        except KubeError as exc:
+            # The pollers report again within seconds, and every report is an event.
+            log.warning(
+                "cannot fold the pollers' report into %s/%s: %s", namespace, body.metadata.name, exc
+            )
 
     # An explicit id: Kopf passes an index to handlers as a keyword named by the index's id.
     @kopf.index(API_GROUP, VERSION, "functions", id="code_config_maps", registry=registry)

@@ -114,6 +114,11 @@ def _counts(deployment: Body | None, provisioned: Body | None = None) -> Body:
 
 _WORST_FIRST = {"False": 0, "Unknown": 1, "True": 2}
 
+# The condition the pollers write (kfaas.pollers.status): folded into a mapping's Ready and
+# state, never rewritten here, so the operator's writes and the pollers' never undo each other.
+POLLING = "Polling"
+_POLLERS_READY = "PollersReady"
+
 
 def combined_instances(on_demand: Outcome, provisioned: Outcome | None) -> Outcome:
     """One InstancesReady of both Deployments: the worse one, and of two good ones the one with
@@ -133,7 +138,7 @@ def _steps(owner: Body, result: Result | None, own: str) -> list[Outcome]:
     steps = {
         c["type"]: Outcome(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
         for c in conditions
-        if c.get("type") not in ("Ready", own)
+        if c.get("type") not in ("Ready", own, POLLING)
     }
     for outcome in result.outcomes if result else []:
         steps[outcome.type] = outcome
@@ -147,9 +152,12 @@ def _status(
     ready_message: str,
     extra: Body,
     now: str,
+    reported: list[Outcome] | None = None,
 ) -> Body:
+    """The status body; ``reported`` (the pollers' Polling) counts for Ready but is kept as its
+    writer wrote it: ``merge_conditions`` leaves a condition it is not given untouched."""
     steps = _steps(owner, result, watched.type)
-    summary = ready([*steps, watched], ready_message)
+    summary = ready([*steps, watched, *(reported or [])], ready_message)
     live = owner.get("status") or {}
     generation = result.generation if result else live.get("observedGeneration")
     status: Body = {
@@ -207,8 +215,50 @@ def mapping_status(
     enabled = bool((owner.get("spec") or {}).get("enabled", True))
     watched = poller_outcome(deployment, owner["metadata"]["name"], enabled)
     steps = _steps(owner, result, watched.type)
-    extra = {"state": mapping_state([*steps, watched], enabled)}
-    return _status(owner, result, watched, "pollers are running", extra, now)
+    polling = polling_outcomes(owner)
+    extra = {"state": mapping_state([*steps, watched, *polling], enabled)}
+    return _status(owner, result, watched, "pollers are running", extra, now, polling)
+
+
+def polling_outcomes(owner: Body) -> list[Outcome]:
+    """The pollers' Polling condition as they last wrote it; none while the mapping is disabled
+    (no poller runs, so the last report is stale) or before any poller reported."""
+    if not (owner.get("spec") or {}).get("enabled", True):
+        return []
+    conditions = (owner.get("status") or {}).get("conditions") or []
+    return [
+        Outcome(POLLING, c["status"], c.get("reason", ""), c.get("message", ""))
+        for c in conditions
+        if c.get("type") == POLLING and c.get("status") in _WORST_FIRST
+    ]
+
+
+def polling_not_folded(owner: Body) -> bool:
+    """Whether the stored Ready or state disagrees with the stored conditions, the pollers'
+    Polling among them: a poller's report changed and the operator has not yet folded it in.
+
+    Read from the object alone (no API call), so every watch event of a mapping can ask. False
+    before the operator's first write (its reconcile pass writes the first Ready).
+    """
+    status = owner.get("status") or {}
+    stored = {c.get("type"): c for c in status.get("conditions") or []}
+    before = stored.get("Ready")
+    if before is None:
+        return False
+    enabled = bool((owner.get("spec") or {}).get("enabled", True))
+    # In mapping_status's order (the first step not True names Ready's reason): the operator's
+    # steps, then PollersReady, then Polling.
+    order = sorted(stored, key=lambda kind: (kind == _POLLERS_READY, str(kind)))
+    steps = [
+        Outcome(str(t), c.get("status", "Unknown"), c.get("reason", ""), c.get("message", ""))
+        for t, c in ((t, stored[t]) for t in order)
+        if t not in ("Ready", POLLING)
+    ]
+    outcomes = [*steps, *polling_outcomes(owner)]
+    summary = ready(outcomes, "pollers are running")
+    now = (summary.status, summary.reason, summary.message)
+    was = (before.get("status"), before.get("reason", ""), before.get("message", ""))
+    return now != was or status.get("state") != mapping_state(outcomes, enabled)
 
 
 def mapping_state(outcomes: list[Outcome], enabled: bool) -> str:

@@ -2,12 +2,12 @@
 
 The operator writes a mapping's `state`, `source` and its own conditions; the pollers add what only
 they know: `lag`, `lastProcessingResult` (in Lambda's words: "OK", "PROBLEM: Function call failed"),
-`lastBatchAt` and a `Polling` condition (False while the source cannot be read; the operator folds
-it into `Ready` and the State column at its next pass). `mapping_status` decides what to write from
-the poller's metrics and the live status, with no I/O; `report_status` writes it every
-`interval` seconds and soon after an outcome changes, at most once per `settle` seconds, through a
-`StatusStore` (the Kubernetes API in `status_clients`). A failed write is logged and tried again at
-the next report: the status is a report, never a reason to stop polling.
+`lastBatchAt` and a `Polling` condition (False while the source cannot be read). The operator folds
+it into `Ready` and `state` as soon as it sees the write, and never rewrites it. `mapping_status`
+decides what to write from the poller's metrics and the live status, with no I/O; `report_status`
+writes it every `interval` seconds and soon after an outcome changes, at most once per `settle`
+seconds, through a `StatusStore` (the Kubernetes API in `status_clients`). A failed write is logged
+and tried again at the next report: the status is a report, never a reason to stop polling.
 """
 
 from __future__ import annotations
@@ -105,13 +105,16 @@ def mapping_status(report: PollerReport, live: Mapping[str, Any], *, now: dateti
     `lastTransitionTime` moves only when its status does.
     """
     condition = polling_condition(report)
-    conditions = [dict(c) for c in live.get("conditions") or [] if c.get("type") != CONDITION]
-    before = next((c for c in live.get("conditions") or [] if c.get("type") == CONDITION), None)
+    live_conditions = [dict(c) for c in live.get("conditions") or []]
+    before = next((c for c in live_conditions if c.get("type") == CONDITION), None)
     unchanged = before is not None and before.get("status") == condition["status"]
     condition["lastTransitionTime"] = (
         before.get("lastTransitionTime") if unchanged and before else None
     ) or now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    status: Body = {"conditions": [*conditions, condition]}
+    # In its place: the operator orders the conditions, and a report that only moved this one
+    # would be a write (and a watch event) for nothing.
+    conditions = [condition if c is before else c for c in live_conditions]
+    status: Body = {"conditions": conditions if before is not None else [*conditions, condition]}
     result = processing_result(report)
     if report.lag is not None:
         status["lag"] = report.lag

@@ -38,6 +38,8 @@ from kfaas.manifests import Function
 from kfaas.operator.config import OperatorConfig
 from kfaas.operator.reconcile import reconcile_function
 from kfaas.operator.status import Result
+from kfaas.pollers.status import PollerReport
+from kfaas.pollers.status import mapping_status as poller_status
 
 # The chart's Secret holds a random one; the operator process here is given this one.
 RUNTIME_TOKEN_KEY = "on-cluster-test-key"
@@ -445,6 +447,49 @@ def test_mapping_to_a_missing_function_is_reported(platform: Platform, namespace
     body = get(platform, namespace, "eventsourcemapping/orphan")
     assert condition(body, "Ready")["reason"] == "FunctionNotFound"
     assert body["status"]["state"] == "Failed"
+
+
+def _poller_reports(platform: Platform, namespace: str, name: str, problem: str | None) -> None:
+    """Write the mapping's status as its poller does: its own builder, its own ServiceAccount."""
+    live = get(platform, namespace, f"eventsourcemapping/{name}")
+    report = PollerReport(
+        lag=0, last_batch_at=None, last_outcome=None,
+        source_problem=problem, source_reason="AuthenticationFailed",
+    )  # fmt: skip
+    status = poller_status(report, live["status"], now=datetime.datetime.now(datetime.UTC))
+    patch = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]}, "status": status}
+    platform.kubectl("-n", namespace, "patch", f"eventsourcemapping/{name}", "--type=merge",
+                     "--subresource=status", "-p", json.dumps(patch),
+                     f"--as=system:serviceaccount:{namespace}:{name}-poller")  # fmt: skip
+
+
+def test_a_poller_that_cannot_read_its_source_makes_the_mapping_not_ready(
+    platform: Platform, namespace: str
+) -> None:
+    """The pollers' Polling=False is folded into Ready and State; Polling=True folds back."""
+    platform.apply(function_doc("consumer", namespace))
+    platform.apply({
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "EventSourceMapping",
+        "metadata": {"name": "orders", "namespace": namespace},
+        "spec": {"functionName": "consumer",
+                 "redis": {"url": "redis://r:6379/0", "stream": "orders"}},
+    })  # fmt: skip
+    wait(platform, namespace, "condition=Ready", "eventsourcemapping/orders")
+    refused = "Secret 'kafka-user' not found"
+    _poller_reports(platform, namespace, "orders", refused)
+    wait(platform, namespace, "condition=Ready=False", "eventsourcemapping/orders")
+    body = get(platform, namespace, "eventsourcemapping/orders")
+    ready = condition(body, "Ready")
+    assert (ready["reason"], ready["message"]) == ("AuthenticationFailed", refused)
+    assert body["status"]["state"] == "Failed"
+    polling = condition(body, "Polling")
+    assert "observedGeneration" not in polling  # the operator leaves the pollers' words alone
+    _poller_reports(platform, namespace, "orders", None)
+    wait(platform, namespace, "condition=Ready", "eventsourcemapping/orders")
+    body = get(platform, namespace, "eventsourcemapping/orders")
+    assert body["status"]["state"] == "Enabled"
+    assert condition(body, "Polling")["status"] == "True"
 
 
 def _report(platform: Platform, replica: str, figures: dict[str, int]) -> None:
