@@ -49,10 +49,17 @@ from kfaas.manifests import EventSourceMapping, Function, ManifestError
 from kfaas.names import LATEST
 from kfaas.object_bodies import rfc3339_now
 from kfaas.object_store import Body
-from kfaas.version_manifests import parse_alias, parse_version, template_code
+from kfaas.version_manifests import (
+    CodeMismatch,
+    FunctionVersion,
+    checked_code,
+    parse_alias,
+    parse_version,
+)
 
 from .dev_files import CODE_PATH, CODE_PATH_SHA256
 from .dev_status import (
+    CODE_MISMATCH,
     CODE_NOT_AVAILABLE,
     RUNTIME_NOT_AVAILABLE,
     Problem,
@@ -142,9 +149,14 @@ class DevObjects:
         if body is None or version is None:
             self.registry.remove(version_key(key))
             return
-        template = version.spec.template
-        facts = FunctionFacts(object=object_facts(body), code=template_code(template))
-        self.registry.put(version_function(version), facts)
+        try:
+            code = checked_code(version)
+        except CodeMismatch as exc:  # a state file edited by hand (the store refuses it)
+            log.error("FunctionVersion %s not served: %s", key, exc)
+            self.registry.remove(version_key(key))
+        else:
+            facts = FunctionFacts(object=object_facts(body), code=code)
+            self.registry.put(version_function(version), facts)
         self._version_statuses.add(key)
         self._statuses_wanted.set()
 
@@ -267,7 +279,7 @@ class DevObjects:
         if version is None:
             return
         function = version_function(version)
-        problem = await self._problem(function)
+        problem = _code_mismatch(version) or await self._problem(function)
         generation = int(body["metadata"].get("generation", 1))
         live = body.get("status") or {}
         status = function_status(generation, code_digest(function), problem, live, self.clock())
@@ -302,6 +314,15 @@ class DevObjects:
         while True:
             await asyncio.sleep(GC_INTERVAL_SECONDS)
             await self.collect_garbage()
+
+
+def _code_mismatch(version: FunctionVersion) -> Problem | None:
+    """Why a version is not served when its digest is not its code's, as the operator says it."""
+    try:
+        checked_code(version)
+    except CodeMismatch as exc:
+        return CODE_MISMATCH, "; ".join(exc.problems)
+    return None
 
 
 def _parsed_kind(body: Body, parse: Callable[[Body], Parsed]) -> Parsed | None:

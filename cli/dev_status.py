@@ -17,6 +17,8 @@ READY_MESSAGE: Final = "kfaas dev runs it: instances start on demand"
 # The operator's reasons (lambda_shapes maps them to Lambda's reason codes).
 RUNTIME_NOT_AVAILABLE: Final = "RuntimeNotAvailable"
 CODE_NOT_AVAILABLE: Final = "CodeStoreNotAvailable"
+# A FunctionVersion whose spec.codeSha256 is not its template's code's (ADR 031).
+CODE_MISMATCH: Final = "CodeMismatch"
 MAPPING_NOT_STARTED: Final = "MappingNotStarted"
 
 Problem = tuple[str, str]  # reason, message

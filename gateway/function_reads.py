@@ -12,7 +12,7 @@ read through to its version).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar
 
 from aiohttp import web
@@ -39,7 +39,7 @@ from kfaas.names import (
     parse_function_name,
 )
 from kfaas.pagination import paginate, parse_max_items
-from kfaas.version_manifests import parse_alias, parse_version
+from kfaas.version_manifests import FunctionVersion, parse_alias, parse_version, template_code
 
 from . import auth, function_code, management
 from .errors import InvalidParameterValue, ResourceNotFound, ServiceError
@@ -64,6 +64,8 @@ class Read:
     version: str = LATEST
     # The alias the read went through: Lambda then qualifies FunctionArn with it.
     alias: str | None = None
+    # A published version's code as its spec states it (``published_code``); None for $LATEST.
+    code: CodeFacts | None = None
 
 
 def function_ref(services: Services, request: web.Request, raw: str) -> FunctionRef:
@@ -93,9 +95,14 @@ def parse_function(body: Mapping[str, Any]) -> Function:
     return stored(lambda b: from_api_object(b, Function), body, "function")
 
 
-def _template(body: Mapping[str, Any]) -> Function:
-    """A FunctionVersion's frozen template as the Function it runs."""
-    return stored(parse_version, body, "version").function()
+def published_code(version: FunctionVersion) -> CodeFacts:
+    """A version's CodeSha256 as Lambda reports it: the one it was published with.
+
+    ``spec.codeSha256`` as written, beside the size and package type of the template's code. A
+    version whose digest is not its template's is never served (``checked_code``): kfaas dev
+    refuses it and the operator marks it Failed with both digests, which its State then says.
+    """
+    return replace(template_code(version.spec.template), sha256=version.spec.code_sha256)
 
 
 def _alias_target(body: Mapping[str, Any]) -> str:
@@ -127,10 +134,16 @@ async def read(services: Services, ref: FunctionRef) -> Read:
         body = await store.get(
             object_store.FUNCTION_VERSIONS, ref.namespace, f"{ref.name}.{qualifier}"
         )
-    return Read(_template(body), object_facts(body), body, qualifier, alias_name)
+    version = stored(parse_version, body, "version")
+    return Read(
+        version.function(), object_facts(body), body, qualifier, alias_name,
+        code=published_code(version),
+    )  # fmt: skip
 
 
 async def code_facts(services: Services, loaded: Read) -> CodeFacts | None:
+    if loaded.code is not None:  # a published version: its own CodeSha256
+        return loaded.code
     if services.objects is None and loaded.version == LATEST:
         return services.registry.facts(loaded.function.key).code
     return await function_code.code_facts(loaded.function)

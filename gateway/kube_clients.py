@@ -32,7 +32,7 @@ from kfaas.kube_clients import Credentials, Informer, KubeClient, KubeError
 from kfaas.lambda_shapes import object_facts
 from kfaas.manifests import API_GROUP, Function, ManifestError
 from kfaas.names import LATEST, function_key, parse_function_key
-from kfaas.version_manifests import parse_alias, parse_version, template_code
+from kfaas.version_manifests import CodeMismatch, checked_code, parse_alias, parse_version
 
 from .auth_clients import ClusterAuth
 from .code_store_client import HttpCodeStore
@@ -174,11 +174,16 @@ class KubernetesBackend:
 
     def _version_changed(self, key: str, body: Body | None) -> None:
         version = _parsed(body, parse_version) if body is not None else None
-        if version is None or body is None:
+        code = None
+        if version is not None:
+            try:
+                code = checked_code(version)
+            except CodeMismatch as exc:  # never served under another digest; status says why
+                log.warning("not serving %s: %s", key, exc)
+        if version is None or body is None or code is None:
             self.registry.remove(version_key(key))
         else:
-            template = version.spec.template
-            facts = FunctionFacts(object=object_facts(body), code=template_code(template))
+            facts = FunctionFacts(object=object_facts(body), code=code)
             self.registry.put(version_function(version), facts)
         self._publish(version_key(key))
 

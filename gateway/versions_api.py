@@ -85,10 +85,11 @@ async def function_versions(
 def version_configuration(services: Services, body: Mapping[str, Any]) -> dict[str, Any]:
     """Lambda's FunctionConfiguration of a published version (FunctionArn qualified with N)."""
     version = _version(body)
+    code = function_reads.published_code(version)
     loaded = function_reads.Read(
-        version.function(), object_facts(body), body, version=str(version.spec.version)
+        version.function(), object_facts(body), body, version=str(version.spec.version), code=code
     )
-    return function_reads.configuration(services, loaded, template_code(version.spec.template))
+    return function_reads.configuration(services, loaded, code)
 
 
 async def _pinned_code(services: Services, function: Function) -> Code:

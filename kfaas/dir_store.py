@@ -38,7 +38,7 @@ from .object_bodies import (
 )
 from .object_store import Body, ChangeListener, StoreError
 from .schedule_manifests import parse_schedule
-from .version_manifests import parse_alias, parse_version
+from .version_manifests import checked_code, parse_alias, parse_version
 
 log = logging.getLogger("kfaas.dir_store")
 
@@ -60,7 +60,8 @@ def _validate_mapping(body: Body) -> None:
 
 
 def _validate_version(body: Body) -> None:
-    parse_version(body)
+    # Beyond the CRD (CEL cannot hash): the code the template names is the code its digest says.
+    checked_code(parse_version(body))
     # The CRD's `self == oldSelf` on spec: the generation moves exactly when the spec changed,
     # and a version is created at 1, so a later one is a replaced spec.
     if int(body["metadata"].get("generation", 1)) != 1:

@@ -169,6 +169,7 @@ def last_modified(facts: ObjectFacts) -> str:
 # The operator's condition reasons (operator/reconcile.py, conditions.py) as Lambda reason codes.
 _REASON_CODES: Mapping[str, str] = {
     "InvalidSpec": "InvalidConfiguration",
+    "CodeMismatch": "InvalidConfiguration",
     "PodTemplateNotAllowed": "InvalidConfiguration",
     "RuntimeNotAvailable": "InvalidRuntime",
     "ProgressDeadlineExceeded": "FunctionError",

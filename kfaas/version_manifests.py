@@ -10,6 +10,10 @@ into the CRDs, and every model validator here is stated once more as CEL there (
 A version's template is a `FunctionSpec` whose code is pinned: inline files (copied), an image, or
 a zip in the code store (ADR 025). A `code.path` (kfaas dev's folder) is zipped into the store
 when publishing; a `code.configMap` cannot be published, as the gateway does not read ConfigMaps.
+
+`spec.codeSha256` is the version's CodeSha256 as Lambda reports it, and must be the template's
+code's (ADR 031): CEL cannot hash, so :func:`checked_code` is the check every place that serves a
+version calls (kfaas dev's store refuses, the operator writes SpecValid False / CodeMismatch).
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ class FunctionVersionSpec(_Model):
     version: int = Field(ge=1)
     # PublishVersion's Description (Lambda: the version's own, beside the template's).
     description: Description = ""
-    # Lambda's CodeSha256 of the template's code (base64 of a zip's sha256, hex for an image).
+    # Lambda's CodeSha256 of the template's code (base64 of a zip's sha256, hex for an image):
+    # what reads of the version report; `checked_code` refuses one that is not the template's.
     code_sha256: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     # lambda_versions.config_sha256 of the template: publishing when it is unchanged is a no-op.
     config_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -221,6 +226,31 @@ def template_code(template: FunctionSpec) -> CodeFacts:
     if code.zip is not None:
         return stored_code(CodeDigest(code.zip.sha256), code.zip.size)
     raise ValueError("the code is not pinned (inline, image or zip)")
+
+
+class CodeMismatch(ManifestError):
+    """A FunctionVersion whose ``spec.codeSha256`` is not the CodeSha256 of its template's code."""
+
+
+def checked_code(version: FunctionVersion) -> CodeFacts:
+    """The version's code facts, once ``spec.codeSha256`` is found to be its template's code's.
+
+    A version is immutable code under one digest: one applied by hand naming other code than its
+    digest says is refused (``CodeMismatch``, naming both), never served under the wrong digest.
+    """
+    facts = template_code(version.spec.template)
+    declared = version.spec.code_sha256
+    if facts.sha256 != declared:
+        where = f"FunctionVersion {version.metadata.name}"
+        raise CodeMismatch(
+            where,
+            [
+                f"{where}: spec.codeSha256: {declared!r} is not the CodeSha256 of the code "
+                f"spec.template names ({facts.sha256!r}); a version's code never changes: "
+                "publish a new version, or state the template's CodeSha256"
+            ],
+        )
+    return facts
 
 
 def routes_to(alias: FunctionAliasSpec, version: str) -> bool:

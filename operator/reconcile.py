@@ -25,7 +25,7 @@ from kfaas.api_objects import from_api_object
 from kfaas.kube_clients import KubeClient, KubeError
 from kfaas.manifests import EventSourceMapping, Function, ManifestError
 from kfaas.names import LATEST
-from kfaas.version_manifests import parse_version
+from kfaas.version_manifests import CodeMismatch, checked_code, parse_version
 
 from . import names
 from .applier import Applier
@@ -119,6 +119,10 @@ async def parse_version_spec(_: Applier, state: FunctionPass) -> Outcome:
     """A FunctionVersion as the Function it runs: its template, keyed `namespace/name:N`."""
     try:
         version = parse_version(state.body)
+        # The API server cannot hash (ADR 031): a digest that is not the code's is refused here.
+        checked_code(version)
+    except CodeMismatch as exc:
+        return Outcome("SpecValid", "False", "CodeMismatch", "; ".join(exc.problems))
     except ManifestError as exc:
         return Outcome("SpecValid", "False", "InvalidSpec", "; ".join(exc.problems))
     state.parsed = version.function().as_version(version.spec.version)

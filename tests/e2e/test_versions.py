@@ -23,6 +23,7 @@ import redis
 from botocore.exceptions import ClientError
 from devserver import DevServer, dev_server, make_lambda_client
 from services.redis_server import RedisServer
+from version_digests import code_sha256
 from waiting import eventually
 
 from kfaas import object_store as store
@@ -75,7 +76,7 @@ def write_objects(state: Path, record: Path, *, redis_url: str | None = None) ->
                     "spec": {
                         "functionName": "canary",
                         "version": number,
-                        "codeSha256": f"code-{number}",
+                        "codeSha256": code_sha256(spec(f"v{number}", record)),
                         "configSha256": f"{number:064x}",
                         "template": spec(f"v{number}", record),
                     },

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
+from version_digests import code_sha256
 
 from kfaas import runtimetoken
 from kfaas.events import invocation_record
@@ -247,7 +248,7 @@ def test_a_cluster_gateway_runs_a_version_on_its_own_slices() -> None:
         "spec": {
             "functionName": "fn",
             "version": 1,
-            "codeSha256": "x",
+            "codeSha256": code_sha256(SPEC),
             "configSha256": "0" * 64,
             "template": SPEC,
         },

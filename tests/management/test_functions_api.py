@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 from management_gateway import ManagementGateway, handler_zip
+from version_digests import code_sha256
 
 from kfaas import object_store
 from kfaas.lambda_code import canonical_zip
@@ -286,7 +287,7 @@ def _publish_by_hand(gateway: ManagementGateway, name: str) -> dict[str, Any]:
             "functionName": name,
             "version": 1,
             "description": "first release",
-            "codeSha256": "unused-here",
+            "codeSha256": code_sha256(function["spec"]),
             "configSha256": "e" * 64,
             "template": function["spec"],
         },

@@ -16,6 +16,8 @@ from kfaas.lambda_code import files_code
 from kfaas.lambda_versions import config_sha256
 from kfaas.manifests import ManifestError
 from kfaas.version_manifests import (
+    CodeMismatch,
+    checked_code,
     parse_alias,
     parse_version,
     routes_to,
@@ -131,6 +133,35 @@ def test_a_pinned_template_code_as_lambda_describes_it() -> None:
     assert (facts.sha256, facts.size, facts.package_type) == ("a" * 64, 0, "Image")
 
 
+def test_a_version_is_served_only_under_its_own_code_s_digest() -> None:
+    """ADR 031: spec.codeSha256 is the template's code's CodeSha256, in Lambda's form."""
+    inline = files_code({"app.py": b"def handler(event, context):\n    return 1\n"})
+    assert checked_code(parse_version(version(codeSha256=inline.sha256))) == inline
+    digest = CodeDigest.of(b"zip bytes")
+    zipped = TEMPLATE | {"code": {"zip": {"sha256": digest.hex, "size": 9}}}
+    stored = parse_version(version(template=zipped, codeSha256=digest.lambda_form))
+    assert checked_code(stored).sha256 == digest.lambda_form
+    image = TEMPLATE | {"code": {"image": f"registry/fn@sha256:{'a' * 64}"}}
+    assert checked_code(parse_version(version(template=image, codeSha256="a" * 64))).size == 0
+    # Other code than the digest says, or the right digest in another form: refused, naming both.
+    for wrong, template in (
+        ("c2hh", TEMPLATE),
+        (inline.sha256, zipped),
+        (digest.hex, zipped),
+        (CodeDigest.of(b"other").lambda_form, zipped),
+        ("b" * 64, image),
+    ):
+        parsed = parse_version(version(template=template, codeSha256=wrong))
+        with pytest.raises(CodeMismatch) as refused:
+            checked_code(parsed)
+        [problem] = refused.value.problems
+        assert problem.startswith("FunctionVersion fn.1: spec.codeSha256: ")
+        assert (
+            repr(wrong) in problem and repr(template_code(parsed.spec.template).sha256) in problem
+        )
+        assert isinstance(refused.value, ManifestError)  # every reader's refusal of a version
+
+
 def test_the_reference_examples_are_valid() -> None:
     """docs/functions.md's FunctionVersion and FunctionAlias example, as written."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "functions.md").read_text()
@@ -138,4 +169,5 @@ def test_the_reference_examples_are_valid() -> None:
     [example] = [block for block in blocks if "kind: FunctionVersion" in block]
     version_doc, alias_doc = yaml.safe_load_all(example)
     assert parse_version(version_doc).spec.version == 3
+    assert checked_code(parse_version(version_doc)).size == 1830  # its digest is its code's
     assert parse_alias(alias_doc).spec.weights == {"4": 0.1}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from services.cluster import Cluster
+from version_digests import code_sha256
 from waiting import eventually
 
 from kfaas.lambda_versions import config_sha256
@@ -48,7 +49,7 @@ def version_doc(namespace: str, name: str = "fn.1", **spec: Any) -> dict[str, An
         "spec": {
             "functionName": "fn",
             "version": 1,
-            "codeSha256": "x6Z0Xm0vJ4m6bq5hA2u0kq8t2QX1Lw0kq8t2QX1Lw0k=",
+            "codeSha256": code_sha256(TEMPLATE),
             "configSha256": config_sha256(TEMPLATE),
             "template": TEMPLATE,
         }

@@ -15,6 +15,7 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 from management_gateway import ManagementGateway, handler_zip
+from version_digests import code_sha256
 
 from kfaas import object_store
 from kfaas.lambda_versions import LAST_VERSION_ANNOTATION
@@ -334,6 +335,8 @@ def test_objects_of_a_deleted_incarnation_are_not_the_function_s(
     # In a cluster the garbage collector removes a deleted function's versions later: one owned
     # by another uid is not listed, and its number is not reused over it.
     create(lambda_api)
+    template = {"runtime": "python3.12", "handler": "app.handler",
+                "code": {"inline": {"app.py": "x = 1\n"}}}  # fmt: skip
     leftover = {
         "apiVersion": "kfaas.dev/v1alpha1",
         "kind": "FunctionVersion",
@@ -345,10 +348,8 @@ def test_objects_of_a_deleted_incarnation_are_not_the_function_s(
             ],
         },
         "spec": {
-            "functionName": "thumbnail", "version": 1, "codeSha256": "c2hh",
-            "configSha256": "0" * 64,
-            "template": {"runtime": "python3.12", "handler": "app.handler",
-                         "code": {"inline": {"app.py": "x = 1\n"}}},
+            "functionName": "thumbnail", "version": 1, "codeSha256": code_sha256(template),
+            "configSha256": "0" * 64, "template": template,
         },
     }  # fmt: skip
     objects = management_gateway.objects

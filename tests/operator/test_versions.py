@@ -15,8 +15,10 @@ import datetime
 from typing import Any
 
 import pytest
+from version_digests import code_sha256
 
 from kfaas.demand import demand_lease
+from kfaas.lambda_shapes import function_state
 from kfaas.manifests import Function
 from kfaas.operator import names
 from kfaas.operator.autoscaler import Autoscaler
@@ -39,6 +41,7 @@ INLINE = {"inline": {"app.py": "def handler(e, c):\n    return 2\n"}}
 
 
 def version_body(number: int = 2, code: dict[str, Any] | None = None) -> dict[str, Any]:
+    template = {"runtime": "python3.11", "handler": "app.handler", "code": code or INLINE}
     return {
         "apiVersion": "kfaas.dev/v1alpha1",
         "kind": "FunctionVersion",
@@ -53,13 +56,9 @@ def version_body(number: int = 2, code: dict[str, Any] | None = None) -> dict[st
         "spec": {
             "functionName": "thumb",
             "version": number,
-            "codeSha256": "c2hh",
+            "codeSha256": code_sha256(template),
             "configSha256": "0" * 64,
-            "template": {
-                "runtime": "python3.11",
-                "handler": "app.handler",
-                "code": code or INLINE,
-            },
+            "template": template,
         },
     }
 
@@ -259,6 +258,31 @@ def test_a_version_that_does_not_parse_is_invalid_and_builds_nothing() -> None:
     (invalid,) = result.outcomes
     assert (invalid.type, invalid.status, invalid.reason) == ("SpecValid", "False", "InvalidSpec")
     assert result.written == []
+
+
+def test_a_version_whose_digest_is_not_its_code_s_is_code_mismatch_and_builds_nothing() -> None:
+    """ADR 031: applied by hand with another codeSha256 than its template's code's."""
+    body = version_body()
+    body["spec"]["codeSha256"] = "c2hh"
+    cluster = _Cluster(body)
+    result = asyncio.run(reconcile_version(cluster, body, CONFIG))  # type: ignore[arg-type]
+    (mismatch,) = result.outcomes
+    assert (mismatch.type, mismatch.status, mismatch.reason) == (
+        "SpecValid",
+        "False",
+        "CodeMismatch",
+    )
+    actual = code_sha256(body["spec"]["template"])
+    assert "'c2hh'" in mismatch.message and repr(actual) in mismatch.message
+    assert result.written == []
+    # Ready says so, and GetFunctionConfiguration reads it as a Failed version.
+    asyncio.run(write_status(cluster, "FunctionVersion", "media", "thumb.2", result))  # type: ignore[arg-type]
+    status = cluster.objects[("functionversions", "media", "thumb.2")]["status"]
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "CodeMismatch")
+    state = function_state(status, 1)
+    assert (state["State"], state.get("StateReasonCode")) == ("Failed", "InvalidConfiguration")
+    assert repr(actual) in state.get("StateReason", "")
 
 
 def test_a_version_whose_runtime_has_no_image_builds_nothing_and_stops_its_pods() -> None:

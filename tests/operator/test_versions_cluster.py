@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from chart.platform import Platform, install, operator_process
 from services.cluster import Cluster
+from version_digests import code_sha256
 from waiting import eventually
 
 from kfaas.api_objects import from_api_object
@@ -90,7 +91,7 @@ def version_doc(namespace: str, function: dict[str, Any], number: int) -> dict[s
         "spec": {
             "functionName": meta["name"],
             "version": number,
-            "codeSha256": "c2hh",
+            "codeSha256": code_sha256(SPEC),
             "configSha256": "0" * 64,
             "template": SPEC,
         },

@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from version_digests import code_sha256
 from waiting import eventually_async
 
 from kfaas import object_store as store
@@ -318,7 +319,8 @@ async def test_a_published_version_is_immutable_and_goes_with_its_function(
         "metadata": {"name": f"{name}.1", "namespace": namespace,
                      "ownerReferences": owned_by(owner)},
         "spec": {
-            "functionName": name, "version": 1, "codeSha256": "c2hh", "configSha256": "0" * 64,
+            "functionName": name, "version": 1, "codeSha256": code_sha256(owner["spec"]),
+            "configSha256": "0" * 64,
             "template": owner["spec"],
         },
     }  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from version_digests import code_sha256
 
 from kfaas import dir_store
 from kfaas import object_store as store
@@ -202,6 +203,26 @@ async def test_registered_validators_judge_their_kind(
     body["spec"]["version"] = 1
     created = await opened.create(store.FUNCTION_VERSIONS, body, field_manager=GATEWAY)
     assert created["kind"] == "FunctionVersion"
+
+
+async def test_a_version_whose_digest_is_not_its_code_s_is_refused(
+    opened: DirectoryObjectStore,
+) -> None:
+    """kfaas dev's store refuses what no CEL rule can (ADR 031): the digest must be the code's."""
+    template = function(NS, "f")["spec"]
+    body: Body = {
+        "metadata": {"name": "f.1", "namespace": NS},
+        "spec": {"functionName": "f", "version": 1, "codeSha256": "c2hh",
+                 "configSha256": "0" * 64, "template": template},
+    }  # fmt: skip
+    with pytest.raises(store.Invalid) as refused:
+        await opened.create(store.FUNCTION_VERSIONS, body, field_manager=GATEWAY)
+    assert refused.value.field == "spec.codeSha256"
+    assert "'c2hh'" in str(refused.value) and repr(code_sha256(template)) in str(refused.value)
+    assert await opened.list(store.FUNCTION_VERSIONS) == []
+    body["spec"]["codeSha256"] = code_sha256(template)
+    created = await opened.create(store.FUNCTION_VERSIONS, body, field_manager=GATEWAY)
+    assert created["spec"]["codeSha256"] == code_sha256(template)
 
 
 @pytest.mark.parametrize(

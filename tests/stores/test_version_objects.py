@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from version_digests import code_sha256
 
 from kfaas import object_store as store
 from kfaas.lambda_versions import config_sha256
@@ -30,7 +31,7 @@ def version(namespace: str, function: str, number: int = 1, **spec: Any) -> Body
         "spec": {
             "functionName": function,
             "version": number,
-            "codeSha256": "c2hh",
+            "codeSha256": code_sha256(TEMPLATE),
             "configSha256": config_sha256(TEMPLATE),
             "template": TEMPLATE,
         }
