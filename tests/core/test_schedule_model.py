@@ -129,3 +129,21 @@ def test_unquoted_yaml_timestamps_read_as_the_api_server_stores_them() -> None:
         'spec.startDate: "2026-12-01" must be a date and time with a zone (RFC 3339),'
         " e.g. 2026-12-01T08:00:00Z"
     ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "other/report",
+        "other%2Freport",
+        "arn:aws:lambda:us-east-1:other:function:report",
+        "report:prod",
+        "../report",
+    ],
+)
+def test_a_target_names_a_function_of_its_own_namespace_only(name: str) -> None:
+    # Lambda accepts ARNs and `name:qualifier` as a FunctionName; here the target is a DNS label,
+    # so no spelling can point a Schedule outside its namespace (the engine invokes
+    # `<schedule's namespace>/<functionName>`: tests/e2e/test_schedules.py shows it end to end).
+    [problem] = problems_of(schedule_doc(target={"functionName": name}))
+    assert problem.startswith("spec.target.functionName: ")
