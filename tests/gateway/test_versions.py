@@ -223,6 +223,32 @@ def _slice(labels: dict[str, str], address: str) -> dict[str, Any]:
     }
 
 
+def test_a_cluster_gateway_never_serves_a_version_under_another_code_s_digest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ADR 031: applied by hand with a codeSha256 that is not its template's code's (the API
+    server cannot check it), a version is not served; the operator's status says why."""
+    registry = FunctionRegistry()
+    backend = KubernetesBackend(
+        None,  # type: ignore[arg-type]  # only the watches' handlers are called
+        registry,
+        platform_namespace="platform",
+        replica="r",
+        runtime_token_key="key",
+    )
+    spec: dict[str, Any] = {"functionName": "fn", "version": 1, "codeSha256": code_sha256(SPEC),
+                            "configSha256": "0" * 64, "template": SPEC}  # fmt: skip
+    version = {"metadata": {"name": "fn.1", "namespace": "default"}, "spec": spec}
+    backend._version_changed("default/fn.1", version)
+    facts = registry.facts("default/fn:1")
+    assert facts.code is not None and facts.code.sha256 == code_sha256(SPEC)
+    # The same object edited to another digest: no longer served, and the log says why.
+    spec["codeSha256"] = "c2hh"
+    backend._version_changed("default/fn.1", version)
+    assert registry.find("default/fn:1") is None
+    assert "not serving default/fn.1" in caplog.text and "'c2hh'" in caplog.text
+
+
 def test_a_cluster_gateway_runs_a_version_on_its_own_slices() -> None:
     """The operator labels a version's Service (so its EndpointSlices) with its version: the
     gateway feeds those addresses to `namespace/name:N` alone, with the function's token."""

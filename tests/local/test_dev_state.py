@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from version_digests import code_sha256
+from waiting import eventually_async
 
+from kfaas import dir_store
 from kfaas import object_store as store
 from kfaas.cli.dev_files import (
     APPLIED_FROM,
@@ -393,3 +396,37 @@ def test_a_state_folder_read_as_manifests_or_code_is_refused(tmp_path: Path) -> 
     assert refused is not None and "read as manifests" in refused
     refused = state_misplaced(folder / "src" / ".state", [folder / "functions.yaml"], manifests)
     assert refused is not None and "the code of Function default/first" in refused
+
+
+async def test_a_version_edited_by_hand_to_another_digest_is_not_served(
+    feed: tuple[DevObjects, FunctionRegistry, list[list[EventSourceMapping]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ADR 031: a state file whose codeSha256 is not its code's (the store refuses a write of
+    one, a hand edit of the file gets past it) runs nothing and says why, as the operator does."""
+    dev, registry, _ = feed
+    monkeypatch.setitem(dir_store.VALIDATORS, store.FUNCTION_VERSIONS, lambda body: None)
+    template = {"runtime": OWN, "handler": "app.handler", "code": {"inline": {"app.py": HANDLER}}}
+    actual = code_sha256(template)
+    for number, digest in ((1, actual), (2, "c2hh")):
+        body = {
+            "metadata": {"name": f"edited.{number}", "namespace": "default"},
+            "spec": {"functionName": "edited", "version": number, "codeSha256": digest,
+                     "configSha256": "0" * 64, "template": template},
+        }  # fmt: skip
+        await dev.objects.create(store.FUNCTION_VERSIONS, body, field_manager="kubectl")
+    facts = registry.facts("default/edited:1")
+    assert facts.code is not None and facts.code.sha256 == actual
+    assert registry.find("default/edited:2") is None
+
+    async def status(name: str) -> dict[str, Any] | None:
+        body = await dev.objects.get(store.FUNCTION_VERSIONS, "default", name)
+        return body.get("status")
+
+    mismatched = await eventually_async(lambda: status("edited.2"), within=5, what="a status")
+    [ready] = mismatched["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "CodeMismatch")
+    assert "'c2hh'" in ready["message"] and repr(actual) in ready["message"]
+    assert "codeSha256" not in mismatched  # no code of it ever ran
+    served = await eventually_async(lambda: status("edited.1"), within=5, what="a status")
+    assert served["codeSha256"]  # the operator's hex digest of the files that run
