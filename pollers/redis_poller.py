@@ -36,6 +36,8 @@ log = logging.getLogger("kfaas.pollers.redis")
 IDLE_BLOCK_MS = 1000
 # On shutdown, how long the batch in flight may take to finish and be acknowledged.
 DRAIN_SECONDS = 5.0
+# On shutdown, how long the reader and the claim keeper may take to end once cancelled.
+HELPER_STOP_SECONDS = 2.0
 
 
 def resumed_failures(times_delivered: int) -> int:
@@ -170,7 +172,10 @@ class RedisPoller:
                 await drained(self._deliver(getter.result()), DRAIN_SECONDS)
         finally:
             helpers = [keeper] if reader is None else [keeper, reader]
-            await aiokit.stop_tasks(helpers, grace_seconds=0)
+            # Bounded: a helper that swallowed its cancellation ends when the client closes.
+            await aiokit.stop_tasks(
+                helpers, grace_seconds=0, cancelled_seconds=HELPER_STOP_SECONDS, log=log
+            )
             await self.client.close()
 
     async def _read_ahead(self, ready: asyncio.Queue[list[StreamRecord]]) -> None:

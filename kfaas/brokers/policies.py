@@ -47,19 +47,26 @@ _CONNECT_SECONDS = 5
 
 
 def open_redis(url: str, policy: RedisPolicy) -> aioredis.Redis:
-    """A client (connection pool) for ``url`` set up as ``policy`` says; connects lazily."""
+    """A client (connection pool) for ``url`` set up as ``policy`` says; connects lazily.
+
+    ``socket_timeout`` is always None, said explicitly: redis-py 8 turned its default from None
+    into 5 s, and with a socket timeout it sends every command through ``asyncio.wait_for``,
+    which on Python 3.11 loses a cancellation that lands as the send completes. A poller's
+    reader then ignored SIGTERM and read on forever (the CI of 2026-11-30). Without it, a
+    blocking ``XREADGROUP`` also waits server-side for as long as it asks, and the policy's
+    call deadline (``RedisStreams``) bounds a bounded call instead.
+    """
     if policy.library_retries:
-        # No socket_timeout: XREADGROUP BLOCK waits server-side for as long as it asks.
         return aioredis.Redis.from_url(
             url,
+            socket_timeout=None,
             health_check_interval=policy.health_check_seconds,
             socket_connect_timeout=_CONNECT_SECONDS,
             retry_on_timeout=False,
         )
-    # No socket_timeout either: redis-py then sends through asyncio.wait_for, which on Python
-    # 3.11 can swallow a cancellation; the policy's call deadline bounds each command instead.
     return aioredis.Redis.from_url(
         url,
+        socket_timeout=None,
         health_check_interval=policy.health_check_seconds,
         socket_connect_timeout=_CONNECT_SECONDS,
         socket_keepalive=True,

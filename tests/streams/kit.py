@@ -150,6 +150,8 @@ class PollerProcess:
             return self.process.wait(20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            # Shown with the failing test: what the poller was doing when it would not stop.
+            print(f"poller {self.log.name} ignored SIGTERM for 20 s; its output:\n{self.output()}")
             return self.process.wait()
 
     def output(self) -> str:
