@@ -251,3 +251,31 @@ async def _scale_version_from_zero(platform: Platform, kubeconfig: Path, namespa
             assert not fed.get(f"{namespace}/cold")  # $LATEST has no instance
         finally:
             await backend.stop()
+
+
+def test_a_version_applied_with_another_code_s_digest_is_code_mismatch_and_runs_nothing(
+    platform: Platform, namespace: str
+) -> None:
+    """ADR 031: the API server takes any codeSha256 (CEL cannot hash); the operator refuses
+    one that is not the template's code's, names both digests and builds nothing."""
+    platform.apply(
+        {
+            "apiVersion": "kfaas.dev/v1alpha1",
+            "kind": "Function",
+            "metadata": {"name": "lying", "namespace": namespace},
+            "spec": SPEC,
+        }
+    )
+    function = get(platform, namespace, "function/lying")
+    document = version_doc(namespace, function, 1)
+    document["spec"]["codeSha256"] = "c2hh"
+    platform.apply(document)
+    wait(platform, namespace, "condition=Ready=False", "functionversion/lying.1")
+    status = get(platform, namespace, "functionversion/lying.1")["status"]
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["reason"] == "CodeMismatch"
+    assert "'c2hh'" in ready["message"] and repr(code_sha256(SPEC)) in ready["message"]
+    state = function_state(status, 1)
+    assert (state["State"], state.get("StateReasonCode")) == ("Failed", "InvalidConfiguration")
+    missing = platform.kubectl("-n", namespace, "get", "deployment", "lying-1-fnv", check=False)
+    assert "NotFound" in missing
