@@ -34,7 +34,7 @@ from kfaas.kube_clients import Informer, KubeClient, KubeError, running
 from kfaas.manifests import Function, ManifestError
 from kfaas.names import parse_function_key
 from kfaas.scaling import ScalingPolicy, ScalingState, desired_instances, record
-from kfaas.version_manifests import parse_version
+from kfaas.version_manifests import checked_code, parse_version
 
 from . import names
 from .metrics import OperatorMetrics
@@ -145,6 +145,7 @@ class Autoscaler:
         for body in list(self.versions.objects.values()):
             try:
                 version = parse_version(body)
+                checked_code(version)  # CodeMismatch (ADR 031): the reconciler built nothing
             except ManifestError:
                 continue
             runnable.append(version.function().as_version(version.spec.version))

@@ -363,3 +363,15 @@ def test_each_version_scales_on_its_own_demand() -> None:
     del autoscaler.versions.objects["media/thumb.2"]
     asyncio.run(autoscaler.tick())
     assert set(autoscaler.states) == {"media/thumb", "media/thumb:1"}
+    # One whose digest is not its code's (ADR 031) is the reconciler's to report: never scaled.
+    mismatched = version_body(3)
+    mismatched["spec"]["codeSha256"] = "c2hh"
+    autoscaler.versions.objects["media/thumb.3"] = mismatched
+    autoscaler.deployments.objects["media/thumb-3-fnv"] = {"spec": {"replicas": 0}}
+    cluster.applied.clear()
+    autoscaler.leases.objects["platform/kfaas-demand-gw-a"] = demand_lease(
+        "platform", "gw-a", {"media/thumb:3": 3}, now
+    )
+    asyncio.run(autoscaler.tick())
+    assert "media/thumb:3" not in autoscaler.states
+    assert [body["metadata"]["name"] for body in cluster.applied] == []
