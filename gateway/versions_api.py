@@ -181,8 +181,12 @@ async def publish_version(
         pinned = function.spec.model_copy(update={"code": await _pinned_code(services, function)})
         template = pinned.model_dump(mode="json", by_alias=True, exclude_none=True)
         digest = config_sha256(template)
+        code = template_code(pinned).sha256
         versions = await function_versions(services, ref, body)
-        if versions and versions[-1][0].spec.config_sha256 == digest:
+        newest = versions[-1][0].spec if versions else None
+        # Unchanged code and configuration: that version, as Lambda answers — unless it was
+        # applied by hand under another code's digest, never served (ADR 031).
+        if newest is not None and (newest.config_sha256, newest.code_sha256) == (digest, code):
             return version_configuration(services, versions[-1][1])
         annotations = (body["metadata"].get("annotations") or {}).get(LAST_VERSION_ANNOTATION)
         try:
@@ -202,7 +206,7 @@ async def publish_version(
                 continue
         version = _version_body(
             body, number, template, description=description or function.spec.description,
-            code_sha256=template_code(pinned).sha256, digest=digest,
+            code_sha256=code, digest=digest,
         )  # fmt: skip
         with store_errors(f"{what}:{number}"):
             try:

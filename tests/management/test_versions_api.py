@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError, WaiterError
 from management_gateway import ManagementGateway, handler_zip
 from version_digests import code_sha256
 
-from kfaas import object_store
+from kfaas import dir_store, object_store
 from kfaas.lambda_versions import LAST_VERSION_ANNOTATION
 
 ROLE = "arn:aws:iam::123456789012:role/deployer"
@@ -85,6 +85,29 @@ def test_publish_numbers_versions_and_never_reuses_one(
     }
     assert version["metadata"]["ownerReferences"][0]["uid"] == stored["metadata"]["uid"]
     assert "zip" in version["spec"]["template"]["code"]
+
+
+def test_publish_does_not_answer_with_a_version_whose_digest_is_not_its_code_s(
+    lambda_api: Any, management_gateway: ManagementGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADR 031: the newest version, re-applied by hand (as kubectl can in a cluster, whose API
+    server cannot check the digest) with the same template but another codeSha256, is never
+    served: publishing the unchanged function makes a new version instead of answering with it."""
+    latest = create(lambda_api)
+    assert lambda_api.publish_version(FunctionName="thumbnail")["Version"] == "1"
+    objects = management_gateway.objects
+    published = management_gateway.run(
+        objects.get(object_store.FUNCTION_VERSIONS, "default", "thumbnail.1")
+    )
+    management_gateway.run(objects.delete(object_store.FUNCTION_VERSIONS, "default", "thumbnail.1"))
+    monkeypatch.setitem(dir_store.VALIDATORS, object_store.FUNCTION_VERSIONS, lambda body: None)
+    lying = {"metadata": {key: published["metadata"][key] for key in ("name", "namespace")},
+             "spec": published["spec"] | {"codeSha256": "c2hh"}}  # fmt: skip
+    management_gateway.run(objects.create(object_store.FUNCTION_VERSIONS, lying, field_manager="k"))
+    read = lambda_api.get_function_configuration(FunctionName="thumbnail", Qualifier="1")
+    assert read["CodeSha256"] == "c2hh"  # what the object states; its status will say why
+    again = lambda_api.publish_version(FunctionName="thumbnail")
+    assert (again["Version"], again["CodeSha256"]) == ("2", latest["CodeSha256"])
 
 
 def test_publish_keeps_latest_revision_and_last_modified(lambda_api: Any) -> None:

@@ -193,7 +193,7 @@ READERS: dict[str, tuple[str, str]] = {
     "FunctionVersionSpec.version": ("gateway/registry.py", "version.spec.version"),
     # A version's own description, read from the stored object (its template keeps the function's).
     "FunctionVersionSpec.description": ("gateway/function_reads.py", "get('description', '')"),
-    "FunctionVersionSpec.config_sha256": ("gateway/versions_api.py", "spec.config_sha256"),
+    "FunctionVersionSpec.config_sha256": ("gateway/versions_api.py", "newest.config_sha256"),
     # Reported as the version's CodeSha256; kfaas.version_manifests.checked_code refuses a
     # digest that is not the template's code's (kfaas dev's store, the registry, the operator).
     "FunctionVersionSpec.code_sha256": ("gateway/function_reads.py", "version.spec.code_sha256"),
