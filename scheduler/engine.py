@@ -89,6 +89,10 @@ class ScheduleEngine:
         )
         self._workers: dict[str, asyncio.Task[bool]] = {}
         self._wake = asyncio.Event()
+        # When the loop means to look next; a worker that finds its schedule due before then
+        # wakes it (``_due_at``).
+        self._next_look = clock()
+        self._deliveries = asyncio.Semaphore(self.settings.max_deliveries)
         # One attempt (a delivery, a dead-letter write) ends well inside the claim's lease.
         self.attempt_seconds = min(self.settings.claim_seconds / 3, 30.0)
 
@@ -97,6 +101,7 @@ class ScheduleEngine:
         try:
             while True:
                 seconds = await self.run_once()
+                self._next_look = self.clock() + datetime.timedelta(seconds=seconds)
                 await aiokit.wait_event(self._wake, seconds)
                 self._wake.clear()
         finally:
@@ -136,10 +141,15 @@ class ScheduleEngine:
             return
         if (error := task.exception()) is not None:
             log.error("%s failed", task.get_name(), exc_info=error)
-        elif task.result():
-            # The loop looks again at once: the schedule's next due time is known now. Not after
-            # a failure, which the next poll retries (a store refusing every write, a bug in a
-            # delivery, must not make a hot loop).
+
+    def _due_at(self, until: datetime.datetime | None) -> None:
+        """A worker's schedule is next due at ``until``: the loop looks again by then.
+
+        Only when that is before the loop's next look anyway: waking it after every worker
+        made 2,000 ticks due together 2,000 listings of every Schedule. Never after a failure,
+        which the next poll retries (a store refusing every write must not make a hot loop).
+        """
+        if until is not None and until < self._next_look:
             self._wake.set()
 
     def _decide(self, body: Body, now: datetime.datetime) -> ticks.Wait | ticks.Fire | None:
@@ -184,6 +194,7 @@ class ScheduleEngine:
                 if isinstance(decision, ticks.Wait):
                     if decision.status is not None:
                         await self.claims.write(body, decision.status)
+                    self._due_at(decision.until)
                     return True
                 body = await self._fire(body, decision)
             except Stale as stale:
@@ -260,7 +271,9 @@ class ScheduleEngine:
         target = schedule.spec.target
         payload = payload_of(schedule, uid, tick, region=self.region)
         try:
-            async with asyncio.timeout(self.attempt_seconds):
+            # The wait for a slot counts as the attempt's time: an attempt never outlasts its
+            # share of the claim's lease, however many ticks came due together.
+            async with asyncio.timeout(self.attempt_seconds), self._deliveries:
                 await self.delivery.invoke_async(
                     schedule.metadata.namespace, target.function_name, target.qualifier, payload
                 )

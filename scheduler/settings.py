@@ -15,6 +15,10 @@ from kfaas.config import seconds
 DEFAULT_POLL_SECONDS = 2.0
 DEFAULT_CLAIM_SECONDS = 30.0
 DEFAULT_RETRY_BASE_SECONDS = 1.0
+# Deliveries one replica has in flight at once. Schedules created together come due together
+# (a flood of 2,000 had 2,000 invocations in flight, each a connection to the gateway); the rest
+# wait their turn.
+DEFAULT_MAX_DELIVERIES = 64
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class SchedulerSettings:
     claim_seconds: float = DEFAULT_CLAIM_SECONDS
     # The first retry's pause; later ones double, up to 60 times this (EventBridge: 1 s to 60 s).
     retry_base_seconds: float = DEFAULT_RETRY_BASE_SECONDS
+    # Not read from the environment: a bound on one replica's fan-out, not a tuning knob.
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SchedulerSettings:
