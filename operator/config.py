@@ -20,6 +20,8 @@ from typing import Any
 from kfaas import runtimes
 from kfaas.config import Settings
 
+from .platform_brokers import PlatformKafka, PlatformRedis
+
 
 @dataclass(frozen=True)
 class EgressConfig:
@@ -108,6 +110,10 @@ class OperatorConfig:
         ("app.kubernetes.io/component", "code-store"),
     )
     code_store_port: int = 8090
+    # The platform's Kafka and Redis as poller pods get them, for destinations that name no
+    # server of their own (ADR 032): the operator's own settings, Secrets mounted by name.
+    platform_kafka: PlatformKafka = field(default_factory=PlatformKafka)
+    platform_redis: PlatformRedis = field(default_factory=PlatformRedis)
 
     @property
     def code_store(self) -> bool:
@@ -141,6 +147,8 @@ class OperatorConfig:
             runtime_token_key=environ.get("KFAAS_RUNTIME_TOKEN_KEY") or None,
             allow_service_account_token=_flag(environ, "KFAAS_ALLOW_SERVICE_ACCOUNT_TOKEN", False),
             egress=EgressConfig.from_env(environ),
+            platform_kafka=PlatformKafka.from_env(environ),
+            platform_redis=PlatformRedis.from_env(environ),
             **_code_store(environ),
         )
 

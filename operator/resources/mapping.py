@@ -10,6 +10,10 @@ the kubelet refreshes them when the Secret changes (within about a minute), so a
 used without a rollout, and a Secret made after the mapping does not hold the pod in
 ContainerCreating. Reading them through the API would need a Role with ``get`` on them, which RBAC
 lets the operator grant only if it could read every Secret itself.
+
+A mapping whose on-failure destination names no server writes to the platform's Kafka or Redis:
+its pollers get the operator's own settings for them, the platform Kafka's Secrets mounted by
+name at the paths its ``KFAAS_KAFKA_*_FILE`` variables name (ADR 032, ``platform_brokers``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from kfaas.manifests import API_GROUP, EventSourceMapping, KafkaAuth, KafkaTls
 
 from .. import names
 from ..config import OperatorConfig
+from ..platform_brokers import SecretMount
 from .common import CONTAINER_SECURITY, POD_SECURITY, Body, metadata, owner_reference, with_hash
 
 
@@ -75,6 +80,45 @@ def referenced_secrets(mapping: EventSourceMapping) -> list[str]:
     return sorted(set(names))
 
 
+def uses_platform_kafka(mapping: EventSourceMapping) -> bool:
+    """A Redis mapping whose on-failure destination is a Kafka topic naming no cluster: it goes
+    to the platform's (a Kafka source's destination uses the source's cluster instead)."""
+    spec = mapping.spec
+    target = spec.destination_config.on_failure if spec.destination_config else None
+    return (
+        spec.redis is not None
+        and target is not None
+        and target.kafka is not None
+        and target.kafka.bootstrap_servers is None
+    )
+
+
+def uses_platform_redis(mapping: EventSourceMapping) -> bool:
+    """A Kafka mapping whose on-failure destination is a Redis stream naming no server."""
+    spec = mapping.spec
+    target = spec.destination_config.on_failure if spec.destination_config else None
+    return (
+        spec.kafka is not None
+        and target is not None
+        and target.redis is not None
+        and target.redis.url is None
+    )
+
+
+def _platform_env(mapping: EventSourceMapping, config: OperatorConfig) -> list[Body]:
+    """The platform's Kafka or Redis settings, only for a mapping that writes there (ADR 032):
+    other pollers need not, and a namespace without the platform's Secrets still runs them."""
+    if uses_platform_kafka(mapping):
+        return config.platform_kafka.env()
+    if uses_platform_redis(mapping):
+        return config.platform_redis.env()
+    return []
+
+
+def _platform_mounts(mapping: EventSourceMapping, config: OperatorConfig) -> list[SecretMount]:
+    return list(config.platform_kafka.mounts) if uses_platform_kafka(mapping) else []
+
+
 def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: OperatorConfig) -> Body:
     """``parallelism`` pollers while enabled, none while disabled (offsets stay committed)."""
     spec = mapping.spec
@@ -93,6 +137,8 @@ def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: Operat
     secrets = referenced_secrets(mapping)
     if secrets:
         env.append({"name": "KFAAS_POLLER_SECRETS_DIR", "value": SECRETS_DIR})
+    env += _platform_env(mapping, config)
+    platform = _platform_mounts(mapping, config)
     container: Body = {
         "name": "poller",
         "image": config.image,
@@ -110,6 +156,10 @@ def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: Operat
                 {"name": f"secret-{index}", "mountPath": f"{SECRETS_DIR}/{name}", "readOnly": True}
                 for index, name in enumerate(secrets)
             ),
+            *(
+                {"name": f"platform-kafka-{index}", "mountPath": mount.folder, "readOnly": True}
+                for index, mount in enumerate(platform)
+            ),
         ],
     }
     volumes: list[Body] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
@@ -121,6 +171,12 @@ def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: Operat
             "secret": {"secretName": name, "optional": True, "defaultMode": _SECRET_MODE},
         }
         for index, name in enumerate(secrets)
+    ]
+    # Not optional: without the platform's Secret in this namespace the pod waits, and the
+    # kubelet's event names the Secret (`kubectl describe pod`), rather than the poller exiting.
+    volumes += [
+        {"name": f"platform-kafka-{index}", "secret": _platform_secret(mount)}
+        for index, mount in enumerate(platform)
     ]
     labels = names.poller_labels(mapping.metadata.name, spec.function_name)
     return with_hash(
@@ -147,6 +203,13 @@ def make_poller_deployment(mapping: EventSourceMapping, uid: str, config: Operat
             },
         }
     )
+
+
+def _platform_secret(mount: SecretMount) -> Body:
+    secret: Body = {"secretName": mount.secret, "defaultMode": _SECRET_MODE}
+    if mount.keys:
+        secret["items"] = [{"key": key, "path": key} for key in mount.keys]
+    return secret
 
 
 def make_poller_service_account(mapping: EventSourceMapping, uid: str) -> Body:

@@ -55,9 +55,30 @@ def platform(
         installed,
         KFAAS_OPERATOR_METRICS_PORT=str(installed.operator_metrics_port),
         KFAAS_RUNTIME_TOKEN_KEY=RUNTIME_TOKEN_KEY,
+        **_platform_kafka(tmp_path_factory.mktemp("platform-kafka")),
     ):
         yield installed
     kwok_service.kubectl("delete", "namespace", installed.namespace, "--wait=false")
+
+
+def _platform_kafka(folder: Path) -> dict[str, str]:
+    """The platform Kafka's settings as the chart gives them to the operator (ADR 032): files
+    it reads at start, and the names of the Secrets behind them for poller pods."""
+    (folder / "ca").mkdir()
+    (folder / "ca" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n")
+    (folder / "auth").mkdir()
+    (folder / "auth" / "password").write_text("s3cret")
+    return {
+        "KFAAS_KAFKA_BOOTSTRAP_SERVERS": "kafka.platform:9093",
+        "KFAAS_KAFKA_TLS": "true",
+        "KFAAS_KAFKA_CA_FILE": str(folder / "ca" / "ca.crt"),
+        "KFAAS_KAFKA_CA_SECRET": "platform-kafka-ca",
+        "KFAAS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KFAAS_KAFKA_USERNAME": "kfaas",
+        "KFAAS_KAFKA_PASSWORD_FILE": str(folder / "auth" / "password"),
+        "KFAAS_KAFKA_AUTH_SECRET": "platform-kafka-user",
+        "KFAAS_REDIS_URL_SECRET": "platform-redis",
+    }
 
 
 @pytest.fixture
@@ -490,6 +511,51 @@ def test_a_poller_that_cannot_read_its_source_makes_the_mapping_not_ready(
     body = get(platform, namespace, "eventsourcemapping/orders")
     assert body["status"]["state"] == "Enabled"
     assert condition(body, "Polling")["status"] == "True"
+
+
+def test_pollers_writing_to_the_platforms_brokers_get_its_settings(
+    platform: Platform, namespace: str
+) -> None:
+    """A Redis mapping dead-lettering to the platform's Kafka, a Kafka one to its Redis: the
+    operator (which may not read Secrets) mounts the platform's by name; the API server takes it."""
+    platform.apply(function_doc("consumer", namespace))
+    platform.apply({
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "EventSourceMapping",
+        "metadata": {"name": "to-kafka", "namespace": namespace},
+        "spec": {"functionName": "consumer",
+                 "redis": {"url": "redis://r:6379/0", "stream": "orders"},
+                 "destinationConfig": {"onFailure": {"kafka": {"topic": "orders-dlq"}}}},
+    })  # fmt: skip
+    platform.apply({
+        "apiVersion": "kfaas.dev/v1alpha1",
+        "kind": "EventSourceMapping",
+        "metadata": {"name": "to-redis", "namespace": namespace},
+        "spec": {"functionName": "consumer",
+                 "kafka": {"bootstrapServers": "k1:9092", "topic": "orders"},
+                 "destinationConfig": {"onFailure": {"redis": {"stream": "orders-dlq"}}}},
+    })  # fmt: skip
+    wait(platform, namespace, "condition=Ready", "eventsourcemapping/to-kafka")
+    wait(platform, namespace, "condition=Ready", "eventsourcemapping/to-redis")
+    pod = get(platform, namespace, "deployment", "to-kafka-poller")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+    assert env["KFAAS_KAFKA_BOOTSTRAP_SERVERS"] == "kafka.platform:9093"
+    assert env["KFAAS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["KFAAS_KAFKA_USERNAME"] == {
+        "secretKeyRef": {"name": "platform-kafka-user", "key": "username"}
+    }
+    assert "KFAAS_KAFKA_PASSWORD" not in env
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"platform-kafka-ca", "platform-kafka-user"}
+    folders = {m["mountPath"] for m in container["volumeMounts"]}
+    assert str(Path(env["KFAAS_KAFKA_PASSWORD_FILE"]).parent) in folders
+    redis = get(platform, namespace, "deployment", "to-redis-poller")["spec"]["template"]["spec"]
+    redis_env = {item["name"]: item for item in redis["containers"][0]["env"]}
+    assert redis_env["KFAAS_REDIS_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "platform-redis", "key": "url"}
+    }
+    assert not [name for name in redis_env if name.startswith("KFAAS_KAFKA")]
 
 
 def _report(platform: Platform, replica: str, figures: dict[str, int]) -> None:

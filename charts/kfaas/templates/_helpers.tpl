@@ -120,6 +120,25 @@ capabilities:
 {{- end -}}
 {{- end -}}
 
+{{/* For the operator only (ADR 032): the names of the Secrets behind the platform's Kafka files
+  and Redis URL, which it mounts by name into the poller pods of mappings that write there. */}}
+{{- define "kfaas.pollerPlatformSecretsEnv" -}}
+{{- with .Values.kafka.tls.caSecretRef.name }}
+- name: KFAAS_KAFKA_CA_SECRET
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.kafka.auth.mechanism }}
+- name: KFAAS_KAFKA_AUTH_SECRET
+  value: {{ .Values.kafka.auth.secretRef.name | quote }}
+{{- end }}
+{{- with .Values.redis.urlSecret.name }}
+- name: KFAAS_REDIS_URL_SECRET
+  value: {{ . | quote }}
+- name: KFAAS_REDIS_URL_SECRET_KEY
+  value: {{ $.Values.redis.urlSecret.key | quote }}
+{{- end }}
+{{- end -}}
+
 {{- define "kfaas.kafkaVolumeMounts" -}}
 {{- if .Values.kafka.tls.caSecretRef.name }}
 - {name: kafka-ca, mountPath: /etc/kfaas/kafka/ca, readOnly: true}
