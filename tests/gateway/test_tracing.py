@@ -19,6 +19,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from traced_functions import write_functions
 from waiting import eventually_async
 
 from kfaas.cli.dev import DevServer
@@ -28,29 +29,6 @@ from kfaas.trace_context import parse_traceparent, parse_xray
 FUNCTIONS = Path(__file__).parent.parent / "functions"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
-MANIFEST = """
-apiVersion: kfaas.dev/v1alpha1
-kind: Function
-metadata: {name: active}
-spec:
-  runtime: python3.11
-  handler: app.handler
-  code: {path: ./src}
-  tracing: {mode: Active}
----
-apiVersion: kfaas.dev/v1alpha1
-kind: Function
-metadata: {name: passthrough}
-spec:
-  runtime: python3.11
-  handler: app.handler
-  code: {path: ./src}
-"""
-APP = """
-import os
-def handler(event, context):
-    return {k: os.environ.get(k) for k in ("TRACEPARENT", "_X_AMZN_TRACE_ID")}
-"""
 
 
 async def test_trace_context_from_client_to_handler(spans: InMemorySpanExporter) -> None:
@@ -88,9 +66,7 @@ async def test_trace_context_from_client_to_handler(spans: InMemorySpanExporter)
 
 
 async def _dev(tmp_path: Path, environ: dict[str, str]) -> DevServer:
-    (tmp_path / "src").mkdir(exist_ok=True)
-    (tmp_path / "src" / "app.py").write_text(APP)
-    (tmp_path / "functions.yaml").write_text(MANIFEST)
+    write_functions(tmp_path)
     server = DevServer(
         [str(tmp_path)],
         host="127.0.0.1",

@@ -23,33 +23,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from traced_functions import write_functions
 from waiting import eventually
 
 from kfaas.trace_context import parse_traceparent
-
-MANIFEST = """
-apiVersion: kfaas.dev/v1alpha1
-kind: Function
-metadata: {name: active}
-spec:
-  runtime: python3.11
-  handler: app.handler
-  code: {path: ./src}
-  tracing: {mode: Active}
----
-apiVersion: kfaas.dev/v1alpha1
-kind: Function
-metadata: {name: passthrough}
-spec:
-  runtime: python3.11
-  handler: app.handler
-  code: {path: ./src}
-"""
-APP = """
-import os
-def handler(event, context):
-    return {k: os.environ.get(k) for k in ("TRACEPARENT", "_X_AMZN_TRACE_ID")}
-"""
 
 
 @dataclass(frozen=True)
@@ -120,9 +97,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def dev(tmp_path: Path, receiver: Receiver) -> Iterator[DevServer]:
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "app.py").write_text(APP)
-    (tmp_path / "functions.yaml").write_text(MANIFEST)
+    write_functions(tmp_path)
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within a tenth of a second
