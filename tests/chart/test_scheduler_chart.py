@@ -315,7 +315,9 @@ def _schedule(namespace: str, name: str, function: str, expression: str) -> dict
     }
 
 
-def test_the_scheduler_fires_as_its_account_through_a_sigv4_gateway(platform: Platform) -> None:
+@contextmanager
+def _namespace_with_report(platform: Platform) -> Iterator[str]:
+    """A namespace of its own holding the Function `report`, deleted afterwards."""
     namespace = f"sched-{uuid.uuid4().hex[:6]}"
     platform.kubectl("create", "namespace", namespace)
     try:
@@ -331,6 +333,13 @@ def test_the_scheduler_fires_as_its_account_through_a_sigv4_gateway(platform: Pl
                 },
             }
         )
+        yield namespace
+    finally:
+        platform.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_the_scheduler_fires_as_its_account_through_a_sigv4_gateway(platform: Platform) -> None:
+    with _namespace_with_report(platform) as namespace:
         for name, function, expression in (
             ("every-5s", "report", "rate(5 seconds)"),
             ("to-nothing", "absent", "rate(5 seconds)"),
@@ -379,39 +388,12 @@ def test_the_scheduler_fires_as_its_account_through_a_sigv4_gateway(platform: Pl
             assert "message" not in status("bad-cron")
         table = platform.kubectl("-n", namespace, "get", "sched")
         assert "every-5s" in table and "rate(5 seconds)" in table
-    finally:
-        platform.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
 def test_without_invoke_the_gateway_refuses_the_scheduler(platform: Platform) -> None:
     """The `invoke` grant is what lets the ticks through: another account's token is refused."""
-    namespace = f"sched-{uuid.uuid4().hex[:6]}"
-    platform.kubectl("create", "namespace", namespace)
-    try:
-        platform.apply(
-            {
-                "apiVersion": "kfaas.dev/v1alpha1",
-                "kind": "Function",
-                "metadata": {"name": "report", "namespace": namespace},
-                "spec": {
-                    "runtime": "python3.11",
-                    "handler": "app.handler",
-                    "code": {"inline": {"app.py": "def handler(event, context):\n    return 1\n"}},
-                },
-            }
-        )
-        platform.apply(
-            {
-                "apiVersion": "kfaas.dev/v1alpha1",
-                "kind": "Schedule",
-                "metadata": {"name": "denied", "namespace": namespace},
-                "spec": {
-                    "scheduleExpression": "rate(5 seconds)",
-                    "target": {"functionName": "report"},
-                    "retryPolicy": {"maximumRetryAttempts": 0},
-                },
-            }
-        )
+    with _namespace_with_report(platform) as namespace:
+        platform.apply(_schedule(namespace, "denied", "report", "rate(5 seconds)"))
         stranger = _token(platform, "default", namespace)
         environment = {"KFAAS_AUTH": "sigv4", "KFAAS_AUTH_CACHE_SECONDS": "1"}
         with (
@@ -432,5 +414,3 @@ def test_without_invoke_the_gateway_refuses_the_scheduler(platform: Platform) ->
                 what=f"the tick refused (log: {log})",
             )
             assert _metric(metrics, "kfaas_schedule_fires_total", schedule="denied") == 0
-    finally:
-        platform.kubectl("delete", "namespace", namespace, "--wait=false")
