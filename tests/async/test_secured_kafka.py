@@ -26,7 +26,7 @@ from services.kafka_broker import KafkaBroker, run_coroutine
 from services.kafka_listeners import SecuredListeners
 from waiting import eventually
 
-from kfaas.brokers.kafka_security import KafkaSecurity, client_options
+from kfaas.brokers.kafka_security import KafkaSecurity, SaslMechanism, client_options
 
 pytestmark = pytest.mark.kafka
 
@@ -123,16 +123,42 @@ def platform(secured: SecuredListeners, mode: str, folder: Path) -> tuple[str, d
     }
 
 
+def scram_security(secured: SecuredListeners, mechanism: SaslMechanism) -> KafkaSecurity:
+    """The test's own client of the SASL_SSL listener as ``mechanism``'s user."""
+    username, password = secured.users[mechanism]
+    return KafkaSecurity(
+        tls=True,
+        ca_pem=secured.ca_pem,
+        sasl_mechanism=mechanism,
+        username=username,
+        password=password,
+    )
+
+
+def secret_documents(secured: SecuredListeners, mechanism: str) -> list[dict[str, Any]]:
+    """`kafka-ca` (the broker's CA) and `kafka-user` (``mechanism``'s user), as kfaas dev reads
+    Secrets: `kind: Secret` documents beside the manifests."""
+    username, password = secured.users[mechanism]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kafka-ca"},
+            "stringData": {"ca.crt": secured.ca_pem.decode()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kafka-user"},
+            "type": "kubernetes.io/basic-auth",
+            "stringData": {"username": username, "password": password},
+        },
+    ]
+
+
 def security_of(secured: SecuredListeners, mode: str) -> KafkaSecurity:
     if mode == "scram-sha-512":
-        username, password = secured.users["SCRAM-SHA-512"]
-        return KafkaSecurity(
-            tls=True,
-            ca_pem=secured.ca_pem,
-            sasl_mechanism="SCRAM-SHA-512",
-            username=username,
-            password=password,
-        )
+        return scram_security(secured, "SCRAM-SHA-512")
     return KafkaSecurity(
         tls=True,
         ca_pem=secured.ca_pem,
@@ -195,23 +221,8 @@ def test_an_onfailure_destination_on_its_own_sasl_ssl_cluster_uses_its_namespace
     kafka_service: KafkaBroker, tmp_path: Path
 ) -> None:
     secured = kafka_service.secured
-    username, password = secured.users["SCRAM-SHA-256"]
     topic = f"secured-failure-{uuid.uuid4().hex[:8]}"
-    secrets = [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "kafka-ca"},
-            "stringData": {"ca.crt": secured.ca_pem.decode()},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "kafka-user"},
-            "type": "kubernetes.io/basic-auth",
-            "stringData": {"username": username, "password": password},
-        },
-    ]
+    secrets = secret_documents(secured, "SCRAM-SHA-256")
     on_failure = {
         "kafka": {
             "topic": topic,
@@ -224,13 +235,7 @@ def test_an_onfailure_destination_on_its_own_sasl_ssl_cluster_uses_its_namespace
     with dev_server([tmp_path], env=FAST) as dev:
         failed = send_event(dev.url, {"id": "bad", "fail": True})
         eventually(lambda: "bad" in ran(record), within=30, what="the event ran")
-        security = KafkaSecurity(
-            tls=True,
-            ca_pem=secured.ca_pem,
-            sasl_mechanism="SCRAM-SHA-256",
-            username=username,
-            password=password,
-        )
+        security = scram_security(secured, "SCRAM-SHA-256")
         found = eventually(
             lambda: [
                 r
@@ -250,7 +255,6 @@ def test_a_schedules_dead_letters_reach_their_own_sasl_ssl_cluster(
     """A tick the gateway refuses (no such function) is given up at once and dead-lettered
     with the Schedule's namespace's Secrets (kfaas dev's scheduler, ADR 026/027)."""
     secured = kafka_service.secured
-    username, password = secured.users["SCRAM-SHA-512"]
     topic = f"secured-schedule-dlq-{uuid.uuid4().hex[:8]}"
     documents = [
         {
@@ -274,27 +278,10 @@ def test_a_schedules_dead_letters_reach_their_own_sasl_ssl_cluster(
                 },
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "kafka-ca"},
-            "stringData": {"ca.crt": secured.ca_pem.decode()},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "kafka-user"},
-            "stringData": {"username": username, "password": password},
-        },
+        *secret_documents(secured, "SCRAM-SHA-512"),
     ]
     (tmp_path / "schedule.yaml").write_text(yaml.safe_dump_all(documents))
-    security = KafkaSecurity(
-        tls=True,
-        ca_pem=secured.ca_pem,
-        sasl_mechanism="SCRAM-SHA-512",
-        username=username,
-        password=password,
-    )
+    security = scram_security(secured, "SCRAM-SHA-512")
     with dev_server([tmp_path], env=FAST):
         records = eventually(
             lambda: topic_records(secured.sasl_ssl, security, topic),
