@@ -87,7 +87,7 @@ class ScheduleEngine:
         self.claims = ClaimWriter(
             objects, replica=replica, claim_seconds=self.settings.claim_seconds, clock=clock
         )
-        self._workers: dict[str, asyncio.Task[bool]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         # When the loop means to look next; a worker that finds its schedule due before then
         # wakes it (``_due_at``).
@@ -136,7 +136,7 @@ class ScheduleEngine:
             self._workers[key] = worker
         return max(0.0, (wake - self.clock()).total_seconds())
 
-    def _worker_ended(self, task: asyncio.Task[bool]) -> None:
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
         if (error := task.exception()) is not None:
@@ -183,31 +183,31 @@ class ScheduleEngine:
 
     # -- one schedule --------------------------------------------------------------------------
 
-    async def _work(self, body: Body) -> bool:
-        """Act on one Schedule until nothing is due (its owed ticks oldest first); False when
-        it stopped on a failure of the store (the next poll tries again)."""
+    async def _work(self, body: Body) -> None:
+        """Act on one Schedule until nothing is due (its owed ticks oldest first), or until the
+        store fails (the next poll tries again)."""
         while True:
             try:
                 decision = self._decide(body, self.clock())
                 if decision is None:
-                    return False
+                    return
                 if isinstance(decision, ticks.Wait):
                     if decision.status is not None:
                         await self.claims.write(body, decision.status)
                     self._due_at(decision.until)
-                    return True
+                    return
                 body = await self._fire(body, decision)
             except Stale as stale:
                 if isinstance(stale, ClaimLost):
                     log.warning("%s: the tick was taken over by another replica", _key(body))
                 body = stale.body
             except ObjectNotFound:
-                return True  # deleted: nothing is owed
+                return  # deleted: nothing is owed
             except (StoreError, aiokit.DeadlinePassed) as exc:
                 # The next look starts again from the store; a claim left behind is this
                 # replica's, taken over then (counted as a redelivery).
                 log.warning("%s: the store failed, trying again later: %s", _key(body), exc)
-                return False
+                return
 
     async def _fire(self, body: Body, fire: ticks.Fire) -> Body:
         """Claim ``fire.tick``, deliver it (or give it up), and record it done."""
