@@ -145,6 +145,16 @@ def _steps(owner: Body, result: Result | None, own: str) -> list[Outcome]:
     return list(steps.values())
 
 
+def _unreconciled(owner: Body, observed: int | None) -> list[Outcome]:
+    """Pending while no reconcile pass has acted on the spec as it now is: a refresh from a
+    Deployment event must not say Ready before the pass for this generation wrote its status
+    (`kubectl wait --for=condition=Ready` would return with `observedGeneration` still unset)."""
+    current = (owner.get("metadata") or {}).get("generation")
+    if current is None or (observed is not None and observed >= current):
+        return []
+    return [Outcome("Ready", "Unknown", "Reconciling", f"generation {current} not yet reconciled")]
+
+
 def _status(
     owner: Body,
     result: Result | None,
@@ -157,9 +167,11 @@ def _status(
     """The status body; ``reported`` (the pollers' Polling) counts for Ready but is kept as its
     writer wrote it: ``merge_conditions`` leaves a condition it is not given untouched."""
     steps = _steps(owner, result, watched.type)
-    summary = ready([*steps, watched, *(reported or [])], ready_message)
     live = owner.get("status") or {}
     generation = result.generation if result else live.get("observedGeneration")
+    summary = ready(
+        [*steps, *_unreconciled(owner, generation), watched, *(reported or [])], ready_message
+    )
     status: Body = {
         "conditions": merge_conditions(
             live.get("conditions") or [],

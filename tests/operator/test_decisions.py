@@ -17,6 +17,7 @@ from kfaas.operator.conditions import (
 )
 from kfaas.operator.config import OperatorOptions
 from kfaas.operator.peering import is_active, missing_peering, peering_resource
+from kfaas.operator.status import function_status
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -45,6 +46,22 @@ def test_ready_repeats_the_first_failing_step() -> None:
     )
     assert ready(outcomes[2:], "ok").status == "Unknown"
     assert ready(outcomes[:1], "invocable") == Outcome("Ready", "True", "Ready", "invocable")
+
+
+def test_a_refresh_is_not_ready_before_the_pass_for_this_generation() -> None:
+    """A Deployment event may refresh the status before the reconcile pass of a new spec wrote
+    its own: Ready waits for `observedGeneration` to reach `metadata.generation`."""
+    owner: dict[str, Any] = {"kind": "Function", "metadata": {"name": "f", "generation": 2}}
+    running = deployment(1, 1)
+    running["spec"]["template"] = {"metadata": {"annotations": {}}}
+    for observed in (None, 1):
+        owner["status"] = {} if observed is None else {"observedGeneration": observed}
+        status = function_status(owner, None, running, now="t")
+        found = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert (found["status"], found["reason"]) == ("Unknown", "Reconciling")
+    owner["status"] = {"observedGeneration": 2}
+    status = function_status(owner, None, running, now="t")
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["status"] == "True"
 
 
 def test_transition_time_changes_only_with_the_status() -> None:

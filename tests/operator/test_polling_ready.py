@@ -35,11 +35,12 @@ def deployment(replicas: int = 1) -> dict[str, Any]:
 
 
 def mapping(status: dict[str, Any] | None = None, *, enabled: bool = True) -> dict[str, Any]:
+    """A mapping whose generation a reconcile pass has acted on (Ready waits for that)."""
     return {
         "kind": "EventSourceMapping",
         "metadata": {"name": "orders", "namespace": "team", "generation": 1},
         "spec": {"functionName": "f", "enabled": enabled},
-        "status": status or {},
+        "status": {"observedGeneration": 1, **(status or {})},
     }
 
 
