@@ -90,8 +90,10 @@ class ScheduleEngine:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         # When the loop means to look next; a worker that finds its schedule due before then
-        # wakes it (``_due_at``).
+        # wakes it (``_due_at``). What workers found while the loop was listing is in
+        # ``_reported``: their schedules were skipped as busy, so the loop's plan lacks them.
         self._next_look = clock()
+        self._reported: list[datetime.datetime] = []
         self._deliveries = asyncio.Semaphore(self.settings.max_deliveries)
         # One attempt (a delivery, a dead-letter write) ends well inside the claim's lease.
         self.attempt_seconds = min(self.settings.claim_seconds / 3, 30.0)
@@ -112,6 +114,7 @@ class ScheduleEngine:
         """Start a worker for each Schedule with work to do; the seconds until the next look."""
         for key in [key for key, task in self._workers.items() if task.done()]:
             self._workers.pop(key)
+        self._reported.clear()
         poll = self.settings.poll_seconds
         try:
             bodies = await self.objects.list(SCHEDULES, self.namespace)
@@ -134,6 +137,7 @@ class ScheduleEngine:
             worker = asyncio.create_task(self._work(body), name=f"kfaas-schedule-{key}")
             worker.add_done_callback(self._worker_ended)
             self._workers[key] = worker
+        wake = min([wake, *self._reported])
         return max(0.0, (wake - self.clock()).total_seconds())
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
@@ -149,7 +153,10 @@ class ScheduleEngine:
         made 2,000 ticks due together 2,000 listings of every Schedule. Never after a failure,
         which the next poll retries (a store refusing every write must not make a hot loop).
         """
-        if until is not None and until < self._next_look:
+        if until is None:
+            return
+        self._reported.append(until)
+        if until < self._next_look:
             self._wake.set()
 
     def _decide(self, body: Body, now: datetime.datetime) -> ticks.Wait | ticks.Fire | None:
