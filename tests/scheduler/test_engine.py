@@ -8,22 +8,26 @@ store through ``Jittery`` so their reads and writes interleave as two replicas' 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from waiting import eventually_async
 
 from kfaas.dir_store import DirectoryObjectStore
-from kfaas.object_store import SCHEDULES
+from kfaas.object_store import SCHEDULES, Body, ObjectStore
 from kfaas.schedule_manifests import parse_date_time
 from kfaas.scheduler.delivery import DeliveryError, RefusedDelivery, RetryableDelivery
 from kfaas.scheduler.records import event_id
 
 from .helpers import (
+    FAST,
     DeadLetterBox,
     Jittery,
     Recorder,
@@ -277,3 +281,24 @@ async def test_too_old_ticks_without_a_dlq_are_counted_in_one_write(
     assert first - parse_date_time(line["tick"]).replace(microsecond=0) == datetime.timedelta(
         seconds=10
     )
+
+
+async def test_a_worker_done_while_the_loop_lists_is_in_the_loops_plan(
+    objects: DirectoryObjectStore,
+) -> None:
+    """The loop skips a schedule whose worker is busy; one that finishes during the listing tells
+    the loop its next due time (``_due_at``), so a fast schedule does not wait a whole poll."""
+    await create(objects, schedule_body("s", "rate(5 seconds)"))
+    slow = dataclasses.replace(FAST, poll_seconds=30.0)
+    scheduler = engine(objects, Recorder(), settings=slow)
+    list_all = objects.list
+
+    async def list_after_the_workers(plural: str, namespace: str | None = None) -> list[Body]:
+        await asyncio.gather(*scheduler._workers.values())
+        return await list_all(plural, namespace)
+
+    first = await scheduler.run_once()  # starts the worker that writes nextFireTime
+    assert list(scheduler._workers) == ["team-a/s"] and first <= 30
+    scheduler.objects = cast(ObjectStore, SimpleNamespace(list=list_after_the_workers))
+    seconds = await scheduler.run_once()
+    assert 0 < seconds <= 5, seconds
