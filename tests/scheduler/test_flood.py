@@ -1,4 +1,4 @@
-"""Hostile: a flood of Schedules in one namespace (2,000). A poll over them stays short and small,
+"""Hostile: a flood of Schedules in one namespace (2,000). A poll over them stays small in memory,
 and ticks that come due together all fire, each once. Two bugs it found: the deliveries in flight
 were unbounded (2,000 ticks due in the same second were 2,000 invocations of the gateway at once;
 now ``SchedulerSettings.max_deliveries``), and every worker that finished made the loop list every
@@ -77,7 +77,7 @@ async def settled(scheduler: ScheduleEngine) -> None:
     )  # fmt: skip
 
 
-async def test_a_flood_of_schedules_polls_in_bounded_time_and_fires_every_due_tick(
+async def test_a_flood_of_schedules_polls_in_bounded_memory_and_fires_every_due_tick(
     objects: DirectoryObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for n in range(FLOOD):
@@ -88,14 +88,10 @@ async def test_a_flood_of_schedules_polls_in_bounded_time_and_fires_every_due_ti
     await scheduler.run_once()  # each new Schedule gets its nextFireTime written
     await settled(scheduler)
 
-    # One poll with nothing due: a list and a decision each, no worker, no write.
-    started = time.perf_counter()
+    # One poll with nothing due: a list and a decision each, no worker, no write. (Its time,
+    # 0.1-0.4 s on 2 busy cores, is a figure for a benchmark, not an assertion here.)
     await scheduler.run_once()
-    seconds = time.perf_counter() - started
     assert not scheduler._workers
-    # 0.1-0.4 s measured on 2 busy cores, most of it the folder store's copies; a poll must fit
-    # in the default poll period (2 s) with room to spare.
-    assert seconds < 2.0, f"one poll over {FLOOD} Schedules took {seconds:.2f} s"
     tracemalloc.start()
     try:
         await scheduler.run_once()
