@@ -5,7 +5,8 @@ Only package registries are reachable here, so instead of the release tarball Ma
 `~/.cache/kfaas/kafka-<version>/libs`, and the broker runs as `java -cp libs/* kafka.Kafka`. One
 node is both controller and broker with static voters; the settings that only make sense for a
 multi-node cluster (replication 3, 50 offsets partitions, a 3 s rebalance delay) are scaled down.
-Besides PLAINTEXT it listens with server TLS, mutual TLS and SASL_SSL (services.kafka_listeners).
+Besides PLAINTEXT it listens with server TLS, mutual TLS and SASL_SSL (services.kafka_listeners);
+the broker for pods also on the node's bridge address, in PLAINTEXT and in SASL_SSL.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from services.base import (
 )
 from services.kafka_listeners import (
     LISTENERS,
+    POD_LISTENER,
+    POD_PORT,
     PROTOCOLS,
     USERS_MARKER,
     SecuredListeners,
@@ -103,10 +106,12 @@ def _server_properties(
         advertised += f",{name}://{address}"
         protocols += f",{name}:{PROTOCOLS[name]}"
     if pods is not None:
-        # A listener for pods on the real node: clients are told to come back to that address.
-        listening += f",PODS://{pods[0]}:{pods[1]}"
-        advertised += f",PODS://{pods[0]}:{pods[1]}"
-        protocols += ",PODS:PLAINTEXT"
+        # Listeners for pods on the real node: clients are told to come back to that address.
+        address = pods[0]
+        for name, port in (("PODS", pods[1]), (POD_LISTENER, ports[POD_PORT])):
+            listening += f",{name}://{address}:{port}"
+            advertised += f",{name}://{address}:{port}"
+        protocols += f",PODS:PLAINTEXT,{POD_LISTENER}:SASL_SSL"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -137,7 +142,7 @@ def _server_properties(
         "num.network.threads": "2",
         "num.io.threads": "2",
         "auto.create.topics.enable": "true",
-        **listener_settings(tls_dir, ports),
+        **listener_settings(tls_dir, pods=pods is not None),
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -230,18 +235,31 @@ class KafkaBroker:
         return f"{self.pod_address}:{self.dir.saved_ports()['pods']}"
 
     @property
+    def sasl_ssl_for_pods(self) -> str:
+        """Bootstrap servers of SASL_SSL (SCRAM-SHA-512, `secured.users`) on the bridge address;
+        the broker's certificate is signed by `secured.ca_file` and names that address."""
+        if self.pod_address is None:
+            raise ServiceError("this broker listens on loopback only: no pod can reach it")
+        return f"{self.pod_address}:{self.dir.saved_ports()[POD_PORT]}"
+
+    @property
     def secured(self) -> SecuredListeners:
         """The TLS, mutual TLS and SASL_SSL listeners (loopback only) and their credentials."""
         return secured_listeners(self.tls_dir, self.dir.saved_ports())
 
+    def _port_names(self) -> list[str]:
+        names = ["broker", "controller", *LISTENERS.values()]
+        return names + (["pods", POD_PORT] if self.pod_address else [])
+
     def _has_secured_listeners(self) -> bool:
         saved = self.dir.saved_ports()
-        return all(port in saved for port in LISTENERS.values())
+        return all(port in saved for port in self._port_names())
 
     def environment(self) -> Mapping[str, str]:
         exports = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
         if self.pod_address is not None:
             exports["KAFKA_BOOTSTRAP_SERVERS_FOR_PODS"] = self.bootstrap_servers_for_pods
+            exports["KAFKA_SASL_SSL_BOOTSTRAP_SERVERS_FOR_PODS"] = self.sasl_ssl_for_pods
         if self._has_secured_listeners():
             exports |= self.secured.environment()
         return exports
@@ -305,11 +323,9 @@ class KafkaBroker:
             progress("kafka runs without its secured listeners: restarting it with them")
             self.down()
         self.build()
-        names = ["broker", "controller", *LISTENERS.values()]
-        names += ["pods"] if self.pod_address else []
-        ports = self.dir.ports(names)
+        ports = self.dir.ports(self._port_names())
         pods = (self.pod_address, ports["pods"]) if self.pod_address else None
-        make_certificates(self.tls_dir)
+        make_certificates(self.tls_dir, (self.pod_address,) if self.pod_address else ())
         self.config_dir.mkdir(parents=True, exist_ok=True)
         properties = self.config_dir / "server.properties"
         properties.write_text(_server_properties(self.dir.data, ports, self.tls_dir, pods))

@@ -6,7 +6,10 @@ listens, besides PLAINTEXT (inter-broker traffic stays there), on
 
 - `SSL`: server TLS only; the client checks the broker against the test CA;
 - `MTLS`: TLS that requires a client certificate signed by the test CA;
-- `SASL_SSL`: TLS plus SASL with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, one user per mechanism.
+- `SASL_SSL`: TLS plus SASL with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, one user per mechanism;
+- `PODS_SASL_SSL`, only on the broker pods reach (`pod_kafka_service`): SASL_SSL with SCRAM-SHA-512
+  on the real node's bridge address, so poller pods authenticate with Secrets a kubelet mounted
+  (ADR 027); its certificate names the bridge address, which clients check like a host name.
 
 The certificates are made with openssl once per state folder (EC P-256 keys, PKCS#8 PEM, which
 Kafka reads as `ssl.keystore.type=PEM`, so no keytool). A second CA that the broker does not trust
@@ -29,6 +32,8 @@ from services.base import LOOPBACK, MissingDependency, ServiceError
 # Secured listener → port name in ports.json.
 LISTENERS = {"SSL": "ssl", "MTLS": "mtls", "SASL_SSL": "sasl_ssl"}
 PROTOCOLS = {"SSL": "SSL", "MTLS": "SSL", "SASL_SSL": "SASL_SSL"}
+# The pod-reachable secured listener: one mechanism is enough to prove the mounted Secrets work.
+POD_LISTENER, POD_PORT, POD_MECHANISM = "PODS_SASL_SSL", "pods_sasl_ssl", "SCRAM-SHA-512"
 
 # One user per mechanism, so a client that picked the wrong mechanism is refused. Test-only
 # credentials of a broker that listens on loopback; printed by `scripts/services up kafka`.
@@ -119,8 +124,9 @@ def secured_listeners(tls_dir: Path, ports: Mapping[str, int]) -> SecuredListene
     )
 
 
-def listener_settings(tls_dir: Path, ports: Mapping[str, int]) -> dict[str, str]:
-    """server.properties lines of the secured listeners (listeners themselves: `listeners()`)."""
+def listener_settings(tls_dir: Path, *, pods: bool = False) -> dict[str, str]:
+    """server.properties lines of the secured listeners (listeners themselves: `listeners()`),
+    with `pods` those of the pod-reachable SASL_SSL listener too."""
     plain_user, plain_password = USERS["PLAIN"]
     settings = {
         # A PEM keystore: the key (PKCS#8, unencrypted) followed by the certificate.
@@ -138,6 +144,12 @@ def listener_settings(tls_dir: Path, ports: Mapping[str, int]) -> dict[str, str]
     for mechanism in SCRAM:
         # The credentials themselves are in the cluster metadata (StorageTool --add-scram).
         settings[f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
+    if pods:
+        pod_listener = POD_LISTENER.lower()
+        settings[f"listener.name.{pod_listener}.sasl.enabled.mechanisms"] = POD_MECHANISM
+        settings[f"listener.name.{pod_listener}.{POD_MECHANISM.lower()}.sasl.jaas.config"] = (
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         )
     return settings
@@ -177,7 +189,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectAltName = IP:127.0.0.1,DNS:localhost{extra_names}
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid,issuer
 [client]
@@ -189,9 +201,23 @@ authorityKeyIdentifier = keyid,issuer
 """
 
 
-def make_certificates(tls_dir: Path) -> None:
-    """Create the CAs, the broker's and the clients' certificates once; later starts reuse them."""
-    if (tls_dir / ".complete").exists():
+def _complete_text(addresses: tuple[str, ...]) -> str:
+    # The broker certificate's extra addresses are part of the marker: a folder made for other
+    # addresses (or before pods had a secured listener) is made again. Without extra addresses
+    # the text is what it always was, so the loopback broker's certificates are kept.
+    return "made by tests/services/kafka_listeners.py\n" + "".join(
+        f"subjectAltName IP:{address}\n" for address in addresses
+    )
+
+
+def make_certificates(tls_dir: Path, addresses: tuple[str, ...] = ()) -> None:
+    """Create the CAs, the broker's and the clients' certificates once; later starts reuse them.
+
+    `addresses`: IP addresses the broker's certificate is valid for besides 127.0.0.1 (the
+    bridge address of the pods' listener).
+    """
+    complete = tls_dir / ".complete"
+    if complete.exists() and complete.read_text() == _complete_text(addresses):
         return
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -200,7 +226,8 @@ def make_certificates(tls_dir: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     config = partial / "openssl.cnf"
-    config.write_text(_OPENSSL_CONFIG)
+    extra_names = "".join(f",IP:{address}" for address in addresses)
+    config.write_text(_OPENSSL_CONFIG.format(extra_names=extra_names))
 
     def run(*args: str) -> None:
         done = subprocess.run([openssl, *args], capture_output=True, text=True, cwd=partial)
@@ -238,6 +265,6 @@ def make_certificates(tls_dir: Path) -> None:
     )
     for key in partial.glob("*.key"):
         key.chmod(0o600)
-    (partial / ".complete").write_text("made by tests/services/kafka_listeners.py\n")
+    (partial / ".complete").write_text(_complete_text(addresses))
     shutil.rmtree(tls_dir, ignore_errors=True)
     partial.rename(tls_dir)

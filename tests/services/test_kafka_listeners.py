@@ -8,6 +8,7 @@ wrong port, a broker that is down — cannot pass for the one under test.
 from __future__ import annotations
 
 import ssl
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,12 @@ from aiokafka.errors import KafkaError
 from waiting import eventually
 
 from services.kafka_broker import KafkaBroker, _server_properties
-from services.kafka_listeners import USERS_MARKER, SecuredListeners, make_certificates
+from services.kafka_listeners import (
+    POD_MECHANISM,
+    USERS_MARKER,
+    SecuredListeners,
+    make_certificates,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -212,3 +218,72 @@ def test_data_formatted_without_the_scram_users_is_formatted_again(tmp_path: Pat
     assert meta.read_text() != first  # a new cluster id
     assert not kept.exists()
     assert (broker.dir.data / USERS_MARKER).exists()
+
+
+def _names(certificate: Path) -> str:
+    shown = subprocess.run(
+        ["openssl", "x509", "-in", str(certificate), "-noout", "-ext", "subjectAltName"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return shown.stdout
+
+
+def test_the_brokers_certificate_names_the_pods_address_and_is_made_again_for_it(
+    tmp_path: Path,
+) -> None:
+    """A folder made for loopback only (as before pods had a secured listener) is made again
+    for the bridge address; made for it, it is kept."""
+    tls = tmp_path / "tls"
+    make_certificates(tls)
+    loopback_ca = (tls / "ca.crt").read_bytes()
+    make_certificates(tls)
+    assert (tls / "ca.crt").read_bytes() == loopback_ca  # kept
+    assert "10.88.0.1" not in _names(tls / "server.crt")
+
+    make_certificates(tls, ("10.88.0.1",))
+    assert "IP Address:10.88.0.1" in _names(tls / "server.crt")
+    assert "IP Address:127.0.0.1" in _names(tls / "server.crt")
+    again = (tls / "ca.crt").read_bytes()
+    assert again != loopback_ca
+    make_certificates(tls, ("10.88.0.1",))
+    assert (tls / "ca.crt").read_bytes() == again
+
+
+async def test_the_pods_sasl_ssl_listener_carries_records_on_its_own_address(
+    tmp_path: Path,
+) -> None:
+    """The pods' broker without a node: 127.0.0.2 (any 127/8 address is loopback) stands in for
+    the bridge address; the client checks the broker's certificate against that IP."""
+    broker = KafkaBroker(tmp_path, pod_address="127.0.0.2")
+    broker.up()
+    try:
+        assert broker.sasl_ssl_for_pods.startswith("127.0.0.2:")
+        assert broker.environment()["KAFKA_SASL_SSL_BOOTSTRAP_SERVERS_FOR_PODS"] == (
+            broker.sasl_ssl_for_pods
+        )
+        options = {
+            **_sasl(broker.secured, POD_MECHANISM),
+            "bootstrap_servers": broker.sasl_ssl_for_pods,
+        }
+        broker.create_topic("services-pods-sasl-ssl")
+        producer = AIOKafkaProducer(**options, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait("services-pods-sasl-ssl", b"pods")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            "services-pods-sasl-ssl", **options, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            record = await consumer.getone()
+        finally:
+            await consumer.stop()
+        assert record.value == b"pods"
+        # Another mechanism than the one this listener enables is refused.
+        await _refused(
+            {**_sasl(broker.secured, "PLAIN"), "bootstrap_servers": broker.sasl_ssl_for_pods}
+        )
+    finally:
+        broker.down()
