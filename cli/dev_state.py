@@ -19,6 +19,7 @@ digests the objects name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -297,7 +298,13 @@ class DevObjects:
         live = body.get("status") or {}
         status = mapping_status(generation, enabled, refused, live, self.clock())
         if status_differs(live, status):
-            await self.objects.write_status(store.EVENT_SOURCE_MAPPINGS, namespace, name, status)
+            # Against the version read: a poller's report written in between keeps its Polling,
+            # and that write's change event brings the fold back here.
+            version = str(body["metadata"]["resourceVersion"])
+            with contextlib.suppress(store.Conflict):
+                await self.objects.write_status(
+                    store.EVENT_SOURCE_MAPPINGS, namespace, name, status, resource_version=version
+                )
 
     async def collect_garbage(self, *, now: float | None = None) -> list[CodeDigest]:
         """Sweep the zips no Function or version names (after the store's grace period)."""

@@ -10,6 +10,7 @@ import asyncio
 import copy
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from kfaas.cli.dev_files import (
     state_misplaced,
     stored_body,
 )
+from kfaas.cli.dev_poller_status import StoredMappingStatus
 from kfaas.cli.dev_state import DevObjects
 from kfaas.cli.dev_status import function_status, mapping_status
 from kfaas.code_digests import CodeDigest
@@ -42,6 +44,9 @@ from kfaas.lambda_code import canonical_zip
 from kfaas.lambda_mapping_shapes import mapping_state
 from kfaas.lambda_shapes import function_state, object_facts
 from kfaas.manifests import EventSourceMapping, Function, ManifestError, load_manifests
+from kfaas.pollers.metrics import AUTHENTICATION_FAILED
+from kfaas.pollers.status import PollerReport
+from kfaas.pollers.status import mapping_status as poller_status
 
 OWN = f"python{sys.version_info.major}.{sys.version_info.minor}"
 MISSING = "python3.13" if OWN != "python3.13" else "python3.12"
@@ -228,6 +233,42 @@ def test_a_mapping_is_enabled_disabled_or_failed_for_its_generation() -> None:
     assert mapping_state(body)[0] == "Updating"  # the pollers have not run generation 2 yet
 
 
+def polling(status: str, reason: str, message: str) -> dict[str, Any]:
+    """The condition a poller writes (kfaas.pollers.status), as the store holds it."""
+    return {"type": "Polling", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-11-30T05:00:00Z"}  # fmt: skip
+
+
+def test_a_mapping_folds_the_pollers_polling_into_ready_and_state() -> None:
+    refused = polling("False", "AuthenticationFailed", "SASL authentication failed for 'u'")
+    body: dict[str, Any] = {"metadata": {"generation": 2}, "spec": {"enabled": True}}
+    body["status"] = mapping_status(2, True, None, {"conditions": [refused]}, "t")
+    assert body["status"]["state"] == "Failed"
+    kept, ready = body["status"]["conditions"]
+    assert kept == refused  # the pollers' condition, as they wrote it
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False", "AuthenticationFailed", "SASL authentication failed for 'u'")  # fmt: skip
+    assert mapping_state(body) == ("Failed", "SASL authentication failed for 'u'")
+    # Readable again: Enabled, Ready saying what kfaas dev does, a new transition time.
+    fixed = polling("True", "Polling", "polling; no batch delivered yet")
+    again = mapping_status(2, True, None, {**body["status"], "conditions": [fixed, ready]}, "u")
+    assert again["state"] == "Enabled"
+    assert [(c["type"], c["status"], c["reason"]) for c in again["conditions"]] == [
+        ("Polling", "True", "Polling"), ("Ready", "True", "PollersReady")]  # fmt: skip
+    assert again["conditions"][1]["lastTransitionTime"] == "u"
+
+
+def test_a_disabled_or_refused_mapping_is_not_judged_by_a_stale_report() -> None:
+    stale = {"conditions": [polling("False", "SourceUnreachable", "redis: connection refused")]}
+    disabled = mapping_status(2, False, None, stale, "t")
+    assert disabled["state"] == "Disabled"
+    assert disabled["conditions"][-1]["reason"] == "Disabled"
+    # A mapping that cannot start says why, before any report of its pollers.
+    broken = mapping_status(2, True, "no such broker", stale, "t")
+    assert broken["state"] == "Failed"
+    assert broken["conditions"][-1]["message"] == "no such broker"
+
+
 def test_a_failure_keeps_the_code_that_ran() -> None:
     failed = function_status(1, "ab" * 32, ("RuntimeNotAvailable", "no python3.13"), None, "t")
     assert "codeSha256" not in failed
@@ -360,6 +401,45 @@ async def test_mappings_reach_the_pollers_from_the_store(
             break
         await asyncio.sleep(0.01)
     assert updates[-1] == []
+
+
+async def mapping_when(objects: DirectoryObjectStore, name: str, state: str) -> dict[str, Any]:
+    """The mapping once kfaas dev's status says ``state``."""
+
+    async def reached() -> bool:
+        body = await objects.get(store.EVENT_SOURCE_MAPPINGS, "default", name)
+        return (body.get("status") or {}).get("state") == state
+
+    await eventually_async(reached, within=5, what=f"mapping {name} {state}")
+    return await objects.get(store.EVENT_SOURCE_MAPPINGS, "default", name)
+
+
+async def test_a_pollers_report_that_the_source_is_unreadable_fails_the_mapping(
+    tmp_path: Path, feed: tuple[DevObjects, FunctionRegistry, list[list[EventSourceMapping]]]
+) -> None:
+    """The pollers write through kfaas dev's store as a pod writes to the API server; the next
+    status kfaas dev writes folds their Polling in, and back once they read again (ADR 032)."""
+    dev, _, _ = feed
+    folder = project(tmp_path / "p", "first", mapping=True)
+    await apply_manifests(dev.objects, dev.code, load_manifests([folder]))
+    body = await mapping_when(dev.objects, "orders", "Enabled")
+    reports = StoredMappingStatus(dev.objects, "default", "orders")
+    problem = "Kafka: SASL authentication failed for user 'u'"
+    refused = PollerReport(None, None, None, problem, AUTHENTICATION_FAILED)
+    now = datetime.now(UTC)
+    live = body["status"]
+    await reports.write(poller_status(refused, live, now=now), body["metadata"]["resourceVersion"])
+    body = await mapping_when(dev.objects, "orders", "Failed")
+    assert mapping_state(body) == ("Failed", problem)
+    conditions = {c["type"]: c for c in body["status"]["conditions"]}
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+        "False", AUTHENTICATION_FAILED)  # fmt: skip
+    assert conditions["Polling"]["message"] == problem  # kept as the pollers wrote it
+    reading = PollerReport(0, None, None, None)
+    version = body["metadata"]["resourceVersion"]
+    await reports.write(poller_status(reading, body["status"], now=now), version)
+    body = await mapping_when(dev.objects, "orders", "Enabled")
+    assert mapping_state(body) == ("Enabled", "User action")
 
 
 async def test_the_sweep_keeps_what_functions_name(
