@@ -2,12 +2,13 @@
 
 The operator writes a mapping's `state`, `source` and its own conditions; the pollers add what only
 they know: `lag`, `lastProcessingResult` (in Lambda's words: "OK", "PROBLEM: Function call failed"),
-`lastBatchAt` and a `Polling` condition (False while the source cannot be read). The operator folds
-it into `Ready` and `state` as soon as it sees the write, and never rewrites it. `mapping_status`
-decides what to write from the poller's metrics and the live status, with no I/O; `report_status`
-writes it every `interval` seconds and soon after an outcome changes, at most once per `settle`
-seconds, through a `StatusStore` (the Kubernetes API in `status_clients`). A failed write is logged
-and tried again at the next report: the status is a report, never a reason to stop polling.
+`lastBatchAt` and a `Polling` condition (False while the source cannot be read). The operator (or
+`kfaas dev`) folds it into `Ready` and `state` as soon as it sees the write, and never rewrites
+it. `mapping_status` decides what to write from the poller's metrics and the live status, with no
+I/O; `report_status` writes it every `interval` seconds and soon after an outcome changes, at most
+once per `settle` seconds, through a `StatusStore` (the Kubernetes API in `status_clients`). A
+failed write is logged and tried again at the next report: the status is a report, never a reason
+to stop polling.
 """
 
 from __future__ import annotations
