@@ -7,7 +7,8 @@ Conflict and see the claim. The holder delivers, renews the claim while it retri
 writes ``lastTick`` (also with the precondition, so a replica that lost its claim cannot write
 over the one that took it). A replica that dies leaves its claim to expire; another takes the
 tick over and delivers it again — counted, with the same event id — so no tick is lost across a
-restart. What to do when is ``ticks.decide``/``after_failure``; this module only acts on it.
+restart. What to do when is ``ticks.decide``/``after_failure``; this module only acts on it, and
+what a worker does with one due tick (deliver, retry, dead-letter) is ``firing.py``'s.
 
 Each Schedule with work gets a task of its own (one retrying with backoff must not hold up the
 others); the loop lists every ``poll_seconds`` and sleeps until the earliest due time.
@@ -17,14 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
 
 from kfaas import aiokit
-from kfaas.brokers.errors import DestinationError
 from kfaas.manifests import ManifestError
 from kfaas.object_store import (
     SCHEDULES,
@@ -38,15 +36,14 @@ from kfaas.schedule_manifests import Schedule, ScheduleStatus, parse_date_time, 
 from . import ticks
 from .claims import ClaimLost, ClaimWriter, Stale, status_of
 from .dead_letters import DeadLetters
-from .delivery import Delivery, DeliveryError, RetryableDelivery, failure_reason
+from .delivery import Delivery
+from .firing import TickFiring
 from .metrics import ScheduleMetrics
-from .records import failure_record, missed_line, payload_of
 from .settings import SchedulerSettings
 
 log = logging.getLogger("kfaas.scheduler")
 
 Clock = Callable[[], datetime.datetime]
-TOO_OLD = "older than maximumEventAgeInSeconds before it was delivered"
 
 
 def utc_now() -> datetime.datetime:
@@ -94,9 +91,10 @@ class ScheduleEngine:
         # ``_reported``: their schedules were skipped as busy, so the loop's plan lacks them.
         self._next_look = clock()
         self._reported: list[datetime.datetime] = []
-        self._deliveries = asyncio.Semaphore(self.settings.max_deliveries)
-        # One attempt (a delivery, a dead-letter write) ends well inside the claim's lease.
-        self.attempt_seconds = min(self.settings.claim_seconds / 3, 30.0)
+        self.firing = TickFiring(
+            self.claims, delivery, dead_letters, region=region, settings=self.settings,
+            metrics=self.metrics, clock=clock, draw=draw,
+        )  # fmt: skip
 
     async def run(self) -> None:
         """List, start workers, sleep until the earliest due time or the next poll; repeat."""
@@ -203,7 +201,10 @@ class ScheduleEngine:
                         await self.claims.write(body, decision.status)
                     self._due_at(decision.until)
                     return
-                body = await self._fire(body, decision)
+                parsed = self._parsed(body)
+                assert parsed is not None  # decided on the same body
+                schedule, timeline, _ = parsed
+                body = await self.firing.fire(body, schedule, timeline, decision)
             except Stale as stale:
                 if isinstance(stale, ClaimLost):
                     log.warning("%s: the tick was taken over by another replica", _key(body))
@@ -216,119 +217,6 @@ class ScheduleEngine:
                 log.warning("%s: the store failed, trying again later: %s", _key(body), exc)
                 return
 
-    async def _fire(self, body: Body, fire: ticks.Fire) -> Body:
-        """Claim ``fire.tick``, deliver it (or give it up), and record it done."""
-        parsed = self._parsed(body)
-        assert parsed is not None  # decided on the same body
-        schedule, timeline, _ = parsed
-        uid = str(body["metadata"]["uid"])
-        generation = int(body["metadata"].get("generation") or 1)
-        labels = _labels(schedule)
-        if fire.too_old and schedule.spec.dead_letter_config is None:
-            # Nothing to send: the run of too-old ticks is given up in one write (no claim).
-            last, count = ticks.too_old_run(schedule, timeline, fire.tick, self.clock())
-            body = await self.claims.write(body, ticks.done_status(timeline, last, generation))
-            self._missed(schedule, last, "EventAgeExceeded", fire.attempts, TOO_OLD, count)
-            return body
-        # The race: of the replicas that read the same resourceVersion one claim is written.
-        attempts = fire.attempts + (0 if fire.too_old else 1)
-        body = await self.claims.write(body, self.claims.claim(fire.tick, attempts))
-        if fire.takeover:
-            self.metrics.redeliveries.labels(*labels).inc()
-        condition: ticks.Condition = "EventAgeExceeded"
-        error, status_code = TOO_OLD, 0
-        while not fire.too_old:
-            try:
-                await self._deliver(schedule, uid, fire.tick)
-            except DeliveryError as exc:
-                self.metrics.failures.labels(*labels, failure_reason(exc)).inc()
-                step = ticks.after_failure(
-                    schedule, tick=fire.tick, attempts=attempts,
-                    retryable=isinstance(exc, RetryableDelivery), now=self.clock(),
-                    base_seconds=self.settings.retry_base_seconds, draw=self.draw(),
-                )  # fmt: skip
-                if isinstance(step, ticks.GiveUp):
-                    condition, error, status_code = step.condition, str(exc), exc.status
-                    break
-                body = await self.claims.pause(body, fire.tick, attempts, step.delay)
-                attempts += 1  # counted in the claim before it is made: a takeover knows of it
-                body = await self.claims.write(
-                    body, self.claims.claim(fire.tick, attempts), keep=fire.tick
-                )
-                continue
-            self.metrics.fires.labels(*labels).inc()
-            late = (self.clock() - fire.due).total_seconds()
-            self.metrics.delay.labels(*labels).observe(max(0.0, late))
-            return await self.claims.write(
-                body, ticks.done_status(timeline, fire.tick, generation), keep=fire.tick
-            )
-        if schedule.spec.dead_letter_config is None:
-            self._missed(schedule, fire.tick, condition, attempts, error)
-        else:
-            record = failure_record(
-                schedule, uid, fire.tick, region=self.region, condition=condition,
-                attempts=attempts, status_code=status_code, error=error, now=self.clock(),
-            )  # fmt: skip
-            body = await self._dead_letter(body, schedule, record, fire.tick, attempts)
-        return await self.claims.write(
-            body, ticks.done_status(timeline, fire.tick, generation), keep=fire.tick
-        )
-
-    async def _deliver(self, schedule: Schedule, uid: str, tick: datetime.datetime) -> None:
-        target = schedule.spec.target
-        payload = payload_of(schedule, uid, tick, region=self.region)
-        try:
-            # The wait for a slot counts as the attempt's time: an attempt never outlasts its
-            # share of the claim's lease, however many ticks came due together.
-            async with asyncio.timeout(self.attempt_seconds), self._deliveries:
-                await self.delivery.invoke_async(
-                    schedule.metadata.namespace, target.function_name, target.qualifier, payload
-                )
-        except TimeoutError:
-            raise RetryableDelivery(f"no answer within {self.attempt_seconds:g} s", 0) from None
-
-    async def _dead_letter(
-        self, body: Body, schedule: Schedule, record: dict[str, Any], tick: datetime.datetime,
-        attempts: int,
-    ) -> Body:  # fmt: skip
-        """Write the failure record, trying until it is stored (the claim kept meanwhile)."""
-        destination = schedule.spec.dead_letter_config
-        assert destination is not None
-        failures = 0
-        while True:
-            try:
-                async with asyncio.timeout(self.attempt_seconds):
-                    await self.dead_letters.send(
-                        destination, record, namespace=schedule.metadata.namespace
-                    )
-            except (DestinationError, TimeoutError) as exc:
-                failures += 1
-                self.metrics.failures.labels(*_labels(schedule), "dead_letter").inc()
-                log.warning("%s: dead-letter write failed, retrying: %s", schedule.key, exc)
-                delay = ticks.backoff_delay(failures, self.settings.retry_base_seconds, self.draw())
-                body = await self.claims.pause(body, tick, attempts, delay)
-                continue
-            self.metrics.dead_letters.labels(*_labels(schedule)).inc()
-            return body
-
-    def _missed(
-        self,
-        schedule: Schedule,
-        tick: datetime.datetime,
-        condition: str,
-        attempts: int,
-        error: str,
-        count: int = 1,
-    ) -> None:
-        """Ticks given up with no dead-letter destination: counted and logged, never silent."""
-        self.metrics.missed.labels(*_labels(schedule)).inc(count)
-        line = missed_line(schedule, tick, condition, attempts, error, count)
-        log.warning("%s", json.dumps(line))
-
 
 def _key(body: Body) -> str:
     return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
-
-
-def _labels(schedule: Schedule) -> tuple[str, str, str]:
-    return schedule.metadata.namespace, schedule.metadata.name, schedule.spec.target.function_name
