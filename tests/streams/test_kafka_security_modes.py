@@ -204,12 +204,20 @@ async def test_refusals_are_reported_and_a_fixed_secret_delivers_every_record(
             in condition["message"]
         )
         assert "not-the-password" not in condition["message"] + dev.output()
-        # A Lambda client sees it as the mapping's LastProcessingResult.
-        (shown,) = make_lambda_client(dev.url).list_event_source_mappings(FunctionName="fixed")[
-            "EventSourceMappings"
-        ]
+        # A Lambda client sees it as the mapping's LastProcessingResult, and kfaas dev folds it
+        # into the mapping's Ready and State as the operator does in a cluster (ADR 032).
+        lambda_client = make_lambda_client(dev.url)
+
+        def shown_as(state_wanted: str) -> dict[str, Any] | None:
+            (shown,) = lambda_client.list_event_source_mappings(FunctionName="fixed")[
+                "EventSourceMappings"
+            ]
+            return dict(shown) if shown["State"] == state_wanted else None
+
+        shown = await eventually_async(lambda: shown_as("Failed"), within=10, what="Failed")
         assert shown["LastProcessingResult"].startswith("PROBLEM: Authentication error: ")
         assert "SASL SCRAM-SHA-512 authentication failed" in shown["LastProcessingResult"]
+        assert "SASL SCRAM-SHA-512 authentication failed" in shown["StateTransitionReason"]
         condition = await eventually_async(
             lambda: refused("untrusted"), within=60, what="Polling=False on the foreign CA"
         )
@@ -235,6 +243,7 @@ async def test_refusals_are_reported_and_a_fixed_secret_delivers_every_record(
             return condition is not None and condition["status"] == "True"
 
         await eventually_async(polling, within=30, what="Polling=True once fixed")
+        await eventually_async(lambda: shown_as("Enabled"), within=10, what="Enabled once fixed")
 
 
 async def test_a_mapping_created_with_boto3_names_its_secrets_as_lambda_does(
