@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from kfaas.manifests import API_GROUP, EventSourceMapping, KafkaAuth, KafkaTls
+from kfaas.manifests import API_GROUP, EventSourceMapping, KafkaAuth, KafkaTls, StreamDestination
 
 from .. import names
 from ..config import OperatorConfig
@@ -80,29 +80,24 @@ def referenced_secrets(mapping: EventSourceMapping) -> list[str]:
     return sorted(set(names))
 
 
+def _on_failure(mapping: EventSourceMapping) -> StreamDestination | None:
+    config = mapping.spec.destination_config
+    return config.on_failure if config else None
+
+
 def uses_platform_kafka(mapping: EventSourceMapping) -> bool:
     """A Redis mapping whose on-failure destination is a Kafka topic naming no cluster: it goes
     to the platform's (a Kafka source's destination uses the source's cluster instead)."""
-    spec = mapping.spec
-    target = spec.destination_config.on_failure if spec.destination_config else None
-    return (
-        spec.redis is not None
-        and target is not None
-        and target.kafka is not None
-        and target.kafka.bootstrap_servers is None
-    )
+    target = _on_failure(mapping)
+    kafka = target.kafka if target else None
+    return mapping.spec.redis is not None and kafka is not None and kafka.bootstrap_servers is None
 
 
 def uses_platform_redis(mapping: EventSourceMapping) -> bool:
     """A Kafka mapping whose on-failure destination is a Redis stream naming no server."""
-    spec = mapping.spec
-    target = spec.destination_config.on_failure if spec.destination_config else None
-    return (
-        spec.kafka is not None
-        and target is not None
-        and target.redis is not None
-        and target.redis.url is None
-    )
+    target = _on_failure(mapping)
+    redis = target.redis if target else None
+    return mapping.spec.kafka is not None and redis is not None and redis.url is None
 
 
 def _platform_env(mapping: EventSourceMapping, config: OperatorConfig) -> list[Body]:

@@ -223,19 +223,24 @@ def _slice(labels: dict[str, str], address: str) -> dict[str, Any]:
     }
 
 
-def test_a_cluster_gateway_never_serves_a_version_under_another_code_s_digest(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """ADR 031: applied by hand with a codeSha256 that is not its template's code's (the API
-    server cannot check it), a version is not served; the operator's status says why."""
-    registry = FunctionRegistry()
-    backend = KubernetesBackend(
+def watch_handlers(registry: FunctionRegistry) -> KubernetesBackend:
+    """A cluster gateway's backend whose watch handlers the test calls itself (no API server)."""
+    return KubernetesBackend(
         None,  # type: ignore[arg-type]  # only the watches' handlers are called
         registry,
         platform_namespace="platform",
         replica="r",
         runtime_token_key="key",
     )
+
+
+def test_a_cluster_gateway_never_serves_a_version_under_another_code_s_digest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ADR 031: applied by hand with a codeSha256 that is not its template's code's (the API
+    server cannot check it), a version is not served; the operator's status says why."""
+    registry = FunctionRegistry()
+    backend = watch_handlers(registry)
     spec: dict[str, Any] = {"functionName": "fn", "version": 1, "codeSha256": code_sha256(SPEC),
                             "configSha256": "0" * 64, "template": SPEC}  # fmt: skip
     version = {"metadata": {"name": "fn.1", "namespace": "default"}, "spec": spec}
@@ -253,13 +258,7 @@ def test_a_cluster_gateway_runs_a_version_on_its_own_slices() -> None:
     """The operator labels a version's Service (so its EndpointSlices) with its version: the
     gateway feeds those addresses to `namespace/name:N` alone, with the function's token."""
     registry = FunctionRegistry()
-    backend = KubernetesBackend(
-        None,  # type: ignore[arg-type]  # only the watches' handlers are called
-        registry,
-        platform_namespace="platform",
-        replica="r",
-        runtime_token_key="key",
-    )
+    backend = watch_handlers(registry)
     fed: dict[str, list[str]] = {}
     tokens: set[str] = set()
 
