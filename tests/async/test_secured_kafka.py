@@ -125,14 +125,7 @@ def platform(secured: SecuredListeners, mode: str, folder: Path) -> tuple[str, d
 
 def scram_security(secured: SecuredListeners, mechanism: SaslMechanism) -> KafkaSecurity:
     """The test's own client of the SASL_SSL listener as ``mechanism``'s user."""
-    username, password = secured.users[mechanism]
-    return KafkaSecurity(
-        tls=True,
-        ca_pem=secured.ca_pem,
-        sasl_mechanism=mechanism,
-        username=username,
-        password=password,
-    )
+    return KafkaSecurity(**secured.sasl_client(mechanism))
 
 
 def secret_documents(secured: SecuredListeners, mechanism: str) -> list[dict[str, Any]]:

@@ -31,15 +31,8 @@ pytestmark = pytest.mark.kafka
 def modes(secured: Any) -> dict[str, tuple[str, KafkaSecurity]]:
     """Each mode: the listener it talks to and its security."""
 
-    def sasl(mechanism: Any) -> KafkaSecurity:
-        username, password = secured.users[mechanism]
-        return KafkaSecurity(
-            tls=True,
-            ca_pem=secured.ca_pem,
-            sasl_mechanism=mechanism,
-            username=username,
-            password=password,
-        )
+    def sasl(mechanism: str) -> KafkaSecurity:
+        return KafkaSecurity(**secured.sasl_client(mechanism))
 
     return {
         "tls": (secured.ssl, KafkaSecurity(tls=True, ca_pem=secured.ca_pem)),

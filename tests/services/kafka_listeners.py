@@ -26,6 +26,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.base import LOOPBACK, MissingDependency, ServiceError
 
@@ -89,6 +90,18 @@ class SecuredListeners:
     @property
     def untrusted_client_key_pem(self) -> bytes:
         return self.untrusted_client_key_file.read_bytes()
+
+    def sasl_client(self, mechanism: str) -> dict[str, Any]:
+        """Keyword arguments of kfaas' ``KafkaSecurity`` for a client of the SASL_SSL listener as
+        ``mechanism``'s user (the services package imports nothing of kfaas)."""
+        username, password = self.users[mechanism]
+        return {
+            "tls": True,
+            "ca_pem": self.ca_pem,
+            "sasl_mechanism": mechanism,
+            "username": username,
+            "password": password,
+        }
 
     def environment(self) -> dict[str, str]:
         """The `export` lines of `scripts/services up kafka` for the secured listeners."""
